@@ -1,0 +1,474 @@
+//! [`Connection`]: the RFC 6455 state machine, bytes in and events and bytes out.
+//!
+//! The connection owns a read buffer the I/O layer fills ([`Connection::read_buffer`] or
+//! [`Connection::receive_data`]) and an [`Outgoing`] queue it drains
+//! ([`Connection::outgoing`]). After bytes arrive, call [`Connection::next_message`] until it
+//! returns `Ok(None)`; after every call that may queue bytes (receiving a ping or a close, a
+//! send, an error), write out what [`Connection::outgoing`] holds.
+
+use bytes::{Bytes, BytesMut};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+use crate::{
+    close::{CloseCode, CloseFrame},
+    error::{Error, ProtocolError},
+    frame::{Decoder, DecoderConfig, Frame, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode},
+    message::Message,
+    outgoing::Outgoing,
+    role::Role,
+    utf8::Utf8Validator,
+    utf8_bytes::Utf8Bytes,
+};
+
+/// The default limit on a message: 64 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
+/// The default limit on a frame: 16 MiB.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 << 20;
+
+/// Limits and options of a connection.
+///
+/// # Examples
+///
+/// ```
+/// use socketry_proto::Config;
+///
+/// let config = Config::default().max_message_size(Some(1 << 20));
+/// assert_eq!(config.get_max_message_size(), Some(1 << 20));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    max_message_size: Option<usize>,
+    max_frame_size: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_message_size: Some(DEFAULT_MAX_MESSAGE_SIZE),
+            max_frame_size: Some(DEFAULT_MAX_FRAME_SIZE),
+        }
+    }
+}
+
+impl Config {
+    /// The largest message accepted, in bytes, or `None` for no limit. A larger one fails the
+    /// connection with 1009. The default value is 64 MiB.
+    #[must_use]
+    pub fn max_message_size(mut self, max: Option<usize>) -> Self {
+        self.max_message_size = max;
+        self
+    }
+
+    /// The largest frame payload accepted, in bytes, or `None` for no limit. A larger one fails
+    /// the connection with 1009. The default value is 16 MiB.
+    #[must_use]
+    pub fn max_frame_size(mut self, max: Option<usize>) -> Self {
+        self.max_frame_size = max;
+        self
+    }
+
+    /// The message limit.
+    pub fn get_max_message_size(&self) -> Option<usize> {
+        self.max_message_size
+    }
+
+    /// The frame limit.
+    pub fn get_max_frame_size(&self) -> Option<usize> {
+        self.max_frame_size
+    }
+}
+
+/// Where the connection is in its life (RFC 6455 §4, §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    CloseSent,
+    /// Both close frames were exchanged, or the connection failed: only the transport remains
+    /// to be closed.
+    Closed,
+}
+
+/// A fragmented message being assembled.
+#[derive(Debug)]
+struct Partial {
+    opcode: OpCode,
+    data: BytesMut,
+}
+
+/// The sans-I/O WebSocket connection for one role.
+///
+/// # Examples
+///
+/// A server receives a masked ping and answers it with a pong:
+///
+/// ```
+/// use socketry_proto::{Config, Connection, Message, Role};
+///
+/// let mut server = Connection::new(Role::Server, Config::default());
+/// server.receive_data(&[0x89, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+/// let msg = server.next_message().unwrap().unwrap();
+/// assert_eq!(msg, Message::Ping("hi".into()));
+/// assert_eq!(server.outgoing().chunk(), b"\x8a\x02hi"); // the pong, queued
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    state: State,
+    read_buf: BytesMut,
+    decoder: Decoder,
+    partial: Option<Partial>,
+    utf8: Utf8Validator,
+    /// Payload bytes of the frame in progress already fed to `utf8`.
+    utf8_fed: usize,
+    out: Outgoing,
+    /// The error that failed the connection, returned once.
+    failure: Option<ProtocolError>,
+    /// Only clients mask; a CSPRNG because RFC 6455 §5.3 wants unpredictable keys.
+    mask_rng: Option<Box<StdRng>>,
+}
+
+impl Connection {
+    /// A connection in the open state, as after a successful handshake.
+    pub fn new(role: Role, config: Config) -> Self {
+        Self {
+            role,
+            config,
+            state: State::Open,
+            read_buf: BytesMut::new(),
+            decoder: Decoder::with_config(DecoderConfig {
+                role,
+                max_frame_size: config.max_frame_size,
+                allowed_rsv: 0,
+            }),
+            partial: None,
+            utf8: Utf8Validator::default(),
+            utf8_fed: 0,
+            out: Outgoing::default(),
+            failure: None,
+            mask_rng: (role == Role::Client).then(|| Box::new(StdRng::from_os_rng())),
+        }
+    }
+
+    /// This endpoint's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Changes the limits; they apply from the next frame.
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+        self.decoder.set_max_frame_size(config.max_frame_size);
+    }
+
+    // ----- receiving -----
+
+    /// The buffer received bytes go into. The I/O layer may read straight into it (then call
+    /// [`next_message`](Self::next_message)); it must only append.
+    pub fn read_buffer(&mut self) -> &mut BytesMut {
+        &mut self.read_buf
+    }
+
+    /// Appends received bytes; then call [`next_message`](Self::next_message).
+    pub fn receive_data(&mut self, data: &[u8]) {
+        self.read_buf.extend_from_slice(data);
+    }
+
+    /// The next complete message from the received bytes, or `Ok(None)` if more bytes are
+    /// needed (or the connection is closed).
+    ///
+    /// Pings are answered and a close is replied to here: check
+    /// [`outgoing`](Self::outgoing) after every call. Every message is still handed back, so
+    /// the application sees pings, pongs and the peer's close.
+    ///
+    /// # Errors
+    ///
+    /// A [`ProtocolError`] when the peer breaks the protocol. A close frame with the error's
+    /// [`close_code`](ProtocolError::close_code) is then queued, the state becomes
+    /// [`State::Closed`], and later calls return `Ok(None)`.
+    pub fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
+        loop {
+            if self.state == State::Closed {
+                return match self.failure.take() {
+                    Some(err) => Err(err),
+                    None => Ok(None),
+                };
+            }
+            match self.decoder.decode(&mut self.read_buf) {
+                Ok(Some(frame)) => match self.on_frame(frame) {
+                    Ok(Some(message)) => return Ok(Some(message)),
+                    Ok(None) => {}
+                    Err(err) => self.fail_with(err),
+                },
+                Ok(None) => match self.check_partial_frame() {
+                    Ok(()) => return Ok(None),
+                    Err(err) => self.fail_with(err),
+                },
+                Err(err) => self.fail_with(err),
+            }
+        }
+    }
+
+    /// How many more bytes the frame in progress needs, to size the next read; 0 if unknown.
+    pub fn bytes_wanted(&self) -> usize {
+        match self.decoder.partial_payload(&self.read_buf) {
+            Some((header, arrived)) => (header.payload_len as usize).saturating_sub(arrived.len()),
+            None => 0,
+        }
+    }
+
+    /// Checks the frame whose payload is still arriving, so that a too-large message or
+    /// invalid text fails the connection before the frame ends (RFC 6455 §8.1 "fail fast").
+    fn check_partial_frame(&mut self) -> Result<(), ProtocolError> {
+        let Some((header, arrived)) = self.decoder.partial_payload(&self.read_buf) else {
+            return Ok(());
+        };
+        let header = *header;
+        if header.opcode.is_control() {
+            return Ok(());
+        }
+        self.check_data_header(&header)?;
+        if self.is_text(&header) && arrived.len() > self.utf8_fed {
+            self.utf8.feed(&arrived[self.utf8_fed..])?;
+            self.utf8_fed = arrived.len();
+        }
+        Ok(())
+    }
+
+    fn is_text(&self, header: &FrameHeader) -> bool {
+        match header.opcode {
+            OpCode::Text => true,
+            OpCode::Continuation => self.partial.as_ref().is_some_and(|p| p.opcode == OpCode::Text),
+            _ => false,
+        }
+    }
+
+    /// Fragmentation order (RFC 6455 §5.4) and the message limit, from a data frame's header.
+    fn check_data_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        let assembled = match (header.opcode, &self.partial) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Continuation, Some(partial)) => partial.data.len(),
+            (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (_, None) => 0,
+        };
+        let size = assembled as u64 + header.payload_len;
+        match self.config.max_message_size {
+            Some(max) if size > max as u64 => Err(ProtocolError::MessageTooBig { size, max }),
+            _ => Ok(()),
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame) -> Result<Option<Message>, ProtocolError> {
+        match frame.opcode {
+            OpCode::Ping => {
+                if self.state == State::Open {
+                    self.queue_frame(OpCode::Pong, frame.payload.clone());
+                }
+                Ok(Some(Message::Ping(frame.payload)))
+            }
+            OpCode::Pong => Ok(Some(Message::Pong(frame.payload))),
+            OpCode::Close => {
+                let close = CloseFrame::parse(&frame.payload)?;
+                if self.state == State::Open {
+                    // RFC 6455 §5.5.1: answer with a close frame, echoing the status code.
+                    let reply = close.as_ref().map(|c| CloseFrame::new(c.code, ""));
+                    self.queue_close(reply.as_ref());
+                }
+                self.state = State::Closed;
+                Ok(Some(Message::Close(close)))
+            }
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => self.on_data_frame(frame),
+        }
+    }
+
+    fn on_data_frame(&mut self, frame: Frame) -> Result<Option<Message>, ProtocolError> {
+        let header = FrameHeader {
+            fin: frame.fin,
+            rsv: frame.rsv,
+            opcode: frame.opcode,
+            mask: None,
+            payload_len: frame.payload.len() as u64,
+        };
+        self.check_data_header(&header)?;
+        if self.is_text(&header) {
+            self.utf8.feed(&frame.payload[self.utf8_fed..])?;
+            if frame.fin {
+                self.utf8.finish()?;
+            }
+        }
+        self.utf8_fed = 0;
+        let (opcode, payload) = match (frame.fin, frame.opcode) {
+            (true, OpCode::Continuation) => {
+                let mut partial = self.partial.take().expect("checked by check_data_header");
+                partial.data.extend_from_slice(&frame.payload);
+                (partial.opcode, partial.data.freeze())
+            }
+            (true, opcode) => (opcode, frame.payload),
+            (false, OpCode::Continuation) => {
+                let partial = self.partial.as_mut().expect("checked by check_data_header");
+                partial.data.extend_from_slice(&frame.payload);
+                return Ok(None);
+            }
+            (false, opcode) => {
+                let mut data = BytesMut::with_capacity(frame.payload.len() * 2);
+                data.extend_from_slice(&frame.payload);
+                self.partial = Some(Partial { opcode, data });
+                return Ok(None);
+            }
+        };
+        Ok(Some(match opcode {
+            OpCode::Text => Message::Text(Utf8Bytes::from_validated(payload)),
+            _ => Message::Binary(payload),
+        }))
+    }
+
+    /// Fails the connection: queue the close frame the error calls for, unless one was sent.
+    fn fail_with(&mut self, err: ProtocolError) {
+        if self.state == State::Open {
+            let frame = CloseFrame::new(err.close_code(), err.close_reason());
+            self.queue_close(Some(&frame));
+        }
+        self.state = State::Closed;
+        self.partial = None;
+        self.read_buf.clear();
+        self.failure = Some(err);
+    }
+
+    /// Fails the connection for a reason of the application's (a keepalive timeout, say):
+    /// queues a close frame with `code` and `reason` unless one was sent, and closes.
+    pub fn fail(&mut self, code: CloseCode, reason: &str) {
+        if self.state == State::Open {
+            self.queue_close(Some(&CloseFrame::new(code, reason)));
+        }
+        self.state = State::Closed;
+        self.partial = None;
+    }
+
+    // ----- sending -----
+
+    /// The bytes queued for the peer.
+    pub fn outgoing(&self) -> &Outgoing {
+        &self.out
+    }
+
+    /// The bytes queued for the peer, to advance after a write.
+    pub fn outgoing_mut(&mut self) -> &mut Outgoing {
+        &mut self.out
+    }
+
+    /// Queues a message.
+    ///
+    /// A close message starts the closing handshake ([`send_close`](Self::send_close)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyClosed`] for a data message or ping after our close frame was sent;
+    /// [`Error::InvalidMessage`] for a control payload over 125 bytes or an invalid close code.
+    pub fn send(&mut self, message: Message) -> Result<(), Error> {
+        match message {
+            Message::Text(text) => self.send_data(OpCode::Text, text.into_bytes()),
+            Message::Binary(data) => self.send_data(OpCode::Binary, data),
+            Message::Ping(data) => self.send_control(OpCode::Ping, data),
+            Message::Pong(data) => self.send_control(OpCode::Pong, data),
+            Message::Close(frame) => self.send_close(frame.as_ref()),
+        }
+    }
+
+    /// Queues one frame of a data message: `opcode` is `Text` or `Binary` for the first frame
+    /// and `Continuation` for the others; `fin` ends the message. The caller keeps the order
+    /// right (RFC 6455 §5.4) and, for text, UTF-8 valid as a whole.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyClosed`] after our close frame was sent; [`Error::InvalidMessage`] for
+    /// a control opcode.
+    pub fn send_frame(&mut self, opcode: OpCode, payload: Bytes, fin: bool) -> Result<(), Error> {
+        if opcode.is_control() {
+            return Err(Error::InvalidMessage("send_frame takes data opcodes"));
+        }
+        self.ensure_open()?;
+        self.queue_frame_fin(opcode, payload, fin);
+        Ok(())
+    }
+
+    fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
+        self.ensure_open()?;
+        self.queue_frame(opcode, payload);
+        Ok(())
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(Error::InvalidMessage("control payload over 125 bytes"));
+        }
+        self.ensure_open()?;
+        self.queue_frame(opcode, payload);
+        Ok(())
+    }
+
+    /// Starts the closing handshake by queuing a close frame (`None`: no status code).
+    ///
+    /// Idempotent: once a close frame was sent, this does nothing. After it, keep reading until
+    /// [`next_message`](Self::next_message) yields the peer's close (or a timeout passes), then
+    /// close the transport.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`] for a code that may not be sent (1005, 1006, 1015, reserved).
+    pub fn send_close(&mut self, frame: Option<&CloseFrame>) -> Result<(), Error> {
+        if frame.is_some_and(|f| !f.code.is_valid()) {
+            return Err(Error::InvalidMessage("close code may not be sent"));
+        }
+        if self.state == State::Open {
+            self.queue_close(frame);
+            self.state = State::CloseSent;
+        }
+        Ok(())
+    }
+
+    fn ensure_open(&self) -> Result<(), Error> {
+        match self.state {
+            State::Open => Ok(()),
+            _ => Err(Error::AlreadyClosed),
+        }
+    }
+
+    fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        let mut payload = Vec::new();
+        if let Some(frame) = frame {
+            frame.encode(&mut payload);
+        }
+        self.queue_frame(OpCode::Close, Bytes::from(payload));
+    }
+
+    fn queue_frame(&mut self, opcode: OpCode, payload: Bytes) {
+        self.queue_frame_fin(opcode, payload, true);
+    }
+
+    fn queue_frame_fin(&mut self, opcode: OpCode, payload: Bytes, fin: bool) {
+        let header = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask: self.mask_rng.as_mut().map(|rng| rng.random()),
+            payload_len: payload.len() as u64,
+        };
+        self.out.push_frame(&header, payload);
+    }
+}
+
+#[cfg(test)]
+mod tests;

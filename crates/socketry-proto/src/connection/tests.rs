@@ -1,0 +1,477 @@
+//! Connection tests: bytes in, events and bytes out; grouped by RFC 6455 section, with
+//! client and server twins.
+
+use super::*;
+use crate::frame::{RSV1, encode_frame};
+
+const KEY: [u8; 4] = [0xa1, 0xb2, 0xc3, 0xd4];
+
+fn server() -> Connection {
+    Connection::new(Role::Server, Config::default())
+}
+
+fn client() -> Connection {
+    Connection::new(Role::Client, Config::default())
+}
+
+/// A frame as the peer of `receiver` would send it.
+fn frame_to(receiver: &Connection, fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mask = (receiver.role() == Role::Server).then_some(KEY);
+    let mut buf = BytesMut::new();
+    encode_frame(&mut buf, fin, 0, opcode, mask, payload);
+    buf.to_vec()
+}
+
+fn drain_outgoing(conn: &mut Connection) -> Vec<u8> {
+    let mut all = Vec::new();
+    while !conn.outgoing().is_empty() {
+        let chunk = conn.outgoing().chunk().to_vec();
+        conn.outgoing_mut().advance(chunk.len());
+        all.extend_from_slice(&chunk);
+    }
+    all
+}
+
+/// Decodes what `conn` queued as its peer would see it.
+fn sent_frames(conn: &mut Connection) -> Vec<Frame> {
+    let peer = match conn.role() {
+        Role::Server => Role::Client,
+        Role::Client => Role::Server,
+    };
+    let mut decoder = Decoder::with_config(DecoderConfig {
+        role: peer,
+        max_frame_size: None,
+        allowed_rsv: 0,
+    });
+    let mut buf = BytesMut::from(&drain_outgoing(conn)[..]);
+    let mut frames = Vec::new();
+    while let Some(frame) = decoder.decode(&mut buf).unwrap() {
+        frames.push(frame);
+    }
+    assert!(buf.is_empty());
+    frames
+}
+
+fn receive_all(conn: &mut Connection, bytes: &[u8]) -> Result<Vec<Message>, ProtocolError> {
+    conn.receive_data(bytes);
+    let mut messages = Vec::new();
+    while let Some(m) = conn.next_message()? {
+        messages.push(m);
+    }
+    Ok(messages)
+}
+
+/// RFC 6455 §7.1.7: the connection failed with `code` — a close frame with it went out.
+#[track_caller]
+fn assert_connection_failing(conn: &mut Connection, code: CloseCode) {
+    assert_eq!(conn.state(), State::Closed);
+    let frames = sent_frames(conn);
+    let last = frames.last().expect("a close frame was queued");
+    assert_eq!(last.opcode, OpCode::Close);
+    let close = CloseFrame::parse(&last.payload).unwrap().unwrap();
+    assert_eq!(close.code, code, "reason: {}", close.reason);
+    assert!(!close.reason.is_empty(), "a short reason is given");
+}
+
+fn both_roles() -> [Connection; 2] {
+    [server(), client()]
+}
+
+// §5.6 data frames
+
+#[test]
+fn server_receives_text_and_binary() {
+    for mut conn in both_roles() {
+        let mut wire = frame_to(&conn, true, OpCode::Text, "héllo".as_bytes());
+        wire.extend(frame_to(&conn, true, OpCode::Binary, &[0, 1, 2]));
+        let messages = receive_all(&mut conn, &wire).unwrap();
+        assert_eq!(
+            messages,
+            vec![Message::text("héllo"), Message::binary(vec![0, 1, 2])],
+            "{:?}",
+            conn.role()
+        );
+    }
+}
+
+#[test]
+fn messages_arrive_whole_under_one_byte_chunking() {
+    for mut conn in both_roles() {
+        let wire = frame_to(&conn, true, OpCode::Text, "abc€".as_bytes());
+        let mut messages = Vec::new();
+        for byte in &wire {
+            messages.extend(receive_all(&mut conn, &[*byte]).unwrap());
+        }
+        assert_eq!(messages, vec![Message::text("abc€")]);
+    }
+}
+
+#[test]
+fn sent_frames_are_masked_by_clients_only() {
+    let mut c = client();
+    c.send(Message::text("hi")).unwrap();
+    let wire = drain_outgoing(&mut c);
+    assert_eq!(wire[1] & 0x80, 0x80, "client masks");
+    let mut s = server();
+    s.send(Message::text("hi")).unwrap();
+    assert_eq!(drain_outgoing(&mut s), b"\x81\x02hi", "server does not");
+}
+
+// §5.4 fragmentation
+
+#[test]
+fn fragmented_message_is_assembled_with_control_frames_in_between() {
+    for mut conn in both_roles() {
+        let mut wire = frame_to(&conn, false, OpCode::Text, b"frag");
+        wire.extend(frame_to(&conn, true, OpCode::Ping, b"p"));
+        wire.extend(frame_to(&conn, false, OpCode::Continuation, &"ment€".as_bytes()[..6]));
+        wire.extend(frame_to(&conn, true, OpCode::Continuation, &"€".as_bytes()[2..]));
+        let messages = receive_all(&mut conn, &wire).unwrap();
+        assert_eq!(
+            messages,
+            vec![Message::Ping("p".into()), Message::text("fragment€")]
+        );
+    }
+}
+
+#[test]
+fn continuation_without_a_message_fails_with_1002() {
+    for mut conn in both_roles() {
+        let wire = frame_to(&conn, true, OpCode::Continuation, b"x");
+        let err = receive_all(&mut conn, &wire).unwrap_err();
+        assert_eq!(err, ProtocolError::UnexpectedContinuation);
+        assert_connection_failing(&mut conn, CloseCode::PROTOCOL_ERROR);
+    }
+}
+
+#[test]
+fn new_message_inside_a_fragmented_one_fails_with_1002() {
+    for mut conn in both_roles() {
+        let mut wire = frame_to(&conn, false, OpCode::Binary, b"x");
+        wire.extend(frame_to(&conn, true, OpCode::Text, b"y"));
+        let err = receive_all(&mut conn, &wire).unwrap_err();
+        assert_eq!(err, ProtocolError::ExpectedContinuation);
+        assert_connection_failing(&mut conn, CloseCode::PROTOCOL_ERROR);
+    }
+}
+
+#[test]
+fn send_frame_fragments_a_message() {
+    let mut s = server();
+    s.send_frame(OpCode::Text, "ab".into(), false).unwrap();
+    s.send_frame(OpCode::Continuation, "cd".into(), true).unwrap();
+    let mut c = client();
+    let wire = drain_outgoing(&mut s);
+    assert_eq!(receive_all(&mut c, &wire).unwrap(), vec![Message::text("abcd")]);
+}
+
+// §5.2 framing errors reach the connection
+
+#[test]
+fn server_receives_unmasked_frame_and_fails_with_1002() {
+    let mut conn = server();
+    let err = receive_all(&mut conn, b"\x81\x02hi").unwrap_err();
+    assert_eq!(err, ProtocolError::UnmaskedClientFrame);
+    assert_connection_failing(&mut conn, CloseCode::PROTOCOL_ERROR);
+}
+
+#[test]
+fn client_receives_masked_frame_and_fails_with_1002() {
+    let mut conn = client();
+    let mut wire = BytesMut::new();
+    encode_frame(&mut wire, true, 0, OpCode::Text, Some(KEY), b"hi");
+    let err = receive_all(&mut conn, &wire).unwrap_err();
+    assert_eq!(err, ProtocolError::MaskedServerFrame);
+    assert_connection_failing(&mut conn, CloseCode::PROTOCOL_ERROR);
+}
+
+#[test]
+fn reserved_bits_fail_with_1002() {
+    for mut conn in both_roles() {
+        let mut wire = BytesMut::new();
+        let mask = (conn.role() == Role::Server).then_some(KEY);
+        encode_frame(&mut wire, true, RSV1, OpCode::Text, mask, b"hi");
+        assert_eq!(
+            receive_all(&mut conn, &wire).unwrap_err(),
+            ProtocolError::ReservedBits
+        );
+        assert_connection_failing(&mut conn, CloseCode::PROTOCOL_ERROR);
+    }
+}
+
+#[test]
+fn errors_are_returned_once_then_the_connection_is_quiet() {
+    let mut conn = server();
+    assert!(receive_all(&mut conn, b"\x81\x02hi").is_err());
+    assert_eq!(conn.next_message(), Ok(None));
+    assert_eq!(receive_all(&mut conn, b"more garbage"), Ok(vec![]));
+    assert!(matches!(
+        conn.send(Message::text("x")),
+        Err(Error::AlreadyClosed)
+    ));
+}
+
+// §5.5.2-3 ping and pong
+
+#[test]
+fn ping_is_answered_with_a_pong_of_the_same_payload() {
+    for mut conn in both_roles() {
+        let wire = frame_to(&conn, true, OpCode::Ping, b"are you there");
+        let messages = receive_all(&mut conn, &wire).unwrap();
+        assert_eq!(messages, vec![Message::Ping("are you there".into())]);
+        let sent = sent_frames(&mut conn);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].opcode, OpCode::Pong);
+        assert_eq!(&sent[0].payload[..], b"are you there");
+    }
+}
+
+#[test]
+fn pong_is_delivered_and_not_answered() {
+    for mut conn in both_roles() {
+        let wire = frame_to(&conn, true, OpCode::Pong, b"x");
+        assert_eq!(
+            receive_all(&mut conn, &wire).unwrap(),
+            vec![Message::Pong("x".into())]
+        );
+        assert!(conn.outgoing().is_empty());
+    }
+}
+
+#[test]
+fn sending_a_control_frame_over_125_bytes_is_refused() {
+    let mut conn = server();
+    assert!(matches!(
+        conn.send(Message::Ping(vec![0; 126].into())),
+        Err(Error::InvalidMessage(_))
+    ));
+    assert!(conn.send(Message::Ping(vec![0; 125].into())).is_ok());
+}
+
+// §5.5.1 and §7 closing
+
+#[test]
+fn peer_close_is_echoed_and_closes() {
+    for mut conn in both_roles() {
+        let mut payload = 4000u16.to_be_bytes().to_vec();
+        payload.extend_from_slice(b"done");
+        let wire = frame_to(&conn, true, OpCode::Close, &payload);
+        let messages = receive_all(&mut conn, &wire).unwrap();
+        assert_eq!(
+            messages,
+            vec![Message::Close(Some(CloseFrame::new(4000.into(), "done")))]
+        );
+        assert_eq!(conn.state(), State::Closed);
+        let sent = sent_frames(&mut conn);
+        assert_eq!(sent[0].opcode, OpCode::Close);
+        assert_eq!(&sent[0].payload[..], &4000u16.to_be_bytes());
+    }
+}
+
+#[test]
+fn empty_peer_close_gets_an_empty_reply() {
+    for mut conn in both_roles() {
+        let wire = frame_to(&conn, true, OpCode::Close, b"");
+        assert_eq!(receive_all(&mut conn, &wire).unwrap(), vec![Message::Close(None)]);
+        let sent = sent_frames(&mut conn);
+        assert!(sent[0].payload.is_empty());
+    }
+}
+
+#[test]
+fn our_close_then_peer_close_completes_the_handshake() {
+    for mut conn in both_roles() {
+        conn.send_close(Some(&CloseFrame::new(CloseCode::NORMAL, "bye")))
+            .unwrap();
+        assert_eq!(conn.state(), State::CloseSent);
+        assert_eq!(sent_frames(&mut conn)[0].opcode, OpCode::Close);
+        // Data still arriving after our close is delivered (RFC 6455 §7.1.2).
+        let mut wire = frame_to(&conn, true, OpCode::Text, b"late");
+        wire.extend(frame_to(&conn, true, OpCode::Close, &1000u16.to_be_bytes()));
+        let messages = receive_all(&mut conn, &wire).unwrap();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(conn.state(), State::Closed);
+        assert!(conn.outgoing().is_empty(), "no second close frame");
+        assert!(matches!(conn.send(Message::text("x")), Err(Error::AlreadyClosed)));
+    }
+}
+
+#[test]
+fn send_close_is_idempotent() {
+    let mut conn = server();
+    conn.send_close(None).unwrap();
+    conn.send_close(Some(&CloseFrame::new(CloseCode::NORMAL, ""))).unwrap();
+    assert_eq!(sent_frames(&mut conn).len(), 1);
+}
+
+#[test]
+fn sending_a_reserved_close_code_is_refused() {
+    let mut conn = server();
+    for code in [1005u16, 1006, 1015, 999] {
+        assert!(conn.send_close(Some(&CloseFrame::new(code.into(), ""))).is_err());
+    }
+    assert_eq!(conn.state(), State::Open);
+}
+
+#[test]
+fn invalid_close_payloads_fail_the_connection() {
+    let cases: [(&[u8], CloseCode); 4] = [
+        (&[0x03], CloseCode::PROTOCOL_ERROR),
+        (&[0x03, 0xed], CloseCode::PROTOCOL_ERROR), // 1005
+        (&[0x03, 0xe8, 0xc0, 0xaf], CloseCode::INVALID_PAYLOAD),
+        (&[0x00, 0x00], CloseCode::PROTOCOL_ERROR),
+    ];
+    for (payload, code) in cases {
+        for mut conn in both_roles() {
+            let wire = frame_to(&conn, true, OpCode::Close, payload);
+            assert!(receive_all(&mut conn, &wire).is_err());
+            assert_connection_failing(&mut conn, code);
+        }
+    }
+}
+
+#[test]
+fn fail_sends_the_given_code_once() {
+    let mut conn = server();
+    conn.fail(CloseCode::INTERNAL_ERROR, "keepalive timeout");
+    conn.fail(CloseCode::INTERNAL_ERROR, "again");
+    let sent = sent_frames(&mut conn);
+    assert_eq!(sent.len(), 1);
+    let close = CloseFrame::parse(&sent[0].payload).unwrap().unwrap();
+    assert_eq!(close, CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive timeout"));
+}
+
+// §8.1 UTF-8 handling
+
+#[test]
+fn invalid_utf8_fails_with_1007() {
+    for mut conn in both_roles() {
+        let wire = frame_to(&conn, true, OpCode::Text, &[b'a', 0xff]);
+        assert_eq!(receive_all(&mut conn, &wire).unwrap_err(), ProtocolError::InvalidUtf8);
+        assert_connection_failing(&mut conn, CloseCode::INVALID_PAYLOAD);
+    }
+}
+
+#[test]
+fn invalid_utf8_fails_at_the_first_bad_fragment() {
+    for mut conn in both_roles() {
+        let mut wire = frame_to(&conn, false, OpCode::Text, b"good");
+        wire.extend(frame_to(&conn, false, OpCode::Continuation, &[0xf4, 0x90]));
+        // The final fragment never arrives: the error must not wait for it.
+        assert_eq!(receive_all(&mut conn, &wire).unwrap_err(), ProtocolError::InvalidUtf8);
+        assert_connection_failing(&mut conn, CloseCode::INVALID_PAYLOAD);
+    }
+}
+
+#[test]
+fn invalid_utf8_fails_before_the_frame_is_complete() {
+    for mut conn in both_roles() {
+        let wire = frame_to(&conn, true, OpCode::Text, &[b'o', b'k', 0xce, 0xba, 0xff, 1, 2, 3]);
+        // Only part of the payload arrives, including the bad byte.
+        let head = wire.len() - 3;
+        assert_eq!(
+            receive_all(&mut conn, &wire[..head]).unwrap_err(),
+            ProtocolError::InvalidUtf8
+        );
+        assert_connection_failing(&mut conn, CloseCode::INVALID_PAYLOAD);
+    }
+}
+
+#[test]
+fn code_point_split_across_fragments_is_valid() {
+    for mut conn in both_roles() {
+        let bytes = "𝄞".as_bytes();
+        let mut wire = frame_to(&conn, false, OpCode::Text, &bytes[..1]);
+        wire.extend(frame_to(&conn, false, OpCode::Continuation, &bytes[1..3]));
+        wire.extend(frame_to(&conn, true, OpCode::Continuation, &bytes[3..]));
+        let mut messages = Vec::new();
+        for chunk in wire.chunks(3) {
+            messages.extend(receive_all(&mut conn, chunk).unwrap());
+        }
+        assert_eq!(messages, vec![Message::text("𝄞")]);
+    }
+}
+
+#[test]
+fn message_ending_inside_a_code_point_fails_with_1007() {
+    for mut conn in both_roles() {
+        let wire = frame_to(&conn, true, OpCode::Text, &"€".as_bytes()[..2]);
+        assert_eq!(receive_all(&mut conn, &wire).unwrap_err(), ProtocolError::InvalidUtf8);
+    }
+}
+
+#[test]
+fn binary_messages_are_not_utf8_checked() {
+    for mut conn in both_roles() {
+        let wire = frame_to(&conn, true, OpCode::Binary, &[0xff, 0xfe]);
+        assert_eq!(receive_all(&mut conn, &wire).unwrap().len(), 1);
+    }
+}
+
+// §10.4 limits
+
+#[test]
+fn message_over_the_limit_fails_with_1009_before_its_payload_arrives() {
+    for role in [Role::Server, Role::Client] {
+        let mut conn = Connection::new(role, Config::default().max_message_size(Some(10)));
+        let mut wire = frame_to(&conn, false, OpCode::Binary, &[0; 6]);
+        let second = frame_to(&conn, true, OpCode::Continuation, &[0; 5]);
+        // Only the second frame's header arrives.
+        let header_len = second.len() - 5;
+        wire.extend_from_slice(&second[..header_len]);
+        let err = receive_all(&mut conn, &wire).unwrap_err();
+        assert!(matches!(err, ProtocolError::MessageTooBig { size: 11, max: 10 }));
+        assert_connection_failing(&mut conn, CloseCode::MESSAGE_TOO_BIG);
+    }
+}
+
+#[test]
+fn message_at_the_limit_is_accepted() {
+    let mut conn = Connection::new(Role::Client, Config::default().max_message_size(Some(10)));
+    let mut wire = frame_to(&conn, false, OpCode::Binary, &[0; 6]);
+    wire.extend(frame_to(&conn, true, OpCode::Continuation, &[0; 4]));
+    assert_eq!(receive_all(&mut conn, &wire).unwrap().len(), 1);
+}
+
+#[test]
+fn frame_over_the_limit_fails_with_1009() {
+    let mut conn = Connection::new(Role::Client, Config::default().max_frame_size(Some(4)));
+    let wire = frame_to(&conn, true, OpCode::Binary, &[0; 5]);
+    assert!(matches!(
+        receive_all(&mut conn, &wire[..2]).unwrap_err(),
+        ProtocolError::FrameTooBig { .. }
+    ));
+    assert_connection_failing(&mut conn, CloseCode::MESSAGE_TOO_BIG);
+}
+
+#[test]
+fn limits_are_on_by_default() {
+    let config = Config::default();
+    assert_eq!(config.get_max_message_size(), Some(64 << 20));
+    assert_eq!(config.get_max_frame_size(), Some(16 << 20));
+}
+
+// Zero-copy and batching
+
+#[test]
+fn single_frame_payload_is_not_copied() {
+    let mut conn = client();
+    conn.receive_data(&frame_to(&conn, true, OpCode::Binary, &[7; 100]));
+    let buffer_start = conn.read_buffer().as_ptr() as usize;
+    let Some(Message::Binary(payload)) = conn.next_message().unwrap() else {
+        panic!("expected binary")
+    };
+    let payload_start = payload.as_ptr() as usize;
+    assert_eq!(payload_start, buffer_start + 2, "payload points into the read buffer");
+}
+
+#[test]
+fn replies_to_many_pings_leave_in_one_contiguous_chunk() {
+    let mut conn = server();
+    let mut wire = Vec::new();
+    for i in 0..50u8 {
+        wire.extend(frame_to(&conn, true, OpCode::Ping, &[i]));
+    }
+    assert_eq!(receive_all(&mut conn, &wire).unwrap().len(), 50);
+    assert_eq!(conn.outgoing().chunk().len(), 50 * 3);
+}

@@ -1,0 +1,157 @@
+//! [`Outgoing`]: the bytes a connection has queued for the peer.
+//!
+//! Small frames are copied into one contiguous tail so that many of them leave in one write;
+//! a large unmasked payload is queued as its own chunk, without copying, for a vectored write.
+
+use std::{collections::VecDeque, io::IoSlice};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::frame::FrameHeader;
+
+/// Payloads at least this large are queued by reference instead of copied.
+const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
+
+/// A queue of bytes to write, in order: the chunks, then the tail.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+}
+
+impl Outgoing {
+    /// Queues one frame. The payload is masked here when the header has a key.
+    pub(crate) fn push_frame(&mut self, header: &FrameHeader, payload: Bytes) {
+        let total = header.encoded_len() + payload.len();
+        self.len += total;
+        if header.mask.is_none() && payload.len() >= ZERO_COPY_THRESHOLD {
+            header.encode(&mut self.tail);
+            self.chunks.push_back(self.tail.split().freeze());
+            self.chunks.push_back(payload);
+            return;
+        }
+        self.tail.reserve(total);
+        header.encode(&mut self.tail);
+        let start = self.tail.len();
+        self.tail.extend_from_slice(&payload);
+        if let Some(key) = header.mask {
+            crate::mask::apply_mask(&mut self.tail[start..], key);
+        }
+    }
+
+    /// The number of bytes queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first contiguous run of queued bytes.
+    pub fn chunk(&self) -> &[u8] {
+        self.chunks.front().map_or(&self.tail[..], |c| &c[..])
+    }
+
+    /// Fills `dst` with the queued bytes in order; returns how many slices it filled.
+    pub fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        let all = self.chunks.iter().map(|c| &c[..]).chain([&self.tail[..]]);
+        for (slot, chunk) in dst.iter_mut().zip(all.filter(|c| !c.is_empty())) {
+            *slot = IoSlice::new(chunk);
+            n += 1;
+        }
+        n
+    }
+
+    /// Drops the first `n` queued bytes, which were written.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is more than [`len`](Self::len).
+    pub fn advance(&mut self, mut n: usize) {
+        assert!(n <= self.len, "advanced past the queued bytes");
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                self.tail.advance(n);
+                break;
+            };
+            if n < front.len() {
+                front.advance(n);
+                break;
+            }
+            n -= front.len();
+            self.chunks.pop_front();
+        }
+        if self.len == 0 {
+            // Reuse the tail's allocation from its start instead of growing it forever.
+            self.tail.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::OpCode;
+
+    fn header(len: usize) -> FrameHeader {
+        FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: OpCode::Binary,
+            mask: None,
+            payload_len: len as u64,
+        }
+    }
+
+    fn drain(out: &mut Outgoing, step: usize) -> Vec<u8> {
+        let mut all = Vec::new();
+        while !out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); 8];
+            let n = out.chunks_vectored(&mut slices);
+            let mut written = 0;
+            for s in &slices[..n] {
+                let take = s.len().min(step - written);
+                all.extend_from_slice(&s[..take]);
+                written += take;
+                if written == step {
+                    break;
+                }
+            }
+            out.advance(written);
+        }
+        all
+    }
+
+    #[test]
+    fn large_and_small_frames_come_out_in_order_under_partial_writes() {
+        let big = Bytes::from(vec![7u8; ZERO_COPY_THRESHOLD + 5]);
+        for step in [1, 3, 1000, usize::MAX] {
+            let mut out = Outgoing::default();
+            out.push_frame(&header(2), Bytes::from_static(b"ab"));
+            out.push_frame(&header(big.len()), big.clone());
+            out.push_frame(&header(1), Bytes::from_static(b"z"));
+            let mut expected = Vec::new();
+            for (h, p) in [(header(2), &b"ab"[..]), (header(big.len()), &big[..]), (header(1), b"z")] {
+                h.encode(&mut expected);
+                expected.extend_from_slice(p);
+            }
+            assert_eq!(out.len(), expected.len());
+            if step == 1 {
+                // One byte per write through `chunk` alone.
+                let mut all = Vec::new();
+                while !out.is_empty() {
+                    all.push(out.chunk()[0]);
+                    out.advance(1);
+                }
+                assert_eq!(all, expected);
+            } else {
+                assert_eq!(drain(&mut out, step), expected, "step {step}");
+            }
+        }
+    }
+}
