@@ -48,7 +48,7 @@ pub fn generate_key() -> String {
 /// use socketry_proto::handshake::accept_key;
 ///
 /// // RFC 6455 §1.3
-/// assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kK+zOo9rA0ntRQ=");
+/// assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
 /// ```
 pub fn accept_key(key: &[u8]) -> String {
     let mut sha1 = sha1_smol::Sha1::new();
