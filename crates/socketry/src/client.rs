@@ -1,0 +1,279 @@
+//! The client side: [`connect`] to a `ws://` or `wss://` URL.
+
+use std::time::Duration;
+
+#[cfg(feature = "rustls")]
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
+use socketry_proto::{Role, handshake};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::{Error, MaybeTlsStream, WebSocket, WebSocketConfig, handshake_io::read_head};
+
+/// Connects to `url` (`ws://` or `wss://`) with the default [`Connector`] settings.
+///
+/// Returns the connection and the server's handshake response.
+///
+/// # Errors
+///
+/// See [`Connector::connect`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> Result<(), socketry::Error> {
+/// let (mut ws, _response) = socketry::connect("ws://127.0.0.1:9001/chat").await?;
+/// ws.send("hello").await?;
+/// if let Some(reply) = ws.recv().await {
+///     println!("{:?}", reply?);
+/// }
+/// ws.close(socketry::CloseCode::NORMAL, "done").await?;
+/// # Ok(()) }
+/// ```
+pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
+    Connector::new().connect(url).await
+}
+
+/// Client settings (gorilla's `Dialer`): extra headers, subprotocols, handshake timeout,
+/// TLS configuration and the connection's [`WebSocketConfig`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> Result<(), socketry::Error> {
+/// use socketry::{Connector, http::{HeaderName, HeaderValue}};
+///
+/// let (ws, response) = Connector::new()
+///     .protocols(["chat.v2"])
+///     .header(HeaderName::from_static("authorization"), HeaderValue::from_static("Bearer t"))
+///     .connect("wss://example.com/socket")
+///     .await?;
+/// assert_eq!(response.status(), 101);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Connector {
+    config: WebSocketConfig,
+    protocols: Vec<String>,
+    headers: HeaderMap,
+    handshake_timeout: Duration,
+    #[cfg(feature = "rustls")]
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+}
+
+impl Default for Connector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Connector {
+    /// Default settings: no extra headers or subprotocols, a 10 s handshake timeout, the
+    /// webpki root certificates, default limits.
+    pub fn new() -> Self {
+        Self {
+            config: WebSocketConfig::default(),
+            protocols: Vec::new(),
+            headers: HeaderMap::new(),
+            handshake_timeout: Duration::from_secs(10),
+            #[cfg(feature = "rustls")]
+            tls: None,
+        }
+    }
+
+    /// The connection settings. The default value is [`WebSocketConfig::default`].
+    #[must_use]
+    pub fn config(mut self, config: WebSocketConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The subprotocols to offer, in order of preference. The default value is none.
+    #[must_use]
+    pub fn protocols<I, P>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds a header to the opening request (cookies, authorization, origin, …).
+    #[must_use]
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// How long connecting, TLS and the opening handshake may take together. The default
+    /// value is 10 seconds.
+    #[must_use]
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The rustls configuration for `wss://`. The default trusts the webpki roots.
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    #[must_use]
+    pub fn tls_config(mut self, config: Arc<tokio_rustls::rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Opens a TCP (and for `wss://`, TLS) connection to `url` and performs the handshake.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`], [`Error::Io`] when connecting fails, [`Error::Timeout`], and
+    /// [`Error::Handshake`] for a refused or malformed answer; a status other than 101 is
+    /// `HandshakeError::UnexpectedStatus(status)` ([`Error::status`] gives it).
+    pub async fn connect(
+        &self,
+        url: &str,
+    ) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
+        let target = Target::parse(url)?;
+        let connect = async {
+            let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+            tcp.set_nodelay(true)?;
+            let stream = self.wrap_tls(tcp, &target).await?;
+            self.handshake_inner(stream, target.uri).await
+        };
+        tokio::time::timeout(self.handshake_timeout, connect)
+            .await
+            .map_err(|_| Error::Timeout("websocket handshake"))?
+    }
+
+    /// Performs the opening handshake over a stream the caller connected, for `url`.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect), without the connection errors.
+    pub async fn handshake<S>(&self, stream: S, url: &str) -> Result<(WebSocket<S>, Response<()>), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let uri = Target::parse(url)?.uri;
+        tokio::time::timeout(self.handshake_timeout, self.handshake_inner(stream, uri))
+            .await
+            .map_err(|_| Error::Timeout("websocket handshake"))?
+    }
+
+    async fn handshake_inner<S>(&self, mut stream: S, uri: Uri) -> Result<(WebSocket<S>, Response<()>), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut request = Request::get(uri)
+            .body(())
+            .map_err(|e| Error::InvalidUrl(e.to_string()))?;
+        *request.headers_mut() = self.headers.clone();
+        let key = handshake::generate_key();
+        let mut head = Vec::with_capacity(256);
+        handshake::write_request(&request, &key, &self.protocols, &mut head);
+        stream.write_all(&head).await?;
+        stream.flush().await?;
+        let (response, leftover) = read_head(&mut stream, handshake::parse_response).await?;
+        let protocol = handshake::validate_response(&response, &key, &self.protocols)?;
+        let ws = WebSocket::from_parts(stream, Role::Client, self.config, &leftover, protocol);
+        Ok((ws, response))
+    }
+
+    async fn wrap_tls(&self, tcp: TcpStream, target: &Target) -> Result<MaybeTlsStream, Error> {
+        if !target.tls {
+            return Ok(MaybeTlsStream::Plain(tcp));
+        }
+        #[cfg(feature = "rustls")]
+        {
+            use tokio_rustls::rustls::pki_types::ServerName;
+            let config = self.tls.clone().unwrap_or_else(default_tls_config);
+            let name = ServerName::try_from(target.host.clone())
+                .map_err(|_| Error::InvalidUrl(format!("invalid tls server name {:?}", target.host)))?;
+            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            Ok(MaybeTlsStream::Rustls(Box::new(tls)))
+        }
+        #[cfg(not(feature = "rustls"))]
+        {
+            drop(tcp);
+            Err(Error::InvalidUrl("wss:// needs the `rustls` feature".into()))
+        }
+    }
+}
+
+#[cfg(feature = "rustls")]
+fn default_tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
+    use std::sync::OnceLock;
+    use tokio_rustls::rustls;
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default protocol versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// A parsed `ws://` or `wss://` URL.
+#[derive(Debug)]
+struct Target {
+    tls: bool,
+    host: String,
+    port: u16,
+    uri: Uri,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, Error> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| Error::InvalidUrl(format!("{url}: {e}")))?;
+        let tls = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("ws") => false,
+            Some(s) if s.eq_ignore_ascii_case("wss") => true,
+            _ => return Err(Error::InvalidUrl(format!("{url}: scheme must be ws or wss"))),
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| Error::InvalidUrl(format!("{url}: no host")))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        Ok(Self { tls, host, port, uri })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_parsed_with_default_ports() {
+        let t = Target::parse("ws://example.com/chat?x=1").unwrap();
+        assert!(!t.tls);
+        assert_eq!((t.host.as_str(), t.port), ("example.com", 80));
+        let t = Target::parse("wss://example.com").unwrap();
+        assert!(t.tls);
+        assert_eq!(t.port, 443);
+        let t = Target::parse("ws://[::1]:9001/").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 9001));
+    }
+
+    #[test]
+    fn non_websocket_urls_are_refused() {
+        for url in ["http://example.com", "example.com", "ws:///path", ""] {
+            assert!(matches!(Target::parse(url), Err(Error::InvalidUrl(_))), "{url}");
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! [`Error`]: everything that can go wrong on a connection, with its cause kept.
+
+use std::io;
+
+use http::StatusCode;
+use socketry_proto::{CloseCode, HandshakeError, ProtocolError};
+
+/// An error of a WebSocket connection or handshake.
+///
+/// A normal close is not an error: [`WebSocket::recv`](crate::WebSocket::recv) returns `None`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The peer broke RFC 6455; the connection was failed with
+    /// [`ProtocolError::close_code`] and is closed.
+    #[error("websocket protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The opening handshake failed. A server has already answered with
+    /// [`HandshakeError::status`].
+    #[error("websocket handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The transport failed.
+    #[error("i/o error")]
+    Io(#[from] io::Error),
+    /// The peer closed the transport without a close frame (close code 1006).
+    #[error("connection closed without a close frame")]
+    AbnormalClosure,
+    /// A message was sent after the close frame (gorilla's `ErrCloseSent`), or the connection
+    /// is already closed.
+    #[error("connection already closed")]
+    AlreadyClosed,
+    /// The message cannot be sent: a control payload over 125 bytes, or a reserved close code.
+    #[error("invalid message: {0}")]
+    InvalidMessage(&'static str),
+    /// A timeout passed: the opening handshake, or waiting for the peer's close frame.
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    /// The URL is not a valid `ws://` or `wss://` URL.
+    #[error("invalid url: {0}")]
+    InvalidUrl(String),
+}
+
+impl Error {
+    /// The close code that was sent for this error, if it failed the connection.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        match self {
+            Self::Protocol(err) => Some(err.close_code()),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of a failed handshake: what the server answered (client side) or what
+    /// was answered to the client (server side).
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Handshake(err) => Some(err.status()),
+            _ => None,
+        }
+    }
+}
+
+impl From<socketry_proto::Error> for Error {
+    fn from(err: socketry_proto::Error) -> Self {
+        match err {
+            socketry_proto::Error::Protocol(e) => Self::Protocol(e),
+            socketry_proto::Error::Handshake(e) => Self::Handshake(e),
+            socketry_proto::Error::AlreadyClosed => Self::AlreadyClosed,
+            socketry_proto::Error::InvalidMessage(m) => Self::InvalidMessage(m),
+            _ => Self::InvalidMessage("unknown protocol error"),
+        }
+    }
+}

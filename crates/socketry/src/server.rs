@@ -1,0 +1,188 @@
+//! The server side: [`accept`] a WebSocket over a raw stream, doing the HTTP/1.1 handshake.
+
+use std::time::Duration;
+
+use http::{HeaderMap, Request};
+use socketry_proto::{Role, handshake};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::{Error, WebSocket, WebSocketConfig, handshake_io::read_head};
+
+/// Accepts a WebSocket connection on `stream` with the default [`Acceptor`] settings.
+///
+/// # Errors
+///
+/// See [`Acceptor::accept`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// let (stream, _) = listener.accept().await?;
+/// let mut ws = socketry::accept(stream).await?;
+/// ws.send("hello").await?;
+/// # Ok(()) }
+/// ```
+pub async fn accept<S>(stream: S) -> Result<WebSocket<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    Acceptor::new().accept(stream).await
+}
+
+/// Server handshake settings (gorilla's `Upgrader`): subprotocols, handshake timeout,
+/// extra response headers and the connection's [`WebSocketConfig`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(stream: tokio::net::TcpStream) -> Result<(), socketry::Error> {
+/// use std::time::Duration;
+/// use socketry::Acceptor;
+///
+/// let acceptor = Acceptor::new()
+///     .protocols(["chat.v2", "chat.v1"])
+///     .handshake_timeout(Duration::from_secs(5));
+/// let (ws, request) = acceptor.accept_with_request(stream).await?;
+/// println!("{} chose {:?}", request.uri(), ws.protocol());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Acceptor {
+    config: WebSocketConfig,
+    protocols: Vec<String>,
+    handshake_timeout: Duration,
+    headers: HeaderMap,
+}
+
+impl Default for Acceptor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Acceptor {
+    /// Default settings: no subprotocols, a 10 s handshake timeout, default limits.
+    pub fn new() -> Self {
+        Self {
+            config: WebSocketConfig::default(),
+            protocols: Vec::new(),
+            handshake_timeout: Duration::from_secs(10),
+            headers: HeaderMap::new(),
+        }
+    }
+
+    /// The connection settings. The default value is [`WebSocketConfig::default`].
+    #[must_use]
+    pub fn config(mut self, config: WebSocketConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The subprotocols the server supports; the first one in the client's order that is
+    /// listed here is selected. The default value is none.
+    #[must_use]
+    pub fn protocols<I, P>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How long the client has to send its request. The default value is 10 seconds.
+    #[must_use]
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Extra headers for the 101 response. The default value is none.
+    #[must_use]
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Reads the client's opening handshake from `stream`, answers it, and returns the
+    /// connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Handshake`] for a bad request, after answering it with its status (400, 405,
+    /// 426 with `Sec-WebSocket-Version: 13`, 431) and closing the stream;
+    /// [`Error::Timeout`] when the request did not arrive within the handshake timeout.
+    pub async fn accept<S>(&self, stream: S) -> Result<WebSocket<S>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        Ok(self.accept_with_request(stream).await?.0)
+    }
+
+    /// [`accept`](Self::accept), also returning the request (path, query, headers).
+    ///
+    /// # Errors
+    ///
+    /// As [`accept`](Self::accept).
+    pub async fn accept_with_request<S>(
+        &self,
+        mut stream: S,
+    ) -> Result<(WebSocket<S>, Request<()>), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let read = read_head(&mut stream, handshake::parse_request);
+        let (request, leftover) = match tokio::time::timeout(self.handshake_timeout, read).await {
+            Ok(Ok(parsed)) => parsed,
+            Ok(Err(Error::Handshake(err))) => return Err(refuse(stream, err).await),
+            Ok(Err(err)) => return Err(err),
+            Err(_) => return Err(Error::Timeout("websocket handshake")),
+        };
+        let key = match handshake::validate_request(&request) {
+            Ok(key) => key,
+            Err(err) => return Err(refuse(stream, err).await),
+        };
+        let protocol =
+            handshake::select_subprotocol(handshake::requested_subprotocols(&request), &self.protocols);
+        let mut response = handshake::response(key, protocol);
+        for (name, value) in &self.headers {
+            response.headers_mut().append(name, value.clone());
+        }
+        let protocol = protocol.map(str::to_owned);
+        let mut head = Vec::with_capacity(256);
+        handshake::write_response(&response, &mut head);
+        stream.write_all(&head).await?;
+        stream.flush().await?;
+        let ws = WebSocket::from_parts(stream, Role::Server, self.config, &leftover, protocol);
+        Ok((ws, request))
+    }
+}
+
+/// Answers a bad handshake with its status and closes the stream; returns the error.
+async fn refuse<S>(mut stream: S, err: socketry_proto::HandshakeError) -> Error
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let response = handshake::error_response(&err);
+    let mut bytes = Vec::with_capacity(256);
+    handshake::write_response(&response, &mut bytes);
+    bytes.extend_from_slice(response.body().as_bytes());
+    // Best effort, bounded: the client may already be gone.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(&bytes).await?;
+        stream.shutdown().await?;
+        // Closing with unread bytes makes the kernel send a reset, which can destroy the
+        // answer before the client reads it: drain a little first.
+        let mut scratch = [0u8; 1024];
+        for _ in 0..64 {
+            if stream.read(&mut scratch).await? == 0 {
+                break;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    Error::Handshake(err)
+}
