@@ -251,7 +251,10 @@ impl Connection {
     fn is_text(&self, header: &FrameHeader) -> bool {
         match header.opcode {
             OpCode::Text => true,
-            OpCode::Continuation => self.partial.as_ref().is_some_and(|p| p.opcode == OpCode::Text),
+            OpCode::Continuation => self
+                .partial
+                .as_ref()
+                .is_some_and(|p| p.opcode == OpCode::Text),
             _ => false,
         }
     }

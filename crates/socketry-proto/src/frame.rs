@@ -98,11 +98,15 @@ impl FrameHeader {
         let masked = b1 & 0x80 != 0;
         let (payload_len, mut len) = match b1 & 0x7f {
             126 => {
-                let Some(ext) = buf.get(2..4) else { return Ok(None) };
+                let Some(ext) = buf.get(2..4) else {
+                    return Ok(None);
+                };
                 (u64::from(u16::from_be_bytes([ext[0], ext[1]])), 4)
             }
             127 => {
-                let Some(ext) = buf.get(2..10) else { return Ok(None) };
+                let Some(ext) = buf.get(2..10) else {
+                    return Ok(None);
+                };
                 let mut bytes = [0; 8];
                 bytes.copy_from_slice(ext);
                 let n = u64::from_be_bytes(bytes);
@@ -124,7 +128,9 @@ impl FrameHeader {
             }
         }
         let mask = if masked {
-            let Some(key) = buf.get(len..len + 4) else { return Ok(None) };
+            let Some(key) = buf.get(len..len + 4) else {
+                return Ok(None);
+            };
             len += 4;
             Some([key[0], key[1], key[2], key[3]])
         } else {
@@ -265,7 +271,9 @@ impl Decoder {
         if self.start_frame(src)?.is_none() {
             return Ok(None);
         }
-        let Some((header, unmasked)) = &mut self.current else { return Ok(None) };
+        let Some((header, unmasked)) = &mut self.current else {
+            return Ok(None);
+        };
         let len = header.payload_len as usize; // bounded by the frame limit or by the buffer
         let available = src.len().min(len);
         if let Some(key) = header.mask {
@@ -319,13 +327,13 @@ impl Decoder {
         if header.rsv & !self.config.allowed_rsv != 0 {
             return Err(ProtocolError::ReservedBits);
         }
-        if let Some(max) = self.config.max_frame_size {
-            if header.payload_len > max as u64 {
-                return Err(ProtocolError::FrameTooBig {
-                    size: header.payload_len,
-                    max,
-                });
-            }
+        if let Some(max) = self.config.max_frame_size
+            && header.payload_len > max as u64
+        {
+            return Err(ProtocolError::FrameTooBig {
+                size: header.payload_len,
+                max,
+            });
         }
         Ok(())
     }

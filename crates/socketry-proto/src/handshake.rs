@@ -12,8 +12,7 @@ mod server;
 
 pub use client::{parse_response, validate_response, write_request};
 pub use server::{
-    error_response, parse_request, response, select_subprotocol, validate_request,
-    write_response,
+    error_response, parse_request, response, select_subprotocol, validate_request, write_response,
 };
 
 /// The GUID every accept value is derived from (RFC 6455 §1.3).

@@ -40,9 +40,7 @@ mod utf8_bytes;
 
 pub use bytes::Bytes;
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{
-    Config, Connection, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE, State,
-};
+pub use connection::{Config, Connection, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE, State};
 pub use error::{Error, ProtocolError};
 pub use frame::OpCode;
 pub use handshake::HandshakeError;

@@ -136,7 +136,11 @@ mod tests {
             out.push_frame(&header(big.len()), big.clone());
             out.push_frame(&header(1), Bytes::from_static(b"z"));
             let mut expected = Vec::new();
-            for (h, p) in [(header(2), &b"ab"[..]), (header(big.len()), &big[..]), (header(1), b"z")] {
+            for (h, p) in [
+                (header(2), &b"ab"[..]),
+                (header(big.len()), &big[..]),
+                (header(1), b"z"),
+            ] {
                 h.encode(&mut expected);
                 expected.extend_from_slice(p);
             }

@@ -40,9 +40,8 @@ async fn run_case(base: &str, case: u32) -> Result<(), Error> {
     let url = format!("{base}/runCase?case={case}&agent={AGENT}");
     let (mut ws, _) = connector().connect(&url).await?;
     while let Some(message) = ws.recv().await {
-        match message? {
-            message @ (Message::Text(_) | Message::Binary(_)) => ws.send(message).await?,
-            _ => {}
+        if let message @ (Message::Text(_) | Message::Binary(_)) = message? {
+            ws.send(message).await?;
         }
     }
     Ok(())

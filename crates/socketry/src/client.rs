@@ -155,7 +155,11 @@ impl Connector {
     /// # Errors
     ///
     /// As [`connect`](Self::connect), without the connection errors.
-    pub async fn handshake<S>(&self, stream: S, url: &str) -> Result<(WebSocket<S>, Response<()>), Error>
+    pub async fn handshake<S>(
+        &self,
+        stream: S,
+        url: &str,
+    ) -> Result<(WebSocket<S>, Response<()>), Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -165,7 +169,11 @@ impl Connector {
             .map_err(|_| Error::Timeout("websocket handshake"))?
     }
 
-    async fn handshake_inner<S>(&self, mut stream: S, uri: Uri) -> Result<(WebSocket<S>, Response<()>), Error>
+    async fn handshake_inner<S>(
+        &self,
+        mut stream: S,
+        uri: Uri,
+    ) -> Result<(WebSocket<S>, Response<()>), Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -192,15 +200,20 @@ impl Connector {
         {
             use tokio_rustls::rustls::pki_types::ServerName;
             let config = self.tls.clone().unwrap_or_else(default_tls_config);
-            let name = ServerName::try_from(target.host.clone())
-                .map_err(|_| Error::InvalidUrl(format!("invalid tls server name {:?}", target.host)))?;
-            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            let name = ServerName::try_from(target.host.clone()).map_err(|_| {
+                Error::InvalidUrl(format!("invalid tls server name {:?}", target.host))
+            })?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await?;
             Ok(MaybeTlsStream::Rustls(Box::new(tls)))
         }
         #[cfg(not(feature = "rustls"))]
         {
             drop(tcp);
-            Err(Error::InvalidUrl("wss:// needs the `rustls` feature".into()))
+            Err(Error::InvalidUrl(
+                "wss:// needs the `rustls` feature".into(),
+            ))
         }
     }
 }
@@ -243,14 +256,26 @@ impl Target {
         let tls = match uri.scheme_str() {
             Some(s) if s.eq_ignore_ascii_case("ws") => false,
             Some(s) if s.eq_ignore_ascii_case("wss") => true,
-            _ => return Err(Error::InvalidUrl(format!("{url}: scheme must be ws or wss"))),
+            _ => {
+                return Err(Error::InvalidUrl(format!(
+                    "{url}: scheme must be ws or wss"
+                )));
+            }
         };
         let host = uri
             .host()
             .ok_or_else(|| Error::InvalidUrl(format!("{url}: no host")))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        Ok(Self { tls, host, port, uri })
+        Ok(Self {
+            tls,
+            host,
+            port,
+            uri,
+        })
     }
 }
 
@@ -273,7 +298,10 @@ mod tests {
     #[test]
     fn non_websocket_urls_are_refused() {
         for url in ["http://example.com", "example.com", "ws:///path", ""] {
-            assert!(matches!(Target::parse(url), Err(Error::InvalidUrl(_))), "{url}");
+            assert!(
+                matches!(Target::parse(url), Err(Error::InvalidUrl(_))),
+                "{url}"
+            );
         }
     }
 }

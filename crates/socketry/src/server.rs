@@ -106,6 +106,18 @@ impl Acceptor {
         self
     }
 
+    pub(crate) fn config_ref(&self) -> &WebSocketConfig {
+        &self.config
+    }
+
+    pub(crate) fn protocols_ref(&self) -> &[String] {
+        &self.protocols
+    }
+
+    pub(crate) fn headers_ref(&self) -> &HeaderMap {
+        &self.headers
+    }
+
     /// Reads the client's opening handshake from `stream`, answers it, and returns the
     /// connection.
     ///
@@ -144,8 +156,10 @@ impl Acceptor {
             Ok(key) => key,
             Err(err) => return Err(refuse(stream, err).await),
         };
-        let protocol =
-            handshake::select_subprotocol(handshake::requested_subprotocols(&request), &self.protocols);
+        let protocol = handshake::select_subprotocol(
+            handshake::requested_subprotocols(&request),
+            &self.protocols,
+        );
         let mut response = handshake::response(key, protocol);
         for (name, value) in &self.headers {
             response.headers_mut().append(name, value.clone());

@@ -275,12 +275,19 @@ where
             if self.read_eof {
                 return Poll::Ready(Err(Error::AbnormalClosure));
             }
-            let want = self.conn.bytes_wanted().clamp(self.config.get_read_buffer_size(), 1 << 20);
+            let want = self
+                .conn
+                .bytes_wanted()
+                .clamp(self.config.get_read_buffer_size(), 1 << 20);
             let buf = self.conn.read_buffer();
             if buf.capacity() - buf.len() < want / 2 {
                 buf.reserve(want);
             }
-            let n = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, buf))?;
+            let n = ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut self.io),
+                cx,
+                buf
+            ))?;
             if n == 0 {
                 self.read_eof = true;
             }

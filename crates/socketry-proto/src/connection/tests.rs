@@ -124,8 +124,18 @@ fn fragmented_message_is_assembled_with_control_frames_in_between() {
     for mut conn in both_roles() {
         let mut wire = frame_to(&conn, false, OpCode::Text, b"frag");
         wire.extend(frame_to(&conn, true, OpCode::Ping, b"p"));
-        wire.extend(frame_to(&conn, false, OpCode::Continuation, &"ment€".as_bytes()[..6]));
-        wire.extend(frame_to(&conn, true, OpCode::Continuation, &"€".as_bytes()[2..]));
+        wire.extend(frame_to(
+            &conn,
+            false,
+            OpCode::Continuation,
+            &"ment€".as_bytes()[..6],
+        ));
+        wire.extend(frame_to(
+            &conn,
+            true,
+            OpCode::Continuation,
+            &"€".as_bytes()[2..],
+        ));
         let messages = receive_all(&mut conn, &wire).unwrap();
         assert_eq!(
             messages,
@@ -159,10 +169,14 @@ fn new_message_inside_a_fragmented_one_fails_with_1002() {
 fn send_frame_fragments_a_message() {
     let mut s = server();
     s.send_frame(OpCode::Text, "ab".into(), false).unwrap();
-    s.send_frame(OpCode::Continuation, "cd".into(), true).unwrap();
+    s.send_frame(OpCode::Continuation, "cd".into(), true)
+        .unwrap();
     let mut c = client();
     let wire = drain_outgoing(&mut s);
-    assert_eq!(receive_all(&mut c, &wire).unwrap(), vec![Message::text("abcd")]);
+    assert_eq!(
+        receive_all(&mut c, &wire).unwrap(),
+        vec![Message::text("abcd")]
+    );
 }
 
 // §5.2 framing errors reach the connection
@@ -272,7 +286,10 @@ fn peer_close_is_echoed_and_closes() {
 fn empty_peer_close_gets_an_empty_reply() {
     for mut conn in both_roles() {
         let wire = frame_to(&conn, true, OpCode::Close, b"");
-        assert_eq!(receive_all(&mut conn, &wire).unwrap(), vec![Message::Close(None)]);
+        assert_eq!(
+            receive_all(&mut conn, &wire).unwrap(),
+            vec![Message::Close(None)]
+        );
         let sent = sent_frames(&mut conn);
         assert!(sent[0].payload.is_empty());
     }
@@ -292,7 +309,10 @@ fn our_close_then_peer_close_completes_the_handshake() {
         assert_eq!(messages.len(), 2);
         assert_eq!(conn.state(), State::Closed);
         assert!(conn.outgoing().is_empty(), "no second close frame");
-        assert!(matches!(conn.send(Message::text("x")), Err(Error::AlreadyClosed)));
+        assert!(matches!(
+            conn.send(Message::text("x")),
+            Err(Error::AlreadyClosed)
+        ));
     }
 }
 
@@ -300,7 +320,8 @@ fn our_close_then_peer_close_completes_the_handshake() {
 fn send_close_is_idempotent() {
     let mut conn = server();
     conn.send_close(None).unwrap();
-    conn.send_close(Some(&CloseFrame::new(CloseCode::NORMAL, ""))).unwrap();
+    conn.send_close(Some(&CloseFrame::new(CloseCode::NORMAL, "")))
+        .unwrap();
     assert_eq!(sent_frames(&mut conn).len(), 1);
 }
 
@@ -308,7 +329,10 @@ fn send_close_is_idempotent() {
 fn sending_a_reserved_close_code_is_refused() {
     let mut conn = server();
     for code in [1005u16, 1006, 1015, 999] {
-        assert!(conn.send_close(Some(&CloseFrame::new(code.into(), ""))).is_err());
+        assert!(
+            conn.send_close(Some(&CloseFrame::new(code.into(), "")))
+                .is_err()
+        );
     }
     assert_eq!(conn.state(), State::Open);
 }
@@ -338,7 +362,10 @@ fn fail_sends_the_given_code_once() {
     let sent = sent_frames(&mut conn);
     assert_eq!(sent.len(), 1);
     let close = CloseFrame::parse(&sent[0].payload).unwrap().unwrap();
-    assert_eq!(close, CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive timeout"));
+    assert_eq!(
+        close,
+        CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive timeout")
+    );
 }
 
 // §8.1 UTF-8 handling
@@ -347,7 +374,10 @@ fn fail_sends_the_given_code_once() {
 fn invalid_utf8_fails_with_1007() {
     for mut conn in both_roles() {
         let wire = frame_to(&conn, true, OpCode::Text, &[b'a', 0xff]);
-        assert_eq!(receive_all(&mut conn, &wire).unwrap_err(), ProtocolError::InvalidUtf8);
+        assert_eq!(
+            receive_all(&mut conn, &wire).unwrap_err(),
+            ProtocolError::InvalidUtf8
+        );
         assert_connection_failing(&mut conn, CloseCode::INVALID_PAYLOAD);
     }
 }
@@ -358,7 +388,10 @@ fn invalid_utf8_fails_at_the_first_bad_fragment() {
         let mut wire = frame_to(&conn, false, OpCode::Text, b"good");
         wire.extend(frame_to(&conn, false, OpCode::Continuation, &[0xf4, 0x90]));
         // The final fragment never arrives: the error must not wait for it.
-        assert_eq!(receive_all(&mut conn, &wire).unwrap_err(), ProtocolError::InvalidUtf8);
+        assert_eq!(
+            receive_all(&mut conn, &wire).unwrap_err(),
+            ProtocolError::InvalidUtf8
+        );
         assert_connection_failing(&mut conn, CloseCode::INVALID_PAYLOAD);
     }
 }
@@ -366,7 +399,12 @@ fn invalid_utf8_fails_at_the_first_bad_fragment() {
 #[test]
 fn invalid_utf8_fails_before_the_frame_is_complete() {
     for mut conn in both_roles() {
-        let wire = frame_to(&conn, true, OpCode::Text, &[b'o', b'k', 0xce, 0xba, 0xff, 1, 2, 3]);
+        let wire = frame_to(
+            &conn,
+            true,
+            OpCode::Text,
+            &[b'o', b'k', 0xce, 0xba, 0xff, 1, 2, 3],
+        );
         // Only part of the payload arrives, including the bad byte.
         let head = wire.len() - 3;
         assert_eq!(
@@ -396,7 +434,10 @@ fn code_point_split_across_fragments_is_valid() {
 fn message_ending_inside_a_code_point_fails_with_1007() {
     for mut conn in both_roles() {
         let wire = frame_to(&conn, true, OpCode::Text, &"€".as_bytes()[..2]);
-        assert_eq!(receive_all(&mut conn, &wire).unwrap_err(), ProtocolError::InvalidUtf8);
+        assert_eq!(
+            receive_all(&mut conn, &wire).unwrap_err(),
+            ProtocolError::InvalidUtf8
+        );
     }
 }
 
@@ -420,7 +461,10 @@ fn message_over_the_limit_fails_with_1009_before_its_payload_arrives() {
         let header_len = second.len() - 5;
         wire.extend_from_slice(&second[..header_len]);
         let err = receive_all(&mut conn, &wire).unwrap_err();
-        assert!(matches!(err, ProtocolError::MessageTooBig { size: 11, max: 10 }));
+        assert!(matches!(
+            err,
+            ProtocolError::MessageTooBig { size: 11, max: 10 }
+        ));
         assert_connection_failing(&mut conn, CloseCode::MESSAGE_TOO_BIG);
     }
 }
@@ -462,7 +506,11 @@ fn single_frame_payload_is_not_copied() {
         panic!("expected binary")
     };
     let payload_start = payload.as_ptr() as usize;
-    assert_eq!(payload_start, buffer_start + 2, "payload points into the read buffer");
+    assert_eq!(
+        payload_start,
+        buffer_start + 2,
+        "payload points into the read buffer"
+    );
 }
 
 #[test]

@@ -43,14 +43,20 @@ fn every_length_boundary_round_trips_for_both_roles_and_all_chunkings() {
         for len in BOUNDARIES {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
             let mut wire = BytesMut::new();
-            encode_frame(&mut wire, true, 0, OpCode::Binary, peer_mask(role), &payload);
-            let header_len = 2
-                + match len {
+            encode_frame(
+                &mut wire,
+                true,
+                0,
+                OpCode::Binary,
+                peer_mask(role),
+                &payload,
+            );
+            let header_len =
+                2 + match len {
                     0..=125 => 0,
                     126..=65535 => 2,
                     _ => 8,
-                }
-                + if role == Role::Server { 4 } else { 0 };
+                } + if role == Role::Server { 4 } else { 0 };
             assert_eq!(wire.len(), header_len + len, "{role:?} len {len}");
             for chunk in [1, wire.len() / 2, wire.len()] {
                 if chunk == 1 && len > 1000 {
@@ -58,7 +64,10 @@ fn every_length_boundary_round_trips_for_both_roles_and_all_chunkings() {
                 }
                 let frames = decode_chunked(role, &wire, chunk).unwrap();
                 assert_eq!(frames.len(), 1);
-                assert_eq!(frames[0].payload, payload, "{role:?} len {len} chunk {chunk}");
+                assert_eq!(
+                    frames[0].payload, payload,
+                    "{role:?} len {len} chunk {chunk}"
+                );
                 assert!(frames[0].fin);
                 assert_eq!(frames[0].opcode, OpCode::Binary);
             }
@@ -137,7 +146,9 @@ fn client_receives_masked_frame() {
 #[test]
 fn rfc_example_masked_hello() {
     // RFC 6455 §5.7: a single-frame masked text message.
-    let wire = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+    let wire = [
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
     let frames = decode_chunked(Role::Server, &wire, 1).unwrap();
     assert_eq!(&frames[0].payload[..], b"Hello");
 }
@@ -194,7 +205,14 @@ fn control_frame_over_125_bytes_is_rejected_at_the_header() {
 #[test]
 fn partial_payload_is_unmasked_as_it_arrives() {
     let mut wire = BytesMut::new();
-    encode_frame(&mut wire, true, 0, OpCode::Text, Some([9, 8, 7, 6]), b"hello world");
+    encode_frame(
+        &mut wire,
+        true,
+        0,
+        OpCode::Text,
+        Some([9, 8, 7, 6]),
+        b"hello world",
+    );
     let mut decoder = Decoder::new(Role::Server);
     let mut buf = BytesMut::from(&wire[..2 + 4 + 5]);
     assert!(decoder.decode(&mut buf).unwrap().is_none());

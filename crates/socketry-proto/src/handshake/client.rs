@@ -25,10 +25,10 @@ pub fn write_request<B>(request: &Request<B>, key: &str, protocols: &[String], d
         dst.extend_from_slice(value);
         dst.extend_from_slice(b"\r\n");
     };
-    if !headers.contains_key(header::HOST) {
-        if let Some(authority) = uri.authority() {
-            put("host", authority.as_str().as_bytes());
-        }
+    if !headers.contains_key(header::HOST)
+        && let Some(authority) = uri.authority()
+    {
+        put("host", authority.as_str().as_bytes());
     }
     put("upgrade", b"websocket");
     put("connection", b"Upgrade");

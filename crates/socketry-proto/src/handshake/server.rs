@@ -158,15 +158,24 @@ pub fn error_response(err: &HandshakeError) -> Response<String> {
     *response.status_mut() = err.status();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_LENGTH, length);
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     match err {
         HandshakeError::UnsupportedVersion => {
-            headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static(VERSION));
+            headers.insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static(VERSION),
+            );
         }
         HandshakeError::NoUpgradeWebSocket => {
             headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static(VERSION));
+            headers.insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static(VERSION),
+            );
         }
         HandshakeError::MethodNotGet => {
             headers.insert(header::ALLOW, HeaderValue::from_static("GET"));

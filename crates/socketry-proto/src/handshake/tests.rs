@@ -41,7 +41,11 @@ fn server_accepts_valid_requests_with_tokens_in_any_case_and_list() {
         ("sec-websocket-version", "13"),
     ] {
         let req = request(replacing(name, value));
-        assert_eq!(validate_request(&req), Ok("dGhlIHNhbXBsZSBub25jZQ=="), "{name}: {value}");
+        assert_eq!(
+            validate_request(&req),
+            Ok("dGhlIHNhbXBsZSBub25jZQ=="),
+            "{name}: {value}"
+        );
     }
 }
 
@@ -58,7 +62,11 @@ fn server_rejects_each_malformed_request_with_its_status() {
             HandshakeError::OldHttpVersion,
             400,
         ),
-        (request(without("upgrade")), HandshakeError::NoUpgradeWebSocket, 426),
+        (
+            request(without("upgrade")),
+            HandshakeError::NoUpgradeWebSocket,
+            426,
+        ),
         (
             request(replacing("upgrade", "h2c")),
             HandshakeError::NoUpgradeWebSocket,
@@ -125,7 +133,10 @@ fn parse_request_reads_head_and_leaves_the_rest() {
     assert_eq!(req.headers()["upgrade"], "websocket");
     assert_eq!(&raw[len..], b"\x81\x80");
     for short in 0..len {
-        assert!(matches!(parse_request(&raw[..short]), Ok(None)), "prefix {short}");
+        assert!(
+            matches!(parse_request(&raw[..short]), Ok(None)),
+            "prefix {short}"
+        );
     }
 }
 
@@ -137,13 +148,19 @@ fn parse_request_rejects_garbage_and_oversized_heads() {
     ));
     let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
     huge.extend(std::iter::repeat_n(b'a', MAX_HEAD_LEN + 1));
-    assert!(matches!(parse_request(&huge), Err(HandshakeError::HeadTooLarge)));
+    assert!(matches!(
+        parse_request(&huge),
+        Err(HandshakeError::HeadTooLarge)
+    ));
     let mut many = b"GET / HTTP/1.1\r\n".to_vec();
     for i in 0..=MAX_HEADERS {
         many.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
     }
     many.extend_from_slice(b"\r\n");
-    assert!(matches!(parse_request(&many), Err(HandshakeError::HeadTooLarge)));
+    assert!(matches!(
+        parse_request(&many),
+        Err(HandshakeError::HeadTooLarge)
+    ));
 }
 
 #[test]
@@ -168,7 +185,10 @@ fn client_and_server_agree_end_to_end() {
     let mut wire = Vec::new();
     write_response(&response(got_key, chosen), &mut wire);
     let (resp, _) = parse_response(&wire).unwrap().unwrap();
-    assert_eq!(validate_response(&resp, &key, &protocols), Ok(Some("v2".to_owned())));
+    assert_eq!(
+        validate_response(&resp, &key, &protocols),
+        Ok(Some("v2".to_owned()))
+    );
 }
 
 #[test]
@@ -185,9 +205,10 @@ fn client_rejects_bad_responses() {
     );
 
     let mut wrong_accept = good();
-    wrong_accept
-        .headers_mut()
-        .insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_static("nope"));
+    wrong_accept.headers_mut().insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_static("nope"),
+    );
     assert_eq!(
         validate_response(&wrong_accept, &key, &protocols),
         Err(HandshakeError::InvalidAccept)

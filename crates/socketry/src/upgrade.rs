@@ -1,0 +1,120 @@
+//! Upgrading hyper 1.x requests (feature `hyper`).
+//!
+//! Validate the request and answer 101 from the HTTP handler; the connection itself comes
+//! from the returned [`UpgradeFut`] once hyper hands over the transport, so serve the
+//! connection `with_upgrades()`.
+//!
+//! ```no_run
+//! use http_body_util::Full;
+//! use hyper::{Request, Response, body::{Bytes, Incoming}};
+//! use socketry::{Acceptor, upgrade};
+//!
+//! async fn handler(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+//!     let (response, websocket) = match Acceptor::new().upgrade(&mut request) {
+//!         Ok(upgrade) => upgrade,
+//!         Err(err) => return Ok(upgrade::reject(&err)),
+//!     };
+//!     tokio::spawn(async move {
+//!         let Ok(mut ws) = websocket.await else { return };
+//!         while let Some(Ok(msg)) = ws.recv().await {
+//!             if msg.is_text() || msg.is_binary() {
+//!                 let _ = ws.send(msg).await;
+//!             }
+//!         }
+//!     });
+//!     Ok(response)
+//! }
+//! ```
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use socketry_proto::{HandshakeError, Role, handshake};
+
+use crate::{Acceptor, Error, WebSocket, WebSocketConfig};
+
+/// The transport of an upgraded hyper connection.
+pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+
+impl Acceptor {
+    /// Validates a hyper request as a WebSocket opening handshake.
+    ///
+    /// Returns the 101 response for the handler to return, and the future of the connection.
+    ///
+    /// # Errors
+    ///
+    /// The [`HandshakeError`] the request earned; answer it with [`reject`].
+    pub fn upgrade<B>(
+        &self,
+        request: &mut Request<B>,
+    ) -> Result<(Response<Full<Bytes>>, UpgradeFut), HandshakeError> {
+        let key = handshake::validate_request(request)?;
+        let protocol = handshake::select_subprotocol(
+            handshake::requested_subprotocols(request),
+            self.protocols_ref(),
+        );
+        let (parts, ()) = handshake::response(key, protocol).into_parts();
+        let mut response = Response::from_parts(parts, Full::new(Bytes::new()));
+        for (name, value) in self.headers_ref() {
+            response.headers_mut().append(name, value.clone());
+        }
+        let protocol = protocol.map(str::to_owned);
+        let fut = UpgradeFut {
+            on_upgrade: hyper::upgrade::on(request),
+            config: *self.config_ref(),
+            protocol,
+        };
+        Ok((response, fut))
+    }
+}
+
+/// Validates `request` with the default [`Acceptor`] settings; see [`Acceptor::upgrade`].
+///
+/// # Errors
+///
+/// As [`Acceptor::upgrade`].
+pub fn upgrade<B>(
+    request: &mut Request<B>,
+) -> Result<(Response<Full<Bytes>>, UpgradeFut), HandshakeError> {
+    Acceptor::new().upgrade(request)
+}
+
+/// The answer to a refused upgrade: its status (400, 405, 426 with
+/// `Sec-WebSocket-Version: 13`) and a plain-text reason.
+pub fn reject(err: &HandshakeError) -> Response<Full<Bytes>> {
+    let (parts, body) = handshake::error_response(err).into_parts();
+    Response::from_parts(parts, Full::new(Bytes::from(body)))
+}
+
+/// The connection of an upgraded request; resolves once hyper hands over the transport.
+#[derive(Debug)]
+#[must_use = "the connection exists only once this future is awaited"]
+pub struct UpgradeFut {
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    config: WebSocketConfig,
+    protocol: Option<String>,
+}
+
+impl Future for UpgradeFut {
+    type Output = Result<WebSocket<Upgraded>, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let upgraded = ready!(Pin::new(&mut self.on_upgrade).poll(cx))
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        let protocol = self.protocol.take();
+        Poll::Ready(Ok(WebSocket::from_parts(
+            TokioIo::new(upgraded),
+            Role::Server,
+            self.config,
+            &[],
+            protocol,
+        )))
+    }
+}
