@@ -57,8 +57,8 @@ pub use error::Error;
 pub use http;
 pub use server::{Acceptor, accept};
 pub use socketry_proto::{
-    self as proto, CloseCode, CloseFrame, HandshakeError, Message, ProtocolError, Role, State,
-    Utf8Bytes,
+    self as proto, CloseCode, CloseFrame, HandshakeError, Message, OpCode, ProtocolError, Role,
+    State, Utf8Bytes,
 };
 pub use stream::MaybeTlsStream;
 pub use websocket::WebSocket;

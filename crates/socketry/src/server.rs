@@ -106,14 +106,17 @@ impl Acceptor {
         self
     }
 
+    #[cfg(feature = "hyper")]
     pub(crate) fn config_ref(&self) -> &WebSocketConfig {
         &self.config
     }
 
+    #[cfg(feature = "hyper")]
     pub(crate) fn protocols_ref(&self) -> &[String] {
         &self.protocols
     }
 
+    #[cfg(feature = "hyper")]
     pub(crate) fn headers_ref(&self) -> &HeaderMap {
         &self.headers
     }

@@ -8,7 +8,8 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use socketry_proto::{CloseCode, CloseFrame, Connection, Message, Role, State};
+use bytes::Bytes;
+use socketry_proto::{CloseCode, CloseFrame, Connection, Message, OpCode, Role, State};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::{Error, WebSocketConfig};
@@ -172,6 +173,24 @@ where
     /// with the next send, flush or receive.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.conn.send(message.into())?;
+        self.flush().await
+    }
+
+    /// Sends one frame of a data message: the first with `OpCode::Text` or `OpCode::Binary`,
+    /// the rest with `OpCode::Continuation`, the last with `fin` set. Control frames may be
+    /// sent between them. The caller keeps the order (RFC 6455 §5.4) and, for text, the
+    /// message's UTF-8 valid as a whole.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send); [`Error::InvalidMessage`] for a control opcode.
+    pub async fn send_frame(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        fin: bool,
+    ) -> Result<(), Error> {
+        self.conn.send_frame(opcode, payload, fin)?;
         self.flush().await
     }
 
