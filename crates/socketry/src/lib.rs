@@ -28,7 +28,7 @@
 //! # Features
 //!
 //! - `rustls` (default): `wss://` client connections through rustls and the webpki roots.
-//! - `hyper`: [`upgrade`](crate::upgrade) hyper 1.x requests into WebSocket connections.
+//! - `hyper`: [`upgrade`] hyper 1.x requests into WebSocket connections.
 //!
 //! # Design
 //!
