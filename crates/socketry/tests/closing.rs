@@ -15,15 +15,11 @@ fn quick_close() -> Acceptor {
 
 #[tokio::test]
 async fn close_gives_up_on_a_silent_peer_after_the_timeout_and_closes_the_socket() {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let addr = serve(move |stream| {
-        let tx = tx.clone();
-        async move {
-            let mut ws = quick_close().accept(stream).await.unwrap();
-            let started = Instant::now();
-            let result = ws.close(CloseCode::NORMAL, "bye").await;
-            let _ = tx.send((result.is_ok(), started.elapsed()));
-        }
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let mut ws = quick_close().accept(stream).await.unwrap();
+        let started = Instant::now();
+        let result = ws.close(CloseCode::NORMAL, "bye").await;
+        (result.is_ok(), started.elapsed())
     })
     .await;
     let mut client = RawClient::connect(addr).await;
@@ -49,17 +45,13 @@ async fn close_gives_up_on_a_silent_peer_after_the_timeout_and_closes_the_socket
 
 #[tokio::test]
 async fn close_completes_at_once_with_a_peer_that_answers() {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let addr = serve(move |stream| {
-        let tx = tx.clone();
-        async move {
-            let mut ws = socketry::accept(stream).await.unwrap(); // 10 s timeout
-            let started = Instant::now();
-            ws.close(CloseCode::NORMAL, "").await.unwrap();
-            let second = ws.close(CloseCode::NORMAL, "").await;
-            let send = ws.send("late").await;
-            let _ = tx.send((started.elapsed(), second.is_ok(), send));
-        }
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap(); // 10 s timeout
+        let started = Instant::now();
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
+        let second = ws.close(CloseCode::NORMAL, "").await;
+        let send = ws.send("late").await;
+        (started.elapsed(), second.is_ok(), send)
     })
     .await;
     let (mut client, _) = socketry::connect(&format!("ws://{addr}/")).await.unwrap();

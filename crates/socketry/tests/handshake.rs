@@ -100,21 +100,16 @@ async fn each_malformed_request_gets_its_status_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn a_silent_client_is_cut_at_the_handshake_timeout() {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let tx = std::sync::Mutex::new(Some(tx));
-    let addr = serve(move |stream| {
-        let tx = tx.lock().unwrap().take();
-        async move {
-            let acceptor = Acceptor::new().handshake_timeout(Duration::from_millis(200));
-            let result = acceptor.accept(stream).await;
-            let _ = tx.unwrap().send(result.map(|_| ()));
-        }
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let acceptor = Acceptor::new().handshake_timeout(Duration::from_millis(200));
+        let result = acceptor.accept(stream).await;
+        result.map(|_| ())
     })
     .await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(b"GET / HTTP/1.1\r\n").await.unwrap(); // and nothing more
     let started = std::time::Instant::now();
-    let result = bounded(rx).await.unwrap();
+    let result = bounded(rx.recv()).await.unwrap();
     assert!(matches!(result, Err(Error::Timeout(_))), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
@@ -207,15 +202,9 @@ async fn client_refuses_a_wrong_accept_value() {
 
 #[tokio::test]
 async fn client_extra_headers_reach_the_server() {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let tx = std::sync::Mutex::new(Some(tx));
-    let addr = serve(move |stream| {
-        let tx = tx.lock().unwrap().take();
-        async move {
-            let (ws, request) = Acceptor::new().accept_with_request(stream).await.unwrap();
-            let _ = tx.unwrap().send(request);
-            echo(ws).await;
-        }
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let (_ws, request) = Acceptor::new().accept_with_request(stream).await.unwrap();
+        request
     })
     .await;
     let (_ws, _) = socketry::Connector::new()
@@ -226,7 +215,7 @@ async fn client_extra_headers_reach_the_server() {
         .connect(&format!("ws://{addr}/room/7?user=ann"))
         .await
         .unwrap();
-    let request = bounded(rx).await.unwrap();
+    let request = bounded(rx.recv()).await.unwrap();
     assert_eq!(request.uri(), "/room/7?user=ann");
     assert_eq!(request.headers()["cookie"], "session=abc");
 }

@@ -88,16 +88,11 @@ async fn our_server_answers_tungstenite_pings() {
 
 #[tokio::test]
 async fn tungstenite_close_code_reaches_our_server_and_is_echoed() {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let tx = std::sync::Mutex::new(Some(tx));
-    let addr = serve(move |stream| {
-        let tx = tx.lock().unwrap().take();
-        async move {
-            let mut ws = socketry::accept(stream).await.unwrap();
-            let first = ws.recv().await;
-            let after = ws.recv().await;
-            let _ = tx.unwrap().send((first, after.is_none()));
-        }
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let first = ws.recv().await;
+        let after = ws.recv().await;
+        (first, after.is_none())
     })
     .await;
     let mut client = tungstenite_client(addr).await;
@@ -116,7 +111,7 @@ async fn tungstenite_close_code_reaches_our_server_and_is_echoed() {
             reason: "".into()
         }))
     );
-    let (first, then_none) = bounded(rx).await.unwrap();
+    let (first, then_none) = bounded(rx.recv()).await.unwrap();
     assert_eq!(
         first.unwrap().unwrap(),
         Message::Close(Some(socketry::CloseFrame::new(4001.into(), "bye")))
@@ -184,27 +179,22 @@ async fn our_client_sends_fragments_that_tungstenite_assembles() {
 
 #[tokio::test]
 async fn our_client_close_code_reaches_tungstenite() {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let tx = std::sync::Mutex::new(Some(tx));
-    let addr = serve(move |stream| {
-        let tx = tx.lock().unwrap().take();
-        async move {
-            let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
-            let mut close = None;
-            while let Some(Ok(msg)) = ws.next().await {
-                if let TMessage::Close(frame) = msg {
-                    close = frame;
-                }
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        let mut close = None;
+        while let Some(Ok(msg)) = ws.next().await {
+            if let TMessage::Close(frame) = msg {
+                close = frame;
             }
-            let _ = tx.unwrap().send(close);
         }
+        close
     })
     .await;
     let (mut ws, _) = socketry::connect(&format!("ws://{addr}/")).await.unwrap();
     bounded(ws.close(CloseCode::GOING_AWAY, "navigating away"))
         .await
         .unwrap();
-    let close = bounded(rx).await.unwrap().unwrap();
+    let close = bounded(rx.recv()).await.unwrap().unwrap();
     assert_eq!(u16::from(close.code), 1001);
     assert_eq!(close.reason.as_str(), "navigating away");
     assert!(ws.recv().await.is_none(), "closed after the handshake");

@@ -109,14 +109,10 @@ async fn header_announcing_2_pow_63_minus_1_bytes_gets_1009_without_allocating_i
 
 #[tokio::test]
 async fn peer_vanishing_mid_frame_is_an_abnormal_closure() {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let addr = serve(move |stream| {
-        let tx = tx.clone();
-        async move {
-            let mut ws = socketry::accept(stream).await.unwrap();
-            let result = ws.recv().await;
-            let _ = tx.send(result.map(|r| r.map(|_| ())));
-        }
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let result = ws.recv().await;
+        result.map(|r| r.map(|_| ()))
     })
     .await;
     let mut client = RawClient::connect(addr).await;
@@ -135,14 +131,9 @@ async fn peer_vanishing_mid_frame_is_an_abnormal_closure() {
 
 #[tokio::test]
 async fn random_garbage_never_panics_the_server() {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let addr = serve(move |stream| {
-        let tx = tx.clone();
-        async move {
-            let mut ws = socketry::accept(stream).await.unwrap();
-            while ws.recv().await.is_some() {}
-            let _ = tx.send(());
-        }
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        while ws.recv().await.is_some() {}
     })
     .await;
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;

@@ -11,6 +11,7 @@ use socketry::{
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{TcpListener, TcpStream},
+    sync::mpsc,
 };
 
 /// Every wait in a test is bounded by this.
@@ -192,4 +193,23 @@ pub fn binary_of(len: usize) -> Vec<u8> {
 /// The message as socketry sees it: only to compare with.
 pub fn text_message(len: usize) -> Message {
     Message::text(text_of(len))
+}
+
+/// Serves every connection with `handler` and reports what each handler returned.
+pub async fn serve_reporting<T, F, Fut>(handler: F) -> (SocketAddr, mpsc::UnboundedReceiver<T>)
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    let addr = serve(move |stream| {
+        let tx = tx.clone();
+        let handled = handler(stream);
+        async move {
+            let _ = tx.send(handled.await);
+        }
+    })
+    .await;
+    (addr, rx)
 }
