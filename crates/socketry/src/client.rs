@@ -33,6 +33,7 @@ use crate::{Error, MaybeTlsStream, WebSocket, WebSocketConfig, handshake_io::rea
 /// }
 /// ws.close(socketry::CloseCode::NORMAL, "done").await?;
 /// # Ok(()) }
+/// # let _ = run;
 /// ```
 pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
     Connector::new().connect(url).await
@@ -47,13 +48,14 @@ pub async fn connect(url: &str) -> Result<(WebSocket<MaybeTlsStream>, Response<(
 /// # async fn run() -> Result<(), socketry::Error> {
 /// use socketry::{Connector, http::{HeaderName, HeaderValue}};
 ///
-/// let (ws, response) = Connector::new()
+/// let (_ws, response) = Connector::new()
 ///     .protocols(["chat.v2"])
 ///     .header(HeaderName::from_static("authorization"), HeaderValue::from_static("Bearer t"))
 ///     .connect("wss://example.com/socket")
 ///     .await?;
 /// assert_eq!(response.status(), 101);
 /// # Ok(()) }
+/// # let _ = run;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Connector {

@@ -23,6 +23,7 @@
 //! assert_eq!(ws.recv().await.unwrap()?, socketry::Message::text("hello"));
 //! ws.close(socketry::CloseCode::NORMAL, "bye").await?;
 //! # Ok(()) }
+//! # let _ = run;
 //! ```
 //!
 //! # Features

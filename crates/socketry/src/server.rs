@@ -23,6 +23,7 @@ use crate::{Error, WebSocket, WebSocketConfig, handshake_io::read_head};
 /// let mut ws = socketry::accept(stream).await?;
 /// ws.send("hello").await?;
 /// # Ok(()) }
+/// # let _ = run;
 /// ```
 pub async fn accept<S>(stream: S) -> Result<WebSocket<S>, Error>
 where
@@ -47,6 +48,7 @@ where
 /// let (ws, request) = acceptor.accept_with_request(stream).await?;
 /// println!("{} chose {:?}", request.uri(), ws.protocol());
 /// # Ok(()) }
+/// # let _ = run;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Acceptor {

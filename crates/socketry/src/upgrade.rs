@@ -24,6 +24,7 @@
 //!     });
 //!     Ok(response)
 //! }
+//! # let _ = handler;
 //! ```
 
 use std::{

@@ -37,6 +37,7 @@ const MAX_IO_SLICES: usize = 64;
 ///     }
 /// }
 /// # Ok(()) }
+/// # let _ = handle;
 /// ```
 pub struct WebSocket<S> {
     io: S,
