@@ -21,8 +21,13 @@ BASELINE = os.path.join(HERE, "expected-results.json")
 
 
 def load_report(report_dir):
-    with open(os.path.join(report_dir, "index.json")) as f:
-        index = json.load(f)
+    try:
+        with open(os.path.join(report_dir, "index.json")) as f:
+            index = json.load(f)
+    except (OSError, ValueError) as e:
+        sys.exit("conformance: no report in %s (%s)" % (report_dir, e))
+    if len(index) != 1 or not any(index.values()):
+        sys.exit("conformance: no results in %s (did the peer run?)" % report_dir)
     (cases,) = index.values()  # one agent per run
     return {cid: {"behavior": c["behavior"], "behaviorClose": c["behaviorClose"]}
             for cid, c in cases.items()}

@@ -19,11 +19,13 @@ echo "== conformance: setup"
 "$AUTOBAHN/setup.sh" > /dev/null
 cargo build --release --locked -p socketry --example echo_server --example autobahn_client
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples"
+LOGS="$ROOT/reports"
+mkdir -p "$LOGS"
 
 status=0
 
 echo "== conformance: socketry as server (fuzzingclient)"
-"$BIN/echo_server" --addr "127.0.0.1:$SERVER_PORT" > "$ROOT/target/echo_server.log" 2>&1 &
+"$BIN/echo_server" --addr "127.0.0.1:$SERVER_PORT" > "$LOGS/echo_server.log" 2>&1 &
 SERVER_PID=$!
 trap 'kill "$SERVER_PID" 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
@@ -39,8 +41,8 @@ python3 conformance/compare.py server reports/servers $UPDATE || status=1
 echo "== conformance: socketry as client (fuzzingserver)"
 CASES="${CASES:-*}" OUT="$ROOT/reports/clients" \
   "$AUTOBAHN/run-fuzzingserver.sh" "$CLIENT_PORT" \
-  "$BIN/autobahn_client" --url "ws://127.0.0.1:$CLIENT_PORT" > "$ROOT/target/autobahn_client.log" 2>&1 || status=1
-tail -n 3 "$ROOT/target/autobahn_client.log"
+  "$BIN/autobahn_client" --url "ws://127.0.0.1:$CLIENT_PORT" > "$LOGS/autobahn_client.log" 2>&1 || status=1
+tail -n 3 "$LOGS/autobahn_client.log"
 python3 conformance/compare.py client reports/clients $UPDATE || status=1
 
 exit $status
