@@ -6,6 +6,8 @@
 //! returns `Ok(None)`; after every call that may queue bytes (receiving a ping or a close, a
 //! send, an error), write out what [`Connection::outgoing`] holds.
 
+use std::fmt;
+
 use bytes::{Bytes, BytesMut};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -15,6 +17,7 @@ use crate::{
     frame::{Decoder, DecoderConfig, Frame, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode},
     message::Message,
     outgoing::Outgoing,
+    prepared::PreparedMessage,
     role::Role,
     utf8::Utf8Validator,
     utf8_bytes::Utf8Bytes,
@@ -91,12 +94,57 @@ pub enum State {
     Closed,
 }
 
-/// A fragmented message being assembled.
+/// A data message being received.
 #[derive(Debug)]
-struct Partial {
-    opcode: OpCode,
-    data: BytesMut,
+struct InProgress {
+    /// `Text` or `Binary`.
+    kind: OpCode,
+    /// Payload bytes received so far, for the message limit.
+    size: u64,
+    /// The payload so far when the message is read whole; `None` when it is handed out
+    /// fragment by fragment.
+    data: Option<BytesMut>,
+    /// The reader gave up on this message: its remaining frames are dropped.
+    discard: bool,
 }
+
+/// How received data messages are handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Whole,
+    Fragments,
+}
+
+/// One data frame of a message that is read fragment by fragment
+/// ([`Connection::next_fragment`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment {
+    /// The message's type: [`OpCode::Text`] or [`OpCode::Binary`].
+    pub kind: OpCode,
+    /// Whether this is the first fragment of its message.
+    pub first: bool,
+    /// Whether this is the last fragment of its message.
+    pub fin: bool,
+    /// The payload. For text, the message's bytes so far are a valid UTF-8 prefix; a code
+    /// point may be split between fragments.
+    pub payload: Bytes,
+}
+
+/// What [`Connection::next_fragment`] hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A ping, pong or close.
+    Control(Message),
+    /// A frame of a data message.
+    Fragment(Fragment),
+}
+
+/// Decides the pong for a ping: `Some(payload)` to answer, `None` not to.
+pub type PingHandler = Box<dyn FnMut(&Bytes) -> Option<Bytes> + Send>;
+/// Sees every pong.
+pub type PongHandler = Box<dyn FnMut(&Bytes) + Send>;
+/// Decides the reply to the peer's close frame (`None`: a close without status).
+pub type CloseHandler = Box<dyn FnMut(Option<&CloseFrame>) -> Option<CloseFrame> + Send>;
 
 /// The sans-I/O WebSocket connection for one role.
 ///
@@ -113,14 +161,13 @@ struct Partial {
 /// assert_eq!(msg, Message::Ping("hi".into()));
 /// assert_eq!(server.outgoing().chunk(), b"\x8a\x02hi"); // the pong, queued
 /// ```
-#[derive(Debug)]
 pub struct Connection {
     role: Role,
     config: Config,
     state: State,
     read_buf: BytesMut,
     decoder: Decoder,
-    partial: Option<Partial>,
+    message: Option<InProgress>,
     utf8: Utf8Validator,
     /// Payload bytes of the frame in progress already fed to `utf8`.
     utf8_fed: usize,
@@ -129,6 +176,21 @@ pub struct Connection {
     failure: Option<ProtocolError>,
     /// Only clients mask; a CSPRNG because RFC 6455 §5.3 wants unpredictable keys.
     mask_rng: Option<Box<StdRng>>,
+    ping_handler: Option<PingHandler>,
+    pong_handler: Option<PongHandler>,
+    close_handler: Option<CloseHandler>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("config", &self.config)
+            .field("buffered", &self.read_buf.len())
+            .field("queued", &self.out.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Connection {
@@ -144,13 +206,34 @@ impl Connection {
                 max_frame_size: config.max_frame_size,
                 allowed_rsv: 0,
             }),
-            partial: None,
+            message: None,
             utf8: Utf8Validator::default(),
             utf8_fed: 0,
             out: Outgoing::default(),
             failure: None,
             mask_rng: (role == Role::Client).then(|| Box::new(StdRng::from_os_rng())),
+            ping_handler: None,
+            pong_handler: None,
+            close_handler: None,
         }
+    }
+
+    /// Replaces the ping handler. The default answers every ping with a pong carrying the same
+    /// payload (gorilla's default); the handler returns the pong payload, or `None` to send
+    /// none. Pings are handed out by [`next_message`](Self::next_message) either way.
+    pub fn set_ping_handler(&mut self, handler: Option<PingHandler>) {
+        self.ping_handler = handler;
+    }
+
+    /// Sets a handler that sees every pong (the default does nothing).
+    pub fn set_pong_handler(&mut self, handler: Option<PongHandler>) {
+        self.pong_handler = handler;
+    }
+
+    /// Replaces the close handler, which chooses the reply to the peer's close frame. The
+    /// default echoes the peer's code without a reason (gorilla's default).
+    pub fn set_close_handler(&mut self, handler: Option<CloseHandler>) {
+        self.close_handler = handler;
     }
 
     /// This endpoint's role.
@@ -192,7 +275,8 @@ impl Connection {
     ///
     /// Pings are answered and a close is replied to here: check
     /// [`outgoing`](Self::outgoing) after every call. Every message is still handed back, so
-    /// the application sees pings, pongs and the peer's close.
+    /// the application sees pings, pongs and the peer's close. If a message was being read
+    /// with [`next_fragment`](Self::next_fragment), its remaining frames are dropped.
     ///
     /// # Errors
     ///
@@ -200,6 +284,40 @@ impl Connection {
     /// [`close_code`](ProtocolError::close_code) is then queued, the state becomes
     /// [`State::Closed`], and later calls return `Ok(None)`.
     pub fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
+        Ok(self
+            .next_incoming(Mode::Whole)?
+            .map(|incoming| match incoming {
+                Incoming::Control(message) => message,
+                // In `Mode::Whole` a data message comes back as one fragment, first and last.
+                Incoming::Fragment(fragment) => fragment.into_message(),
+            }))
+    }
+
+    /// Like [`next_message`](Self::next_message), but hands out data messages frame by frame,
+    /// without assembling them. Limits and UTF-8 validation apply as for whole messages.
+    ///
+    /// # Errors
+    ///
+    /// As [`next_message`](Self::next_message).
+    pub fn next_fragment(&mut self) -> Result<Option<Incoming>, ProtocolError> {
+        self.next_incoming(Mode::Fragments)
+    }
+
+    /// Drops the rest of the message being read fragment by fragment, if any: its remaining
+    /// frames are discarded as they arrive.
+    pub fn discard_message(&mut self) {
+        if let Some(message) = &mut self.message {
+            message.discard = true;
+            message.data = None;
+        }
+    }
+
+    /// Whether a data message is partly received.
+    pub fn is_receiving_message(&self) -> bool {
+        self.message.is_some()
+    }
+
+    fn next_incoming(&mut self, mode: Mode) -> Result<Option<Incoming>, ProtocolError> {
         loop {
             if self.state == State::Closed {
                 return match self.failure.take() {
@@ -208,8 +326,8 @@ impl Connection {
                 };
             }
             match self.decoder.decode(&mut self.read_buf) {
-                Ok(Some(frame)) => match self.on_frame(frame) {
-                    Ok(Some(message)) => return Ok(Some(message)),
+                Ok(Some(frame)) => match self.on_frame(frame, mode) {
+                    Ok(Some(incoming)) => return Ok(Some(incoming)),
                     Ok(None) => {}
                     Err(err) => self.fail_with(err),
                 },
@@ -252,52 +370,74 @@ impl Connection {
         match header.opcode {
             OpCode::Text => true,
             OpCode::Continuation => self
-                .partial
+                .message
                 .as_ref()
-                .is_some_and(|p| p.opcode == OpCode::Text),
+                .is_some_and(|m| m.kind == OpCode::Text),
             _ => false,
         }
     }
 
     /// Fragmentation order (RFC 6455 §5.4) and the message limit, from a data frame's header.
     fn check_data_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
-        let assembled = match (header.opcode, &self.partial) {
+        let received = match (header.opcode, &self.message) {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-            (OpCode::Continuation, Some(partial)) => partial.data.len(),
+            (OpCode::Continuation, Some(message)) => message.size,
             (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
             (_, None) => 0,
         };
-        let size = assembled as u64 + header.payload_len;
+        let size = received + header.payload_len;
         match self.config.max_message_size {
             Some(max) if size > max as u64 => Err(ProtocolError::MessageTooBig { size, max }),
             _ => Ok(()),
         }
     }
 
-    fn on_frame(&mut self, frame: Frame) -> Result<Option<Message>, ProtocolError> {
-        match frame.opcode {
+    fn on_frame(&mut self, frame: Frame, mode: Mode) -> Result<Option<Incoming>, ProtocolError> {
+        let control = match frame.opcode {
             OpCode::Ping => {
-                if self.state == State::Open {
-                    self.queue_frame(OpCode::Pong, frame.payload.clone());
+                let pong = match &mut self.ping_handler {
+                    Some(handler) => handler(&frame.payload),
+                    None => Some(frame.payload.clone()),
+                };
+                let allowed = |p: &Bytes| p.len() <= MAX_CONTROL_PAYLOAD;
+                if let Some(pong) = pong.filter(allowed).filter(|_| self.state == State::Open) {
+                    self.queue_frame(OpCode::Pong, pong);
                 }
-                Ok(Some(Message::Ping(frame.payload)))
+                Message::Ping(frame.payload)
             }
-            OpCode::Pong => Ok(Some(Message::Pong(frame.payload))),
+            OpCode::Pong => {
+                if let Some(handler) = &mut self.pong_handler {
+                    handler(&frame.payload);
+                }
+                Message::Pong(frame.payload)
+            }
             OpCode::Close => {
                 let close = CloseFrame::parse(&frame.payload)?;
                 if self.state == State::Open {
-                    // RFC 6455 §5.5.1: answer with a close frame, echoing the status code.
-                    let reply = close.as_ref().map(|c| CloseFrame::new(c.code, ""));
+                    // RFC 6455 §5.5.1: answer with a close frame; by default echo the code.
+                    let reply = match &mut self.close_handler {
+                        Some(handler) => handler(close.as_ref()),
+                        None => close.as_ref().map(|c| CloseFrame::new(c.code, "")),
+                    };
+                    let reply = reply.filter(|r| r.code.is_valid());
                     self.queue_close(reply.as_ref());
                 }
                 self.state = State::Closed;
-                Ok(Some(Message::Close(close)))
+                self.message = None;
+                Message::Close(close)
             }
-            OpCode::Text | OpCode::Binary | OpCode::Continuation => self.on_data_frame(frame),
-        }
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                return self.on_data_frame(frame, mode);
+            }
+        };
+        Ok(Some(Incoming::Control(control)))
     }
 
-    fn on_data_frame(&mut self, frame: Frame) -> Result<Option<Message>, ProtocolError> {
+    fn on_data_frame(
+        &mut self,
+        frame: Frame,
+        mode: Mode,
+    ) -> Result<Option<Incoming>, ProtocolError> {
         let header = FrameHeader {
             fin: frame.fin,
             rsv: frame.rsv,
@@ -313,29 +453,59 @@ impl Connection {
             }
         }
         self.utf8_fed = 0;
-        let (opcode, payload) = match (frame.fin, frame.opcode) {
-            (true, OpCode::Continuation) => {
-                let mut partial = self.partial.take().expect("checked by check_data_header");
-                partial.data.extend_from_slice(&frame.payload);
-                (partial.opcode, partial.data.freeze())
-            }
-            (true, opcode) => (opcode, frame.payload),
-            (false, OpCode::Continuation) => {
-                let partial = self.partial.as_mut().expect("checked by check_data_header");
-                partial.data.extend_from_slice(&frame.payload);
-                return Ok(None);
-            }
-            (false, opcode) => {
-                let mut data = BytesMut::with_capacity(frame.payload.len() * 2);
-                data.extend_from_slice(&frame.payload);
-                self.partial = Some(Partial { opcode, data });
-                return Ok(None);
-            }
+        let first = frame.opcode != OpCode::Continuation;
+        let message = self.message.get_or_insert(InProgress {
+            kind: frame.opcode,
+            size: 0,
+            data: None,
+            discard: false,
+        });
+        message.size += header.payload_len;
+        let kind = message.kind;
+        let fragment = |payload: Bytes, first: bool| {
+            Some(Incoming::Fragment(Fragment {
+                kind,
+                first,
+                fin: frame.fin,
+                payload,
+            }))
         };
-        Ok(Some(match opcode {
-            OpCode::Text => Message::Text(Utf8Bytes::from_validated(payload)),
-            _ => Message::Binary(payload),
-        }))
+        let out = match mode {
+            _ if message.discard => None,
+            Mode::Whole if first && frame.fin => fragment(frame.payload, true),
+            Mode::Whole => match &mut message.data {
+                Some(data) => {
+                    data.extend_from_slice(&frame.payload);
+                    frame
+                        .fin
+                        .then(|| data.split().freeze())
+                        .and_then(|all| fragment(all, true))
+                }
+                None if first => {
+                    let mut data = BytesMut::with_capacity(frame.payload.len() * 2);
+                    data.extend_from_slice(&frame.payload);
+                    message.data = Some(data);
+                    None
+                }
+                // The message was being streamed and the reader moved on: drop the rest.
+                None => {
+                    message.discard = true;
+                    None
+                }
+            },
+            Mode::Fragments => match message.data.take() {
+                // A message started whole (a cancelled read) continues as fragments.
+                Some(mut data) => {
+                    data.extend_from_slice(&frame.payload);
+                    fragment(data.freeze(), true)
+                }
+                None => fragment(frame.payload, first),
+            },
+        };
+        if frame.fin {
+            self.message = None;
+        }
+        Ok(out)
     }
 
     /// Fails the connection: queue the close frame the error calls for, unless one was sent.
@@ -345,7 +515,7 @@ impl Connection {
             self.queue_close(Some(&frame));
         }
         self.state = State::Closed;
-        self.partial = None;
+        self.message = None;
         self.read_buf.clear();
         self.failure = Some(err);
     }
@@ -357,7 +527,7 @@ impl Connection {
             self.queue_close(Some(&CloseFrame::new(code, reason)));
         }
         self.state = State::Closed;
-        self.partial = None;
+        self.message = None;
     }
 
     // ----- sending -----
@@ -404,6 +574,21 @@ impl Connection {
         }
         self.ensure_open()?;
         self.queue_frame_fin(opcode, payload, fin);
+        Ok(())
+    }
+
+    /// Queues a [`PreparedMessage`]: a server sends its frame bytes without encoding or
+    /// copying them; a client masks a fresh copy.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), Error> {
+        if self.role == Role::Client || matches!(prepared.message(), Message::Close(_)) {
+            return self.send(prepared.message().clone());
+        }
+        self.ensure_open()?;
+        self.out.push_encoded(prepared.server_frame().clone());
         Ok(())
     }
 
@@ -475,3 +660,13 @@ impl Connection {
 
 #[cfg(test)]
 mod tests;
+
+impl Fragment {
+    /// A whole message from a fragment that is both first and last.
+    fn into_message(self) -> Message {
+        match self.kind {
+            OpCode::Text => Message::Text(Utf8Bytes::from_validated(self.payload)),
+            _ => Message::Binary(self.payload),
+        }
+    }
+}

@@ -34,17 +34,22 @@ pub mod handshake;
 pub mod mask;
 mod message;
 mod outgoing;
+mod prepared;
 mod role;
 pub mod utf8;
 mod utf8_bytes;
 
 pub use bytes::Bytes;
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{Config, Connection, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE, State};
+pub use connection::{
+    CloseHandler, Config, Connection, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE, Fragment,
+    Incoming, PingHandler, PongHandler, State,
+};
 pub use error::{Error, ProtocolError};
 pub use frame::OpCode;
 pub use handshake::HandshakeError;
 pub use message::Message;
 pub use outgoing::Outgoing;
+pub use prepared::PreparedMessage;
 pub use role::Role;
 pub use utf8_bytes::Utf8Bytes;

@@ -40,6 +40,20 @@ impl Outgoing {
         }
     }
 
+    /// Queues bytes that are already whole frames (a prepared message), by reference.
+    pub(crate) fn push_encoded(&mut self, frames: Bytes) {
+        self.len += frames.len();
+        if frames.len() < ZERO_COPY_THRESHOLD {
+            // Small: a copy keeps many of them in one contiguous write.
+            self.tail.extend_from_slice(&frames);
+            return;
+        }
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        self.chunks.push_back(frames);
+    }
+
     /// The number of bytes queued.
     pub fn len(&self) -> usize {
         self.len

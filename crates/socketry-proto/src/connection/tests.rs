@@ -523,3 +523,172 @@ fn replies_to_many_pings_leave_in_one_contiguous_chunk() {
     assert_eq!(receive_all(&mut conn, &wire).unwrap().len(), 50);
     assert_eq!(conn.outgoing().chunk().len(), 50 * 3);
 }
+
+// Reading fragment by fragment
+
+fn fragments(conn: &mut Connection, bytes: &[u8]) -> Vec<Incoming> {
+    conn.receive_data(bytes);
+    let mut out = Vec::new();
+    while let Some(incoming) = conn.next_fragment().unwrap() {
+        out.push(incoming);
+    }
+    out
+}
+
+#[test]
+fn fragments_are_handed_out_without_assembly() {
+    for mut conn in both_roles() {
+        let mut wire = frame_to(&conn, false, OpCode::Text, b"ab");
+        wire.extend(frame_to(&conn, true, OpCode::Ping, b""));
+        wire.extend(frame_to(&conn, true, OpCode::Continuation, b"cd"));
+        wire.extend(frame_to(&conn, true, OpCode::Binary, b"e"));
+        let got = fragments(&mut conn, &wire);
+        let frag = |kind, first, fin, p: &'static [u8]| {
+            Incoming::Fragment(Fragment {
+                kind,
+                first,
+                fin,
+                payload: Bytes::from_static(p),
+            })
+        };
+        assert_eq!(
+            got,
+            vec![
+                frag(OpCode::Text, true, false, b"ab"),
+                Incoming::Control(Message::Ping(Bytes::new())),
+                frag(OpCode::Text, false, true, b"cd"),
+                frag(OpCode::Binary, true, true, b"e"),
+            ]
+        );
+    }
+}
+
+#[test]
+fn fragments_still_fail_fast_on_invalid_utf8_and_the_limit() {
+    let mut conn = Connection::new(Role::Client, Config::default().max_message_size(Some(4)));
+    let wire = frame_to(&conn, false, OpCode::Text, b"abc");
+    assert_eq!(fragments(&mut conn, &wire).len(), 1);
+    conn.receive_data(&frame_to(&conn, true, OpCode::Continuation, b"de"));
+    assert!(matches!(
+        conn.next_fragment(),
+        Err(ProtocolError::MessageTooBig { size: 5, max: 4 })
+    ));
+
+    let mut conn = client();
+    conn.receive_data(&frame_to(&conn, true, OpCode::Text, &[0xff]));
+    assert_eq!(conn.next_fragment(), Err(ProtocolError::InvalidUtf8));
+}
+
+#[test]
+fn next_message_drops_the_rest_of_a_streamed_message() {
+    let mut conn = client();
+    let first = frame_to(&conn, false, OpCode::Binary, b"12");
+    assert_eq!(fragments(&mut conn, &first).len(), 1);
+    let mut wire = frame_to(&conn, false, OpCode::Continuation, b"34");
+    wire.extend(frame_to(&conn, true, OpCode::Continuation, b"56"));
+    wire.extend(frame_to(&conn, true, OpCode::Text, b"next"));
+    assert_eq!(
+        receive_all(&mut conn, &wire).unwrap(),
+        vec![Message::text("next")]
+    );
+}
+
+#[test]
+fn discard_message_drops_the_rest_for_fragment_readers_too() {
+    let mut conn = client();
+    let first = frame_to(&conn, false, OpCode::Binary, b"12");
+    assert_eq!(fragments(&mut conn, &first).len(), 1);
+    conn.discard_message();
+    let mut wire = frame_to(&conn, true, OpCode::Continuation, b"34");
+    wire.extend(frame_to(&conn, true, OpCode::Binary, b"x"));
+    let got = fragments(&mut conn, &wire);
+    assert_eq!(got.len(), 1);
+    assert!(matches!(&got[0], Incoming::Fragment(f) if f.first && &f.payload[..] == b"x"));
+}
+
+#[test]
+fn a_message_started_whole_continues_as_fragments_from_its_start() {
+    let mut conn = client();
+    let first = frame_to(&conn, false, OpCode::Binary, b"12");
+    assert_eq!(receive_all(&mut conn, &first).unwrap(), vec![]);
+    let rest = frame_to(&conn, true, OpCode::Continuation, b"34");
+    let got = fragments(&mut conn, &rest);
+    assert!(
+        matches!(&got[0], Incoming::Fragment(f) if f.first && f.fin && &f.payload[..] == b"1234")
+    );
+}
+
+// Handlers (gorilla's SetPingHandler / SetPongHandler / SetCloseHandler)
+
+#[test]
+fn ping_handler_chooses_the_pong() {
+    let mut conn = server();
+    conn.set_ping_handler(Some(Box::new(|payload: &Bytes| {
+        (&payload[..] != b"quiet").then(|| Bytes::from_static(b"custom"))
+    })));
+    let mut wire = frame_to(&conn, true, OpCode::Ping, b"quiet");
+    wire.extend(frame_to(&conn, true, OpCode::Ping, b"loud"));
+    assert_eq!(receive_all(&mut conn, &wire).unwrap().len(), 2);
+    let sent = sent_frames(&mut conn);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(&sent[0].payload[..], b"custom");
+}
+
+#[test]
+fn pong_handler_sees_every_pong() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut conn = client();
+    let log = seen.clone();
+    conn.set_pong_handler(Some(Box::new(move |p: &Bytes| {
+        log.lock().unwrap().push(p.clone())
+    })));
+    let mut wire = frame_to(&conn, true, OpCode::Pong, b"1");
+    wire.extend(frame_to(&conn, true, OpCode::Pong, b"2"));
+    receive_all(&mut conn, &wire).unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Bytes::from("1"), Bytes::from("2")]
+    );
+}
+
+#[test]
+fn close_handler_chooses_the_reply() {
+    let mut conn = server();
+    conn.set_close_handler(Some(Box::new(|_| {
+        Some(CloseFrame::new(CloseCode::GOING_AWAY, "shutting down"))
+    })));
+    let wire = frame_to(&conn, true, OpCode::Close, &1000u16.to_be_bytes());
+    receive_all(&mut conn, &wire).unwrap();
+    let sent = sent_frames(&mut conn);
+    let reply = CloseFrame::parse(&sent[0].payload).unwrap().unwrap();
+    assert_eq!(
+        reply,
+        CloseFrame::new(CloseCode::GOING_AWAY, "shutting down")
+    );
+}
+
+// Broadcast
+
+#[test]
+fn prepared_message_is_shared_by_servers_and_masked_per_client() {
+    let prepared = crate::PreparedMessage::new(Message::binary(vec![5u8; 100_000]));
+    let mut s = server();
+    s.send_prepared(&prepared).unwrap();
+    let mut slices = [std::io::IoSlice::new(&[]); 4];
+    let n = s.outgoing().chunks_vectored(&mut slices);
+    assert_eq!(n, 1);
+    assert_eq!(
+        slices[0].as_ptr(),
+        prepared.server_frame().as_ptr(),
+        "no copy"
+    );
+
+    let mut c = client();
+    c.send_prepared(&prepared).unwrap();
+    let wire = drain_outgoing(&mut c);
+    let mut peer = server();
+    assert_eq!(
+        receive_all(&mut peer, &wire).unwrap(),
+        vec![prepared.message().clone()]
+    );
+}
