@@ -54,6 +54,24 @@ impl Outgoing {
         self.chunks.push_back(frames);
     }
 
+    /// Whether the queue holds a write buffer (allocated memory).
+    pub fn has_buffer(&self) -> bool {
+        self.tail.capacity() > 0
+    }
+
+    /// Gives the queue a buffer to build frames in, if it has none (from a buffer pool).
+    pub fn set_buffer(&mut self, mut buf: BytesMut) {
+        if !self.has_buffer() {
+            buf.clear();
+            self.tail = buf;
+        }
+    }
+
+    /// Takes the queue's buffer when nothing is queued, so an idle connection holds none.
+    pub fn take_buffer(&mut self) -> Option<BytesMut> {
+        (self.is_empty() && self.has_buffer()).then(|| std::mem::take(&mut self.tail))
+    }
+
     /// The number of bytes queued.
     pub fn len(&self) -> usize {
         self.len

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-/// Settings of a connection: the protocol limits plus the timeouts and buffer sizes the I/O
-/// layer needs.
+/// Settings of a connection: the protocol limits plus the timeouts, keepalive and buffer sizes
+/// the I/O layer needs.
 ///
 /// # Examples
 ///
@@ -13,7 +13,8 @@ use std::time::Duration;
 ///
 /// let config = WebSocketConfig::default()
 ///     .max_message_size(Some(1 << 20))
-///     .close_timeout(Duration::from_secs(3));
+///     .close_timeout(Duration::from_secs(3))
+///     .keepalive(Some((Duration::from_secs(30), Duration::from_secs(10))));
 /// assert_eq!(config.protocol().get_max_message_size(), Some(1 << 20));
 /// ```
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +23,10 @@ pub struct WebSocketConfig {
     protocol: socketry_proto::Config,
     close_timeout: Duration,
     read_buffer_size: usize,
+    write_buffer_size: usize,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    keepalive: Option<(Duration, Duration)>,
 }
 
 impl Default for WebSocketConfig {
@@ -29,7 +34,11 @@ impl Default for WebSocketConfig {
         Self {
             protocol: socketry_proto::Config::default(),
             close_timeout: Duration::from_secs(10),
-            read_buffer_size: 8 * 1024,
+            read_buffer_size: 4 * 1024,
+            write_buffer_size: 128 * 1024,
+            read_timeout: None,
+            write_timeout: None,
+            keepalive: None,
         }
     }
 }
@@ -51,18 +60,58 @@ impl WebSocketConfig {
         self
     }
 
-    /// How long the closing handshake waits for the peer's close frame before the transport
-    /// is closed anyway. The default value is 10 seconds.
+    /// How long the closing handshake waits for the peer's close frame (and a client for the
+    /// server to end TCP) before the transport is closed anyway. The default value is 10
+    /// seconds.
     #[must_use]
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
         self
     }
 
-    /// How many bytes one read asks the transport for, at least. The default value is 8 KiB.
+    /// How many bytes one read asks the transport for at first; reads grow while they come
+    /// back full and shrink back when the connection goes quiet. The default value is 4 KiB.
     #[must_use]
     pub fn read_buffer_size(mut self, size: usize) -> Self {
         self.read_buffer_size = size.max(64);
+        self
+    }
+
+    /// The bound on bytes queued for the peer. [`feed`](crate::WebSocket::feed) waits for room
+    /// once this much is queued, and while it is exceeded the connection stops reading, so a
+    /// peer that does not read cannot make it grow (not even with a ping flood). The default
+    /// value is 128 KiB.
+    #[must_use]
+    pub fn write_buffer_size(mut self, size: usize) -> Self {
+        self.write_buffer_size = size.max(1);
+        self
+    }
+
+    /// How long [`recv`](crate::WebSocket::recv) waits for a message before it returns
+    /// [`Error::Timeout`](crate::Error::Timeout); the connection stays usable. The default
+    /// value is `None`: no timeout.
+    #[must_use]
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// How long a send or flush waits for the transport to take the bytes before it returns
+    /// [`Error::Timeout`](crate::Error::Timeout); unwritten bytes stay queued. The default
+    /// value is `None`: no timeout.
+    #[must_use]
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Keepalive as `(interval, timeout)`: a ping is sent every `interval`, and when no pong
+    /// arrives within `timeout` of it the connection is closed with 1011 "keepalive timeout"
+    /// and the read side returns [`Error::Timeout`](crate::Error::Timeout). Runs while the
+    /// connection is being read. The default value is `None`: no keepalive.
+    #[must_use]
+    pub fn keepalive(mut self, keepalive: Option<(Duration, Duration)>) -> Self {
+        self.keepalive = keepalive;
         self
     }
 
@@ -76,8 +125,28 @@ impl WebSocketConfig {
         self.close_timeout
     }
 
-    /// The read size.
+    /// The initial read size.
     pub fn get_read_buffer_size(&self) -> usize {
         self.read_buffer_size
+    }
+
+    /// The bound on queued bytes.
+    pub fn get_write_buffer_size(&self) -> usize {
+        self.write_buffer_size
+    }
+
+    /// The read timeout.
+    pub fn get_read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
+    }
+
+    /// The write timeout.
+    pub fn get_write_timeout(&self) -> Option<Duration> {
+        self.write_timeout
+    }
+
+    /// The keepalive interval and timeout.
+    pub fn get_keepalive(&self) -> Option<(Duration, Duration)> {
+        self.keepalive
     }
 }

@@ -42,9 +42,14 @@
 
 mod client;
 mod config;
+mod core;
+mod endpoint;
 mod error;
 mod handshake_io;
+mod message_io;
+mod pool;
 mod server;
+mod split;
 mod stream;
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
@@ -56,10 +61,12 @@ pub use client::{Connector, connect};
 pub use config::WebSocketConfig;
 pub use error::Error;
 pub use http;
+pub use message_io::{DEFAULT_FRAGMENT_SIZE, MessageReader, MessageWriter};
 pub use server::{Acceptor, accept};
 pub use socketry_proto::{
-    self as proto, CloseCode, CloseFrame, HandshakeError, Message, OpCode, ProtocolError, Role,
-    State, Utf8Bytes,
+    self as proto, CloseCode, CloseFrame, HandshakeError, Message, OpCode, PreparedMessage,
+    ProtocolError, Role, State, Utf8Bytes,
 };
+pub use split::{ControlHandle, WebSocketReader, WebSocketWriter};
 pub use stream::MaybeTlsStream;
 pub use websocket::WebSocket;

@@ -3,25 +3,34 @@
 use std::{
     fmt,
     future::poll_fn,
-    io::{self, IoSlice},
     pin::Pin,
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
 };
 
 use bytes::Bytes;
-use socketry_proto::{CloseCode, CloseFrame, Connection, Message, OpCode, Role, State};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use socketry_proto::{CloseCode, CloseFrame, Message, OpCode, PreparedMessage, Role, State};
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::{Error, WebSocketConfig};
-
-/// How many queued chunks one vectored write hands to the transport.
-const MAX_IO_SLICES: usize = 64;
+use crate::{
+    Error, WebSocketConfig,
+    core::{Core, Io, Mode},
+    endpoint::{self, Endpoint},
+    split::{self, WebSocketReader, WebSocketWriter},
+};
 
 /// A WebSocket connection.
 ///
-/// Reading and writing go through `&mut self`: one task owns the connection. Pings are
-/// answered and the peer's close is replied to automatically, as soon as the transport
-/// accepts the bytes, also while the application only reads.
+/// # Concurrency
+///
+/// A `WebSocket` is used from one task through `&mut self`: receiving and sending take turns.
+/// Pings are answered and the peer's close is replied to automatically, as soon as the
+/// transport accepts the bytes, also while the application only receives. To receive and
+/// send from different tasks, [`split`](Self::split) it: one reader, one writer, and any
+/// number of [`ControlHandle`](crate::ControlHandle)s that send pings and start the close from
+/// anywhere. The types enforce this at compile time: nothing here panics on misuse.
+///
+/// It is also a [`Stream`](futures_core::Stream) of messages and a
+/// [`Sink`](futures_sink::Sink) of messages, like tokio-tungstenite's `WebSocketStream`.
 ///
 /// # Examples
 ///
@@ -40,28 +49,34 @@ const MAX_IO_SLICES: usize = 64;
 /// # let _ = handle;
 /// ```
 pub struct WebSocket<S> {
-    io: S,
-    conn: Connection,
-    config: WebSocketConfig,
-    protocol: Option<String>,
-    /// The peer's close or the error that ended the connection, handed out once the transport
-    /// is closed (kept here so that a cancelled `recv` loses nothing).
-    ending: Option<Result<Message, Error>>,
-    /// The transport reached end of file.
-    read_eof: bool,
-    /// The transport is closed: `recv` returns `None` from now on.
-    done: bool,
-    /// Bytes were written since the transport was last flushed.
-    unflushed: bool,
+    pub(crate) io: S,
+    pub(crate) core: Core,
 }
 
 impl<S> fmt::Debug for WebSocket<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocket")
-            .field("role", &self.conn.role())
-            .field("state", &self.conn.state())
-            .field("protocol", &self.protocol)
+            .field("role", &self.core.conn.role())
+            .field("state", &self.core.conn.state())
+            .field("protocol", &self.core.protocol)
             .finish_non_exhaustive()
+    }
+}
+
+impl<S> Endpoint for WebSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    fn poll_with<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Core, &mut dyn Io, &mut Context<'_>) -> R,
+    ) -> R {
+        f(&mut self.core, &mut self.io, cx)
+    }
+
+    fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
+        f(&mut self.core)
     }
 }
 
@@ -82,38 +97,30 @@ where
         leftover: &[u8],
         protocol: Option<String>,
     ) -> Self {
-        let mut conn = Connection::new(role, *config.protocol());
-        conn.receive_data(leftover);
         Self {
             io,
-            conn,
-            config,
-            protocol,
-            ending: None,
-            read_eof: false,
-            done: false,
-            unflushed: false,
+            core: Core::new(role, config, leftover, protocol),
         }
     }
 
     /// The subprotocol the handshake selected, if any.
     pub fn protocol(&self) -> Option<&str> {
-        self.protocol.as_deref()
+        self.core.protocol.as_deref()
     }
 
     /// This endpoint's role.
     pub fn role(&self) -> Role {
-        self.conn.role()
+        self.core.conn.role()
     }
 
     /// The protocol state.
     pub fn state(&self) -> State {
-        self.conn.state()
+        self.core.conn.state()
     }
 
     /// The settings in force.
     pub fn config(&self) -> &WebSocketConfig {
-        &self.config
+        &self.core.config
     }
 
     /// The transport.
@@ -124,6 +131,18 @@ where
     /// The transport, mutably. Reading or writing it directly corrupts the connection.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.io
+    }
+
+    /// The protocol core, to set handlers or limits
+    /// ([`set_ping_handler`](socketry_proto::Connection::set_ping_handler), …).
+    pub fn protocol_mut(&mut self) -> &mut socketry_proto::Connection {
+        &mut self.core.conn
+    }
+
+    /// Splits the connection into a reader and a writer for two tasks; see
+    /// [`WebSocketReader`] and [`WebSocketWriter`].
+    pub fn split(self) -> (WebSocketReader<S>, WebSocketWriter<S>) {
+        split::split(self)
     }
 
     /// Receives the next message.
@@ -137,25 +156,18 @@ where
     ///
     /// [`Error::Protocol`] when the peer broke the protocol: the close frame with the code
     /// the RFC requires (1002, 1007, 1009) was sent and the transport closed first.
-    /// [`Error::AbnormalClosure`] when the transport ended without a close frame, and
-    /// [`Error::Io`] when it failed. After an error, `recv` returns `None`.
+    /// [`Error::AbnormalClosure`] when the transport ended without a close frame,
+    /// [`Error::Io`] when it failed, [`Error::Timeout`] for the keepalive. After these,
+    /// `recv` returns `None`: the connection is over. A read timeout
+    /// ([`WebSocketConfig::read_timeout`]) returns [`Error::Timeout`] and leaves the
+    /// connection usable.
     ///
     /// # Cancel safety
     ///
     /// This method is cancel-safe: if it is dropped before completing (in `tokio::select!`,
     /// say), no message is lost; the next call continues where it stopped.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        if self.ending.is_none() && !self.done {
-            match poll_fn(|cx| self.poll_next_message(cx)).await {
-                Ok(Some(message)) => return Some(Ok(message)),
-                Ok(None) => {}
-                Err(err) => self.ending = Some(Err(err)),
-            }
-        }
-        if !self.done {
-            self.close_transport().await;
-        }
-        self.ending.take()
+        endpoint::recv(self).await
     }
 
     /// Sends a message and waits until the transport took it.
@@ -166,21 +178,49 @@ where
     /// # Errors
     ///
     /// [`Error::AlreadyClosed`] after a close frame was sent or received,
-    /// [`Error::InvalidMessage`] for a control payload over 125 bytes, [`Error::Io`].
+    /// [`Error::InvalidMessage`] for a control payload over 125 bytes, [`Error::Io`],
+    /// [`Error::Timeout`] after the write timeout (the rest stays queued).
     ///
     /// # Cancel safety
     ///
     /// If cancelled, the message may be partly written; it stays queued and the rest goes out
     /// with the next send, flush or receive.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.conn.send(message.into())?;
-        self.flush().await
+        endpoint::send(self, message.into()).await
+    }
+
+    /// Queues a message, to send many with few writes; [`flush`](Self::flush) writes them.
+    /// Waits only when the queue holds more than the write buffer size
+    /// ([`WebSocketConfig::write_buffer_size`]), so memory stays bounded.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    ///
+    /// # Cancel safety
+    ///
+    /// If cancelled while waiting for room, the message was not queued.
+    pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        endpoint::feed(self, message.into()).await
+    }
+
+    /// Writes everything queued.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`], [`Error::Timeout`] after the write timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: unwritten bytes stay queued.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        endpoint::flush(self).await
     }
 
     /// Sends one frame of a data message: the first with `OpCode::Text` or `OpCode::Binary`,
     /// the rest with `OpCode::Continuation`, the last with `fin` set. Control frames may be
     /// sent between them. The caller keeps the order (RFC 6455 §5.4) and, for text, the
-    /// message's UTF-8 valid as a whole.
+    /// message's UTF-8 valid as a whole; [`message_writer`](Self::message_writer) does both.
     ///
     /// # Errors
     ///
@@ -191,29 +231,20 @@ where
         payload: Bytes,
         fin: bool,
     ) -> Result<(), Error> {
-        self.conn.send_frame(opcode, payload, fin)?;
+        self.core
+            .queue_with(|conn| conn.send_frame(opcode, payload, fin))?;
         self.flush().await
     }
 
-    /// Queues a message without writing it, to send several with one write; see
-    /// [`flush`](Self::flush).
+    /// Sends a [`PreparedMessage`]: a server writes its frame bytes, framed once for all
+    /// connections, without copying them.
     ///
     /// # Errors
     ///
-    /// As [`send`](Self::send), without the I/O errors.
-    pub fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.conn.send(message.into())?;
-        Ok(())
-    }
-
-    /// Writes everything queued.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`].
-    pub async fn flush(&mut self) -> Result<(), Error> {
-        poll_fn(|cx| self.poll_write_queued(cx)).await?;
-        Ok(())
+    /// As [`send`](Self::send).
+    pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        self.core.queue_with(|conn| conn.send_prepared(message))?;
+        self.flush().await
     }
 
     /// Closes the connection: sends a close frame with `code` and `reason` (truncated on a char
@@ -236,105 +267,56 @@ where
     ///
     /// As [`close`](Self::close).
     pub async fn close_with(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
-        if self.done {
+        if self.core.is_done() {
             return Ok(());
         }
-        self.conn.send_close(frame.as_ref())?;
-        let timeout = self.config.get_close_timeout();
-        let wait_for_peer = async {
-            // Messages still arriving are dropped; `Ok(None)` comes once the peer's close
-            // frame did.
-            while let Ok(Some(_)) = poll_fn(|cx| self.poll_next_message(cx)).await {}
-        };
-        let _ = tokio::time::timeout(timeout, wait_for_peer).await;
-        self.close_transport().await;
-        // The close was ours: the peer's reply is not news to the caller.
-        self.ending = None;
+        self.core.start_close(frame)?;
+        // Whatever still arrives, the peer's close included, is not news to the caller.
+        while poll_fn(|cx| endpoint::poll_recv(self, cx, Mode::Whole))
+            .await
+            .is_some()
+        {}
         Ok(())
     }
+}
 
-    /// Writes what is queued, then ends the transport (RFC 6455 §7.1.1: the server closes TCP
-    /// first, so a client waits for the server's end of file before closing its side), all
-    /// bounded by the close timeout.
-    async fn close_transport(&mut self) {
-        let timeout = self.config.get_close_timeout();
-        let role = self.conn.role();
-        let orderly = async {
-            poll_fn(|cx| self.poll_write_queued(cx)).await?;
-            if role == Role::Client {
-                let mut scratch = [0u8; 256];
-                while !self.read_eof {
-                    self.read_eof = self.io.read(&mut scratch).await? == 0;
-                }
-            }
-            self.io.shutdown().await
-        };
-        let _ = tokio::time::timeout(timeout, orderly).await;
-        self.done = true;
+impl<S> futures_core::Stream for WebSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        endpoint::poll_recv_message(self.get_mut(), cx)
+    }
+}
+
+impl<S> futures_sink::Sink<Message> for WebSocket<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        endpoint::poll_room(self.get_mut(), cx)
     }
 
-    /// Reads and decodes until a message is complete, writing queued replies meanwhile.
-    /// `Ok(None)` means the connection ended without a message to return (closed).
-    fn poll_next_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Message>, Error>> {
-        loop {
-            // Replies (pongs, the close reply) go out as soon as the transport takes them; a
-            // transport that is not writable does not hold up reading.
-            if let Poll::Ready(Err(err)) = self.poll_write_queued(cx) {
-                return Poll::Ready(Err(err.into()));
-            }
-            match self.conn.next_message() {
-                Ok(Some(message @ Message::Close(_))) => {
-                    self.ending = Some(Ok(message));
-                    return Poll::Ready(Ok(None));
-                }
-                Ok(Some(message)) => return Poll::Ready(Ok(Some(message))),
-                Ok(None) if self.conn.state() == State::Closed => return Poll::Ready(Ok(None)),
-                Ok(None) => {}
-                Err(err) => return Poll::Ready(Err(err.into())),
-            }
-            if self.read_eof {
-                return Poll::Ready(Err(Error::AbnormalClosure));
-            }
-            let want = self
-                .conn
-                .bytes_wanted()
-                .clamp(self.config.get_read_buffer_size(), 1 << 20);
-            let buf = self.conn.read_buffer();
-            if buf.capacity() - buf.len() < want / 2 {
-                buf.reserve(want);
-            }
-            let n = ready!(tokio_util::io::poll_read_buf(
-                Pin::new(&mut self.io),
-                cx,
-                buf
-            ))?;
-            if n == 0 {
-                self.read_eof = true;
-            }
-        }
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        self.get_mut().core.queue(message)
     }
 
-    /// Writes every queued byte and flushes the transport.
-    fn poll_write_queued(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.conn.outgoing().is_empty() {
-            let out = self.conn.outgoing();
-            let n = if self.io.is_write_vectored() {
-                let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
-                let count = out.chunks_vectored(&mut slices);
-                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?
-            } else {
-                ready!(Pin::new(&mut self.io).poll_write(cx, out.chunk()))?
-            };
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.conn.outgoing_mut().advance(n);
-            self.unflushed = true;
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        endpoint::poll_flush(self.get_mut(), cx)
+    }
+
+    /// Sends a close frame (1000) if none was sent and flushes; the peer's close arrives
+    /// through the stream.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if this.core.conn.state() == State::Open {
+            this.core
+                .start_close(Some(CloseFrame::new(CloseCode::NORMAL, "")))?;
         }
-        if self.unflushed {
-            ready!(Pin::new(&mut self.io).poll_flush(cx))?;
-            self.unflushed = false;
-        }
-        Poll::Ready(Ok(()))
+        endpoint::poll_flush(this, cx)
     }
 }

@@ -1,0 +1,531 @@
+//! [`WebSocketReader`], [`WebSocketWriter`] and [`ControlHandle`]: one connection used from
+//! several tasks.
+//!
+//! The halves share the connection behind a mutex that is held only for one poll, never
+//! across an `.await`. Reading belongs to the reader alone; writing is shared (the writer's
+//! messages, the reader's pongs and close replies, the handles' control frames), so the
+//! transport's write readiness wakes every task waiting to write, not only the last one that
+//! polled it.
+
+use std::{
+    fmt,
+    future::poll_fn,
+    io,
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll, Wake, Waker},
+};
+
+use bytes::Bytes;
+use socketry_proto::{CloseCode, CloseFrame, Message, OpCode, PreparedMessage, State};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::{
+    Error, WebSocket,
+    core::{Core, Io},
+    endpoint::{self, Endpoint},
+};
+
+/// The tasks waiting for the transport to become writable.
+#[derive(Debug, Default)]
+struct WriteWaiters(Mutex<Vec<Waker>>);
+
+impl WriteWaiters {
+    fn register(&self, waker: &Waker) {
+        let mut waiters = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+    }
+}
+
+impl Wake for WriteWaiters {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let waiters = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+}
+
+/// The transport as one task sees it: reads wake that task; writes wake every writer.
+struct SharedIo<'a, S> {
+    io: &'a mut S,
+    waiters: &'a Arc<WriteWaiters>,
+}
+
+impl<S> SharedIo<'_, S> {
+    fn poll_write_side<T>(
+        &mut self,
+        cx: &Context<'_>,
+        f: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T>
+    where
+        S: Unpin,
+    {
+        let waker = Waker::from(self.waiters.clone());
+        let result = f(Pin::new(self.io), &mut Context::from_waker(&waker));
+        if result.is_pending() {
+            self.waiters.register(cx.waker());
+        }
+        result
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for SharedIo<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for SharedIo<'_, S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_write_side(cx, |io, cx| io.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_write_side(cx, |io, cx| io.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut()
+            .poll_write_side(cx, |io, cx| io.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut()
+            .poll_write_side(cx, |io, cx| io.poll_shutdown(cx))
+    }
+}
+
+/// The connection the halves share.
+struct Shared<S> {
+    inner: Mutex<WebSocket<S>>,
+    waiters: Arc<WriteWaiters>,
+}
+
+impl<S> Shared<S> {
+    fn lock(&self) -> MutexGuard<'_, WebSocket<S>> {
+        // A panic while locked leaves the state consistent (no poll holds invariants broken
+        // across a panic point), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<S> WebSocketReader<S> {
+    /// Drops the rest of the message being streamed (from `MessageReader`'s drop).
+    pub(crate) fn discard_message(&self) {
+        self.shared.lock().core.conn.discard_message();
+    }
+}
+
+impl<S> WebSocketWriter<S> {
+    /// Runs `f` on the core, without needing the transport's traits (for drops).
+    pub(crate) fn with_core_dropping<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
+        f(&mut self.shared.lock().core)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
+    fn poll_with<R>(
+        &self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Core, &mut dyn Io, &mut Context<'_>) -> R,
+    ) -> R {
+        let mut guard = self.lock();
+        let ws = &mut *guard;
+        let mut io = SharedIo {
+            io: &mut ws.io,
+            waiters: &self.waiters,
+        };
+        f(&mut ws.core, &mut io, cx)
+    }
+}
+
+pub(crate) fn split<S>(ws: WebSocket<S>) -> (WebSocketReader<S>, WebSocketWriter<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let shared = Arc::new(Shared {
+        inner: Mutex::new(ws),
+        waiters: Arc::default(),
+    });
+    (
+        WebSocketReader {
+            shared: shared.clone(),
+        },
+        WebSocketWriter { shared },
+    )
+}
+
+/// The receiving half of a split [`WebSocket`]: one task reads messages while another writes.
+///
+/// Only the reader reads the transport, so keep it polled: it answers pings, replies to the
+/// peer's close, runs the keepalive and completes the closing handshake, whichever half or
+/// handle started it. Not `Clone`: there is one reader.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(ws: socketry::WebSocket<tokio::net::TcpStream>) {
+/// let (mut reader, mut writer) = ws.split();
+/// tokio::spawn(async move {
+///     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+///     loop {
+///         ticks.tick().await;
+///         if writer.send("tick").await.is_err() {
+///             break;
+///         }
+///     }
+/// });
+/// while let Some(Ok(message)) = reader.recv().await {
+///     println!("{message:?}");
+/// }
+/// # }
+/// # let _ = run;
+/// ```
+pub struct WebSocketReader<S> {
+    shared: Arc<Shared<S>>,
+}
+
+/// The sending half of a split [`WebSocket`]. Not `Clone`: there is one writer; for control
+/// frames from more tasks, use [`ControlHandle`]s.
+pub struct WebSocketWriter<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> fmt::Debug for WebSocketReader<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocketReader").finish_non_exhaustive()
+    }
+}
+
+impl<S> fmt::Debug for WebSocketWriter<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocketWriter").finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Endpoint for WebSocketReader<S> {
+    fn poll_with<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Core, &mut dyn Io, &mut Context<'_>) -> R,
+    ) -> R {
+        self.shared.poll_with(cx, f)
+    }
+
+    fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
+        f(&mut self.shared.lock().core)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Endpoint for WebSocketWriter<S> {
+    fn poll_with<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Core, &mut dyn Io, &mut Context<'_>) -> R,
+    ) -> R {
+        self.shared.poll_with(cx, f)
+    }
+
+    fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
+        f(&mut self.shared.lock().core)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
+    /// Receives the next message; see [`WebSocket::recv`].
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::recv`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: no message is lost when the future is dropped.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        endpoint::recv(self).await
+    }
+
+    /// Whether `writer` is this reader's other half.
+    pub fn is_pair_of(&self, writer: &WebSocketWriter<S>) -> bool {
+        Arc::ptr_eq(&self.shared, &writer.shared)
+    }
+
+    /// Joins the halves back into one [`WebSocket`].
+    ///
+    /// # Errors
+    ///
+    /// Gives the halves back when they are not a pair or a [`ControlHandle`] still exists.
+    pub fn reunite(
+        self,
+        writer: WebSocketWriter<S>,
+    ) -> Result<WebSocket<S>, (Self, WebSocketWriter<S>)> {
+        if !self.is_pair_of(&writer) {
+            return Err((self, writer));
+        }
+        drop(writer);
+        Arc::try_unwrap(self.shared)
+            .map(|shared| shared.inner.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .map_err(|shared| {
+                let writer = WebSocketWriter {
+                    shared: shared.clone(),
+                };
+                (Self { shared }, writer)
+            })
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
+    /// Sends a message; see [`WebSocket::send`].
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::send`].
+    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        endpoint::send(self, message.into()).await
+    }
+
+    /// Queues a message, waiting only for room; see [`WebSocket::feed`].
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::feed`].
+    pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        endpoint::feed(self, message.into()).await
+    }
+
+    /// Writes everything queued; see [`WebSocket::flush`].
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::flush`].
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        endpoint::flush(self).await
+    }
+
+    /// Sends one frame of a data message; see [`WebSocket::send_frame`].
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::send_frame`].
+    pub async fn send_frame(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        fin: bool,
+    ) -> Result<(), Error> {
+        self.with_core(|core| core.queue_with(|conn| conn.send_frame(opcode, payload, fin)))?;
+        self.flush().await
+    }
+
+    /// Sends a [`PreparedMessage`]; see [`WebSocket::send_prepared`].
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::send`].
+    pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        self.with_core(|core| core.queue_with(|conn| conn.send_prepared(message)))?;
+        self.flush().await
+    }
+
+    /// Starts the closing handshake: sends a close frame and waits until it is written. The
+    /// reader receives the peer's answer and closes the transport (after the close timeout at
+    /// the latest). Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`] for a code that may not be sent; [`Error::Io`].
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.with_core(|core| core.start_close(Some(CloseFrame::new(code, reason))))?;
+        self.flush().await
+    }
+
+    /// A handle that sends control frames from any task.
+    pub fn handle(&self) -> ControlHandle
+    where
+        S: Send + 'static,
+    {
+        ControlHandle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
+    /// A handle that sends control frames from any task.
+    pub fn handle(&self) -> ControlHandle
+    where
+        S: Send + 'static,
+    {
+        ControlHandle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::Stream for WebSocketReader<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        endpoint::poll_recv_message(self.get_mut(), cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocketWriter<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        endpoint::poll_room(self.get_mut(), cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        self.get_mut().with_core(|core| core.queue(message))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        endpoint::poll_flush(self.get_mut(), cx)
+    }
+
+    /// Sends a close frame (1000) if none was sent and flushes; the reader completes the
+    /// handshake.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        this.with_core(|core| {
+            if core.conn.state() == State::Open {
+                core.start_close(Some(CloseFrame::new(CloseCode::NORMAL, "")))
+            } else {
+                Ok(())
+            }
+        })?;
+        endpoint::poll_flush(this, cx)
+    }
+}
+
+/// What a [`ControlHandle`] needs of the shared connection, without its transport type.
+trait Control: Send + Sync {
+    fn queue(&self, f: &mut dyn FnMut(&mut Core) -> Result<(), Error>) -> Result<(), Error>;
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>>;
+    fn state(&self) -> State;
+}
+
+impl<S> Control for Shared<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    fn queue(&self, f: &mut dyn FnMut(&mut Core) -> Result<(), Error>) -> Result<(), Error> {
+        f(&mut self.lock().core)
+    }
+
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_with(cx, |core, io, cx| {
+            core.poll_write_queued(io, cx).map_err(Error::from)
+        })
+    }
+
+    fn state(&self) -> State {
+        self.lock().core.conn.state()
+    }
+}
+
+/// Sends pings, pongs and the close frame from any task, while the reader and the writer are
+/// busy (gorilla's `WriteControl`). Cheap to clone; not tied to the transport's type.
+///
+/// Control frames go out between the frames of a data message that is being written
+/// (RFC 6455 §5.4), never inside one.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(ws: socketry::WebSocket<tokio::net::TcpStream>) -> Result<(), socketry::Error> {
+/// let (reader, writer) = ws.split();
+/// let handle = writer.handle();
+/// handle.ping("are you there?").await?;
+/// handle.close(socketry::CloseCode::GOING_AWAY, "server restart").await?;
+/// # drop((reader, writer)); Ok(()) }
+/// # let _ = run;
+/// ```
+#[derive(Clone)]
+pub struct ControlHandle {
+    shared: Arc<dyn Control>,
+}
+
+impl fmt::Debug for ControlHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlHandle")
+            .field("state", &self.shared.state())
+            .finish()
+    }
+}
+
+impl ControlHandle {
+    /// Sends a ping with up to 125 bytes of payload and waits until it is written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyClosed`], [`Error::InvalidMessage`] for a payload over 125 bytes,
+    /// [`Error::Io`].
+    pub async fn ping(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
+        self.send_control(Message::Ping(payload.into())).await
+    }
+
+    /// Sends an unsolicited pong (a one-way heartbeat) and waits until it is written.
+    ///
+    /// # Errors
+    ///
+    /// As [`ping`](Self::ping).
+    pub async fn pong(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
+        self.send_control(Message::Pong(payload.into())).await
+    }
+
+    /// Starts the closing handshake: sends a close frame and waits until it is written. The
+    /// reader receives the peer's answer and closes the transport (after the close timeout at
+    /// the latest). Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`] for a code that may not be sent; [`Error::Io`].
+    pub async fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        let mut frame = Some(CloseFrame::new(code, reason));
+        self.shared
+            .queue(&mut |core| core.start_close(frame.take()))?;
+        poll_fn(|cx| self.shared.poll_flush(cx)).await
+    }
+
+    /// The protocol state.
+    pub fn state(&self) -> State {
+        self.shared.state()
+    }
+
+    async fn send_control(&self, message: Message) -> Result<(), Error> {
+        let mut message = Some(message);
+        self.shared.queue(&mut |core| match message.take() {
+            Some(message) => core.queue(message),
+            None => Ok(()),
+        })?;
+        poll_fn(|cx| self.shared.poll_flush(cx)).await
+    }
+}
