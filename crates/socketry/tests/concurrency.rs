@@ -1,0 +1,205 @@
+//! Split halves and control handles: reading and writing from different tasks, replies and
+//! control frames between the fragments of a message being written, closing from anywhere.
+
+mod support;
+
+use std::time::Duration;
+
+use socketry::{CloseCode, Message, OpCode};
+use support::*;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test]
+async fn reader_and_writer_run_in_different_tasks() {
+    let addr = serve(|stream| async move {
+        let ws = socketry::accept(stream).await.unwrap();
+        let (mut reader, mut writer) = ws.split();
+        // The writer pushes its own stream while the reader echoes counts back through a channel.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let writing = tokio::spawn(async move {
+            for i in 0..500u32 {
+                writer.send(format!("push {i}")).await.unwrap();
+            }
+            while let Some(n) = rx.recv().await {
+                writer.send(format!("got {n}")).await.unwrap();
+            }
+            writer
+        });
+        let mut received = 0u32;
+        while let Some(Ok(message)) = reader.recv().await {
+            if message.is_text() {
+                received += 1;
+                let _ = tx.send(received);
+            }
+        }
+        drop(tx);
+        let _ = writing.await;
+    })
+    .await;
+    let (mut ws, _) = socketry::connect(&format!("ws://{addr}/")).await.unwrap();
+    for i in 0..300u32 {
+        ws.feed(format!("msg {i}")).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    let (mut pushes, mut acks) = (0, 0);
+    while pushes < 500 || acks < 300 {
+        match bounded(ws.recv()).await.unwrap().unwrap() {
+            Message::Text(t) if t.starts_with("push ") => {
+                assert_eq!(t.as_str(), format!("push {pushes}"), "writer's order kept");
+                pushes += 1;
+            }
+            Message::Text(t) if t.starts_with("got ") => {
+                acks += 1;
+                assert_eq!(t.as_str(), format!("got {acks}"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    bounded(ws.close(CloseCode::NORMAL, "")).await.unwrap();
+}
+
+#[tokio::test]
+async fn pong_goes_out_between_fragments_while_the_writer_is_mid_message() {
+    let addr = serve(|stream| async move {
+        let ws = socketry::accept(stream).await.unwrap();
+        let (mut reader, mut writer) = ws.split();
+        tokio::spawn(async move { while reader.recv().await.is_some() {} });
+        let mut message = writer.message_writer_with(OpCode::Binary, 4);
+        for _ in 0..10 {
+            message.write_all(b"abcd").await.unwrap();
+            message.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        message.shutdown().await.unwrap();
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    let first = client.read_frame().await.unwrap();
+    assert_eq!((first.opcode, first.fin), (OpCode::Binary, false));
+    client.send_frame(true, OpCode::Ping, b"now").await;
+    let mut seen_pong_before_fin = false;
+    loop {
+        let frame = client.read_frame().await.unwrap();
+        match frame.opcode {
+            OpCode::Pong => {
+                assert_eq!(&frame.payload[..], b"now");
+                seen_pong_before_fin = true;
+            }
+            OpCode::Continuation if frame.fin => break,
+            OpCode::Continuation => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(seen_pong_before_fin, "the pong did not wait for the message to end");
+}
+
+#[tokio::test]
+async fn a_handle_closes_from_a_third_task_while_both_halves_are_busy() {
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let ws = socketry::accept(stream).await.unwrap();
+        let (mut reader, mut writer) = ws.split();
+        let handle = writer.handle();
+        let writing = tokio::spawn(async move {
+            let mut message = writer.message_writer_with(OpCode::Text, 3);
+            let mut result = Ok(());
+            for _ in 0..100 {
+                result = message.write_all(b"xyz").await;
+                if result.is_ok() {
+                    result = message.flush().await;
+                }
+                if result.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            result
+        });
+        let closer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            handle.ping("before close").await.unwrap();
+            handle.close(CloseCode::GOING_AWAY, "shutting down").await.unwrap();
+            handle.close(CloseCode::GOING_AWAY, "twice").await.unwrap(); // idempotent
+        });
+        let mut last = None;
+        while let Some(message) = reader.recv().await {
+            last = Some(message.unwrap());
+        }
+        closer.await.unwrap();
+        let write_result = writing.await.unwrap();
+        (last, write_result.is_err())
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    let mut frames = Vec::new();
+    loop {
+        let frame = client.read_frame().await.unwrap();
+        let opcode = frame.opcode;
+        frames.push(frame);
+        if opcode == OpCode::Close {
+            break;
+        }
+    }
+    let close = frames.last().unwrap();
+    assert_eq!(&close.payload[..2], &1001u16.to_be_bytes());
+    assert_eq!(&close.payload[2..], b"shutting down");
+    assert!(frames.iter().any(|f| f.opcode == OpCode::Ping));
+    client.send_frame(true, OpCode::Close, &1001u16.to_be_bytes()).await;
+    assert!(client.closed_by_server().await);
+    let (last, writer_failed) = bounded(rx.recv()).await.unwrap();
+    assert!(matches!(last, Some(Message::Close(Some(ref f))) if f.code == CloseCode::GOING_AWAY));
+    assert!(writer_failed, "the writer learns the connection closed");
+}
+
+#[tokio::test]
+async fn halves_reunite_unless_a_handle_lives() {
+    let addr = socketry_echo_server().await;
+    let (ws, _) = socketry::connect(&format!("ws://{addr}/")).await.unwrap();
+    let (reader, writer) = ws.split();
+    let handle = writer.handle();
+    let (reader, writer) = reader.reunite(writer).unwrap_err();
+    drop(handle);
+    let mut ws = reader.reunite(writer).unwrap();
+    ws.send("whole again").await.unwrap();
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text("whole again"));
+}
+
+#[tokio::test]
+async fn split_reader_is_cancel_safe_under_load() {
+    let addr = serve(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        for i in 0..2000u32 {
+            let body = "y".repeat((i as usize * 7919) % 5000);
+            ws.feed(format!("{i}:{body}")).await.unwrap();
+            if i % 50 == 0 {
+                ws.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        }
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
+    })
+    .await;
+    let (ws, _) = socketry::connect(&format!("ws://{addr}/")).await.unwrap();
+    let (mut reader, _writer) = ws.split();
+    let mut next = 0u32;
+    let mut cancelled = 0u32;
+    let mut seed = 12345u64;
+    loop {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let wait = Duration::from_micros(seed >> 54); // 0..1023 µs
+        tokio::select! {
+            message = reader.recv() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    let (n, _) = text.split_once(':').unwrap();
+                    assert_eq!(n.parse::<u32>().unwrap(), next, "in order, none lost");
+                    next += 1;
+                }
+                Some(Ok(Message::Close(_))) => {}
+                None => break,
+                other => panic!("{other:?}"),
+            },
+            () = tokio::time::sleep(wait) => cancelled += 1,
+        }
+    }
+    assert_eq!(next, 2000);
+    assert!(cancelled > 0);
+}
