@@ -196,6 +196,8 @@ impl Core {
         mode: Mode,
     ) -> Poll<Result<Option<Incoming>, Error>> {
         loop {
+            // Before writing, so that a keepalive ping goes out with the rest.
+            self.poll_keepalive(cx)?;
             // Replies (pongs, the close reply) go out as soon as the transport takes them; a
             // transport that is not writable does not hold up reading.
             if let Poll::Ready(Err(err)) = self.poll_write_queued(io, cx) {
@@ -224,7 +226,6 @@ impl Core {
                 // The peer never answered our close frame.
                 return Poll::Ready(Ok(None));
             }
-            self.poll_keepalive(cx)?;
             if self.read_eof {
                 return Poll::Ready(Err(Error::AbnormalClosure));
             }

@@ -90,7 +90,10 @@ async fn pong_goes_out_between_fragments_while_the_writer_is_mid_message() {
             other => panic!("{other:?}"),
         }
     }
-    assert!(seen_pong_before_fin, "the pong did not wait for the message to end");
+    assert!(
+        seen_pong_before_fin,
+        "the pong did not wait for the message to end"
+    );
 }
 
 #[tokio::test]
@@ -117,7 +120,10 @@ async fn a_handle_closes_from_a_third_task_while_both_halves_are_busy() {
         let closer = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
             handle.ping("before close").await.unwrap();
-            handle.close(CloseCode::GOING_AWAY, "shutting down").await.unwrap();
+            handle
+                .close(CloseCode::GOING_AWAY, "shutting down")
+                .await
+                .unwrap();
             handle.close(CloseCode::GOING_AWAY, "twice").await.unwrap(); // idempotent
         });
         let mut last = None;
@@ -143,7 +149,9 @@ async fn a_handle_closes_from_a_third_task_while_both_halves_are_busy() {
     assert_eq!(&close.payload[..2], &1001u16.to_be_bytes());
     assert_eq!(&close.payload[2..], b"shutting down");
     assert!(frames.iter().any(|f| f.opcode == OpCode::Ping));
-    client.send_frame(true, OpCode::Close, &1001u16.to_be_bytes()).await;
+    client
+        .send_frame(true, OpCode::Close, &1001u16.to_be_bytes())
+        .await;
     assert!(client.closed_by_server().await);
     let (last, writer_failed) = bounded(rx.recv()).await.unwrap();
     assert!(matches!(last, Some(Message::Close(Some(ref f))) if f.code == CloseCode::GOING_AWAY));
@@ -160,7 +168,10 @@ async fn halves_reunite_unless_a_handle_lives() {
     drop(handle);
     let mut ws = reader.reunite(writer).unwrap();
     ws.send("whole again").await.unwrap();
-    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text("whole again"));
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("whole again")
+    );
 }
 
 #[tokio::test]
@@ -184,7 +195,9 @@ async fn split_reader_is_cancel_safe_under_load() {
     let mut cancelled = 0u32;
     let mut seed = 12345u64;
     loop {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let wait = Duration::from_micros(seed >> 54); // 0..1023 µs
         tokio::select! {
             message = reader.recv() => match message {

@@ -19,7 +19,8 @@ fn rss() -> usize {
 
 /// A checksum that depends on every byte and its position.
 fn fold(sum: u64, data: &[u8]) -> u64 {
-    data.iter().fold(sum, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)))
+    data.iter()
+        .fold(sum, |s, &b| s.wrapping_mul(31).wrapping_add(u64::from(b)))
 }
 
 fn pattern(offset: usize, len: usize) -> Vec<u8> {
@@ -99,8 +100,14 @@ async fn a_100_mib_message_streams_both_ways_in_bounded_memory() {
     assert_eq!(total, TOTAL);
     assert_eq!(sum, expected);
     let growth = peak.saturating_sub(before);
-    assert!(growth < 32 << 20, "memory grew by {} MiB for 2 x 100 MiB", growth >> 20);
-    bounded(ws.close(socketry::CloseCode::NORMAL, "")).await.unwrap();
+    assert!(
+        growth < 32 << 20,
+        "memory grew by {} MiB for 2 x 100 MiB",
+        growth >> 20
+    );
+    bounded(ws.close(socketry::CloseCode::NORMAL, ""))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -108,7 +115,10 @@ async fn dropping_a_reader_mid_message_skips_to_the_next_message() {
     let addr = serve(|stream| async move {
         let mut ws = socketry::accept(stream).await.unwrap();
         let mut writer = ws.message_writer_with(OpCode::Text, 5);
-        writer.write_all("first message, long".as_bytes()).await.unwrap();
+        writer
+            .write_all("first message, long".as_bytes())
+            .await
+            .unwrap();
         writer.shutdown().await.unwrap();
         drop(writer);
         ws.send("second").await.unwrap();
@@ -123,7 +133,10 @@ async fn dropping_a_reader_mid_message_skips_to_the_next_message() {
         reader.read_exact(&mut head).await.unwrap();
         assert_eq!(&head, b"first");
     }
-    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text("second"));
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("second")
+    );
 }
 
 #[tokio::test]
@@ -136,7 +149,10 @@ async fn a_text_writer_refuses_invalid_utf8() {
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     writer.shutdown().await.unwrap();
     drop(writer);
-    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text("ok "));
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("ok ")
+    );
 }
 
 #[tokio::test]
@@ -158,5 +174,8 @@ async fn a_message_writer_interoperates_with_tungstenite() {
         .await
         .unwrap();
     let message = bounded(t.next()).await.unwrap().unwrap();
-    assert_eq!(message.into_text().unwrap().as_str(), "ünïcödé ".repeat(100));
+    assert_eq!(
+        message.into_text().unwrap().as_str(),
+        "ünïcödé ".repeat(100)
+    );
 }

@@ -1,0 +1,232 @@
+//! Flow control and liveness: bounded write queue, a peer that stops reading, a ping flood,
+//! keepalive, read and write timeouts, handlers, and Stream + Sink.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use socketry::{Acceptor, CloseCode, Error, Message, OpCode, WebSocketConfig};
+use support::*;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test]
+async fn feed_waits_for_room_when_the_peer_stops_reading_then_everything_arrives_in_order() {
+    let config = WebSocketConfig::default().write_buffer_size(64 * 1024);
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let mut ws = Acceptor::new().config(config).accept(stream).await.unwrap();
+        let mut stalled_at = None;
+        for i in 0..2000u32 {
+            let feed = ws.feed(format!("{i:05}{}", "z".repeat(4000)));
+            match tokio::time::timeout(Duration::from_millis(500), feed).await {
+                Ok(result) => result.unwrap(),
+                Err(_) => {
+                    stalled_at.get_or_insert(i);
+                    // Still blocked: wait without a bound now that the stall is proven.
+                    ws.feed(format!("{i:05}{}", "z".repeat(4000)))
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        ws.flush().await.unwrap();
+        stalled_at
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    // Do not read for a second: the server must block instead of queueing 8 MB.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for i in 0..2000u32 {
+        let frame = client.read_frame().await.unwrap();
+        assert_eq!(&frame.payload[..5], format!("{i:05}").as_bytes());
+    }
+    let stalled_at = bounded(rx.recv()).await.unwrap();
+    assert!(stalled_at.is_some(), "feed never waited");
+    assert!(
+        stalled_at.unwrap() < 1500,
+        "it waited only after queueing {stalled_at:?} messages"
+    );
+}
+
+#[tokio::test]
+async fn a_ping_flood_from_a_peer_that_never_reads_is_throttled() {
+    let addr = socketry_echo_server().await;
+    let mut client = RawClient::connect(addr).await;
+    let mut ping = bytes::BytesMut::new();
+    socketry::proto::frame::encode_frame(
+        &mut ping,
+        true,
+        0,
+        OpCode::Ping,
+        Some([1, 2, 3, 4]),
+        &[7; 125],
+    );
+    let flood: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 200_000)
+        .collect();
+    // 26 MB of pings, never reading the pongs: the server stops reading once its queue is
+    // full, so the write cannot finish.
+    let write = tokio::time::timeout(Duration::from_secs(3), client.stream.write_all(&flood)).await;
+    assert!(
+        write.is_err(),
+        "the server kept reading while its pongs piled up"
+    );
+}
+
+#[tokio::test]
+async fn keepalive_closes_a_silent_peer_with_1011() {
+    let config = WebSocketConfig::default().keepalive(Some((
+        Duration::from_millis(100),
+        Duration::from_millis(150),
+    )));
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let mut ws = Acceptor::new().config(config).accept(stream).await.unwrap();
+        let started = Instant::now();
+        let result = ws.recv().await;
+        (result.map(|r| r.map(|_| ())), started.elapsed())
+    })
+    .await;
+    // RawClient never answers pings.
+    let mut client = RawClient::connect(addr).await;
+    let ping = client.read_frame().await.unwrap();
+    assert_eq!(ping.opcode, OpCode::Ping);
+    let close = client.read_frame().await.unwrap();
+    assert_eq!(close.opcode, OpCode::Close);
+    assert_eq!(&close.payload[..2], &1011u16.to_be_bytes());
+    assert_eq!(&close.payload[2..], b"keepalive timeout");
+    let (result, elapsed) = bounded(rx.recv()).await.unwrap();
+    assert!(
+        matches!(result, Some(Err(Error::Timeout("keepalive")))),
+        "{result:?}"
+    );
+    assert!(elapsed >= Duration::from_millis(240), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn keepalive_keeps_a_live_peer() {
+    let config = WebSocketConfig::default().keepalive(Some((
+        Duration::from_millis(50),
+        Duration::from_millis(200),
+    )));
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let mut ws = Acceptor::new().config(config).accept(stream).await.unwrap();
+        let mut pongs = 0;
+        let deadline = tokio::time::sleep(Duration::from_millis(600));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                message = ws.recv() => match message {
+                    Some(Ok(Message::Pong(_))) => pongs += 1,
+                    Some(Ok(_)) => {}
+                    other => return Err(format!("{other:?}")),
+                },
+                () = &mut deadline => return Ok(pongs),
+            }
+        }
+    })
+    .await;
+    // tokio-tungstenite answers pings while it is polled.
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut t, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
+        .await
+        .unwrap();
+    tokio::spawn(async move { while t.next().await.is_some() {} });
+    let pongs = bounded(rx.recv()).await.unwrap().unwrap();
+    assert!(
+        pongs >= 5,
+        "only {pongs} pongs in 600 ms at a 50 ms interval"
+    );
+}
+
+#[tokio::test]
+async fn read_timeout_returns_an_error_and_keeps_the_connection() {
+    let config = WebSocketConfig::default().read_timeout(Some(Duration::from_millis(100)));
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let mut ws = Acceptor::new().config(config).accept(stream).await.unwrap();
+        let first = ws.recv().await.unwrap();
+        let second = ws.recv().await.unwrap();
+        (first.map(|_| ()), second.map_err(|e| e.to_string()))
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    // After the first recv timed out (100 ms), within the second one's time.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    client
+        .send_frame(true, OpCode::Text, b"late but fine")
+        .await;
+    let (first, second) = bounded(rx.recv()).await.unwrap();
+    assert!(matches!(first, Err(Error::Timeout("read"))), "{first:?}");
+    assert_eq!(second, Ok(Message::text("late but fine")));
+}
+
+#[tokio::test]
+async fn write_timeout_fails_a_send_to_a_peer_that_does_not_read() {
+    let config = WebSocketConfig::default().write_timeout(Some(Duration::from_millis(200)));
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let mut ws = Acceptor::new().config(config).accept(stream).await.unwrap();
+        let big = Message::binary(vec![0u8; 1 << 20]);
+        for _ in 0..64 {
+            if let Err(err) = ws.send(big.clone()).await {
+                return Some(err);
+            }
+        }
+        None
+    })
+    .await;
+    let _client = RawClient::connect(addr).await; // never reads
+    let err = bounded(rx.recv()).await.unwrap();
+    assert!(matches!(err, Some(Error::Timeout("write"))), "{err:?}");
+}
+
+#[tokio::test]
+async fn custom_ping_handler_over_a_socket() {
+    let addr = serve(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        ws.protocol_mut()
+            .set_ping_handler(Some(Box::new(|payload: &bytes::Bytes| {
+                Some(bytes::Bytes::from(format!(
+                    "pong for {}",
+                    String::from_utf8_lossy(payload)
+                )))
+            })));
+        while ws.recv().await.is_some() {}
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    client.send_frame(true, OpCode::Ping, b"7").await;
+    let pong = client.read_frame().await.unwrap();
+    assert_eq!(&pong.payload[..], b"pong for 7");
+}
+
+#[tokio::test]
+async fn stream_and_sink_work_as_with_tokio_tungstenite() {
+    // The same code a tokio-tungstenite user writes: StreamExt::next, SinkExt::send, forward.
+    let addr = serve(|stream| async move {
+        let ws = socketry::accept(stream).await.unwrap();
+        let (stream, sink) = ws.split();
+        let echoed = stream.filter(|m| {
+            let keep = matches!(m, Ok(Message::Text(_) | Message::Binary(_)));
+            async move { keep }
+        });
+        let _ = echoed.forward(sink).await;
+    })
+    .await;
+    let (ws, _) = socketry::connect(&format!("ws://{addr}/")).await.unwrap();
+    let (mut reader, mut writer) = ws.split();
+    for i in 0..10 {
+        SinkExt::send(&mut writer, Message::text(format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    for i in 0..10 {
+        let message = bounded(reader.next()).await.unwrap().unwrap();
+        assert_eq!(message, Message::text(format!("m{i}")));
+    }
+    SinkExt::close(&mut writer).await.unwrap();
+    let close = bounded(reader.next()).await.unwrap().unwrap();
+    assert!(matches!(close, Message::Close(Some(ref f)) if f.code == CloseCode::NORMAL));
+    assert!(bounded(reader.next()).await.is_none());
+}
