@@ -35,6 +35,14 @@ pub enum Error {
     /// A timeout passed: the opening handshake, or waiting for the peer's close frame.
     #[error("{0} timed out")]
     Timeout(&'static str),
+    /// A message was not the JSON expected (feature `json`); the connection stays usable.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+    #[error("invalid json message")]
+    Json(#[source] serde_json::Error),
+    /// The HTTP proxy refused the `CONNECT`; carries its status.
+    #[error("proxy answered {0} to CONNECT")]
+    Proxy(http::StatusCode),
     /// The URL is not a valid `ws://` or `wss://` URL.
     #[error("invalid url: {0}")]
     InvalidUrl(String),

@@ -30,6 +30,7 @@
 //!
 //! - `rustls` (default): `wss://` client connections through rustls and the webpki roots.
 //! - `hyper`: [`upgrade`] hyper 1.x requests into WebSocket connections.
+//! - `json`: `send_json` / `recv_json` of serde values.
 //!
 //! # Design
 //!
@@ -41,11 +42,14 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod client;
+mod close_error;
 mod config;
 mod core;
 mod endpoint;
 mod error;
 mod handshake_io;
+#[cfg(feature = "json")]
+mod json;
 mod message_io;
 mod pool;
 mod server;
@@ -58,11 +62,17 @@ mod websocket;
 
 pub use bytes::Bytes;
 pub use client::{Connector, connect};
+pub use close_error::{
+    CloseError, format_close_message, is_close_error, is_unexpected_close_error,
+};
 pub use config::WebSocketConfig;
 pub use error::Error;
 pub use http;
-pub use message_io::{DEFAULT_FRAGMENT_SIZE, MessageReader, MessageWriter};
+pub use message_io::{DEFAULT_FRAGMENT_SIZE, JoinedMessages, MessageReader, MessageWriter};
 pub use server::{Acceptor, accept};
+pub use socketry_proto::handshake::{
+    is_upgrade_request as is_websocket_upgrade, requested_subprotocols as subprotocols,
+};
 pub use socketry_proto::{
     self as proto, CloseCode, CloseFrame, HandshakeError, Message, OpCode, PreparedMessage,
     ProtocolError, Role, State, Utf8Bytes,

@@ -374,3 +374,100 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
         MessageWriter::new(Target::Writer(self), kind, fragment_size)
     }
 }
+
+/// Consecutive messages as one [`AsyncRead`], each followed by a terminator (gorilla's
+/// `JoinMessages`): a line-oriented protocol reads them with `BufReader::lines`. End of file
+/// comes when the connection closes.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(mut ws: socketry::WebSocket<tokio::net::TcpStream>) -> std::io::Result<()> {
+/// use tokio::io::AsyncBufReadExt;
+///
+/// let mut lines = tokio::io::BufReader::new(ws.join_messages("\n")).lines();
+/// while let Some(line) = lines.next_line().await? {
+///     println!("{line}");
+/// }
+/// # Ok(()) }
+/// # let _ = run;
+/// ```
+pub struct JoinedMessages<'a, S> {
+    source: Source<'a, S>,
+    terminator: Bytes,
+    chunk: Bytes,
+    /// Whether the terminator is owed after the current chunk.
+    ends_message: bool,
+    eof: bool,
+}
+
+impl<S> fmt::Debug for JoinedMessages<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinedMessages")
+            .field("terminator", &self.terminator)
+            .field("eof", &self.eof)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for JoinedMessages<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.chunk.is_empty() {
+                let n = this.chunk.len().min(buf.remaining());
+                buf.put_slice(&this.chunk[..n]);
+                this.chunk.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.ends_message {
+                this.ends_message = false;
+                this.chunk = this.terminator.clone();
+                continue;
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(this.source.poll_recv(cx)) {
+                Some(Ok(Incoming::Fragment(fragment))) => {
+                    this.chunk = fragment.payload;
+                    this.ends_message = fragment.fin;
+                }
+                Some(Ok(Incoming::Control(_))) => {}
+                Some(Err(err)) => return Poll::Ready(Err(io::Error::other(err))),
+                None => this.eof = true,
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Reads consecutive messages as one stream of bytes, `terminator` after each; see
+    /// [`JoinedMessages`].
+    pub fn join_messages(&mut self, terminator: impl Into<Bytes>) -> JoinedMessages<'_, S> {
+        JoinedMessages {
+            source: Source::Whole(self),
+            terminator: terminator.into(),
+            chunk: Bytes::new(),
+            ends_message: false,
+            eof: false,
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
+    /// Reads consecutive messages as one stream of bytes; see [`WebSocket::join_messages`].
+    pub fn join_messages(&mut self, terminator: impl Into<Bytes>) -> JoinedMessages<'_, S> {
+        JoinedMessages {
+            source: Source::Reader(self),
+            terminator: terminator.into(),
+            chunk: Bytes::new(),
+            ends_message: false,
+            eof: false,
+        }
+    }
+}
