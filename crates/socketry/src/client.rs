@@ -12,7 +12,9 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::{Error, MaybeTlsStream, WebSocket, WebSocketConfig, handshake_io::read_head};
+use crate::{
+    Error, MaybeTlsStream, WebSocket, WebSocketConfig, handshake_io::read_head, proxy::Proxy,
+};
 
 /// Connects to `url` (`ws://` or `wss://`) with the default [`Connector`] settings.
 ///
@@ -63,6 +65,9 @@ pub struct Connector {
     protocols: Vec<String>,
     headers: HeaderMap,
     handshake_timeout: Duration,
+    dial_timeout: Option<Duration>,
+    proxy: Option<Result<Proxy, String>>,
+    proxy_from_env: bool,
     #[cfg(feature = "rustls")]
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
@@ -82,6 +87,9 @@ impl Connector {
             protocols: Vec::new(),
             headers: HeaderMap::new(),
             handshake_timeout: Duration::from_secs(10),
+            dial_timeout: None,
+            proxy: None,
+            proxy_from_env: false,
             #[cfg(feature = "rustls")]
             tls: None,
         }
@@ -109,6 +117,54 @@ impl Connector {
     #[must_use]
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.append(name, value);
+        self
+    }
+
+    /// Adds a cookie to the opening request's `Cookie` header (gorilla's `Jar`, for the
+    /// cookies you already hold; the server's `Set-Cookie` headers are in the returned
+    /// response).
+    ///
+    /// # Panics
+    ///
+    /// If `name` or `value` holds characters a header cannot carry (control characters).
+    #[must_use]
+    pub fn cookie(mut self, name: &str, value: &str) -> Self {
+        let pair = format!("{name}={value}");
+        let joined = match self
+            .headers
+            .get(http::header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(existing) => format!("{existing}; {pair}"),
+            None => pair,
+        };
+        let value = HeaderValue::from_str(&joined).expect("cookie name and value are header-safe");
+        self.headers.insert(http::header::COOKIE, value);
+        self
+    }
+
+    /// Connects through an HTTP proxy with `CONNECT`: `http://[user:password@]host[:port]`
+    /// (basic auth when credentials are given). The default value is no proxy.
+    #[must_use]
+    pub fn proxy(mut self, url: &str) -> Self {
+        self.proxy = Some(Proxy::parse(url).map_err(|e| e.to_string()));
+        self
+    }
+
+    /// Takes the proxy from `HTTPS_PROXY` (`wss://`) or `HTTP_PROXY` (`ws://`), upper or lower
+    /// case, unless `NO_PROXY` lists the host, when no explicit [`proxy`](Self::proxy) is set.
+    /// The default value is `false`: the environment is ignored.
+    #[must_use]
+    pub fn proxy_from_env(mut self, enabled: bool) -> Self {
+        self.proxy_from_env = enabled;
+        self
+    }
+
+    /// How long opening the TCP connection (to the server or the proxy) may take. The default
+    /// value is `None`: only the handshake timeout bounds it.
+    #[must_use]
+    pub fn dial_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.dial_timeout = timeout;
         self
     }
 
@@ -141,9 +197,30 @@ impl Connector {
         url: &str,
     ) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
         let target = Target::parse(url)?;
+        let proxy = match &self.proxy {
+            Some(Ok(proxy)) => Some(proxy.clone()),
+            Some(Err(err)) => return Err(Error::InvalidUrl(err.clone())),
+            None if self.proxy_from_env => {
+                Proxy::from_env(&target.host, target.tls, |name| std::env::var(name).ok())?
+            }
+            None => None,
+        };
         let connect = async {
-            let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+            let (host, port) = match &proxy {
+                Some(proxy) => (proxy.host.as_str(), proxy.port),
+                None => (target.host.as_str(), target.port),
+            };
+            let dial = TcpStream::connect((host, port));
+            let mut tcp = match self.dial_timeout {
+                Some(timeout) => tokio::time::timeout(timeout, dial)
+                    .await
+                    .map_err(|_| Error::Timeout("dial"))??,
+                None => dial.await?,
+            };
             tcp.set_nodelay(true)?;
+            if let Some(proxy) = &proxy {
+                proxy.tunnel(&mut tcp, &target.host, target.port).await?;
+            }
             let stream = self.wrap_tls(tcp, &target).await?;
             self.handshake_inner(stream, target.uri).await
         };

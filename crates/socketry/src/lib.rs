@@ -52,6 +52,7 @@ mod handshake_io;
 mod json;
 mod message_io;
 mod pool;
+mod proxy;
 mod server;
 mod split;
 mod stream;

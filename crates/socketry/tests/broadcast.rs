@@ -35,7 +35,10 @@ async fn one_prepared_message_reaches_a_thousand_connections() {
         ws.send_prepared(&binary).await.unwrap();
     }
     for ws in &mut clients {
-        assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text("tick 1"));
+        assert_eq!(
+            bounded(ws.recv()).await.unwrap().unwrap(),
+            Message::text("tick 1")
+        );
         assert_eq!(
             bounded(ws.recv()).await.unwrap().unwrap(),
             Message::binary(vec![9u8; 100_000])
@@ -47,6 +50,9 @@ async fn one_prepared_message_reaches_a_thousand_connections() {
         ws.send_prepared(&up).await.unwrap();
     }
     for ws in servers.iter_mut().take(10) {
-        assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text("from a client"));
+        assert_eq!(
+            bounded(ws.recv()).await.unwrap().unwrap(),
+            Message::text("from a client")
+        );
     }
 }

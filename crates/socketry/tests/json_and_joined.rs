@@ -32,7 +32,10 @@ async fn json_round_trips_and_a_malformed_message_leaves_the_connection_usable()
     let bad = bounded(ws.recv_json::<Move>()).await.unwrap();
     assert!(matches!(bad, Err(Error::Json(_))), "{bad:?}");
     let good = bounded(ws.recv_json::<Move>()).await.unwrap().unwrap();
-    assert_eq!(good, m, "the connection is still usable after a bad message");
+    assert_eq!(
+        good, m,
+        "the connection is still usable after a bad message"
+    );
 }
 
 #[tokio::test]
@@ -42,8 +45,12 @@ async fn joined_messages_read_as_lines() {
         for line in ["alpha", "", "gamma with ünïcode"] {
             ws.send(line).await.unwrap();
         }
-        ws.send_frame(socketry::OpCode::Text, "frag".into(), false).await.unwrap();
-        ws.send_frame(socketry::OpCode::Continuation, "mented".into(), true).await.unwrap();
+        ws.send_frame(socketry::OpCode::Text, "frag".into(), false)
+            .await
+            .unwrap();
+        ws.send_frame(socketry::OpCode::Continuation, "mented".into(), true)
+            .await
+            .unwrap();
         ws.close(socketry::CloseCode::NORMAL, "").await.unwrap();
     })
     .await;

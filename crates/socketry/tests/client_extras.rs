@@ -1,0 +1,140 @@
+//! Client extras: an HTTP CONNECT proxy with basic auth (a small real proxy written here),
+//! cookies, the dial timeout.
+
+mod support;
+
+use std::{net::SocketAddr, time::Duration};
+
+use socketry::{Connector, Error, Message, http::StatusCode};
+use support::*;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// A CONNECT proxy that wants `Proxy-Authorization: Basic <credentials>`; reports each
+/// request line it served.
+async fn connect_proxy(
+    credentials: &'static str,
+) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8(head).unwrap();
+                let line = head.lines().next().unwrap().to_owned();
+                let _ = tx.send(line.clone());
+                let expected = format!("proxy-authorization: basic {credentials}");
+                if !head
+                    .to_ascii_lowercase()
+                    .contains(&expected.to_ascii_lowercase())
+                {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let target = line.split_whitespace().nth(1).unwrap().to_owned();
+                let mut upstream = TcpStream::connect(target).await.unwrap();
+                client
+                    .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn connects_through_a_connect_proxy_with_basic_auth() {
+    let server = socketry_echo_server().await;
+    // base64("ann:s3cret")
+    let (proxy, mut requests) = connect_proxy("YW5uOnMzY3JldA==").await;
+    let (mut ws, _) = Connector::new()
+        .proxy(&format!("http://ann:s3cret@{proxy}"))
+        .connect(&format!("ws://{server}/via-proxy"))
+        .await
+        .unwrap();
+    assert_eq!(
+        bounded(requests.recv()).await.unwrap(),
+        format!("CONNECT {server} HTTP/1.1")
+    );
+    ws.send("through the tunnel").await.unwrap();
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("through the tunnel")
+    );
+}
+
+#[tokio::test]
+async fn a_proxy_refusal_carries_its_status() {
+    let server = socketry_echo_server().await;
+    let (proxy, _requests) = connect_proxy("c29tZW9uZTplbHNl").await;
+    let err = Connector::new()
+        .proxy(&format!("http://ann:wrong@{proxy}"))
+        .connect(&format!("ws://{server}/"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Proxy(StatusCode::PROXY_AUTHENTICATION_REQUIRED)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn cookies_are_joined_into_one_header() {
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let (_ws, request) = socketry::Acceptor::new()
+            .accept_with_request(stream)
+            .await
+            .unwrap();
+        request
+            .headers()
+            .get("cookie")
+            .map(|v| v.to_str().unwrap().to_owned())
+    })
+    .await;
+    let _ = Connector::new()
+        .cookie("session", "abc")
+        .cookie("theme", "dark")
+        .connect(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    assert_eq!(
+        bounded(rx.recv()).await.unwrap().as_deref(),
+        Some("session=abc; theme=dark")
+    );
+}
+
+#[tokio::test]
+async fn dial_timeout_bounds_the_tcp_connect() {
+    // 10.255.255.1 is not routed here: the SYN goes unanswered (or fails at once without a
+    // route); either way the dial must not take longer than its timeout.
+    let started = std::time::Instant::now();
+    let result = Connector::new()
+        .dial_timeout(Some(Duration::from_millis(200)))
+        .connect("ws://10.255.255.1:9/")
+        .await;
+    assert!(result.is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    if let Err(Error::Timeout(what)) = result {
+        assert_eq!(what, "dial");
+    }
+}
