@@ -175,7 +175,7 @@ mod tests {
             ("NO_PROXY", "localhost, .internal.example,10.0.0.1"),
         ]);
         let pick =
-            |host: &str, tls: bool| Proxy::from_env(host, tls, &vars).unwrap().map(|p| p.host);
+            |host: &str, tls: bool| Proxy::from_env(host, tls, vars).unwrap().map(|p| p.host);
         assert_eq!(pick("example.com", false).as_deref(), Some("plain"));
         assert_eq!(
             pick("example.com", true).as_deref(),
