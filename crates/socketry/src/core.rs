@@ -244,16 +244,24 @@ impl Core {
             .bytes_wanted()
             .clamp(self.read_size, MAX_READ_SIZE);
         let buf = self.conn.read_buffer();
-        if buf.is_empty() && buf.capacity() > 4 * self.config.get_read_buffer_size().max(16 * 1024)
-        {
-            // Shrink back after a large message.
-            *buf = BytesMut::new();
+        if buf.capacity() == 0 {
+            *buf = pool::take();
         }
         if buf.capacity() - buf.len() < want / 2 {
             buf.reserve(want);
         }
         let room = buf.capacity() - buf.len();
-        let n = ready!(tokio_util::io::poll_read_buf(Pin::new(io), cx, buf))?;
+        let n = match tokio_util::io::poll_read_buf(Pin::new(io), cx, buf) {
+            Poll::Ready(result) => result?,
+            Poll::Pending => {
+                if buf.is_empty() {
+                    // Idle: hold no read buffer while waiting (a large one is freed, a small
+                    // one pooled for the next connection that has bytes to read).
+                    pool::give(std::mem::take(buf));
+                }
+                return Poll::Pending;
+            }
+        };
         if n == 0 {
             self.read_eof = true;
         } else if n == room {

@@ -1,6 +1,7 @@
-//! A per-thread pool of write buffers (gorilla's `WriteBufferPool`): a connection borrows one
-//! while it has bytes queued and gives it back when the queue drains, so an idle connection
-//! holds no write buffer and a busy one allocates none per message.
+//! A per-thread pool of buffers (gorilla's `WriteBufferPool`, for reads too): a connection
+//! borrows a write buffer while it has bytes queued and a read buffer while bytes arrive, and
+//! gives them back when the queue drains or the socket has nothing more to read. So an idle
+//! connection holds no buffer, and a busy one allocates none per message.
 
 use std::cell::RefCell;
 
@@ -16,26 +17,37 @@ thread_local! {
     static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Gives `out` a pooled buffer if it has none.
-pub(crate) fn lend(out: &mut Outgoing) {
-    if out.has_buffer() {
+/// A pooled buffer, or a new empty one.
+pub(crate) fn take() -> BytesMut {
+    POOL.with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_default()
+}
+
+/// Gives a buffer back: its contents are dropped, its allocation kept for the next `take`.
+pub(crate) fn give(mut buf: BytesMut) {
+    if buf.capacity() == 0 || buf.capacity() > MAX_POOLED_CAPACITY {
         return;
     }
-    if let Some(buf) = POOL.with(|pool| pool.borrow_mut().pop()) {
-        out.set_buffer(buf);
+    buf.clear();
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < MAX_POOLED {
+            pool.push(buf);
+        }
+    });
+}
+
+/// Gives `out` a pooled buffer if it has none.
+pub(crate) fn lend(out: &mut Outgoing) {
+    if !out.has_buffer() {
+        out.set_buffer(take());
     }
 }
 
 /// Takes the buffer of a drained `out` back into the pool.
 pub(crate) fn reclaim(out: &mut Outgoing) {
-    let Some(buf) = out.take_buffer() else { return };
-    if buf.capacity() <= MAX_POOLED_CAPACITY {
-        POOL.with(|pool| {
-            let mut pool = pool.borrow_mut();
-            if pool.len() < MAX_POOLED {
-                pool.push(buf);
-            }
-        });
+    if let Some(buf) = out.take_buffer() {
+        give(buf);
     }
 }
 

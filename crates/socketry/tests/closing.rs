@@ -125,7 +125,9 @@ async fn recv_is_cancel_safe_under_select() {
     let mut next = 0u32;
     let mut cancelled = 0;
     let deadline = Instant::now() + TIMEOUT;
+    let mut polls = 0u32;
     while Instant::now() < deadline {
+        polls = polls % 5 + 1;
         tokio::select! {
             biased;
             message = ws.recv() => match message {
@@ -138,7 +140,7 @@ async fn recv_is_cancel_safe_under_select() {
                 None => break,
                 other => panic!("{other:?}"),
             },
-            () = tokio::time::sleep(Duration::from_micros(50)) => cancelled += 1,
+            () = after_polls(polls) => cancelled += 1,
         }
     }
     assert_eq!(next, 200);

@@ -175,7 +175,18 @@ async fn halves_reunite_unless_a_handle_lives() {
 }
 
 #[tokio::test]
-async fn split_reader_is_cancel_safe_under_load() {
+async fn split_reader_recv_is_cancel_safe_under_load() {
+    cancel_reads_under_load(false).await;
+}
+
+#[tokio::test]
+async fn split_reader_stream_is_cancel_safe_under_load() {
+    cancel_reads_under_load(true).await;
+}
+
+/// Cancels reads at arbitrary polls while 2,000 messages of varied sizes arrive; checks every
+/// one arrives, in order.
+async fn cancel_reads_under_load(as_stream: bool) {
     let addr = serve(|stream| async move {
         let mut ws = socketry::accept(stream).await.unwrap();
         for i in 0..2000u32 {
@@ -198,9 +209,16 @@ async fn split_reader_is_cancel_safe_under_load() {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let wait = Duration::from_micros(seed >> 54); // 0..1023 µs
+        let polls = 1 + (seed >> 61) as u32; // cancel at the 1st to 8th poll
         tokio::select! {
-            message = reader.recv() => match message {
+            biased;
+            message = async {
+                if as_stream {
+                    futures_util::StreamExt::next(&mut reader).await
+                } else {
+                    reader.recv().await
+                }
+            } => match message {
                 Some(Ok(Message::Text(text))) => {
                     let (n, _) = text.split_once(':').unwrap();
                     assert_eq!(n.parse::<u32>().unwrap(), next, "in order, none lost");
@@ -210,7 +228,7 @@ async fn split_reader_is_cancel_safe_under_load() {
                 None => break,
                 other => panic!("{other:?}"),
             },
-            () = tokio::time::sleep(wait) => cancelled += 1,
+            () = after_polls(polls) => cancelled += 1,
         }
     }
     assert_eq!(next, 2000);

@@ -213,3 +213,17 @@ where
     .await;
     (addr, rx)
 }
+
+/// A future that is ready at its `n`th poll, waking itself in between: raced against a
+/// receive in `select!`, it cancels the receive at an arbitrary poll, whatever the timing.
+pub fn after_polls(n: u32) -> impl Future<Output = ()> {
+    let mut left = n;
+    std::future::poll_fn(move |cx| {
+        if left <= 1 {
+            return std::task::Poll::Ready(());
+        }
+        left -= 1;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+}

@@ -1,0 +1,108 @@
+//! Measures the memory an idle server connection costs.
+//!
+//! ```sh
+//! cargo run --release --example idle_memory -- --connections 10000
+//! ```
+//!
+//! Starts a socketry server in a child process (each connection handled by a task waiting in
+//! `recv`, as in a real server), reads the child's resident set (VmRSS), opens N connections
+//! from this process (raw handshakes, then silence), reads VmRSS again, and prints the growth
+//! divided by N. Kernel socket buffers are not part of RSS.
+
+use std::time::Duration;
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+async fn serve() -> std::io::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    println!("{}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let Ok(mut ws) = socketry::accept(stream).await else {
+                return;
+            };
+            while let Some(Ok(message)) = ws.recv().await {
+                if message.is_text() || message.is_binary() {
+                    let _ = ws.send(message).await;
+                }
+            }
+        });
+    }
+}
+
+async fn open(addr: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "server closed");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    stream
+}
+
+#[tokio::main]
+async fn main() {
+    if arg("--serve").is_some() || std::env::args().any(|a| a == "--serve") {
+        serve().await.unwrap();
+        return;
+    }
+    let n: usize = arg("--connections").map_or(10_000, |v| v.parse().unwrap());
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--serve")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut addr = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut addr,
+    )
+    .unwrap();
+    let addr = addr.trim().to_owned();
+
+    // Warm up: the runtime's threads and the allocator's first arenas are not per connection.
+    let mut warm = Vec::new();
+    for _ in 0..100 {
+        warm.push(open(&addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(pid);
+    let mut idle = Vec::with_capacity(n);
+    for _ in 0..n {
+        idle.push(open(&addr).await);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kib(pid);
+    let per = (after.saturating_sub(before) as f64 * 1024.0) / n as f64;
+    println!(
+        "socketry idle connections: {n}; server VmRSS {before} KiB -> {after} KiB; {per:.0} bytes ({:.2} KiB) per connection",
+        per / 1024.0
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
