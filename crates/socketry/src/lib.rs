@@ -1,16 +1,22 @@
 //! socketry: a fast, complete, RFC 6455-exact WebSocket server and client for tokio.
 //!
-//! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! // Server: accept on a TCP listener and echo.
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! A server and a client, talking on loopback (this example runs as a test):
+//!
+//! ```
+//! use socketry::{CloseCode, Message};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Server: accept on a TCP listener and echo every data message.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
 //! tokio::spawn(async move {
 //!     while let Ok((stream, _)) = listener.accept().await {
 //!         tokio::spawn(async move {
 //!             let Ok(mut ws) = socketry::accept(stream).await else { return };
-//!             while let Some(Ok(msg)) = ws.recv().await {
-//!                 if msg.is_text() || msg.is_binary() {
-//!                     let _ = ws.send(msg).await;
+//!             while let Some(Ok(message)) = ws.recv().await {
+//!                 if message.is_text() || message.is_binary() {
+//!                     let _ = ws.send(message).await;
 //!                 }
 //!             }
 //!         });
@@ -18,13 +24,39 @@
 //! });
 //!
 //! // Client.
-//! let (mut ws, _) = socketry::connect("ws://127.0.0.1:9001").await?;
+//! let (mut ws, _response) = socketry::connect(&format!("ws://{addr}/chat")).await?;
 //! ws.send("hello").await?;
-//! assert_eq!(ws.recv().await.unwrap()?, socketry::Message::text("hello"));
-//! ws.close(socketry::CloseCode::NORMAL, "bye").await?;
+//! assert_eq!(ws.recv().await.unwrap()?, Message::text("hello"));
+//! ws.close(CloseCode::NORMAL, "bye").await?;
+//! assert!(ws.recv().await.is_none()); // closed cleanly: not an error
 //! # Ok(()) }
-//! # let _ = run;
 //! ```
+//!
+//! # The API at a glance
+//!
+//! | need | use |
+//! |---|---|
+//! | accept on a raw stream | [`accept`], [`Acceptor`] (subprotocols, handshake timeout, headers) |
+//! | upgrade a hyper 1.x request | [`Acceptor::upgrade`](crate::Acceptor) (feature `hyper`) |
+//! | connect | [`connect`], [`Connector`] (headers, cookies, subprotocols, proxy, TLS, timeouts) |
+//! | receive / send | [`WebSocket::recv`], [`WebSocket::send`], [`feed`](WebSocket::feed) + [`flush`](WebSocket::flush) |
+//! | `Stream` + `Sink` | [`WebSocket`], [`WebSocketReader`], [`WebSocketWriter`] implement them |
+//! | two tasks | [`WebSocket::split`] → [`WebSocketReader`] + [`WebSocketWriter`], plus [`ControlHandle`]s |
+//! | huge messages | [`WebSocket::next_reader`] ([`MessageReader`]), [`WebSocket::message_writer`] ([`MessageWriter`]) |
+//! | broadcast | [`PreparedMessage`] + [`WebSocket::send_prepared`] |
+//! | limits, timeouts, keepalive, buffers | [`WebSocketConfig`] |
+//! | ping / pong / close handlers | [`WebSocket::protocol_mut`] → `set_ping_handler`, … |
+//! | lines over messages | [`WebSocket::join_messages`] |
+//! | JSON | `send_json` / `recv_json` (feature `json`) |
+//! | close codes, gorilla's helpers | [`CloseCode`], [`CloseError`], [`is_close_error`], [`is_unexpected_close_error`], [`format_close_message`] |
+//!
+//! # Concurrency
+//!
+//! A [`WebSocket`] belongs to one task (`&mut self`). [`split`](WebSocket::split) gives one
+//! reader and one writer for two tasks, and [`ControlHandle`]s send pings and the close frame
+//! from anywhere, between the frames of a message being written. The reader answers pings and
+//! completes the closing handshake, so keep it polled. None of this can be misused at run time:
+//! the types allow one reader and one writer.
 //!
 //! # Features
 //!
@@ -38,6 +70,9 @@
 //! between a transport and it. Limits are on by default (64 MiB per message, 16 MiB per frame);
 //! every protocol violation sends the close code RFC 6455 requires before it is returned as an
 //! error; the closing handshake is bounded by a timeout (10 s) and always closes the transport.
+//! Writes are bounded (128 KiB queued by default): sending waits for the peer instead of
+//! growing memory, and a connection that cannot write stops reading. Idle connections hold no
+//! buffers: read and write buffers come from a per-thread pool while bytes flow.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
