@@ -230,3 +230,29 @@ async fn stream_and_sink_work_as_with_tokio_tungstenite() {
     assert!(matches!(close, Message::Close(Some(ref f)) if f.code == CloseCode::NORMAL));
     assert!(bounded(reader.next()).await.is_none());
 }
+
+#[tokio::test]
+async fn an_idle_connection_holds_no_buffers_even_after_a_large_message() {
+    let addr = socketry_echo_server().await;
+    let (mut ws, _) = socketry::connect(&format!("ws://{addr}/")).await.unwrap();
+    ws.send(Message::binary(vec![1u8; 4 << 20])).await.unwrap();
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap().len(), 4 << 20);
+    assert!(
+        !ws.protocol_mut().outgoing().has_buffer(),
+        "write buffer returned after the send"
+    );
+    // Wait in recv until it is cancelled: the read found nothing and gave its buffer back.
+    let idle = tokio::time::timeout(Duration::from_millis(100), ws.recv()).await;
+    assert!(idle.is_err(), "nothing was sent");
+    assert_eq!(
+        ws.protocol_mut().read_buffer().capacity(),
+        0,
+        "read buffer released while idle"
+    );
+    // And it still works.
+    ws.send("again").await.unwrap();
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("again")
+    );
+}
