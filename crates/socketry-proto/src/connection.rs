@@ -14,7 +14,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use crate::{
     close::{CloseCode, CloseFrame},
     error::{Error, ProtocolError},
-    frame::{Decoder, DecoderConfig, Frame, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode},
+    extensions::deflate::Deflate,
+    frame::{Decoder, DecoderConfig, Frame, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, RSV1},
     message::Message,
     outgoing::Outgoing,
     prepared::PreparedMessage,
@@ -106,6 +107,8 @@ struct InProgress {
     data: Option<BytesMut>,
     /// The reader gave up on this message: its remaining frames are dropped.
     discard: bool,
+    /// The first frame had RSV1: the payload is deflated (RFC 7692).
+    compressed: bool,
 }
 
 /// How received data messages are handed out.
@@ -179,6 +182,7 @@ pub struct Connection {
     ping_handler: Option<PingHandler>,
     pong_handler: Option<PongHandler>,
     close_handler: Option<CloseHandler>,
+    deflate: Option<Deflate>,
 }
 
 impl fmt::Debug for Connection {
@@ -215,7 +219,28 @@ impl Connection {
             ping_handler: None,
             pong_handler: None,
             close_handler: None,
+            deflate: None,
         }
+    }
+
+    /// Turns permessage-deflate on with the codec of the negotiated parameters (or off):
+    /// received messages with RSV1 are inflated, and sent messages compressed as the codec
+    /// decides. Call it right after the handshake.
+    pub fn set_deflate(&mut self, deflate: Option<Deflate>) {
+        self.decoder
+            .set_allowed_rsv(if deflate.is_some() { RSV1 } else { 0 });
+        self.deflate = deflate;
+    }
+
+    /// The permessage-deflate codec, if negotiated: to turn compression of sent messages off
+    /// and on ([`Deflate::set_enabled`], gorilla's `EnableWriteCompression`).
+    pub fn deflate_mut(&mut self) -> Option<&mut Deflate> {
+        self.deflate.as_mut()
+    }
+
+    /// The permessage-deflate codec, if negotiated.
+    pub fn deflate(&self) -> Option<&Deflate> {
+        self.deflate.as_ref()
     }
 
     /// Replaces the ping handler. The default answers every ping with a pong carrying the same
@@ -359,7 +384,12 @@ impl Connection {
             return Ok(());
         }
         self.check_data_header(&header)?;
-        if self.is_text(&header) && arrived.len() > self.utf8_fed {
+        let compressed = match header.opcode {
+            OpCode::Continuation => self.message.as_ref().is_some_and(|m| m.compressed),
+            _ => header.rsv & RSV1 != 0,
+        };
+        // Compressed text is checked once inflated, frame by frame.
+        if !compressed && self.is_text(&header) && arrived.len() > self.utf8_fed {
             self.utf8.feed(&arrived[self.utf8_fed..])?;
             self.utf8_fed = arrived.len();
         }
@@ -381,8 +411,11 @@ impl Connection {
     fn check_data_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
         let received = match (header.opcode, &self.message) {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            // The limit counts inflated bytes; `Deflate::decompress` enforces it.
+            (OpCode::Continuation, Some(message)) if message.compressed => return Ok(()),
             (OpCode::Continuation, Some(message)) => message.size,
             (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (_, None) if header.rsv & RSV1 != 0 => return Ok(()),
             (_, None) => 0,
         };
         let size = received + header.payload_len;
@@ -393,6 +426,9 @@ impl Connection {
     }
 
     fn on_frame(&mut self, frame: Frame, mode: Mode) -> Result<Option<Incoming>, ProtocolError> {
+        if frame.opcode.is_control() && frame.rsv & RSV1 != 0 {
+            return Err(ProtocolError::MisplacedCompressedBit);
+        }
         let control = match frame.opcode {
             OpCode::Ping => {
                 let pong = match &mut self.ping_handler {
@@ -446,21 +482,40 @@ impl Connection {
             payload_len: frame.payload.len() as u64,
         };
         self.check_data_header(&header)?;
-        if self.is_text(&header) {
-            self.utf8.feed(&frame.payload[self.utf8_fed..])?;
-            if frame.fin {
-                self.utf8.finish()?;
-            }
-        }
-        self.utf8_fed = 0;
         let first = frame.opcode != OpCode::Continuation;
+        let compressed_bit = frame.rsv & RSV1 != 0;
+        if !first && compressed_bit {
+            return Err(ProtocolError::MisplacedCompressedBit);
+        }
         let message = self.message.get_or_insert(InProgress {
             kind: frame.opcode,
             size: 0,
             data: None,
             discard: false,
+            compressed: compressed_bit,
         });
-        message.size += header.payload_len;
+        let payload = match (&mut self.deflate, message.compressed) {
+            (Some(deflate), true) => {
+                let max = self
+                    .config
+                    .max_message_size
+                    .map(|max| max.saturating_sub(message.size as usize));
+                let mut inflated = BytesMut::new();
+                deflate.decompress(&frame.payload, frame.fin, &mut inflated, max)?;
+                inflated.freeze()
+            }
+            _ => frame.payload,
+        };
+        if message.kind == OpCode::Text {
+            // Bytes of an uncompressed frame may have been checked as they arrived.
+            let fed = if message.compressed { 0 } else { self.utf8_fed };
+            self.utf8.feed(&payload[fed..])?;
+            if frame.fin {
+                self.utf8.finish()?;
+            }
+        }
+        self.utf8_fed = 0;
+        message.size += payload.len() as u64;
         let kind = message.kind;
         let fragment = |payload: Bytes, first: bool| {
             Some(Incoming::Fragment(Fragment {
@@ -472,18 +527,18 @@ impl Connection {
         };
         let out = match mode {
             _ if message.discard => None,
-            Mode::Whole if first && frame.fin => fragment(frame.payload, true),
+            Mode::Whole if first && frame.fin => fragment(payload, true),
             Mode::Whole => match &mut message.data {
                 Some(data) => {
-                    data.extend_from_slice(&frame.payload);
+                    data.extend_from_slice(&payload);
                     frame
                         .fin
                         .then(|| data.split().freeze())
                         .and_then(|all| fragment(all, true))
                 }
                 None if first => {
-                    let mut data = BytesMut::with_capacity(frame.payload.len() * 2);
-                    data.extend_from_slice(&frame.payload);
+                    let mut data = BytesMut::with_capacity(payload.len() * 2);
+                    data.extend_from_slice(&payload);
                     message.data = Some(data);
                     None
                 }
@@ -496,10 +551,10 @@ impl Connection {
             Mode::Fragments => match message.data.take() {
                 // A message started whole (a cancelled read) continues as fragments.
                 Some(mut data) => {
-                    data.extend_from_slice(&frame.payload);
+                    data.extend_from_slice(&payload);
                     fragment(data.freeze(), true)
                 }
-                None => fragment(frame.payload, first),
+                None => fragment(payload, first),
             },
         };
         if frame.fin {
@@ -588,13 +643,30 @@ impl Connection {
             return self.send(prepared.message().clone());
         }
         self.ensure_open()?;
-        self.out.push_encoded(prepared.server_frame().clone());
+        let frame = match &self.deflate {
+            Some(deflate) if deflate.should_compress(prepared.message().len()) => {
+                if !deflate.is_stateless_sender() {
+                    // With context takeover the compressor's window must see every message
+                    // this connection sends, so it compresses this one itself.
+                    return self.send(prepared.message().clone());
+                }
+                prepared.compressed_frame(deflate.send_window_bits(), deflate.level())
+            }
+            _ => prepared.server_frame().clone(),
+        };
+        self.out.push_encoded(frame);
         Ok(())
     }
 
     fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
         self.ensure_open()?;
-        self.queue_frame(opcode, payload);
+        match &mut self.deflate {
+            Some(deflate) if deflate.should_compress(payload.len()) => {
+                let compressed = deflate.compress(&payload);
+                self.queue_frame_rsv(opcode, compressed, true, RSV1);
+            }
+            _ => self.queue_frame(opcode, payload),
+        }
         Ok(())
     }
 
@@ -647,9 +719,13 @@ impl Connection {
     }
 
     fn queue_frame_fin(&mut self, opcode: OpCode, payload: Bytes, fin: bool) {
+        self.queue_frame_rsv(opcode, payload, fin, 0);
+    }
+
+    fn queue_frame_rsv(&mut self, opcode: OpCode, payload: Bytes, fin: bool, rsv: u8) {
         let header = FrameHeader {
             fin,
-            rsv: 0,
+            rsv,
             opcode,
             mask: self.mask_rng.as_mut().map(|rng| rng.random()),
             payload_len: payload.len() as u64,

@@ -60,6 +60,12 @@ pub enum ProtocolError {
     /// A text message or close reason that is not UTF-8 (close code 1007).
     #[error("invalid utf-8 in text payload")]
     InvalidUtf8,
+    /// A compressed message that does not inflate (RFC 7692).
+    #[error("invalid compressed data")]
+    InvalidCompressedData,
+    /// RSV1 on a continuation or control frame (RFC 7692 §6.1).
+    #[error("compressed bit on a continuation or control frame")]
+    MisplacedCompressedBit,
     /// A frame larger than the configured maximum (close code 1009).
     #[error("frame of {size} bytes exceeds the limit of {max}")]
     FrameTooBig {
@@ -111,6 +117,8 @@ impl ProtocolError {
             Self::InvalidClosePayload => "invalid close payload",
             Self::InvalidCloseCode(_) => "invalid close code",
             Self::InvalidUtf8 => "invalid utf-8",
+            Self::InvalidCompressedData => "invalid compressed data",
+            Self::MisplacedCompressedBit => "misplaced compressed bit",
             Self::FrameTooBig { .. } => "frame too big",
             Self::MessageTooBig { .. } => "message too big",
         }

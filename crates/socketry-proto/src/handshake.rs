@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, header}
 mod client;
 mod server;
 
-pub use client::{parse_response, validate_response, write_request};
+pub use client::{Accepted, parse_response, validate_response, write_request};
 pub use server::{
     error_response, parse_request, response, select_subprotocol, validate_request, write_response,
 };

@@ -22,6 +22,7 @@
 //! - [`utf8`]: incremental UTF-8 validation that fails fast across fragments;
 //! - [`close`]: close codes and payloads;
 //! - [`handshake`]: key/accept computation, request and response validation;
+//! - [`extensions`]: permessage-deflate (RFC 7692) negotiation and codec;
 //! - [`Connection`]: the state machine that ties them together, with message limits.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
@@ -29,6 +30,7 @@
 pub mod close;
 mod connection;
 mod error;
+pub mod extensions;
 pub mod frame;
 pub mod handshake;
 pub mod mask;

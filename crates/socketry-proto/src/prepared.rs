@@ -1,5 +1,7 @@
 //! [`PreparedMessage`]: a message framed once, sent to many connections.
 
+use std::sync::{Arc, OnceLock};
+
 use bytes::{Bytes, BytesMut};
 
 use crate::{
@@ -26,10 +28,18 @@ use crate::{
 /// assert_eq!(a.outgoing().chunk(), b"\x81\x04tick");
 /// assert_eq!(a.outgoing().chunk(), b.outgoing().chunk());
 /// ```
+///
+/// With permessage-deflate, connections whose server compresses each message on its own
+/// (`server_no_context_takeover`) share one compressed frame per window size, compressed on
+/// first use. Connections with context takeover compress it themselves: their compressor's
+/// window must have seen every message they sent, or the peer would resolve back-references
+/// against different bytes.
 #[derive(Debug, Clone)]
 pub struct PreparedMessage {
     message: Message,
     server_frame: Bytes,
+    /// Compressed frames for window bits 9..=15, made on first use.
+    compressed: Arc<[OnceLock<Bytes>; 7]>,
 }
 
 impl PreparedMessage {
@@ -49,7 +59,34 @@ impl PreparedMessage {
         Self {
             message,
             server_frame: frame.freeze(),
+            compressed: Arc::default(),
         }
+    }
+
+    /// The unmasked compressed frame for a window of `bits` (9–15), made once with `level`.
+    pub(crate) fn compressed_frame(&self, bits: u8, level: u32) -> Bytes {
+        let bits = bits.clamp(9, 15);
+        self.compressed[usize::from(bits - 9)]
+            .get_or_init(|| {
+                let payload = self.message.as_payload();
+                let compressed = crate::extensions::deflate::compress_once(payload, bits, level);
+                let opcode = if self.message.is_text() {
+                    OpCode::Text
+                } else {
+                    OpCode::Binary
+                };
+                let mut frame = BytesMut::new();
+                encode_frame(
+                    &mut frame,
+                    true,
+                    crate::frame::RSV1,
+                    opcode,
+                    None,
+                    &compressed,
+                );
+                frame.freeze()
+            })
+            .clone()
     }
 
     /// The message.

@@ -5,9 +5,15 @@
 //! cargo run --release --example autobahn_client -- --url ws://127.0.0.1:9001
 //! ```
 
+use socketry::proto::extensions::deflate::DeflateConfig;
 use socketry::{Connector, Error, Message, WebSocketConfig};
 
 const AGENT: &str = "socketry";
+
+/// permessage-deflate is on unless `--no-compression` is given.
+fn compression() -> Option<DeflateConfig> {
+    (!std::env::args().any(|a| a == "--no-compression")).then(DeflateConfig::default)
+}
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -21,7 +27,8 @@ fn connector() -> Connector {
     Connector::new().config(
         WebSocketConfig::default()
             .max_frame_size(Some(64 << 20))
-            .max_message_size(Some(64 << 20)),
+            .max_message_size(Some(64 << 20))
+            .compression(compression()),
     )
 }
 

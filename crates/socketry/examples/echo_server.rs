@@ -6,8 +6,14 @@
 //!
 //! The limits are raised to 64 MiB per frame and message so that Autobahn's 16 MiB cases pass.
 
+use socketry::proto::extensions::deflate::DeflateConfig;
 use socketry::{Acceptor, Message, WebSocketConfig};
 use tokio::net::TcpListener;
+
+/// permessage-deflate is on unless `--no-compression` is given.
+fn compression() -> Option<DeflateConfig> {
+    (!std::env::args().any(|a| a == "--no-compression")).then(DeflateConfig::default)
+}
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -24,7 +30,8 @@ async fn main() -> std::io::Result<()> {
     println!("echo server listening on ws://{}", listener.local_addr()?);
     let config = WebSocketConfig::default()
         .max_frame_size(Some(64 << 20))
-        .max_message_size(Some(64 << 20));
+        .max_message_size(Some(64 << 20))
+        .compression(compression());
     let acceptor = Acceptor::new().config(config);
     loop {
         let (stream, _) = listener.accept().await?;

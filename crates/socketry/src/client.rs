@@ -6,7 +6,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
-use socketry_proto::{Role, handshake};
+use socketry_proto::{CloseCode, HandshakeError, Role, handshake};
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
@@ -260,14 +260,47 @@ impl Connector {
             .body(())
             .map_err(|e| Error::InvalidUrl(e.to_string()))?;
         *request.headers_mut() = self.headers.clone();
+        let offer = self.config.get_compression();
+        if let Some(offer) = offer
+            && !request
+                .headers()
+                .contains_key(http::header::SEC_WEBSOCKET_EXTENSIONS)
+        {
+            let value = HeaderValue::from_str(&offer.offer()).expect("the offer is a valid header");
+            request
+                .headers_mut()
+                .insert(http::header::SEC_WEBSOCKET_EXTENSIONS, value);
+        }
         let key = handshake::generate_key();
         let mut head = Vec::with_capacity(256);
         handshake::write_request(&request, &key, &self.protocols, &mut head);
         stream.write_all(&head).await?;
         stream.flush().await?;
         let (response, leftover) = read_head(&mut stream, handshake::parse_response).await?;
-        let protocol = handshake::validate_response(&response, &key, &self.protocols)?;
-        let ws = WebSocket::from_parts(stream, Role::Client, self.config, &leftover, protocol);
+        let accepted = match handshake::validate_response(&response, &key, &self.protocols, offer) {
+            Ok(accepted) => accepted,
+            Err(err @ HandshakeError::UnexpectedExtension(_)) => {
+                // The server thinks the connection is open: fail it with 1010 (RFC 6455 §7.4.1).
+                let mut ws =
+                    WebSocket::from_parts(stream, Role::Client, self.config, &[], None, None);
+                let _ = ws
+                    .close(
+                        CloseCode::MANDATORY_EXTENSION,
+                        "extension negotiation failed",
+                    )
+                    .await;
+                return Err(err.into());
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let ws = WebSocket::from_parts(
+            stream,
+            Role::Client,
+            self.config,
+            &leftover,
+            accepted.protocol,
+            accepted.deflate,
+        );
         Ok((ws, response))
     }
 

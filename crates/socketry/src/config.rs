@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use socketry_proto::extensions::deflate::DeflateConfig;
+
 /// Settings of a connection: the protocol limits plus the timeouts, keepalive and buffer sizes
 /// the I/O layer needs.
 ///
@@ -27,6 +29,7 @@ pub struct WebSocketConfig {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     keepalive: Option<(Duration, Duration)>,
+    compression: Option<DeflateConfig>,
 }
 
 impl Default for WebSocketConfig {
@@ -39,6 +42,7 @@ impl Default for WebSocketConfig {
             read_timeout: None,
             write_timeout: None,
             keepalive: None,
+            compression: None,
         }
     }
 }
@@ -113,6 +117,29 @@ impl WebSocketConfig {
     pub fn keepalive(mut self, keepalive: Option<(Duration, Duration)>) -> Self {
         self.keepalive = keepalive;
         self
+    }
+
+    /// permessage-deflate (RFC 7692): `Some(config)` offers it (client) or accepts offers
+    /// (server) with these preferences, window sizes, level and threshold. Inflated sizes
+    /// count against the message limit. The default value is `None`: no compression.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use socketry::{WebSocketConfig, proto::extensions::deflate::DeflateConfig};
+    ///
+    /// let config = WebSocketConfig::default().compression(Some(DeflateConfig::default().level(6)));
+    /// assert!(config.get_compression().is_some());
+    /// ```
+    #[must_use]
+    pub fn compression(mut self, compression: Option<DeflateConfig>) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// The compression preferences, if compression is on.
+    pub fn get_compression(&self) -> Option<&DeflateConfig> {
+        self.compression.as_ref()
     }
 
     /// The protocol limits.

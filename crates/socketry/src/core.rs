@@ -10,6 +10,7 @@ use std::{
 };
 
 use bytes::BytesMut;
+use socketry_proto::extensions::deflate::{Deflate, DeflateParams};
 use socketry_proto::{CloseCode, Connection, Incoming, Message, Role, State};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -88,8 +89,12 @@ impl Core {
         config: WebSocketConfig,
         leftover: &[u8],
         protocol: Option<String>,
+        deflate: Option<DeflateParams>,
     ) -> Self {
         let mut conn = Connection::new(role, *config.protocol());
+        if let (Some(params), Some(preferences)) = (deflate, config.get_compression()) {
+            conn.set_deflate(Some(Deflate::new(role, params, preferences)));
+        }
         conn.receive_data(leftover);
         let keepalive = config.get_keepalive().map(|(interval, timeout)| Keepalive {
             interval,

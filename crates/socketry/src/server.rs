@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use http::{HeaderMap, Request};
+use socketry_proto::extensions::deflate::{DeflateParams, negotiate_server};
 use socketry_proto::{Role, handshake};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -114,11 +115,6 @@ impl Acceptor {
     }
 
     #[cfg(feature = "hyper")]
-    pub(crate) fn protocols_ref(&self) -> &[String] {
-        &self.protocols
-    }
-
-    #[cfg(feature = "hyper")]
     pub(crate) fn headers_ref(&self) -> &HeaderMap {
         &self.headers
     }
@@ -161,21 +157,53 @@ impl Acceptor {
             Ok(key) => key,
             Err(err) => return Err(refuse(stream, err).await),
         };
-        let protocol = handshake::select_subprotocol(
-            handshake::requested_subprotocols(&request),
-            &self.protocols,
-        );
-        let mut response = handshake::response(key, protocol);
+        let (mut response, protocol, deflate) = self.response(&request, key);
         for (name, value) in &self.headers {
             response.headers_mut().append(name, value.clone());
         }
-        let protocol = protocol.map(str::to_owned);
         let mut head = Vec::with_capacity(256);
         handshake::write_response(&response, &mut head);
         stream.write_all(&head).await?;
         stream.flush().await?;
-        let ws = WebSocket::from_parts(stream, Role::Server, self.config, &leftover, protocol);
+        let ws = WebSocket::from_parts(
+            stream,
+            Role::Server,
+            self.config,
+            &leftover,
+            protocol,
+            deflate,
+        );
         Ok((ws, request))
+    }
+
+    /// The 101 response for a validated request: subprotocol and permessage-deflate chosen.
+    pub(crate) fn response<B>(
+        &self,
+        request: &Request<B>,
+        key: &str,
+    ) -> (http::Response<()>, Option<String>, Option<DeflateParams>) {
+        let protocol = handshake::select_subprotocol(
+            handshake::requested_subprotocols(request),
+            &self.protocols,
+        );
+        let mut response = handshake::response(key, protocol);
+        let offers = request
+            .headers()
+            .get_all(http::header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let deflate = self
+            .config
+            .get_compression()
+            .and_then(|config| negotiate_server(offers, config));
+        let deflate = deflate.and_then(|(params, header)| {
+            let value = http::HeaderValue::from_str(&header).ok()?;
+            response
+                .headers_mut()
+                .insert(http::header::SEC_WEBSOCKET_EXTENSIONS, value);
+            Some(params)
+        });
+        (response, protocol.map(str::to_owned), deflate)
     }
 }
 

@@ -57,20 +57,17 @@ impl Acceptor {
         request: &mut Request<B>,
     ) -> Result<(Response<Full<Bytes>>, UpgradeFut), HandshakeError> {
         let key = handshake::validate_request(request)?;
-        let protocol = handshake::select_subprotocol(
-            handshake::requested_subprotocols(request),
-            self.protocols_ref(),
-        );
-        let (parts, ()) = handshake::response(key, protocol).into_parts();
+        let (response, protocol, deflate) = self.response(request, key);
+        let (parts, ()) = response.into_parts();
         let mut response = Response::from_parts(parts, Full::new(Bytes::new()));
         for (name, value) in self.headers_ref() {
             response.headers_mut().append(name, value.clone());
         }
-        let protocol = protocol.map(str::to_owned);
         let fut = UpgradeFut {
             on_upgrade: hyper::upgrade::on(request),
             config: *self.config_ref(),
             protocol,
+            deflate,
         };
         Ok((response, fut))
     }
@@ -101,6 +98,7 @@ pub struct UpgradeFut {
     on_upgrade: hyper::upgrade::OnUpgrade,
     config: WebSocketConfig,
     protocol: Option<String>,
+    deflate: Option<socketry_proto::extensions::deflate::DeflateParams>,
 }
 
 impl Future for UpgradeFut {
@@ -116,6 +114,7 @@ impl Future for UpgradeFut {
             self.config,
             &[],
             protocol,
+            self.deflate,
         )))
     }
 }

@@ -8,6 +8,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use socketry_proto::extensions::deflate::DeflateParams;
 use socketry_proto::{CloseCode, CloseFrame, Message, OpCode, PreparedMessage, Role, State};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -86,7 +87,7 @@ where
 {
     /// Wraps a transport on which the opening handshake already happened.
     pub fn from_raw(io: S, role: Role, config: WebSocketConfig) -> Self {
-        Self::from_parts(io, role, config, &[], None)
+        Self::from_parts(io, role, config, &[], None, None)
     }
 
     /// Wraps a transport after a handshake: `leftover` are bytes read past the handshake.
@@ -96,10 +97,25 @@ where
         config: WebSocketConfig,
         leftover: &[u8],
         protocol: Option<String>,
+        deflate: Option<DeflateParams>,
     ) -> Self {
         Self {
             io,
-            core: Core::new(role, config, leftover, protocol),
+            core: Core::new(role, config, leftover, protocol, deflate),
+        }
+    }
+
+    /// Whether permessage-deflate was negotiated, and its parameters.
+    pub fn compression(&self) -> Option<&socketry_proto::extensions::deflate::Deflate> {
+        self.core.conn.deflate()
+    }
+
+    /// Turns compression of the messages sent from now on off or on (gorilla's
+    /// `EnableWriteCompression`); has no effect when permessage-deflate was not negotiated.
+    /// Received compressed messages are always inflated.
+    pub fn set_compression(&mut self, enabled: bool) {
+        if let Some(deflate) = self.core.conn.deflate_mut() {
+            deflate.set_enabled(enabled);
         }
     }
 

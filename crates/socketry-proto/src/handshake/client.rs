@@ -3,9 +3,10 @@
 use http::{Request, Response, StatusCode, header};
 
 use super::{
-    HandshakeError, MAX_HEAD_LEN, MAX_HEADERS, accept_key, header_contains_token, header_tokens,
+    HandshakeError, MAX_HEAD_LEN, MAX_HEADERS, accept_key, header_contains_token,
     server::map_httparse_error,
 };
+use crate::extensions::deflate::{DeflateConfig, DeflateParams, negotiate_client};
 
 /// Serializes a client's opening request head.
 ///
@@ -81,18 +82,29 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(Response<()>, usize)>, Hands
     Ok(Some((response, len)))
 }
 
-/// Checks a server's answer to our opening handshake (RFC 6455 §4.1) and returns the chosen
-/// subprotocol, if any.
+/// What a server agreed to in its answer to our opening handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The subprotocol the server chose, if any.
+    pub protocol: Option<String>,
+    /// The permessage-deflate agreement, if compression was offered and accepted.
+    pub deflate: Option<DeflateParams>,
+}
+
+/// Checks a server's answer to our opening handshake (RFC 6455 §4.1, RFC 7692 §7.1) against
+/// the subprotocols and the permessage-deflate offer we sent.
 ///
 /// # Errors
 ///
 /// [`HandshakeError::UnexpectedStatus`] (carrying the status) for anything but 101, and the
-/// other variants for a 101 that breaks the rules.
+/// other variants for a 101 that breaks the rules; an extension we did not offer is
+/// [`HandshakeError::UnexpectedExtension`] (close code 1010).
 pub fn validate_response<B>(
     response: &Response<B>,
     key: &str,
     protocols: &[String],
-) -> Result<Option<String>, HandshakeError> {
+    deflate: Option<&DeflateConfig>,
+) -> Result<Accepted, HandshakeError> {
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Err(HandshakeError::UnexpectedStatus(response.status()));
     }
@@ -111,15 +123,18 @@ pub fn validate_response<B>(
         return Err(HandshakeError::InvalidAccept);
     }
     // RFC 6455 §4.1: an extension the client did not request fails the connection.
-    if let Some(ext) = header_tokens(headers, header::SEC_WEBSOCKET_EXTENSIONS).next() {
-        return Err(HandshakeError::UnexpectedExtension(ext.to_owned()));
-    }
-    match headers
+    let extensions = headers
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let deflate = negotiate_client(extensions, deflate)?;
+    let protocol = match headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .map(|v| v.to_str().unwrap_or("").trim())
     {
-        None => Ok(None),
-        Some(chosen) if protocols.iter().any(|p| p == chosen) => Ok(Some(chosen.to_owned())),
-        Some(chosen) => Err(HandshakeError::UnexpectedSubprotocol(chosen.to_owned())),
-    }
+        None => None,
+        Some(chosen) if protocols.iter().any(|p| p == chosen) => Some(chosen.to_owned()),
+        Some(chosen) => return Err(HandshakeError::UnexpectedSubprotocol(chosen.to_owned())),
+    };
+    Ok(Accepted { protocol, deflate })
 }

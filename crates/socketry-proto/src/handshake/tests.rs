@@ -186,8 +186,11 @@ fn client_and_server_agree_end_to_end() {
     write_response(&response(got_key, chosen), &mut wire);
     let (resp, _) = parse_response(&wire).unwrap().unwrap();
     assert_eq!(
-        validate_response(&resp, &key, &protocols),
-        Ok(Some("v2".to_owned()))
+        validate_response(&resp, &key, &protocols, None),
+        Ok(Accepted {
+            protocol: Some("v2".to_owned()),
+            deflate: None
+        })
     );
 }
 
@@ -200,7 +203,7 @@ fn client_rejects_bad_responses() {
     let mut not_101 = Response::new(());
     *not_101.status_mut() = StatusCode::FORBIDDEN;
     assert_eq!(
-        validate_response(&not_101, &key, &protocols),
+        validate_response(&not_101, &key, &protocols, None),
         Err(HandshakeError::UnexpectedStatus(StatusCode::FORBIDDEN))
     );
 
@@ -210,20 +213,20 @@ fn client_rejects_bad_responses() {
         HeaderValue::from_static("nope"),
     );
     assert_eq!(
-        validate_response(&wrong_accept, &key, &protocols),
+        validate_response(&wrong_accept, &key, &protocols, None),
         Err(HandshakeError::InvalidAccept)
     );
 
     let mut no_upgrade = good();
     no_upgrade.headers_mut().remove(header::UPGRADE);
     assert_eq!(
-        validate_response(&no_upgrade, &key, &protocols),
+        validate_response(&no_upgrade, &key, &protocols, None),
         Err(HandshakeError::NoUpgradeWebSocket)
     );
 
     let unexpected_protocol = response(&key, Some("mqtt"));
     assert_eq!(
-        validate_response(&unexpected_protocol, &key, &protocols),
+        validate_response(&unexpected_protocol, &key, &protocols, None),
         Err(HandshakeError::UnexpectedSubprotocol("mqtt".into()))
     );
 
@@ -233,7 +236,7 @@ fn client_rejects_bad_responses() {
         HeaderValue::from_static("permessage-deflate"),
     );
     assert!(matches!(
-        validate_response(&unexpected_ext, &key, &protocols),
+        validate_response(&unexpected_ext, &key, &protocols, None),
         Err(HandshakeError::UnexpectedExtension(_))
     ));
 }

@@ -1,0 +1,543 @@
+//! permessage-deflate (RFC 7692): negotiation for both roles and the per-message codec.
+//!
+//! Window bits: zlib cannot compress with an 8-bit window (it silently uses 9, which a peer
+//! with an 8-bit window cannot decode). So when the peer limits our window to 8 bits we accept
+//! the agreement and send every message uncompressed, which RFC 7692 always allows. Inflating
+//! uses at least 9 bits, which decodes 8-bit streams too.
+
+use bytes::{Bytes, BytesMut};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use super::{ExtensionOffer, parse_extensions};
+use crate::{HandshakeError, ProtocolError, role::Role};
+
+/// The extension's name.
+pub const NAME: &str = "permessage-deflate";
+/// The tail a sender strips and a receiver appends (RFC 7692 §7.2.1, §7.2.2).
+const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// What this endpoint wants from permessage-deflate; off unless set in the connection's
+/// configuration.
+///
+/// # Examples
+///
+/// ```
+/// use socketry_proto::extensions::deflate::DeflateConfig;
+///
+/// // Less memory per connection: small windows, no state kept between messages.
+/// let frugal = DeflateConfig::default()
+///     .server_max_window_bits(10)
+///     .client_max_window_bits(10)
+///     .server_no_context_takeover(true)
+///     .client_no_context_takeover(true);
+/// assert_eq!(frugal.offer(), "permessage-deflate; server_no_context_takeover; \
+///     client_no_context_takeover; server_max_window_bits=10; client_max_window_bits=10");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeflateConfig {
+    server_no_context_takeover: bool,
+    client_no_context_takeover: bool,
+    server_max_window_bits: u8,
+    client_max_window_bits: u8,
+    level: u32,
+    threshold: usize,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        Self {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+            level: 1,
+            threshold: 64,
+        }
+    }
+}
+
+impl DeflateConfig {
+    /// Ask that the server compress each message on its own (no shared window), which frees
+    /// its compressor between messages. The default value is `false`.
+    #[must_use]
+    pub fn server_no_context_takeover(mut self, on: bool) -> Self {
+        self.server_no_context_takeover = on;
+        self
+    }
+
+    /// Ask that the client compress each message on its own. The default value is `false`.
+    #[must_use]
+    pub fn client_no_context_takeover(mut self, on: bool) -> Self {
+        self.client_no_context_takeover = on;
+        self
+    }
+
+    /// The largest LZ77 window the server may use, 9–15 bits (values are clamped). Smaller
+    /// windows cost less memory and compress less. The default value is 15.
+    #[must_use]
+    pub fn server_max_window_bits(mut self, bits: u8) -> Self {
+        self.server_max_window_bits = bits.clamp(9, 15);
+        self
+    }
+
+    /// The largest window the client may use, 9–15 bits (clamped). The default value is 15.
+    #[must_use]
+    pub fn client_max_window_bits(mut self, bits: u8) -> Self {
+        self.client_max_window_bits = bits.clamp(9, 15);
+        self
+    }
+
+    /// The compression level, 0 (store) to 9 (best); clamped. The default value is 1 (fast,
+    /// as gorilla).
+    #[must_use]
+    pub fn level(mut self, level: u32) -> Self {
+        self.level = level.min(9);
+        self
+    }
+
+    /// Messages shorter than this many bytes are sent uncompressed. The default value is 64.
+    #[must_use]
+    pub fn threshold(mut self, bytes: usize) -> Self {
+        self.threshold = bytes;
+        self
+    }
+
+    /// The compression level.
+    pub fn get_level(&self) -> u32 {
+        self.level
+    }
+
+    /// The size threshold.
+    pub fn get_threshold(&self) -> usize {
+        self.threshold
+    }
+
+    /// The client's offer for `Sec-WebSocket-Extensions`.
+    ///
+    /// `client_max_window_bits` is always offered (we honour any limit: below 9 bits by not
+    /// compressing), with our own limit as its value when it is below 15.
+    pub fn offer(&self) -> String {
+        let mut offer = String::from(NAME);
+        if self.server_no_context_takeover {
+            offer.push_str("; server_no_context_takeover");
+        }
+        if self.client_no_context_takeover {
+            offer.push_str("; client_no_context_takeover");
+        }
+        if self.server_max_window_bits < 15 {
+            offer.push_str(&format!(
+                "; server_max_window_bits={}",
+                self.server_max_window_bits
+            ));
+        }
+        if self.client_max_window_bits < 15 {
+            offer.push_str(&format!(
+                "; client_max_window_bits={}",
+                self.client_max_window_bits
+            ));
+        } else {
+            offer.push_str("; client_max_window_bits");
+        }
+        offer
+    }
+}
+
+/// The agreed parameters of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeflateParams {
+    /// The server compresses each message on its own.
+    pub server_no_context_takeover: bool,
+    /// The client compresses each message on its own.
+    pub client_no_context_takeover: bool,
+    /// The server's window, 8–15 bits.
+    pub server_max_window_bits: u8,
+    /// The client's window, 8–15 bits.
+    pub client_max_window_bits: u8,
+}
+
+/// The parameters of one permessage-deflate offer or response, checked for RFC 7692 §7.1:
+/// known names, no duplicates, window bits 8–15.
+#[derive(Debug, Default)]
+struct Params {
+    server_no_context_takeover: bool,
+    client_no_context_takeover: bool,
+    server_max_window_bits: Option<u8>,
+    /// `Some(None)`: present without a value.
+    client_max_window_bits: Option<Option<u8>>,
+}
+
+impl Params {
+    fn parse(offer: &ExtensionOffer) -> Option<Self> {
+        let mut p = Self::default();
+        let mut seen = Vec::new();
+        for (name, value) in &offer.params {
+            if seen.contains(&name) {
+                return None; // RFC 7692 §7.1: a duplicate parameter is an invalid offer
+            }
+            seen.push(name);
+            let bits = |v: &Option<String>| {
+                v.as_deref()
+                    .filter(|v| !v.starts_with('0'))
+                    .and_then(|v| v.parse::<u8>().ok())
+                    .filter(|b| (8..=15).contains(b))
+            };
+            match (name.as_str(), value) {
+                ("server_no_context_takeover", None) => p.server_no_context_takeover = true,
+                ("client_no_context_takeover", None) => p.client_no_context_takeover = true,
+                ("server_max_window_bits", Some(_)) => {
+                    p.server_max_window_bits = Some(bits(value)?)
+                }
+                ("client_max_window_bits", None) => p.client_max_window_bits = Some(None),
+                ("client_max_window_bits", Some(_)) => {
+                    p.client_max_window_bits = Some(Some(bits(value)?));
+                }
+                _ => return None,
+            }
+        }
+        Some(p)
+    }
+}
+
+/// Server side: picks the first permessage-deflate offer it can accept from the request's
+/// `Sec-WebSocket-Extensions` values, and returns the agreement and the response header
+/// value. Offers it cannot accept are declined (skipped), which is not an error.
+///
+/// # Examples
+///
+/// ```
+/// use socketry_proto::extensions::deflate::{DeflateConfig, negotiate_server};
+///
+/// let (params, response) = negotiate_server(
+///     ["permessage-deflate; client_max_window_bits; server_max_window_bits=10"],
+///     &DeflateConfig::default(),
+/// )
+/// .unwrap();
+/// assert_eq!(params.server_max_window_bits, 10);
+/// assert_eq!(response, "permessage-deflate; server_max_window_bits=10");
+/// ```
+pub fn negotiate_server<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+    config: &DeflateConfig,
+) -> Option<(DeflateParams, String)> {
+    parse_extensions(values)
+        .iter()
+        .filter(|offer| offer.name == NAME)
+        .find_map(|offer| accept_offer(&Params::parse(offer)?, config))
+}
+
+fn accept_offer(offer: &Params, config: &DeflateConfig) -> Option<(DeflateParams, String)> {
+    let server_no_context_takeover =
+        offer.server_no_context_takeover || config.server_no_context_takeover;
+    let server_bits = offer
+        .server_max_window_bits
+        .map_or(config.server_max_window_bits, |b| {
+            b.min(config.server_max_window_bits)
+        });
+    // We may limit the client's window only if it offered client_max_window_bits.
+    let client_bits = match offer.client_max_window_bits {
+        Some(offered) => offered.unwrap_or(15).min(config.client_max_window_bits),
+        None => 15,
+    };
+    let client_no_context_takeover =
+        offer.client_no_context_takeover || config.client_no_context_takeover;
+    let mut response = String::from(NAME);
+    if server_no_context_takeover {
+        response.push_str("; server_no_context_takeover");
+    }
+    if client_no_context_takeover {
+        response.push_str("; client_no_context_takeover");
+    }
+    if server_bits < 15 || offer.server_max_window_bits.is_some() {
+        response.push_str(&format!("; server_max_window_bits={server_bits}"));
+    }
+    if client_bits < 15 {
+        response.push_str(&format!("; client_max_window_bits={client_bits}"));
+    }
+    let params = DeflateParams {
+        server_no_context_takeover,
+        client_no_context_takeover,
+        server_max_window_bits: server_bits,
+        client_max_window_bits: client_bits,
+    };
+    Some((params, response))
+}
+
+/// Client side: checks the server's `Sec-WebSocket-Extensions` against what `offered` asked
+/// for. `Ok(None)` when the server declined compression.
+///
+/// # Errors
+///
+/// [`HandshakeError::UnexpectedExtension`] for an extension we did not offer, or a
+/// permessage-deflate response with unknown, duplicate or out-of-range parameters, or limits
+/// we did not allow (RFC 7692 §7.1: the client fails the connection).
+pub fn negotiate_client<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+    offered: Option<&DeflateConfig>,
+) -> Result<Option<DeflateParams>, HandshakeError> {
+    let responses = parse_extensions(values);
+    let unexpected = |what: &str| Err(HandshakeError::UnexpectedExtension(what.to_owned()));
+    let [response] = responses.as_slice() else {
+        return match responses.first() {
+            None => Ok(None),
+            Some(first) => unexpected(&first.name),
+        };
+    };
+    let Some(config) = offered.filter(|_| response.name == NAME) else {
+        return unexpected(&response.name);
+    };
+    let Some(p) = Params::parse(response) else {
+        return unexpected("permessage-deflate with invalid parameters");
+    };
+    let server_bits = p.server_max_window_bits.unwrap_or(15);
+    if config.server_max_window_bits < 15 && server_bits > config.server_max_window_bits {
+        return unexpected("permessage-deflate with a larger server window than offered");
+    }
+    let client_bits = match p.client_max_window_bits {
+        Some(Some(bits)) if bits <= config.client_max_window_bits => bits,
+        Some(_) => return unexpected("permessage-deflate with an invalid client window"),
+        None => 15.min(config.client_max_window_bits),
+    };
+    Ok(Some(DeflateParams {
+        server_no_context_takeover: p.server_no_context_takeover,
+        client_no_context_takeover: p.client_no_context_takeover
+            || config.client_no_context_takeover,
+        server_max_window_bits: server_bits,
+        client_max_window_bits: client_bits,
+    }))
+}
+
+/// The per-connection codec: a compressor for what we send and a decompressor for what we
+/// receive, each created on first use and, without context takeover, dropped after every
+/// message so that an idle connection holds no zlib state.
+pub struct Deflate {
+    send_bits: u8,
+    send_reset: bool,
+    recv_bits: u8,
+    recv_reset: bool,
+    level: u32,
+    threshold: usize,
+    enabled: bool,
+    compressor: Option<Box<Compress>>,
+    decompressor: Option<Box<Decompress>>,
+}
+
+impl std::fmt::Debug for Deflate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deflate")
+            .field("send_bits", &self.send_bits)
+            .field("send_reset", &self.send_reset)
+            .field("recv_bits", &self.recv_bits)
+            .field("recv_reset", &self.recv_reset)
+            .field("level", &self.level)
+            .field("threshold", &self.threshold)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deflate {
+    /// The codec for `role` under `params`, with the level and threshold of `config`.
+    pub fn new(role: Role, params: DeflateParams, config: &DeflateConfig) -> Self {
+        let (ours, theirs) = match role {
+            Role::Server => (
+                (
+                    params.server_max_window_bits,
+                    params.server_no_context_takeover,
+                ),
+                (
+                    params.client_max_window_bits,
+                    params.client_no_context_takeover,
+                ),
+            ),
+            Role::Client => (
+                (
+                    params.client_max_window_bits,
+                    params.client_no_context_takeover,
+                ),
+                (
+                    params.server_max_window_bits,
+                    params.server_no_context_takeover,
+                ),
+            ),
+        };
+        Self {
+            send_bits: ours.0,
+            send_reset: ours.1,
+            recv_bits: theirs.0.max(9),
+            recv_reset: theirs.1,
+            level: config.level,
+            threshold: config.threshold,
+            enabled: true,
+            compressor: None,
+            decompressor: None,
+        }
+    }
+
+    /// Turns compression of outgoing messages on or off (receiving is unaffected).
+    pub fn set_enabled(&mut self, enabled: bool) {
+        self.enabled = enabled;
+    }
+
+    /// Whether a message of `len` bytes would be compressed.
+    pub fn should_compress(&self, len: usize) -> bool {
+        // zlib cannot honour an 8-bit window: such messages go out uncompressed.
+        self.enabled && self.send_bits >= 9 && len >= self.threshold
+    }
+
+    /// Whether we compress each message on its own (a shared pre-compressed frame fits).
+    pub fn is_stateless_sender(&self) -> bool {
+        self.send_reset
+    }
+
+    /// Our window bits.
+    pub fn send_window_bits(&self) -> u8 {
+        self.send_bits
+    }
+
+    /// The compression level.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
+    /// Compresses one whole message payload (RFC 7692 §7.2.1).
+    pub fn compress(&mut self, payload: &[u8]) -> Bytes {
+        let level = self.level;
+        let bits = self.send_bits;
+        let compressor = self.compressor.get_or_insert_with(|| {
+            Box::new(Compress::new_with_window_bits(
+                Compression::new(level),
+                false,
+                bits,
+            ))
+        });
+        let out = compress_with(compressor, payload);
+        if self.send_reset {
+            self.compressor = None;
+        }
+        out
+    }
+
+    /// Appends the decompressed form of one frame's payload of a compressed message to `out`;
+    /// `fin` ends the message. Stops with [`ProtocolError::MessageTooBig`] as soon as `out`
+    /// would pass `max` bytes, so a small message that inflates hugely never allocates more.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::MessageTooBig`] past the limit, [`ProtocolError::InvalidCompressedData`]
+    /// for data that does not inflate.
+    pub fn decompress(
+        &mut self,
+        payload: &[u8],
+        fin: bool,
+        out: &mut BytesMut,
+        max: Option<usize>,
+    ) -> Result<(), ProtocolError> {
+        let bits = self.recv_bits;
+        let decompressor = self
+            .decompressor
+            .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, bits)));
+        inflate(decompressor, payload, out, max)?;
+        if fin {
+            inflate(decompressor, &TAIL, out, max)?;
+            if self.recv_reset {
+                self.decompressor = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether zlib state is allocated (for measuring the cost of idle connections).
+    pub fn holds_state(&self) -> bool {
+        self.compressor.is_some() || self.decompressor.is_some()
+    }
+}
+
+/// Compresses `payload` as one message with a fresh or continuing compressor.
+pub(crate) fn compress_with(compressor: &mut Compress, payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() / 2 + 64);
+    let start_in = compressor.total_in();
+    loop {
+        let consumed = (compressor.total_in() - start_in) as usize;
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.capacity().max(1024));
+        }
+        // A sync flush ends the output on a byte boundary with the empty stored block
+        // 00 00 ff ff, stripped below.
+        let status = compressor
+            .compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync)
+            .expect("deflate on a valid stream does not fail");
+        let done = (compressor.total_in() - start_in) as usize == payload.len()
+            && out.len() < out.capacity()
+            && status != Status::BufError;
+        if done {
+            break;
+        }
+    }
+    if out.ends_with(&TAIL) {
+        out.truncate(out.len() - TAIL.len());
+    }
+    if out.is_empty() {
+        out.push(0x00); // RFC 7692 §7.2.3.6: an empty message is one 0x00 byte
+    }
+    Bytes::from(out)
+}
+
+/// A compressor as used for a [`crate::PreparedMessage`]: no context, `bits` of window.
+pub(crate) fn compress_once(payload: &[u8], bits: u8, level: u32) -> Bytes {
+    let mut compressor = Compress::new_with_window_bits(Compression::new(level), false, bits);
+    compress_with(&mut compressor, payload)
+}
+
+fn inflate(
+    decompressor: &mut Decompress,
+    mut input: &[u8],
+    out: &mut BytesMut,
+    max: Option<usize>,
+) -> Result<(), ProtocolError> {
+    let limit = max.unwrap_or(usize::MAX);
+    loop {
+        // Never give zlib more room than the limit allows, plus one byte to notice passing it.
+        let room = (limit.saturating_sub(out.len()))
+            .saturating_add(1)
+            .min(64 * 1024);
+        let start = out.len();
+        let needed = start + room;
+        if out.capacity() < needed {
+            // Grow by doubling, but never past the limit: a bomb must not make us allocate
+            // twice what we accept.
+            let cap = (out.capacity() * 2).clamp(needed, limit.saturating_add(1).max(needed));
+            let mut bigger = BytesMut::with_capacity(cap);
+            bigger.extend_from_slice(out);
+            *out = bigger;
+        }
+        out.resize(needed, 0);
+        let before_in = decompressor.total_in();
+        let before_out = decompressor.total_out();
+        let status = decompressor.decompress(&input[..], &mut out[start..], FlushDecompress::Sync);
+        let produced = (decompressor.total_out() - before_out) as usize;
+        let consumed = (decompressor.total_in() - before_in) as usize;
+        out.truncate(start + produced);
+        let status = status.map_err(|_| ProtocolError::InvalidCompressedData)?;
+        input = &input[consumed..];
+        if out.len() > limit {
+            return Err(ProtocolError::MessageTooBig {
+                size: out.len() as u64,
+                max: limit,
+            });
+        }
+        if status == Status::StreamEnd {
+            // A final block (BFINAL) ends the zlib stream: start a new one for what follows.
+            decompressor.reset(false);
+        }
+        if input.is_empty() && produced < room {
+            return Ok(());
+        }
+        if consumed == 0 && produced == 0 {
+            return Err(ProtocolError::InvalidCompressedData);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
