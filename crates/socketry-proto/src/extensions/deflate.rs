@@ -514,7 +514,7 @@ fn inflate(
         out.resize(needed, 0);
         let before_in = decompressor.total_in();
         let before_out = decompressor.total_out();
-        let status = decompressor.decompress(&input[..], &mut out[start..], FlushDecompress::Sync);
+        let status = decompressor.decompress(input, &mut out[start..], FlushDecompress::Sync);
         let produced = (decompressor.total_out() - before_out) as usize;
         let consumed = (decompressor.total_in() - before_in) as usize;
         out.truncate(start + produced);
