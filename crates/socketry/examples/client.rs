@@ -13,13 +13,14 @@
 //! closes with 1000 and exits 0. Any failure exits 1 with a message on standard error.
 //!
 //! Flags: `--protocol P` (repeatable), `--header 'Name: value'` (repeatable),
-//! `--binary FILE`, `--wait MS`, `--compression` (permessage-deflate; not yet available).
+//! `--binary FILE`, `--wait MS`, `--compression` (offer permessage-deflate).
 
 use std::{process::ExitCode, time::Duration};
 
 use socketry::{
-    CloseCode, Connector, Message,
+    CloseCode, Connector, Message, WebSocketConfig,
     http::{HeaderName, HeaderValue},
+    proto::extensions::deflate::DeflateConfig,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -29,6 +30,7 @@ struct Args {
     headers: Vec<(HeaderName, HeaderValue)>,
     binary: Option<String>,
     quiet: Duration,
+    compression: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -40,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
         headers: Vec::new(),
         binary: None,
         quiet: Duration::from_millis(500),
+        compression: false,
     };
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -63,9 +66,7 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--wait: {e}"))?;
                 parsed.quiet = Duration::from_millis(ms);
             }
-            "--compression" => {
-                return Err("--compression: permessage-deflate is not implemented yet".into());
-            }
+            "--compression" => parsed.compression = true,
             "--url" => url = Some(value("--url")?),
             flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}")),
             _ if url.is_none() => url = Some(arg),

@@ -280,15 +280,19 @@ impl Connector {
         let accepted = match handshake::validate_response(&response, &key, &self.protocols, offer) {
             Ok(accepted) => accepted,
             Err(err @ HandshakeError::UnexpectedExtension(_)) => {
-                // The server thinks the connection is open: fail it with 1010 (RFC 6455 §7.4.1).
+                // The server thinks the connection is open: fail it with 1010 (RFC 6455 §7.4.1,
+                // "Fail the WebSocket Connection": send the close frame, close TCP, no waiting).
                 let mut ws =
                     WebSocket::from_parts(stream, Role::Client, self.config, &[], None, None);
-                let _ = ws
-                    .close(
-                        CloseCode::MANDATORY_EXTENSION,
-                        "extension negotiation failed",
-                    )
-                    .await;
+                ws.protocol_mut().fail(
+                    CloseCode::MANDATORY_EXTENSION,
+                    "extension negotiation failed",
+                );
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    let _ = ws.flush().await;
+                    ws.get_mut().shutdown().await
+                })
+                .await;
                 return Err(err.into());
             }
             Err(err) => return Err(err.into()),

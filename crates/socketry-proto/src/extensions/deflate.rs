@@ -467,9 +467,10 @@ pub(crate) fn compress_with(compressor: &mut Compress, payload: &[u8]) -> Bytes 
         let status = compressor
             .compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync)
             .expect("deflate on a valid stream does not fail");
-        let done = (compressor.total_in() - start_in) as usize == payload.len()
-            && out.len() < out.capacity()
-            && status != Status::BufError;
+        // Done once every input byte went in and zlib stopped short of the room it had (the
+        // flush is complete) or could make no more progress.
+        let consumed_all = (compressor.total_in() - start_in) as usize == payload.len();
+        let done = consumed_all && (out.len() < out.capacity() || status == Status::BufError);
         if done {
             break;
         }

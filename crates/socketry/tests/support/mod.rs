@@ -85,11 +85,15 @@ pub struct RawClient {
 
 impl RawClient {
     pub async fn connect(addr: SocketAddr) -> Self {
+        Self::connect_with(addr, "").await
+    }
+
+    /// Connects with extra request header lines (each ending in `\r\n`).
+    pub async fn connect_with(addr: SocketAddr, extra_headers: &str) -> Self {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(upgrade_request(addr).as_bytes())
-            .await
-            .unwrap();
+        let request =
+            upgrade_request(addr).replacen("\r\n\r\n", &format!("\r\n{extra_headers}\r\n"), 1);
+        stream.write_all(request.as_bytes()).await.unwrap();
         let mut buf = BytesMut::new();
         loop {
             assert!(
@@ -108,6 +112,7 @@ impl RawClient {
         }
         let mut decoder = Decoder::new(Role::Client);
         decoder.set_max_frame_size(None);
+        decoder.set_allowed_rsv(socketry::proto::frame::RSV1);
         Self {
             stream,
             buf,
