@@ -90,9 +90,11 @@ fn describe(message: &Message) -> Option<String> {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    let compression = args.compression.then(DeflateConfig::default);
     let mut connector = Connector::new()
         .protocols(args.protocols)
-        .proxy_from_env(true);
+        .proxy_from_env(true)
+        .config(WebSocketConfig::default().compression(compression));
     for (name, value) in args.headers {
         connector = connector.header(name, value);
     }
