@@ -2,7 +2,13 @@
 //!
 //! ```sh
 //! cargo run --release --example idle_memory -- --connections 10000
+//! cargo run --release --example idle_memory -- --connections 1000 --compression default
 //! ```
+//!
+//! `--compression MODE` (`default`, `window9`, `no-context`) turns permessage-deflate on in
+//! the server and in the clients, and each client exchanges one compressed message before
+//! going quiet, so that the server's zlib state exists (a connection that never sent or
+//! received a compressed message holds none).
 //!
 //! Starts a socketry server in a child process (each connection handled by a task waiting in
 //! `recv`, as in a real server), reads the child's resident set (VmRSS), opens N connections
@@ -11,10 +17,36 @@
 
 use std::time::Duration;
 
+use socketry::{
+    Acceptor, Connector, Message, WebSocket, WebSocketConfig,
+    proto::extensions::deflate::DeflateConfig,
+};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
+
+fn compression() -> Option<DeflateConfig> {
+    match arg("--compression").as_deref() {
+        None => None,
+        Some("default") => Some(DeflateConfig::default()),
+        Some("window9") => Some(
+            DeflateConfig::default()
+                .server_max_window_bits(9)
+                .client_max_window_bits(9),
+        ),
+        Some("no-context") => Some(
+            DeflateConfig::default()
+                .server_no_context_takeover(true)
+                .client_no_context_takeover(true),
+        ),
+        Some(other) => panic!("unknown compression mode {other}"),
+    }
+}
+
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default().compression(compression())
+}
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -35,7 +67,7 @@ async fn serve() -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         tokio::spawn(async move {
-            let Ok(mut ws) = socketry::accept(stream).await else {
+            let Ok(mut ws) = Acceptor::new().config(config()).accept(stream).await else {
                 return;
             };
             while let Some(Ok(message)) = ws.recv().await {
@@ -47,7 +79,28 @@ async fn serve() -> std::io::Result<()> {
     }
 }
 
-async fn open(addr: &str) -> TcpStream {
+enum Idle {
+    Raw(#[allow(dead_code)] TcpStream), // held open, never read
+    Ws(#[allow(dead_code)] WebSocket<socketry::MaybeTlsStream>),
+}
+
+/// A compressing client that exchanges one message, then idles.
+async fn open_compressed(addr: &str) -> Idle {
+    let (mut ws, _) = Connector::new()
+        .config(config())
+        .connect(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let text = "{\"event\":\"tick\",\"value\":12345,\"tags\":[\"a\",\"b\",\"c\"]} ".repeat(20);
+    ws.send(Message::text(text)).await.unwrap();
+    ws.recv().await.unwrap().unwrap();
+    Idle::Ws(ws)
+}
+
+async fn open(addr: &str) -> Idle {
+    if compression().is_some() {
+        return open_compressed(addr).await;
+    }
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -61,7 +114,7 @@ async fn open(addr: &str) -> TcpStream {
         head.push(byte[0]);
     }
     assert!(head.starts_with(b"HTTP/1.1 101"));
-    stream
+    Idle::Raw(stream)
 }
 
 #[tokio::main]
@@ -73,6 +126,12 @@ async fn main() {
     let n: usize = arg("--connections").map_or(10_000, |v| v.parse().unwrap());
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .arg("--serve")
+        .args(
+            arg("--compression")
+                .map(|mode| ["--compression".to_owned(), mode])
+                .into_iter()
+                .flatten(),
+        )
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -99,8 +158,9 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss_kib(pid);
     let per = (after.saturating_sub(before) as f64 * 1024.0) / n as f64;
+    let mode = arg("--compression").unwrap_or_else(|| "off".to_owned());
     println!(
-        "socketry idle connections: {n}; server VmRSS {before} KiB -> {after} KiB; {per:.0} bytes ({:.2} KiB) per connection",
+        "socketry idle connections (compression {mode}): {n}; server VmRSS {before} KiB -> {after} KiB; {per:.0} bytes ({:.2} KiB) per connection",
         per / 1024.0
     );
     child.kill().unwrap();
