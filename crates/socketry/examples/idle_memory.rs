@@ -79,9 +79,11 @@ async fn serve() -> std::io::Result<()> {
     }
 }
 
+/// A client connection held open and never read: only its existence matters.
+#[allow(dead_code)] // the fields are never read, only kept alive
 enum Idle {
-    Raw(#[allow(dead_code)] TcpStream), // held open, never read
-    Ws(#[allow(dead_code)] WebSocket<socketry::MaybeTlsStream>),
+    Raw(TcpStream),
+    Ws(Box<WebSocket<socketry::MaybeTlsStream>>),
 }
 
 /// A compressing client that exchanges one message, then idles.
@@ -94,7 +96,7 @@ async fn open_compressed(addr: &str) -> Idle {
     let text = "{\"event\":\"tick\",\"value\":12345,\"tags\":[\"a\",\"b\",\"c\"]} ".repeat(20);
     ws.send(Message::text(text)).await.unwrap();
     ws.recv().await.unwrap().unwrap();
-    Idle::Ws(ws)
+    Idle::Ws(Box::new(ws))
 }
 
 async fn open(addr: &str) -> Idle {
