@@ -692,3 +692,102 @@ fn prepared_message_is_shared_by_servers_and_masked_per_client() {
         vec![prepared.message().clone()]
     );
 }
+
+// RFC 7692: permessage-deflate on the connection
+
+fn deflating(role: Role) -> Connection {
+    use crate::extensions::deflate::{Deflate, DeflateConfig, negotiate_server};
+    let config = DeflateConfig::default().threshold(0);
+    let (params, _) = negotiate_server(["permessage-deflate"], &config).unwrap();
+    let mut conn = Connection::new(role, Config::default());
+    conn.set_deflate(Some(Deflate::new(role, params, &config)));
+    conn
+}
+
+fn frame_with_rsv(
+    receiver: &Connection,
+    fin: bool,
+    rsv: u8,
+    opcode: OpCode,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mask = (receiver.role() == Role::Server).then_some(KEY);
+    let mut buf = BytesMut::new();
+    encode_frame(&mut buf, fin, rsv, opcode, mask, payload);
+    buf.to_vec()
+}
+
+#[test]
+fn compressed_messages_round_trip_between_both_roles() {
+    let mut client = deflating(Role::Client);
+    let mut server = deflating(Role::Server);
+    for text in ["", "short", &"long and repetitive ".repeat(500)] {
+        client.send(Message::text(text)).unwrap();
+        let wire = drain_outgoing(&mut client);
+        assert_eq!(wire[0] & 0x40, 0x40, "RSV1 set on the first frame");
+        assert_eq!(
+            receive_all(&mut server, &wire).unwrap(),
+            vec![Message::text(text)]
+        );
+        server.send(Message::text(text)).unwrap();
+        let wire = drain_outgoing(&mut server);
+        assert_eq!(
+            receive_all(&mut client, &wire).unwrap(),
+            vec![Message::text(text)]
+        );
+    }
+}
+
+#[test]
+fn control_frames_are_never_compressed() {
+    let mut conn = deflating(Role::Server);
+    conn.send(Message::Ping("p".into())).unwrap();
+    conn.send_close(Some(&CloseFrame::new(CloseCode::NORMAL, "bye")))
+        .unwrap();
+    for frame in sent_frames(&mut conn) {
+        assert_eq!(frame.rsv, 0, "{:?}", frame.opcode);
+    }
+}
+
+#[test]
+fn rsv1_on_a_continuation_or_control_frame_fails_with_1002() {
+    for (first_rsv, opcode, rsv) in [(RSV1, OpCode::Continuation, RSV1), (0, OpCode::Ping, RSV1)] {
+        let mut conn = deflating(Role::Server);
+        let mut wire = Vec::new();
+        if opcode == OpCode::Continuation {
+            wire.extend(frame_with_rsv(&conn, false, first_rsv, OpCode::Text, b""));
+        }
+        wire.extend(frame_with_rsv(&conn, true, rsv, opcode, b"x"));
+        assert_eq!(
+            receive_all(&mut conn, &wire).unwrap_err(),
+            ProtocolError::MisplacedCompressedBit
+        );
+        assert_connection_failing(&mut conn, CloseCode::PROTOCOL_ERROR);
+    }
+}
+
+#[test]
+fn rsv1_without_negotiation_is_still_a_protocol_error() {
+    let mut conn = server();
+    let wire = frame_with_rsv(&conn, true, RSV1, OpCode::Text, b"x");
+    assert_eq!(
+        receive_all(&mut conn, &wire).unwrap_err(),
+        ProtocolError::ReservedBits
+    );
+}
+
+#[test]
+fn inflated_size_counts_against_the_message_limit() {
+    let mut sender = deflating(Role::Client);
+    sender.send(Message::binary(vec![0u8; 10_000])).unwrap();
+    let wire = drain_outgoing(&mut sender);
+    assert!(wire.len() < 200, "10 KB of zeros compress small");
+    let mut receiver = deflating(Role::Server);
+    receiver.set_config(Config::default().max_message_size(Some(5_000)));
+    let err = receive_all(&mut receiver, &wire).unwrap_err();
+    assert!(
+        matches!(err, ProtocolError::MessageTooBig { .. }),
+        "{err:?}"
+    );
+    assert_connection_failing(&mut receiver, CloseCode::MESSAGE_TOO_BIG);
+}
