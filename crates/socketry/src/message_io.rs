@@ -21,6 +21,17 @@ use crate::{
 /// The default fragment size of a [`MessageWriter`]: 64 KiB.
 pub const DEFAULT_FRAGMENT_SIZE: usize = 64 * 1024;
 
+/// Copies what fits of `chunk` into `buf`; `false` if `chunk` was empty.
+fn copy_out(chunk: &mut Bytes, buf: &mut ReadBuf<'_>) -> bool {
+    if chunk.is_empty() {
+        return false;
+    }
+    let n = chunk.len().min(buf.remaining());
+    buf.put_slice(&chunk[..n]);
+    chunk.advance(n);
+    true
+}
+
 /// What a streamed message is read from.
 enum Source<'a, S> {
     Whole(&'a mut WebSocket<S>),
@@ -111,10 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for MessageReader<'_, S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if !this.chunk.is_empty() {
-                let n = this.chunk.len().min(buf.remaining());
-                buf.put_slice(&this.chunk[..n]);
-                this.chunk.advance(n);
+            if copy_out(&mut this.chunk, buf) {
                 return Poll::Ready(Ok(()));
             }
             if this.fin {
@@ -418,10 +426,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for JoinedMessages<'_, S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if !this.chunk.is_empty() {
-                let n = this.chunk.len().min(buf.remaining());
-                buf.put_slice(&this.chunk[..n]);
-                this.chunk.advance(n);
+            if copy_out(&mut this.chunk, buf) {
                 return Poll::Ready(Ok(()));
             }
             if this.ends_message {

@@ -228,33 +228,27 @@ impl<S> fmt::Debug for WebSocketWriter<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Endpoint for WebSocketReader<S> {
-    fn poll_with<R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        f: impl FnOnce(&mut Core, &mut dyn Io, &mut Context<'_>) -> R,
-    ) -> R {
-        self.shared.poll_with(cx, f)
-    }
+/// Both halves reach the connection the same way: through the shared lock.
+macro_rules! shared_endpoint {
+    ($half:ident) => {
+        impl<S: AsyncRead + AsyncWrite + Unpin> Endpoint for $half<S> {
+            fn poll_with<R>(
+                &mut self,
+                cx: &mut Context<'_>,
+                f: impl FnOnce(&mut Core, &mut dyn Io, &mut Context<'_>) -> R,
+            ) -> R {
+                self.shared.poll_with(cx, f)
+            }
 
-    fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
-        f(&mut self.shared.lock().core)
-    }
+            fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
+                f(&mut self.shared.lock().core)
+            }
+        }
+    };
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Endpoint for WebSocketWriter<S> {
-    fn poll_with<R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        f: impl FnOnce(&mut Core, &mut dyn Io, &mut Context<'_>) -> R,
-    ) -> R {
-        self.shared.poll_with(cx, f)
-    }
-
-    fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
-        f(&mut self.shared.lock().core)
-    }
-}
+shared_endpoint!(WebSocketReader);
+shared_endpoint!(WebSocketWriter);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
     /// Receives the next message; see [`WebSocket::recv`].
