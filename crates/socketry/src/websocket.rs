@@ -139,6 +139,11 @@ where
         &self.core.config
     }
 
+    /// Changes the close-handshake timeout of this connection.
+    pub fn set_close_timeout(&mut self, timeout: std::time::Duration) {
+        self.core.config = self.core.config.close_timeout(timeout);
+    }
+
     /// The transport.
     pub fn get_ref(&self) -> &S {
         &self.io

@@ -1,0 +1,157 @@
+//! [`Request`]: the snapshot of the upgraded HTTP request a controller receives.
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
+use http::{HeaderMap, Method, Uri, request::Parts};
+
+/// The upgraded request: method, URI, headers, path parameters, query values, cookies, the
+/// remote address and the request's extensions (typed locals that middleware put there).
+#[derive(Debug)]
+pub struct Request {
+    parts: Parts,
+    params: Vec<(String, String)>,
+    query: HashMap<String, String>,
+    cookies: HashMap<String, String>,
+}
+
+impl Request {
+    pub(crate) async fn from_parts(mut parts: Parts) -> Self {
+        let params = RawPathParams::from_request_parts(&mut parts, &())
+            .await
+            .map(|raw| {
+                raw.iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let query = parts
+            .uri
+            .query()
+            .map(|q| {
+                q.split('&')
+                    .filter(|p| !p.is_empty())
+                    .map(|pair| {
+                        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                        (percent_decode(k), percent_decode(v))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cookies = parts
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        Self {
+            parts,
+            params,
+            query,
+            cookies,
+        }
+    }
+
+    /// The request method (GET).
+    pub fn method(&self) -> &Method {
+        &self.parts.method
+    }
+
+    /// The request URI.
+    pub fn uri(&self) -> &Uri {
+        &self.parts.uri
+    }
+
+    /// The request headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.parts.headers
+    }
+
+    /// A path parameter of the route (`/rooms/{room}` → `param("room")`).
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A path parameter, or `default` (Fiber's `Params(key, default)`).
+    pub fn param_or<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
+        self.param(key).unwrap_or(default)
+    }
+
+    /// A query value, percent-decoded.
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query.get(key).map(String::as_str)
+    }
+
+    /// A query value, or `default` (Fiber's `Query(key, default)`).
+    pub fn query_or<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
+        self.query(key).unwrap_or(default)
+    }
+
+    /// A cookie's value.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies.get(name).map(String::as_str)
+    }
+
+    /// A cookie's value, or `default` (Fiber's `Cookies(key, default)`).
+    pub fn cookie_or<'a>(&'a self, name: &str, default: &'a str) -> &'a str {
+        self.cookie(name).unwrap_or(default)
+    }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The peer's address, when the server was started with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0)
+    }
+
+    /// A typed local that middleware stored in the request's extensions (Fiber's `Locals`).
+    pub fn local<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.parts.extensions.get::<T>()
+    }
+
+    /// The request parts, for anything else.
+    pub fn parts(&self) -> &Parts {
+        &self.parts
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

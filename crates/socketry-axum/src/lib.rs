@@ -1,0 +1,42 @@
+//! socketry-axum: WebSocket endpoints for axum 0.8, in the manner of Goyave's websocket
+//! package and gofiber's contrib websocket middleware, on [socketry].
+//!
+//! A [`Controller`] serves each connection; the [`Upgrader`] does the rest: the upgrade with
+//! its checks (filter, origin, protocol), the request snapshot ([`Request`]), and the close
+//! when `serve` returns — 1000 "Server closed connection" on success, 1011 "Internal server
+//! error" on an error or a caught panic (the error's text in debug mode).
+//!
+//! ```no_run
+//! use socketry_axum::{Upgrader, handler_fn};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let chat = Upgrader::new(handler_fn(|conn, request| {
+//!     Box::pin(async move {
+//!         let name = request.query_or("name", "guest").to_owned();
+//!         conn.send(format!("hello {name}")).await?;
+//!         while let Some(message) = conn.recv().await {
+//!             conn.send(message?).await?;
+//!         }
+//!         Ok::<(), socketry::Error>(())
+//!     })
+//! }));
+//! let app = chat.route(axum::Router::new(), "/ws");
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! # let _ = run;
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod conn;
+mod context;
+mod controller;
+mod error;
+mod upgrader;
+
+pub use conn::{Conn, INTERNAL_ERROR_MESSAGE, NORMAL_CLOSURE_MESSAGE};
+pub use context::Request;
+pub use controller::{BoxServe, Controller, FnController, handler_fn};
+pub use error::{PanicError, ServeError};
+pub use upgrader::{Filter, RecoverHandler, Settings, Upgrader, default_upgrade_error};

@@ -1,0 +1,373 @@
+//! [`Upgrader`] and [`Settings`]: the axum handler that upgrades requests and runs the
+//! controller, closing the connection when it returns.
+
+use std::{any::Any, fmt, panic::AssertUnwindSafe, sync::Arc};
+
+use axum::{
+    Router,
+    body::Body,
+    response::{IntoResponse, Response},
+    routing::{MethodRouter, any},
+};
+use futures_util::FutureExt;
+use http::{HeaderValue, StatusCode, header};
+use socketry::{Acceptor, CloseCode, CloseError, WebSocketConfig, upgrade::UpgradeFut};
+
+use crate::{Conn, Controller, PanicError, Request, ServeError};
+
+/// Decides whether a request may be upgraded at all (Fiber's `Filter`); rejected ones get 426.
+pub type Filter = Arc<dyn Fn(&http::Request<Body>) -> bool + Send + Sync>;
+/// Handles a panic instead of [`Controller::on_error`] (Fiber's `RecoverHandler`).
+pub type RecoverHandler = Arc<dyn Fn(&Request, &PanicError) + Send + Sync>;
+
+/// The settings of an [`Upgrader`] (Goyave's `Settings` and Fiber's `Config`).
+#[derive(Clone)]
+pub struct Settings {
+    acceptor: Acceptor,
+    allowed_origins: Option<Vec<String>>,
+    allow_missing_origin: bool,
+    debug: bool,
+    filter: Option<Filter>,
+    recover: Option<RecoverHandler>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("acceptor", &self.acceptor)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("allow_missing_origin", &self.allow_missing_origin)
+            .field("debug", &self.debug)
+            .field("filter", &self.filter.is_some())
+            .field("recover", &self.recover.is_some())
+            .finish()
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            acceptor: Acceptor::new(),
+            allowed_origins: None,
+            allow_missing_origin: true,
+            debug: false,
+            filter: None,
+            recover: None,
+        }
+    }
+}
+
+impl Settings {
+    /// The connection settings: limits, buffers, timeouts (close handshake, read, write),
+    /// keepalive, compression. The default value is [`WebSocketConfig::default`].
+    #[must_use]
+    pub fn config(mut self, config: WebSocketConfig) -> Self {
+        self.acceptor = self.acceptor.config(config);
+        self
+    }
+
+    /// The subprotocols supported, the first in the client's order being selected
+    /// ([`socketry::WebSocket::protocol`] shows it). The default value is none.
+    #[must_use]
+    pub fn protocols<I, P>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.acceptor = self.acceptor.protocols(protocols);
+        self
+    }
+
+    /// Origins allowed instead of the same-origin default: exact `scheme://host[:port]`
+    /// values, or `*` for any. The default value is `None`: same origin only.
+    #[must_use]
+    pub fn allowed_origins<I, O>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = O>,
+        O: Into<String>,
+    {
+        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Whether a request without an `Origin` header (not from a browser) passes. The
+    /// default value is `true`.
+    #[must_use]
+    pub fn allow_missing_origin(mut self, allow: bool) -> Self {
+        self.allow_missing_origin = allow;
+        self
+    }
+
+    /// Debug mode: error texts go into close frames and upgrade error bodies, and panics carry
+    /// a backtrace. The default value is `false`.
+    #[must_use]
+    pub fn debug(mut self, debug: bool) -> Self {
+        self.debug = debug;
+        self
+    }
+
+    /// A filter: requests it rejects get 426 and never reach the controller. The default
+    /// value is none.
+    #[must_use]
+    pub fn filter(
+        mut self,
+        filter: impl Fn(&http::Request<Body>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// A recover handler called for panics instead of [`Controller::on_error`]. The default
+    /// value is none.
+    #[must_use]
+    pub fn recover(
+        mut self,
+        recover: impl Fn(&Request, &PanicError) + Send + Sync + 'static,
+    ) -> Self {
+        self.recover = Some(Arc::new(recover));
+        self
+    }
+
+    fn origin_allowed(&self, request: &Request) -> bool {
+        let Some(origin) = request.header("origin") else {
+            return self.allow_missing_origin;
+        };
+        match &self.allowed_origins {
+            Some(list) => list
+                .iter()
+                .any(|o| o == "*" || o.eq_ignore_ascii_case(origin)),
+            None => same_origin(origin, request),
+        }
+    }
+}
+
+/// Whether `origin` names the server the request reached: scheme, host and port, as gorilla
+/// compares hosts but scheme-aware (a page on `https://x` may not open `ws://x`).
+fn same_origin(origin: &str, request: &Request) -> bool {
+    let Ok(origin) = origin.parse::<http::Uri>() else {
+        return false;
+    };
+    let secure = match request.header("x-forwarded-proto") {
+        Some(proto) => proto.eq_ignore_ascii_case("https"),
+        None => request.uri().scheme_str() == Some("https"),
+    };
+    let request_scheme = if secure { "https" } else { "http" };
+    let default_port = |scheme: &str| if scheme == "https" { 443 } else { 80 };
+    let (Some(scheme), Some(host)) = (origin.scheme_str(), origin.host()) else {
+        return false;
+    };
+    let origin_port = origin.port_u16().unwrap_or_else(|| default_port(scheme));
+    let Some(Ok(request_host)) = request
+        .header("host")
+        .map(|h| h.parse::<http::uri::Authority>())
+    else {
+        return false;
+    };
+    let request_port = request_host
+        .port_u16()
+        .unwrap_or_else(|| default_port(request_scheme));
+    scheme.eq_ignore_ascii_case(request_scheme)
+        && host.eq_ignore_ascii_case(request_host.host())
+        && origin_port == request_port
+}
+
+/// The default response to a failed upgrade: `{"error": "<status text>"}` (the reason in
+/// debug mode) with `Sec-WebSocket-Version: 13`.
+pub fn default_upgrade_error(status: StatusCode, reason: &str, debug: bool) -> Response {
+    let message = if debug {
+        reason.to_owned()
+    } else {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    };
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::SEC_WEBSOCKET_VERSION,
+        HeaderValue::from_static("13"),
+    );
+    response
+}
+
+/// Upgrades requests to WebSocket connections served by a [`Controller`] (Goyave's
+/// `Upgrader`). The HTTP handler returns as soon as the 101 is ready, so logging middleware
+/// sees the request complete; the connection runs in its own task.
+///
+/// # Examples
+///
+/// ```no_run
+/// use socketry_axum::{Conn, Controller, Request, Upgrader};
+///
+/// struct Echo;
+///
+/// impl Controller for Echo {
+///     type Error = socketry::Error;
+///
+///     async fn serve(&self, conn: &mut Conn, _request: &Request) -> Result<(), Self::Error> {
+///         while let Some(message) = conn.recv().await {
+///             conn.send(message?).await?;
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let app = Upgrader::new(Echo).route(axum::Router::new(), "/echo");
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// axum::serve(listener, app).await
+/// # }
+/// # let _ = run;
+/// ```
+pub struct Upgrader<C> {
+    controller: Arc<C>,
+    settings: Arc<Settings>,
+}
+
+impl<C> Clone for Upgrader<C> {
+    fn clone(&self) -> Self {
+        Self {
+            controller: self.controller.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Upgrader<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upgrader")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Controller> Upgrader<C> {
+    /// An upgrader with default [`Settings`].
+    pub fn new(controller: C) -> Self {
+        Self {
+            controller: Arc::new(controller),
+            settings: Arc::new(Settings::default()),
+        }
+    }
+
+    /// Replaces the settings.
+    #[must_use]
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = Arc::new(settings);
+        self
+    }
+
+    /// The handler, to mount anywhere (`router.route("/ws", upgrader.handler())`). It takes
+    /// every method so that a non-GET request gets the JSON 405 of
+    /// [`Controller::on_upgrade_error`] rather than axum's bare one.
+    pub fn handler(&self) -> MethodRouter {
+        let upgrader = self.clone();
+        any(move |request: axum::extract::Request| {
+            let upgrader = upgrader.clone();
+            async move { upgrader.upgrade(request).await }
+        })
+    }
+
+    /// Registers the upgrade route into `router` through [`Controller::register_route`]
+    /// (by default GET at `path`).
+    pub fn route(self, router: Router, path: &str) -> Router {
+        let handler = self.handler();
+        self.controller.register_route(router, path, handler)
+    }
+
+    async fn upgrade(&self, mut request: axum::extract::Request) -> Response {
+        let settings = &self.settings;
+        let passes_filter = settings
+            .filter
+            .as_ref()
+            .is_none_or(|filter| filter(&request));
+        let upgrade = passes_filter.then(|| settings.acceptor.upgrade(&mut request));
+        let (parts, _body) = request.into_parts();
+        let context = Request::from_parts(parts).await;
+        let fail = |status: StatusCode, reason: &str| {
+            self.controller
+                .on_upgrade_error(&context, status, reason, settings.debug)
+        };
+        let (response, connection) = match upgrade {
+            None => {
+                return fail(
+                    StatusCode::UPGRADE_REQUIRED,
+                    "request rejected by the filter",
+                );
+            }
+            Some(Err(err)) => return fail(err.status(), &err.to_string()),
+            Some(Ok(upgrade)) => upgrade,
+        };
+        let origin_ok = self
+            .controller
+            .check_origin(&context)
+            .unwrap_or_else(|| settings.origin_allowed(&context));
+        if !origin_ok {
+            return fail(StatusCode::FORBIDDEN, "origin not allowed");
+        }
+        let (mut parts, body) = response.into_parts();
+        parts
+            .headers
+            .extend(self.controller.upgrade_headers(&context));
+        tokio::spawn(run(
+            self.controller.clone(),
+            self.settings.clone(),
+            connection,
+            context,
+        ));
+        Response::from_parts(parts, Body::new(body))
+    }
+}
+
+/// Runs one connection: the controller, then the automatic close.
+async fn run<C: Controller>(
+    controller: Arc<C>,
+    settings: Arc<Settings>,
+    connection: UpgradeFut,
+    request: Request,
+) {
+    let Ok(ws) = connection.await else { return };
+    let mut conn = Conn::new(ws, settings.debug);
+    let outcome = AssertUnwindSafe(controller.serve(&mut conn, &request))
+        .catch_unwind()
+        .await;
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(err)) if is_normal_close(&err) => None,
+        Ok(Err(err)) => Some(ServeError::Handler(err.to_string())),
+        Err(payload) => Some(ServeError::Panic(PanicError::from_payload(
+            &*payload,
+            settings.debug,
+        ))),
+    };
+    match failure {
+        None => {
+            let _ = conn.close_normal().await;
+        }
+        Some(error) => {
+            match (&error, &settings.recover) {
+                (ServeError::Panic(panic), Some(recover)) => recover(&request, panic),
+                _ => controller.on_error(&request, &error),
+            }
+            let _ = conn.close_with_error(&error).await;
+        }
+    }
+}
+
+/// Whether `serve` failed only because the peer closed normally (1000, 1001, 1005).
+fn is_normal_close<E: Any>(err: &E) -> bool {
+    let Some(err) = (err as &dyn Any).downcast_ref::<socketry::Error>() else {
+        return false;
+    };
+    CloseError::from_error(err).is_some_and(|close| {
+        [
+            CloseCode::NORMAL,
+            CloseCode::GOING_AWAY,
+            CloseCode::NO_STATUS,
+        ]
+        .contains(&close.code)
+    })
+}
