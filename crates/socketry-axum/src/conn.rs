@@ -5,7 +5,8 @@ use std::{
     time::Duration,
 };
 
-use socketry::{CloseCode, Error, WebSocket, upgrade::Upgraded};
+use socketry::{CloseCode, Error, Message, WebSocket, upgrade::Upgraded};
+use tokio::sync::watch;
 
 /// The close reason of a normal close (Goyave's `NormalClosureMessage`).
 pub const NORMAL_CLOSURE_MESSAGE: &str = "Server closed connection";
@@ -22,15 +23,42 @@ pub struct Conn {
     ws: WebSocket<Upgraded>,
     debug: bool,
     closed: bool,
+    shutdown: Option<watch::Receiver<bool>>,
 }
 
 impl Conn {
-    pub(crate) fn new(ws: WebSocket<Upgraded>, debug: bool) -> Self {
+    pub(crate) fn new(
+        ws: WebSocket<Upgraded>,
+        debug: bool,
+        shutdown: Option<watch::Receiver<bool>>,
+    ) -> Self {
         Self {
             ws,
             debug,
             closed: false,
+            shutdown,
         }
+    }
+
+    /// Receives the next message, as [`WebSocket::recv`], and ends (`None`) when the server
+    /// shuts down: the connection is then closed with 1001 "Going Away" first.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`WebSocket::recv`].
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        if let Some(signal) = &mut self.shutdown {
+            let shutting_down = tokio::select! {
+                biased;
+                signalled = signal.wait_for(|down| *down) => signalled.is_ok(),
+                message = self.ws.recv() => return message,
+            };
+            if shutting_down {
+                let _ = self.close(CloseCode::GOING_AWAY, "Going Away").await;
+                return None;
+            }
+        }
+        self.ws.recv().await
     }
 
     /// Performs the closing handshake with `code` and `reason` (truncated on a char boundary

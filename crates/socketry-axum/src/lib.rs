@@ -33,10 +33,12 @@ mod conn;
 mod context;
 mod controller;
 mod error;
+mod shutdown;
 mod upgrader;
 
 pub use conn::{Conn, INTERNAL_ERROR_MESSAGE, NORMAL_CLOSURE_MESSAGE};
 pub use context::Request;
 pub use controller::{BoxServe, Controller, FnController, handler_fn};
 pub use error::{PanicError, ServeError};
+pub use shutdown::Shutdown;
 pub use upgrader::{Filter, RecoverHandler, Settings, Upgrader, default_upgrade_error};

@@ -13,7 +13,9 @@ use futures_util::FutureExt;
 use http::{HeaderValue, StatusCode, header};
 use socketry::{Acceptor, CloseCode, CloseError, WebSocketConfig, upgrade::UpgradeFut};
 
-use crate::{Conn, Controller, PanicError, Request, ServeError};
+use tokio::sync::watch;
+
+use crate::{Conn, Controller, PanicError, Request, ServeError, Shutdown, shutdown::Guard};
 
 /// Decides whether a request may be upgraded at all (Fiber's `Filter`); rejected ones get 426.
 pub type Filter = Arc<dyn Fn(&http::Request<Body>) -> bool + Send + Sync>;
@@ -29,6 +31,7 @@ pub struct Settings {
     debug: bool,
     filter: Option<Filter>,
     recover: Option<RecoverHandler>,
+    shutdown: Option<Shutdown>,
 }
 
 impl fmt::Debug for Settings {
@@ -53,6 +56,7 @@ impl Default for Settings {
             debug: false,
             filter: None,
             recover: None,
+            shutdown: None,
         }
     }
 }
@@ -125,6 +129,13 @@ impl Settings {
         recover: impl Fn(&Request, &PanicError) + Send + Sync + 'static,
     ) -> Self {
         self.recover = Some(Arc::new(recover));
+        self
+    }
+
+    /// Tracks the connections for graceful shutdown. The default value is none.
+    #[must_use]
+    pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = Some(shutdown);
         self
     }
 
@@ -291,6 +302,13 @@ impl<C: Controller> Upgrader<C> {
             self.controller
                 .on_upgrade_error(&context, status, reason, settings.debug)
         };
+        if settings
+            .shutdown
+            .as_ref()
+            .is_some_and(Shutdown::is_shutting_down)
+        {
+            return fail(StatusCode::SERVICE_UNAVAILABLE, "server shutting down");
+        }
         let (response, connection) = match upgrade {
             None => {
                 return fail(
@@ -312,11 +330,14 @@ impl<C: Controller> Upgrader<C> {
         parts
             .headers
             .extend(self.controller.upgrade_headers(&context));
+        // Counted from now, so that a shutdown starting before the task runs still waits.
+        let tracked = settings.shutdown.as_ref().map(Shutdown::enter);
         tokio::spawn(run(
             self.controller.clone(),
             self.settings.clone(),
             connection,
             context,
+            tracked,
         ));
         Response::from_parts(parts, Body::new(body))
     }
@@ -328,9 +349,11 @@ async fn run<C: Controller>(
     settings: Arc<Settings>,
     connection: UpgradeFut,
     request: Request,
+    tracked: Option<(Guard, watch::Receiver<bool>)>,
 ) {
+    let (_guard, signal) = tracked.unzip();
     let Ok(ws) = connection.await else { return };
-    let mut conn = Conn::new(ws, settings.debug);
+    let mut conn = Conn::new(ws, settings.debug, signal);
     let outcome = AssertUnwindSafe(controller.serve(&mut conn, &request))
         .catch_unwind()
         .await;

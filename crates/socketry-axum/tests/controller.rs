@@ -11,7 +11,7 @@ use std::{
 };
 
 use axum::Router;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use socketry::Message;
 use socketry_axum::{Conn, Controller, Request, ServeError, Settings, Upgrader, handler_fn};
@@ -421,4 +421,62 @@ async fn a_closure_controller_works_with_our_client() {
         Message::text("echo me")
     );
     ws.close(socketry::CloseCode::NORMAL, "").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_closes_100_live_connections_with_1001_within_the_deadline() {
+    let shutdown = socketry_axum::Shutdown::new();
+    let upgrader = Upgrader::new(handler_fn(|conn, _| {
+        Box::pin(async move {
+            while let Some(message) = conn.recv().await {
+                conn.send(message?).await?;
+            }
+            Ok::<(), socketry::Error>(())
+        })
+    }))
+    .settings(Settings::default().shutdown(shutdown.clone()));
+    let app = upgrader.route(Router::new(), "/ws");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (trigger, triggered) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.on(
+                async move {
+                    let _ = triggered.await;
+                },
+                Duration::from_secs(5),
+            ))
+            .into_future(),
+    );
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(client(addr, "/ws").await);
+    }
+    // Every connection is live and echoing.
+    for ws in &mut clients {
+        ws.send(tungstenite::Message::text("ping")).await.unwrap();
+        assert!(bounded(ws.next()).await.unwrap().unwrap().is_text());
+    }
+    assert_eq!(shutdown.live(), 100);
+    // Clients keep reading (tungstenite answers the close) while the server shuts down.
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut ws| tokio::spawn(async move { close_frame(&mut ws).await }))
+        .collect();
+    let started = std::time::Instant::now();
+    trigger.send(()).unwrap();
+    bounded(server).await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    for reader in readers {
+        let frame = bounded(reader).await.unwrap().expect("a close frame");
+        assert_eq!(u16::from(frame.code), 1001);
+        assert_eq!(frame.reason.as_str(), "Going Away");
+    }
+    assert_eq!(shutdown.live(), 0);
+    assert!(shutdown.is_shutting_down());
 }
