@@ -480,3 +480,46 @@ async fn graceful_shutdown_closes_100_live_connections_with_1001_within_the_dead
     assert_eq!(shutdown.live(), 0);
     assert!(shutdown.is_shutting_down());
 }
+
+#[tokio::test]
+async fn close_waits_for_the_peer_only_up_to_the_per_connection_timeout() {
+    let app = Upgrader::new(handler_fn(|conn, _| {
+        Box::pin(async move {
+            conn.set_close_handshake_timeout(Duration::from_millis(200));
+            assert_eq!(conn.close_handshake_timeout(), Duration::from_millis(200));
+            conn.close_normal().await?;
+            assert!(conn.is_closed());
+            Ok::<(), socketry::Error>(())
+        })
+    }))
+    .route(Router::new(), "/ws");
+    let addr = serve(app).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(upgrade_request(addr, "/ws", "").as_bytes())
+        .await
+        .unwrap();
+    // Never answer the close frame: read until the server gives up and closes TCP.
+    let started = std::time::Instant::now();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = bounded(stream.read(&mut buf)).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(&buf[..n]);
+    }
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 101"));
+    assert!(
+        text.contains("Server closed connection"),
+        "the close frame came: {text:?}"
+    );
+    assert!(elapsed >= Duration::from_millis(150), "{elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "closed after the 200 ms timeout: {elapsed:?}"
+    );
+}
