@@ -22,10 +22,17 @@ use tokio::sync::mpsc;
 
 type Outbox = mpsc::UnboundedSender<Arc<PreparedMessage>>;
 
+/// One user in a room.
+struct Member {
+    id: u64,
+    name: String,
+    outbox: Outbox,
+}
+
 /// Rooms: who is in each, and where to send them messages.
 #[derive(Default)]
 struct Chat {
-    rooms: Mutex<HashMap<String, Vec<(u64, String, Outbox)>>>,
+    rooms: Mutex<HashMap<String, Vec<Member>>>,
     next_id: Mutex<u64>,
 }
 
@@ -41,14 +48,18 @@ impl Chat {
             .unwrap()
             .entry(room.to_owned())
             .or_default()
-            .push((id, name.to_owned(), outbox));
+            .push(Member {
+                id,
+                name: name.to_owned(),
+                outbox,
+            });
         self.presence(room);
         id
     }
 
     fn leave(&self, room: &str, id: u64) {
         if let Some(members) = self.rooms.lock().unwrap().get_mut(room) {
-            members.retain(|(member, _, _)| *member != id);
+            members.retain(|member| member.id != id);
         }
         self.presence(room);
     }
