@@ -81,7 +81,7 @@ impl Chat {
             .get(room)
             .map(|m| {
                 m.iter()
-                    .map(|(_, name, tx)| (name.clone(), tx.clone()))
+                    .map(|member| (member.name.clone(), member.outbox.clone()))
                     .collect()
             })
             .unwrap_or_default()
