@@ -337,11 +337,6 @@ impl Connection {
         }
     }
 
-    /// Whether a data message is partly received.
-    pub fn is_receiving_message(&self) -> bool {
-        self.message.is_some()
-    }
-
     fn next_incoming(&mut self, mode: Mode) -> Result<Option<Incoming>, ProtocolError> {
         loop {
             if self.state == State::Closed {

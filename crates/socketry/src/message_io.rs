@@ -9,7 +9,7 @@ use std::{
 };
 
 use bytes::{Buf, Bytes, BytesMut};
-use socketry_proto::{Incoming, Message, OpCode, utf8::Utf8Validator};
+use socketry_proto::{Fragment, Incoming, Message, OpCode, utf8::Utf8Validator};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::{
@@ -43,6 +43,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Source<'_, S> {
         match self {
             Self::Whole(ws) => endpoint::poll_recv(*ws, cx, Mode::Fragments),
             Self::Reader(reader) => endpoint::poll_recv(*reader, cx, Mode::Fragments),
+        }
+    }
+
+    /// The next frame of data, skipping pings, pongs and the close (already handled);
+    /// `None` once the connection ended.
+    fn poll_fragment(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Fragment>>> {
+        loop {
+            match ready!(self.poll_recv(cx)) {
+                Some(Ok(Incoming::Fragment(fragment))) => return Poll::Ready(Ok(Some(fragment))),
+                Some(Ok(Incoming::Control(_))) => {}
+                Some(Err(err)) => return Poll::Ready(Err(io::Error::other(err))),
+                None => return Poll::Ready(Ok(None)),
+            }
         }
     }
 }
@@ -128,13 +141,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for MessageReader<'_, S> {
             if this.fin {
                 return Poll::Ready(Ok(()));
             }
-            match ready!(this.source.poll_recv(cx)) {
-                Some(Ok(Incoming::Fragment(fragment))) => {
+            match ready!(this.source.poll_fragment(cx))? {
+                Some(fragment) => {
                     this.chunk = fragment.payload;
                     this.fin = fragment.fin;
                 }
-                Some(Ok(Incoming::Control(_))) => {}
-                Some(Err(err)) => return Poll::Ready(Err(io::Error::other(err))),
                 None => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
             }
         }
@@ -437,13 +448,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for JoinedMessages<'_, S> {
             if this.eof {
                 return Poll::Ready(Ok(()));
             }
-            match ready!(this.source.poll_recv(cx)) {
-                Some(Ok(Incoming::Fragment(fragment))) => {
+            match ready!(this.source.poll_fragment(cx))? {
+                Some(fragment) => {
                     this.chunk = fragment.payload;
                     this.ends_message = fragment.fin;
                 }
-                Some(Ok(Incoming::Control(_))) => {}
-                Some(Err(err)) => return Poll::Ready(Err(io::Error::other(err))),
                 None => this.eof = true,
             }
         }
