@@ -25,6 +25,16 @@ pub(crate) trait Endpoint {
 
     /// Runs `f` on the core alone (no I/O).
     fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R;
+
+    /// The read and write timeouts.
+    fn timeouts(&mut self) -> (Option<Duration>, Option<Duration>) {
+        self.with_core(|core| {
+            (
+                core.config.get_read_timeout(),
+                core.config.get_write_timeout(),
+            )
+        })
+    }
 }
 
 /// Bounds `future` by `timeout`, if there is one.
@@ -64,7 +74,7 @@ pub(crate) fn poll_recv_message<E: Endpoint>(
 }
 
 pub(crate) async fn recv<E: Endpoint>(endpoint: &mut E) -> Option<Result<Message, Error>> {
-    let timeout = endpoint.with_core(|core| core.config.get_read_timeout());
+    let timeout = endpoint.timeouts().0;
     let next = poll_fn(|cx| poll_recv_message(endpoint, cx));
     match timeout {
         Some(timeout) => tokio::time::timeout(timeout, next)
@@ -75,7 +85,7 @@ pub(crate) async fn recv<E: Endpoint>(endpoint: &mut E) -> Option<Result<Message
 }
 
 pub(crate) fn write_timeout<E: Endpoint>(endpoint: &mut E) -> Option<Duration> {
-    endpoint.with_core(|core| core.config.get_write_timeout())
+    endpoint.timeouts().1
 }
 
 pub(crate) fn poll_flush<E: Endpoint>(

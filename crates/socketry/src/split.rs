@@ -14,6 +14,7 @@ use std::{
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
     task::{Context, Poll, Wake, Waker},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -124,6 +125,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SharedIo<'_, S> {
 struct Shared<S> {
     inner: Mutex<WebSocket<S>>,
     waiters: Arc<WriteWaiters>,
+    /// The read and write timeouts, fixed at the split: read without taking the lock.
+    timeouts: (Option<Duration>, Option<Duration>),
 }
 
 impl<S> Shared<S> {
@@ -168,9 +171,12 @@ pub(crate) fn split<S>(ws: WebSocket<S>) -> (WebSocketReader<S>, WebSocketWriter
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let config = ws.config();
+    let timeouts = (config.get_read_timeout(), config.get_write_timeout());
     let shared = Arc::new(Shared {
         inner: Mutex::new(ws),
         waiters: Arc::default(),
+        timeouts,
     });
     (
         WebSocketReader {
@@ -242,6 +248,10 @@ macro_rules! shared_endpoint {
 
             fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
                 f(&mut self.shared.lock().core)
+            }
+
+            fn timeouts(&mut self) -> (Option<Duration>, Option<Duration>) {
+                self.shared.timeouts
             }
         }
     };
