@@ -16,7 +16,7 @@ use std::{
 };
 
 use axum::{Router, response::Html, routing::get};
-use socketry::{Message, PreparedMessage, WebSocketConfig};
+use socketry::{DeflateConfig, Message, PreparedMessage, WebSocketConfig};
 use socketry_axum::{Conn, Controller, Request, Settings, Shutdown, Upgrader};
 use tokio::sync::mpsc;
 
@@ -140,7 +140,9 @@ async fn main() -> std::io::Result<()> {
     let settings = Settings::default().shutdown(shutdown.clone()).config(
         WebSocketConfig::default()
             .keepalive(Some((Duration::from_secs(20), Duration::from_secs(10))))
-            .max_message_size(Some(64 * 1024)),
+            .max_message_size(Some(64 * 1024))
+            // Browsers offer permessage-deflate; chat text compresses well.
+            .compression(Some(DeflateConfig::default())),
     );
     let chat = Upgrader::new(ChatController(Arc::default())).settings(settings);
     let app = chat

@@ -36,6 +36,11 @@ mod error;
 mod shutdown;
 mod upgrader;
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 pub use conn::{Conn, INTERNAL_ERROR_MESSAGE, NORMAL_CLOSURE_MESSAGE};
 pub use context::Request;
 pub use controller::{BoxServe, Controller, FnController, handler_fn};

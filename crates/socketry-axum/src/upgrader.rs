@@ -1,7 +1,7 @@
 //! [`Upgrader`] and [`Settings`]: the axum handler that upgrades requests and runs the
 //! controller, closing the connection when it returns.
 
-use std::{any::Any, fmt, panic::AssertUnwindSafe, sync::Arc};
+use std::{any::Any, fmt, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -30,6 +30,7 @@ pub struct Settings {
     allow_missing_origin: bool,
     debug: bool,
     filter: Option<Filter>,
+    handshake_timeout: Duration,
     recover: Option<RecoverHandler>,
     shutdown: Option<Shutdown>,
 }
@@ -42,6 +43,7 @@ impl fmt::Debug for Settings {
             .field("allow_missing_origin", &self.allow_missing_origin)
             .field("debug", &self.debug)
             .field("filter", &self.filter.is_some())
+            .field("handshake_timeout", &self.handshake_timeout)
             .field("recover", &self.recover.is_some())
             .finish()
     }
@@ -55,6 +57,7 @@ impl Default for Settings {
             allow_missing_origin: true,
             debug: false,
             filter: None,
+            handshake_timeout: Duration::from_secs(10),
             recover: None,
             shutdown: None,
         }
@@ -118,6 +121,17 @@ impl Settings {
         filter: impl Fn(&http::Request<Body>) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.filter = Some(Arc::new(filter));
+        self
+    }
+
+    /// How long the upgrade may take from the 101 response being handed to the server until
+    /// the connection is ours (hyper writes the response and gives up the socket only once the
+    /// request is complete). A connection that takes longer is dropped without reaching the
+    /// controller. The default value is 10 seconds. (Reading the request itself is the HTTP
+    /// server's job: see hyper's `header_read_timeout`.)
+    #[must_use]
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
         self
     }
 
@@ -352,7 +366,9 @@ async fn run<C: Controller>(
     tracked: Option<(Guard, watch::Receiver<bool>)>,
 ) {
     let (_guard, signal) = tracked.unzip();
-    let Ok(ws) = connection.await else { return };
+    let Ok(Ok(ws)) = tokio::time::timeout(settings.handshake_timeout, connection).await else {
+        return;
+    };
     let mut conn = Conn::new(ws, settings.debug, signal);
     let outcome = AssertUnwindSafe(controller.serve(&mut conn, &request))
         .catch_unwind()

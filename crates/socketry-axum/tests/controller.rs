@@ -523,3 +523,97 @@ async fn close_waits_for_the_peer_only_up_to_the_per_connection_timeout() {
         "closed after the 200 ms timeout: {elapsed:?}"
     );
 }
+
+#[tokio::test]
+async fn the_connection_settings_reach_every_connection() {
+    let config = socketry::WebSocketConfig::default()
+        .compression(Some(socketry::DeflateConfig::default()))
+        .max_message_size(Some(1024));
+    let app = Upgrader::new(handler_fn(|conn, _| {
+        Box::pin(async move {
+            let compressed = conn.compression().is_some();
+            conn.send(format!("compressed={compressed}")).await?;
+            while let Some(message) = conn.recv().await {
+                conn.send(message?).await?;
+            }
+            Ok::<(), socketry::Error>(())
+        })
+    }))
+    .settings(Settings::default().config(config))
+    .route(Router::new(), "/ws");
+    let addr = serve(app).await;
+
+    let (mut ws, _) = socketry::Connector::new()
+        .config(config)
+        .connect(&format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    assert!(ws.compression().is_some(), "client side negotiated");
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("compressed=true")
+    );
+    let fits = "x".repeat(1000);
+    ws.send(fits.as_str()).await.unwrap();
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text(fits)
+    );
+    // Over the server's limit: 1009, and serve sees the error.
+    ws.send("y".repeat(2000)).await.unwrap();
+    match bounded(ws.recv()).await {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1009),
+        other => panic!("expected a 1009 close, got {other:?}"),
+    }
+}
+
+/// Counts the connections it serves; answers the upgrade with a 16 MiB header, which a client
+/// that does not read cannot take in one go.
+struct HugeUpgrade(Arc<AtomicUsize>);
+
+impl Controller for HugeUpgrade {
+    type Error = socketry::Error;
+
+    async fn serve(&self, _conn: &mut Conn, _request: &Request) -> Result<(), Self::Error> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn upgrade_headers(&self, _request: &Request) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let big = HeaderValue::from_str(&"z".repeat(16 << 20)).unwrap();
+        headers.insert("x-padding", big);
+        headers
+    }
+}
+
+#[tokio::test]
+async fn an_upgrade_that_cannot_be_written_is_dropped_at_the_handshake_timeout() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let app = Upgrader::new(HugeUpgrade(served.clone()))
+        .settings(Settings::default().handshake_timeout(Duration::from_millis(200)))
+        .route(Router::new(), "/ws");
+    let addr = serve(app).await;
+
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = upgrade_request(addr, "/ws", "");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // Not reading: the 101 cannot be flushed, the timeout passes...
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // ...then reading it all lets hyper finish; the upgrade was given up on by then.
+    let mut sink = vec![0u8; 1 << 20];
+    let mut total = 0usize;
+    while total < 16 << 20 {
+        match bounded(stream.read(&mut sink)).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+    assert!(total > 0, "the response started");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        0,
+        "serve ran after the timeout"
+    );
+}

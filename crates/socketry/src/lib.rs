@@ -106,6 +106,7 @@ pub use error::Error;
 pub use http;
 pub use message_io::{DEFAULT_FRAGMENT_SIZE, JoinedMessages, MessageReader, MessageWriter};
 pub use server::{Acceptor, accept};
+pub use socketry_proto::extensions::deflate::DeflateConfig;
 pub use socketry_proto::handshake::{
     is_upgrade_request as is_websocket_upgrade, requested_subprotocols as subprotocols,
 };
