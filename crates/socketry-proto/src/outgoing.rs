@@ -119,8 +119,13 @@ impl Outgoing {
             self.chunks.pop_front();
         }
         if self.len == 0 {
-            // Reuse the tail's allocation from its start instead of growing it forever.
+            // Reuse the tail's allocation from its start instead of growing it forever. After
+            // `advance` the buffer's start moved to its end, so its capacity reads 0 though it
+            // still owns the allocation: reclaim it all (asking for one byte more than it has
+            // makes `try_reclaim` move the start back; no copy, no allocation; it fails only
+            // while a zero-copy chunk still shares the buffer), so it is pooled, not freed.
             self.tail.clear();
+            let _ = self.tail.try_reclaim(self.tail.capacity() + 1);
         }
     }
 }
@@ -129,6 +134,19 @@ impl Outgoing {
 mod tests {
     use super::*;
     use crate::frame::OpCode;
+
+    #[test]
+    fn a_drained_queue_keeps_its_whole_buffer() {
+        let mut out = Outgoing::default();
+        out.set_buffer(BytesMut::with_capacity(4096));
+        let capacity = out.tail.capacity();
+        out.push_frame(&header(20), Bytes::from_static(&[7; 20]));
+        out.advance(10);
+        out.advance(out.len());
+        assert!(out.is_empty());
+        assert!(out.has_buffer(), "the allocation is still ours");
+        assert_eq!(out.tail.capacity(), capacity, "from its start again");
+    }
 
     fn header(len: usize) -> FrameHeader {
         FrameHeader {

@@ -201,13 +201,7 @@ impl Core {
         mode: Mode,
     ) -> Poll<Result<Option<Incoming>, Error>> {
         loop {
-            // Before writing, so that a keepalive ping goes out with the rest.
             self.poll_keepalive(cx)?;
-            // Replies (pongs, the close reply) go out as soon as the transport takes them; a
-            // transport that is not writable does not hold up reading.
-            if let Poll::Ready(Err(err)) = self.poll_write_queued(io, cx) {
-                return Poll::Ready(Err(err.into()));
-            }
             let next = match mode {
                 Mode::Whole => self.conn.next_message().map(|m| m.map(Incoming::Control)),
                 Mode::Fragments => self.conn.next_fragment(),
@@ -230,6 +224,14 @@ impl Core {
             if self.close_deadline_passed(cx) {
                 // The peer never answered our close frame.
                 return Poll::Ready(Ok(None));
+            }
+            // Nothing complete is buffered: before waiting for the peer, write what is queued
+            // (replies to pings, the close reply, keepalive pings, messages the application
+            // fed). Writing here rather than before each message hands out every message a
+            // read brought first, so that the replies to them leave in one write. A transport
+            // that is not writable does not hold up reading.
+            if let Poll::Ready(Err(err)) = self.poll_write_queued(io, cx) {
+                return Poll::Ready(Err(err.into()));
             }
             if self.read_eof {
                 return Poll::Ready(Err(Error::AbnormalClosure));
@@ -367,6 +369,9 @@ impl Core {
         io: &mut dyn Io,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.conn.outgoing().is_empty() && !self.unflushed {
+            return Poll::Ready(Ok(()));
+        }
         while !self.conn.outgoing().is_empty() {
             let out = self.conn.outgoing();
             let n = if io.is_write_vectored() {

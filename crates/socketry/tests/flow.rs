@@ -256,3 +256,95 @@ async fn an_idle_connection_holds_no_buffers_even_after_a_large_message() {
         Message::text("again")
     );
 }
+
+/// Counts the writes that reach the transport.
+struct CountingWrites<S> {
+    inner: S,
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountingWrites<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingWrites<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn replies_fed_to_pipelined_messages_leave_in_one_write() {
+    let (server_io, mut client_io) = tokio::io::duplex(1 << 20);
+    let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = CountingWrites {
+        inner: server_io,
+        writes: writes.clone(),
+    };
+    let mut server =
+        socketry::WebSocket::from_raw(counted, socketry::Role::Server, WebSocketConfig::default());
+    // 16 masked text frames and a ping, in one write, as a pipelining client sends them.
+    let mut burst = Vec::new();
+    for i in 0..16u8 {
+        burst.extend_from_slice(&[0x81, 0x81, 1, 2, 3, 4, (b'a' + i) ^ 1]);
+    }
+    burst.extend_from_slice(&[0x89, 0x80, 0, 0, 0, 0]);
+    client_io.write_all(&burst).await.unwrap();
+    for i in 0..16u8 {
+        let message = bounded(server.recv()).await.unwrap().unwrap();
+        assert_eq!(message, Message::text(String::from(char::from(b'a' + i))));
+        server.feed(message).await.unwrap();
+    }
+    assert!(matches!(
+        bounded(server.recv()).await,
+        Some(Ok(Message::Ping(_)))
+    ));
+    assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Nothing left buffered: this recv writes the 16 echoes and the pong, then waits.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), server.recv())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        writes.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one write for 16 replies and a pong"
+    );
+    let mut echoed = vec![0u8; 16 * 3 + 2];
+    tokio::io::AsyncReadExt::read_exact(&mut client_io, &mut echoed)
+        .await
+        .unwrap();
+    assert_eq!(&echoed[..3], &[0x81, 0x01, b'a']);
+    assert_eq!(
+        &echoed[16 * 3..],
+        &[0x8a, 0x00],
+        "the pong follows the echoes"
+    );
+}

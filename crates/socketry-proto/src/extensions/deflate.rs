@@ -490,6 +490,11 @@ pub(crate) fn compress_once(payload: &[u8], bits: u8, level: u32) -> Bytes {
     compress_with(&mut compressor, payload)
 }
 
+/// The least output room given to zlib per call; the most is [`MAX_ROOM`].
+const MIN_ROOM: usize = 4 * 1024;
+const MAX_ROOM: usize = 64 * 1024;
+
+#[allow(unsafe_code)] // one `set_len` after zlib wrote into spare capacity; SAFETY below
 fn inflate(
     decompressor: &mut Decompress,
     mut input: &[u8],
@@ -498,27 +503,43 @@ fn inflate(
 ) -> Result<(), ProtocolError> {
     let limit = max.unwrap_or(usize::MAX);
     loop {
-        // Never give zlib more room than the limit allows, plus one byte to notice passing it.
-        let room = (limit.saturating_sub(out.len()))
-            .saturating_add(1)
-            .min(64 * 1024);
         let start = out.len();
-        let needed = start + room;
-        if out.capacity() < needed {
+        // Never give zlib more room than the limit allows, plus one byte to notice passing it.
+        let allowed = limit.saturating_sub(start).saturating_add(1);
+        let spare = out.capacity() - start;
+        // Use the room there is; else ask for about what this input inflates to (deflate
+        // rarely beats 4:1 on a frame's worth of input; more room is taken if it does).
+        let wanted = if spare >= MIN_ROOM {
+            spare
+        } else {
+            input.len().saturating_mul(4).max(MIN_ROOM)
+        };
+        let room = wanted.min(MAX_ROOM).min(allowed);
+        if spare < room {
             // Grow by doubling, but never past the limit: a bomb must not make us allocate
             // twice what we accept.
+            let needed = start + room;
             let cap = (out.capacity() * 2).clamp(needed, limit.saturating_add(1).max(needed));
+            // (`reserve` could round up past the limit; an exact allocation cannot.)
             let mut bigger = BytesMut::with_capacity(cap);
             bigger.extend_from_slice(out);
             *out = bigger;
         }
-        out.resize(needed, 0);
         let before_in = decompressor.total_in();
         let before_out = decompressor.total_out();
-        let status = decompressor.decompress(input, &mut out[start..], FlushDecompress::Sync);
+        let status = decompressor.decompress_uninit(
+            input,
+            &mut out.spare_capacity_mut()[..room],
+            FlushDecompress::Sync,
+        );
         let produced = (decompressor.total_out() - before_out) as usize;
         let consumed = (decompressor.total_in() - before_in) as usize;
-        out.truncate(start + produced);
+        // SAFETY: `decompress_uninit` wrote exactly `produced` bytes (its `total_out` advanced
+        // by that much) to the front of the slice it was given, which is the spare capacity
+        // that starts at `out.len() == start`; `produced <= room <= spare capacity`. So the
+        // bytes up to `start + produced` are initialized and within capacity. (flate2's own
+        // `decompress_vec` relies on the same contract.)
+        unsafe { out.set_len(start + produced) };
         let status = status.map_err(|_| ProtocolError::InvalidCompressedData)?;
         input = &input[consumed..];
         if out.len() > limit {

@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# The benchmark of socketry against its peers, one command:
+#
+#   scripts/bench.sh            # everything (about 20 min on 2 cores), writes docs/benchmarks.md's
+#                               # peer section and docs/bench-throughput.svg
+#   scripts/bench.sh --smoke    # every server once, briefly (CI); writes nothing under docs/
+#
+# Throughput: every server (same tokio setup: one current-thread runtime pinned to CPU 0)
+# against the same load generator (pinned to CPU 1), every shape, servers interleaved
+# (A B C ... A B C ...), REPS repetitions, medians. Own work: user-space instructions per echoed
+# message in the server process under callgrind (difference of two runs, so start-up and
+# handshakes cancel). Syscalls per message in the pipelined shape under strace -c (same
+# difference). Idle memory: server RSS growth over 10,000 idle connections.
+# Tunables: REPS (5), DURATION (2 s), IDLE (10000).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+SMOKE=0
+[ "${1:-}" = "--smoke" ] && SMOKE=1
+REPS="${REPS:-5}"
+DURATION="${DURATION:-2}"
+IDLE="${IDLE:-10000}"
+if [ "$SMOKE" = 1 ]; then REPS=1; DURATION=0.3; IDLE=200; fi
+OUT="$ROOT/reports/bench"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: > "$RESULTS"
+PORT=9300
+
+need() { command -v "$1" > /dev/null 2>&1; }
+install_tools() {
+  local missing=()
+  need valgrind || missing+=(valgrind)
+  need strace || missing+=(strace)
+  need taskset || missing+=(util-linux)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "== bench: apt-get install ${missing[*]}"
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" > /dev/null
+  fi
+}
+install_tools
+echo "== bench: build (release)"
+cargo build --release --locked -p socketry-bench --bins
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+echo "== bench: npm ci (ws, for the compression row)"
+(cd interop/node && npm ci --no-audit --no-fund --silent)
+
+ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
+CPUS=$(nproc)
+# Prefixes, not functions: `taskset` execs the program, so `$!` is the server's own PID.
+PIN_SERVER=(); PIN_LOAD=()
+if [ "$CPUS" -ge 2 ]; then PIN_SERVER=(taskset -c 0); PIN_LOAD=(taskset -c 1); fi
+
+server_pid=""
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2> /dev/null || true
+    wait "$server_pid" 2> /dev/null || true
+    server_pid=""
+  fi
+}
+trap stop_server EXIT
+wait_port() {
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
+    sleep 0.05
+  done
+  echo "bench: nothing listens on port $1" >&2
+  return 1
+}
+# start_server NAME [extra args]: NAME is a bench_server implementation or node-ws.
+start_server() {
+  local name="$1"; shift
+  PORT=$((PORT + 1))
+  if [ "$name" = node-ws ]; then
+    "${PIN_SERVER[@]}" node interop/node/echo_server.mjs "$PORT" "$@" 2> /dev/null &
+  else
+    "${PIN_SERVER[@]}" "$BIN/bench_server" "$name" "127.0.0.1:$PORT" "$@" 2> /dev/null &
+  fi
+  server_pid=$!
+  wait_port "$PORT"
+}
+
+# Shapes: name connections size inflight extra-load-args
+SHAPES=(
+  "100x20B 100 20 1"
+  "10x1KiB 10 1024 1"
+  "10x16KiB 10 16384 1"
+  "200x16KiB 200 16384 1"
+  "500x16KiB 500 16384 1"
+  "512x5Bx16 512 5 16"
+  "1x1MiB 1 1048576 1"
+)
+SERVERS=(socketry socketry-axum fastwebsockets tungstenite axum tcp)
+# The compression row: 16 KiB JSON-like text, 10 connections; socketry plain (same text) for
+# the CPU comparison, socketry and Node ws with permessage-deflate at level 1.
+COMPRESSION=("socketry:--text:" "socketry:--compression:--compression" "node-ws:--compression:--deflate")
+
+run_load() { # shape server label load-args...
+  local shape="$1" server="$2"; shift 2
+  local line
+  if ! line=$("${PIN_LOAD[@]}" timeout 120 "$BIN/bench_load" "ws://127.0.0.1:$PORT/" "$@"); then
+    echo "bench: $server / $shape failed" >&2
+    return 1
+  fi
+  echo "{\"kind\":\"throughput\",\"shape\":\"$shape\",\"server\":\"$server\",\"result\":$line}" >> "$RESULTS"
+  printf '  %-16s %-12s %s\n' "$server" "$shape" "$(echo "$line" | sed 's/.*"msgs_per_s":\([0-9.]*\).*"p50_us":\([0-9]*\),"p99_us":\([0-9]*\).*/\1 msg\/s  p50 \2 us  p99 \3 us/')"
+}
+
+if [ "$SMOKE" = 1 ]; then
+  echo "== bench: micro-benchmarks (build only)"
+  cargo bench --locked -p socketry-bench --bench micro --no-run
+else
+  echo "== bench: micro-benchmarks (criterion)"
+  cargo bench --locked -p socketry-bench --bench micro 2>&1 | grep -E "time:" || true
+fi
+
+echo "== bench: throughput ($REPS repetitions x ${DURATION} s, servers interleaved)"
+for rep in $(seq "$REPS"); do
+  echo "-- repetition $rep"
+  for entry in "${SHAPES[@]}"; do
+    read -r shape conns size inflight <<< "$entry"
+    for server in "${SERVERS[@]}"; do
+      start_server "$server"
+      run_load "$shape" "$server" --connections "$conns" --size "$size" --inflight "$inflight" --duration "$DURATION"
+      stop_server
+    done
+  done
+  for entry in "${COMPRESSION[@]}"; do
+    IFS=: read -r server load_flag server_flag <<< "$entry"
+    label="$server${server_flag:+ +deflate}"
+    start_server "$server" $server_flag
+    run_load "16KiB-json" "$label" --connections 10 --size 16384 --duration "$DURATION" $load_flag
+    stop_server
+  done
+done
+
+# Own work: instructions per message under callgrind; syscalls per message under strace.
+CG_SERVERS=(socketry fastwebsockets tungstenite axum tcp)
+CG_SIZES=("20 2000 10000" "16384 200 1000" "1048576 4 20")
+if [ "$SMOKE" = 1 ]; then CG_SERVERS=(socketry); CG_SIZES=("20 10 20"); fi
+callgrind_total() { # server size messages [server-flag] [load-flag] -> instructions
+  local server="$1" size="$2" messages="$3" server_flag="${4:-}" load_flag="${5:-}"
+  local file="$OUT/callgrind.out"
+  PORT=$((PORT + 1))
+  valgrind --tool=callgrind --callgrind-out-file="$file" \
+    "$BIN/bench_server" "$server" "127.0.0.1:$PORT" --exit-after 1 $server_flag 2> /dev/null &
+  server_pid=$!
+  wait_port "$PORT"
+  "$BIN/bench_load" "ws://127.0.0.1:$PORT/" --connections 1 --size "$size" --messages "$messages" $load_flag > /dev/null
+  wait "$server_pid" || true
+  server_pid=""
+  local total
+  total=$(awk '/^summary:/ { print $2 }' "$file")
+  [ -n "$total" ] || { echo "bench: callgrind run of $server failed" >&2; return 1; }
+  rm -f "$file"
+  echo "$total"
+}
+echo "== bench: instructions per message (callgrind)"
+for entry in "${CG_SIZES[@]}"; do
+  read -r size small large <<< "$entry"
+  for server in "${CG_SERVERS[@]}"; do
+    a=$(callgrind_total "$server" "$size" "$small")
+    b=$(callgrind_total "$server" "$size" "$large")
+    per=$(( (b - a) / (large - small) ))
+    echo "{\"kind\":\"instructions\",\"server\":\"$server\",\"size\":$size,\"per_message\":$per}" >> "$RESULTS"
+    printf '  %-16s %8s B  %12s instructions/message\n' "$server" "$size" "$per"
+  done
+done
+
+echo "== bench: compression CPU, 16 KiB JSON-like text (callgrind)"
+cg_small=100; cg_large=500
+[ "$SMOKE" = 1 ] && { cg_small=5; cg_large=10; }
+for mode in plain deflate; do
+  if [ "$mode" = plain ]; then sflag=""; lflag="--text"; else sflag="--compression"; lflag="--compression"; fi
+  a=$(callgrind_total socketry 16384 "$cg_small" "$sflag" "$lflag")
+  b=$(callgrind_total socketry 16384 "$cg_large" "$sflag" "$lflag")
+  per=$(( (b - a) / (cg_large - cg_small) ))
+  echo "{\"kind\":\"compression_instructions\",\"mode\":\"$mode\",\"per_message\":$per}" >> "$RESULTS"
+  printf '  socketry %-8s %12s instructions/message\n' "$mode" "$per"
+done
+
+strace_total() { # server messages-per-connection -> syscalls
+  local server="$1" messages="$2" file="$OUT/strace.out" conns=512
+  [ "$SMOKE" = 1 ] && conns=8
+  PORT=$((PORT + 1))
+  strace -f -c -o "$file" "$BIN/bench_server" "$server" "127.0.0.1:$PORT" --exit-after "$conns" 2> /dev/null &
+  server_pid=$!
+  wait_port "$PORT"
+  "$BIN/bench_load" "ws://127.0.0.1:$PORT/" --connections "$conns" --size 5 --inflight 16 --messages "$messages" > /dev/null
+  wait "$server_pid" || true
+  server_pid=""
+  awk '$NF == "total" { print $(NF-2) }' "$file"
+}
+echo "== bench: syscalls per message, 512 connections x 5 B x 16 in flight (strace -c)"
+for server in socketry fastwebsockets tungstenite axum tcp; do
+  [ "$SMOKE" = 1 ] && [ "$server" != socketry ] && continue
+  a=$(strace_total "$server" 160)
+  b=$(strace_total "$server" 800)
+  conns=512; [ "$SMOKE" = 1 ] && conns=8
+  per=$(python3 -c "print(round(($b - $a) / ($conns * 640), 3))")
+  echo "{\"kind\":\"syscalls\",\"server\":\"$server\",\"per_message\":$per}" >> "$RESULTS"
+  printf '  %-16s %s syscalls/message\n' "$server" "$per"
+done
+
+echo "== bench: idle memory ($IDLE idle connections)"
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+for server in socketry socketry-axum fastwebsockets tungstenite axum node-ws; do
+  [ "$SMOKE" = 1 ] && [ "$server" != socketry ] && continue
+  start_server "$server"
+  before=$(rss_kib "$server_pid")
+  fifo="$OUT/idle.fifo"; rm -f "$fifo"; mkfifo "$fifo"
+  "$BIN/bench_load" "ws://127.0.0.1:$PORT/" --idle "$IDLE" --hold 30 > "$fifo" &
+  load_pid=$!
+  read -r _ready < "$fifo"
+  sleep 1
+  after=$(rss_kib "$server_pid")
+  kill "$load_pid" 2> /dev/null || true
+  wait "$load_pid" 2> /dev/null || true
+  rm -f "$fifo"
+  stop_server
+  per=$(python3 -c "print(round(($after - $before) / $IDLE, 2))")
+  echo "{\"kind\":\"idle\",\"server\":\"$server\",\"connections\":$IDLE,\"kib_per_connection\":$per}" >> "$RESULTS"
+  printf '  %-16s %s KiB/connection\n' "$server" "$per"
+done
+
+if [ "$SMOKE" = 1 ]; then
+  python3 scripts/bench_report.py "$RESULTS" --check
+  echo "== bench: smoke run ok"
+else
+  python3 scripts/bench_report.py "$RESULTS" --write docs/benchmarks.md --svg docs/bench-throughput.svg \
+    --criterion "${CARGO_TARGET_DIR:-$ROOT/target}/criterion"
+fi
