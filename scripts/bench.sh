@@ -25,6 +25,7 @@ OUT="$ROOT/reports/bench"
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"
+: > "$OUT/servers.log"
 PORT=9300
 
 need() { command -v "$1" > /dev/null 2>&1; }
@@ -75,9 +76,9 @@ start_server() {
   local name="$1"; shift
   PORT=$((PORT + 1))
   if [ "$name" = node-ws ]; then
-    "${PIN_SERVER[@]}" node interop/node/echo_server.mjs "$PORT" "$@" 2> /dev/null &
+    "${PIN_SERVER[@]}" node interop/node/echo_server.mjs "$PORT" "$@" 2>> "$OUT/servers.log" &
   else
-    "${PIN_SERVER[@]}" "$BIN/bench_server" "$name" "127.0.0.1:$PORT" "$@" 2> /dev/null &
+    "${PIN_SERVER[@]}" "$BIN/bench_server" "$name" "127.0.0.1:$PORT" "$@" 2>> "$OUT/servers.log" &
   fi
   server_pid=$!
   wait_port "$PORT"
@@ -98,14 +99,18 @@ SERVERS=(socketry socketry-axum fastwebsockets tungstenite axum tcp)
 # the CPU comparison, socketry and Node ws with permessage-deflate at level 1.
 COMPRESSION=("socketry:--text:" "socketry:--compression:--compression" "node-ws:--compression:--deflate")
 
+# CPU time (user + system, clock ticks) the server process has used so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2> /dev/null || echo 0; }
 run_load() { # shape server label load-args...
   local shape="$1" server="$2"; shift 2
-  local line
+  local line before after
+  before=$(cpu_ticks "$server_pid")
   if ! line=$("${PIN_LOAD[@]}" timeout 120 "$BIN/bench_load" "ws://127.0.0.1:$PORT/" "$@"); then
     echo "bench: $server / $shape failed" >&2
     return 1
   fi
-  echo "{\"kind\":\"throughput\",\"shape\":\"$shape\",\"server\":\"$server\",\"result\":$line}" >> "$RESULTS"
+  after=$(cpu_ticks "$server_pid")
+  echo "{\"kind\":\"throughput\",\"shape\":\"$shape\",\"server\":\"$server\",\"server_cpu_ticks\":$((after - before)),\"ticks_per_s\":$(getconf CLK_TCK),\"result\":$line}" >> "$RESULTS"
   printf '  %-16s %-12s %s\n' "$server" "$shape" "$(echo "$line" | sed 's/.*"msgs_per_s":\([0-9.]*\).*"p50_us":\([0-9]*\),"p99_us":\([0-9]*\).*/\1 msg\/s  p50 \2 us  p99 \3 us/')"
 }
 

@@ -57,7 +57,12 @@ def throughput_medians(rows):
     runs = defaultdict(list)
     for r in rows:
         if r["kind"] == "throughput":
-            runs[(r["shape"], r["server"])].append(r["result"])
+            result = dict(r["result"])
+            ticks, hz = r.get("server_cpu_ticks"), r.get("ticks_per_s", 100)
+            if ticks is not None and result["messages"]:
+                # Server CPU time (user + kernel) per echoed message, in µs.
+                result["cpu_us"] = ticks / hz * 1e6 / result["messages"]
+            runs[(r["shape"], r["server"])].append(result)
     med = {}
     for key, results in runs.items():
         med[key] = {
@@ -65,6 +70,7 @@ def throughput_medians(rows):
             "mb": statistics.median(x["mb_per_s"] for x in results),
             "p50": statistics.median(x["p50_us"] for x in results),
             "p99": statistics.median(x["p99_us"] for x in results),
+            "cpu": statistics.median(x.get("cpu_us", 0.0) for x in results),
             "n": len(results),
             "errors": sum(x["errors"] for x in results),
         }
@@ -103,6 +109,15 @@ def report(rows):
     w("")
     w("(x) = socketry's messages/s divided by that server's: above 1 socketry is faster.")
     w("")
+    w("Server CPU time (user + kernel, from /proc) per echoed message, µs, median:")
+    w("")
+    w("| shape | " + " | ".join(LABEL[s] for s in servers) + " |")
+    w("|---" * (len(servers) + 1) + "|")
+    for shape in SHAPES:
+        cells = [f"{med[(shape, s)]['cpu']:.2f}" if (shape, s) in med else "–" for s in servers]
+        if any(c != "–" for c in cells):
+            w(f"| {shape} | " + " | ".join(cells) + " |")
+    w("")
     w("Latency (round trip of one batch, p50 / p99, µs) and payload MB/s:")
     w("")
     w("| shape | " + " | ".join(LABEL[s] for s in servers) + " |")
@@ -120,10 +135,17 @@ def report(rows):
     if comp:
         w("### Compression (10 connections x 16 KiB JSON-like text, permessage-deflate level 1)")
         w("")
-        w("| server | messages/s | MB/s | p50 / p99 µs |")
-        w("|---|---|---|---|")
+        w("| server | messages/s | MB/s | p50 / p99 µs | server CPU per message |")
+        w("|---|---|---|---|---|")
         for s, m in sorted(comp.items(), key=lambda kv: -kv[1]["msgs"]):
-            w(f"| {s} | {fmt(m['msgs'])} | {m['mb']:.1f} | {m['p50']:.0f} / {m['p99']:.0f} |")
+            w(f"| {s} | {fmt(m['msgs'])} | {m['mb']:.1f} | {m['p50']:.0f} / {m['p99']:.0f} "
+              f"| {m['cpu']:.1f} µs |")
+        plain = comp.get("socketry")
+        ours = comp.get("socketry +deflate")
+        if plain and ours and plain["cpu"]:
+            w("")
+            w(f"Server CPU time (user + kernel) per message, deflate / plain: "
+              f"**{ours['cpu'] / plain['cpu']:.1f}x**.")
         ours, node = comp.get("socketry +deflate"), comp.get("node-ws +deflate")
         if ours and node:
             w("")

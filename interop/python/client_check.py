@@ -2,7 +2,7 @@
 
     python client_check.py URL (deflate|none)
 
-Checks: text and binary at the length boundaries up to 1 MiB, a fragmented message, ping/pong,
+Checks: text and binary at the length boundaries up to 16 MiB, a fragmented message, ping/pong,
 that compression was (or was not) negotiated, and the close code echoed back. Exits non-zero on
 the first mismatch.
 """
@@ -11,7 +11,7 @@ import sys
 
 from websockets.asyncio.client import connect
 
-SIZES = [0, 1, 125, 126, 127, 65535, 65536, 1 << 20]
+SIZES = [0, 1, 125, 126, 127, 65535, 65536, 1 << 20, 16 << 20]
 
 
 def text_of(n):
