@@ -366,7 +366,8 @@ async fn run<C: Controller>(
     tracked: Option<(Guard, watch::Receiver<bool>)>,
 ) {
     let (_guard, signal) = tracked.unzip();
-    let Ok(Ok(ws)) = tokio::time::timeout(settings.handshake_timeout, connection).await else {
+    let upgrade = Box::pin(tokio::time::timeout(settings.handshake_timeout, connection));
+    let Ok(Ok(ws)) = upgrade.await else {
         return;
     };
     let mut conn = Conn::new(ws, settings.debug, signal);
@@ -383,15 +384,17 @@ async fn run<C: Controller>(
         ))),
     };
     match failure {
+        // The closing futures are boxed: awaited inline, their state would take room in the
+        // connection's task for its whole life (see `run`'s size in the idle-memory figures).
         None => {
-            let _ = conn.close_normal().await;
+            let _ = Box::pin(conn.close_normal()).await;
         }
         Some(error) => {
             match (&error, &settings.recover) {
                 (ServeError::Panic(panic), Some(recover)) => recover(&request, panic),
                 _ => controller.on_error(&request, &error),
             }
-            let _ = conn.close_with_error(&error).await;
+            let _ = Box::pin(conn.close_with_error(&error)).await;
         }
     }
 }

@@ -49,7 +49,10 @@ async fn check(url: &str, deflate: bool) -> Result<(), String> {
         .await
         .map_err(|e| format!("connect: {e}"))?;
     if ws.compression().is_some() != deflate {
-        return Err(format!("compression negotiated: {}", ws.compression().is_some()));
+        return Err(format!(
+            "compression negotiated: {}",
+            ws.compression().is_some()
+        ));
     }
     let send = |e: socketry::Error| format!("send failed: {e}");
     for n in SIZES {
@@ -59,7 +62,9 @@ async fn check(url: &str, deflate: bool) -> Result<(), String> {
             return Err(format!("text of {n} bytes came back different"));
         }
         let binary: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
-        ws.send(Message::binary(binary.clone())).await.map_err(send)?;
+        ws.send(Message::binary(binary.clone()))
+            .await
+            .map_err(send)?;
         if next(&mut ws).await? != Message::binary(binary) {
             return Err(format!("binary of {n} bytes came back different"));
         }

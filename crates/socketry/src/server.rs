@@ -141,8 +141,18 @@ impl Acceptor {
     /// As [`accept`](Self::accept).
     pub async fn accept_with_request<S>(
         &self,
-        mut stream: S,
+        stream: S,
     ) -> Result<(WebSocket<S>, Request<()>), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        // Boxed: the handshake's state (request parsing, the timer, the response) is over 2 KiB,
+        // and an `async fn` that awaited it inline would keep that much room in its task for
+        // the connection's whole life. On the heap it is freed once the handshake is done.
+        Box::pin(self.handshake(stream)).await
+    }
+
+    async fn handshake<S>(&self, mut stream: S) -> Result<(WebSocket<S>, Request<()>), Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {

@@ -29,6 +29,7 @@
 
 use std::{
     future::Future,
+    io,
     pin::Pin,
     task::{Context, Poll, ready},
 };
@@ -38,11 +39,95 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use socketry_proto::{HandshakeError, Role, handshake};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
 
 use crate::{Acceptor, Error, WebSocket, WebSocketConfig};
 
 /// The transport of an upgraded hyper connection.
-pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+///
+/// When hyper served a plain [`TcpStream`] (as `axum::serve` and hyper-util's `TokioIo` over
+/// a tokio listener do), the socket is taken back out of hyper's type-erased wrapper: reads
+/// and writes go straight to it, and hyper's read buffer is freed (bytes already read are
+/// handed to the connection first). Any other transport (TLS, a custom listener) stays
+/// wrapped.
+#[derive(Debug)]
+pub struct Upgraded(Transport);
+
+#[derive(Debug)]
+enum Transport {
+    Tcp(TcpStream),
+    Hyper(TokioIo<hyper::upgrade::Upgraded>),
+}
+
+impl Upgraded {
+    /// Unwraps `upgraded`; returns the transport and the bytes hyper read past the request.
+    fn new(upgraded: hyper::upgrade::Upgraded) -> (Self, Bytes) {
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => (Self(Transport::Tcp(parts.io.into_inner())), parts.read_buf),
+            Err(upgraded) => (Self(Transport::Hyper(TokioIo::new(upgraded))), Bytes::new()),
+        }
+    }
+
+    /// Whether reads and writes go straight to a `TcpStream`.
+    pub fn is_tcp(&self) -> bool {
+        matches!(self.0, Transport::Tcp(_))
+    }
+}
+
+macro_rules! forward {
+    ($self:ident, $io:ident => $call:expr) => {
+        match &mut $self.get_mut().0 {
+            Transport::Tcp($io) => $call,
+            Transport::Hyper($io) => $call,
+        }
+    };
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        forward!(self, io => Pin::new(io).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        forward!(self, io => Pin::new(io).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        forward!(self, io => Pin::new(io).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.0 {
+            Transport::Tcp(io) => io.is_write_vectored(),
+            Transport::Hyper(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        forward!(self, io => Pin::new(io).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        forward!(self, io => Pin::new(io).poll_shutdown(cx))
+    }
+}
 
 impl Acceptor {
     /// Validates a hyper request as a WebSocket opening handshake.
@@ -108,11 +193,12 @@ impl Future for UpgradeFut {
         let upgraded = ready!(Pin::new(&mut self.on_upgrade).poll(cx))
             .map_err(|e| Error::Io(std::io::Error::other(e)))?;
         let protocol = self.protocol.take();
+        let (io, read_ahead) = Upgraded::new(upgraded);
         Poll::Ready(Ok(WebSocket::from_parts(
-            TokioIo::new(upgraded),
+            io,
             Role::Server,
             self.config,
-            &[],
+            &read_ahead,
             protocol,
             self.deflate,
         )))

@@ -78,7 +78,11 @@ async fn hyper_server() -> std::net::SocketAddr {
             Err(err) => return Ok(upgrade::reject(&err)),
         };
         tokio::spawn(async move {
-            if let Ok(ws) = websocket.await {
+            // A plain TCP socket served by hyper is taken out of hyper's wrapper; were it
+            // not, nothing is echoed and the tests fail.
+            if let Ok(ws) = websocket.await
+                && ws.get_ref().is_tcp()
+            {
                 echo(ws).await;
             }
         });
@@ -145,4 +149,24 @@ async fn hyper_upgrade_rejects_a_plain_request_with_426() {
             .to_ascii_lowercase()
             .contains("sec-websocket-version: 13")
     );
+}
+
+#[tokio::test]
+async fn bytes_sent_right_behind_the_upgrade_request_are_not_lost() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = hyper_server().await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The request and a masked text frame "hi" in one write: hyper reads both at once and
+    // must hand the frame over with the socket.
+    let mut wire = upgrade_request(addr).into_bytes();
+    wire.extend_from_slice(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+    stream.write_all(&wire).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(&[0x81, 0x02, b'h', b'i']) {
+        let n = bounded(stream.read(&mut buf)).await.unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 101"));
 }

@@ -1,0 +1,28 @@
+//! Replays the committed fuzz corpus (`fuzz/corpus/<target>/*`) through the same harness the
+//! cargo-fuzz targets run (`fuzz/harness.rs`), so that every input that ever crashed, and the
+//! seeds, are checked in every `cargo test` on stable Rust.
+
+#![allow(dead_code)] // the harness's helpers are used by the fuzz targets too
+
+include!("../../../fuzz/harness.rs");
+
+#[test]
+fn the_fuzz_corpus_replays_without_a_panic() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+    let mut replayed = 0;
+    for (name, target) in TARGETS {
+        let dir = root.join(name);
+        let entries =
+            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()));
+        let mut count = 0;
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            target(&data);
+            count += 1;
+        }
+        assert!(count > 0, "no corpus for {name}");
+        replayed += count;
+    }
+    assert!(replayed >= TARGETS.len());
+}

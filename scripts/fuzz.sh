@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every fuzz target with cargo-fuzz (libFuzzer) for SECONDS each (default 1800), on the
+# stable toolchain (RUSTC_BOOTSTRAP=1 lets cargo-fuzz use the sanitizer flags), growing
+# fuzz/corpus/<target>/ and writing what libFuzzer reports to reports/fuzz/<target>.log.
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+# Crashes land in fuzz/artifacts/<target>/; add each as a corpus file (it then replays in
+# `cargo test`, crates/socketry-proto/tests/fuzz_corpus.rs) with a regression test.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+SECONDS_EACH="${1:-1800}"
+shift || true
+TARGETS=("$@")
+[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(frame_decoder handshake_request handshake_response extensions close_payload deflate_decoder connection)
+command -v cargo-fuzz > /dev/null || cargo install --locked cargo-fuzz
+export RUSTC_BOOTSTRAP=1
+mkdir -p reports/fuzz
+for target in "${TARGETS[@]}"; do
+  echo "== fuzz: $target for ${SECONDS_EACH}s"
+  mkdir -p "fuzz/corpus/$target"
+  (cd fuzz && cargo fuzz run "$target" "corpus/$target" -- \
+      -max_total_time="$SECONDS_EACH" -max_len=70000 -rss_limit_mb=2048 -print_final_stats=1) \
+    > "reports/fuzz/$target.log" 2>&1 || { echo "fuzz: $target FAILED (see reports/fuzz/$target.log)"; exit 1; }
+  grep -E "^stat::number_of_executed_units|^#[0-9]+.*DONE" "reports/fuzz/$target.log" | tail -2
+done
