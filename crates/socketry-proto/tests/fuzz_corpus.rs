@@ -26,3 +26,13 @@ fn the_fuzz_corpus_replays_without_a_panic() {
     }
     assert!(replayed >= TARGETS.len());
 }
+
+#[test]
+fn an_overlong_close_payload_is_refused_not_truncated() {
+    // Found by the close_payload target: 2 + 126 bytes parsed, and re-encoding cut the reason.
+    let mut payload = vec![0x0f, 0x14];
+    payload.extend(std::iter::repeat_n(b'a', 126));
+    assert!(CloseFrame::parse(&payload).is_err());
+    payload.truncate(125);
+    assert!(CloseFrame::parse(&payload).unwrap().is_some());
+}
