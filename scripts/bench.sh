@@ -15,6 +15,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+source scripts/lib.sh
 SMOKE=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
 REPS="${REPS:-5}"
@@ -63,14 +64,6 @@ stop_server() {
   fi
 }
 trap stop_server EXIT
-wait_port() {
-  for _ in $(seq 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
-    sleep 0.05
-  done
-  echo "bench: nothing listens on port $1" >&2
-  return 1
-}
 # start_server NAME [extra args]: NAME is a bench_server implementation or node-ws.
 start_server() {
   local name="$1"; shift

@@ -5,6 +5,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+source scripts/lib.sh
 PORT="${PORT_CHAT:-9131}"
 
 if ! [ -x /usr/bin/chromium ]; then
@@ -23,9 +24,6 @@ cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
 "$BIN" --addr "127.0.0.1:$PORT" > /dev/null 2>&1 &
 pid=$!
-for _ in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-  sleep 0.1
-done
+wait_port "$PORT"
 mkdir -p reports/browser
 timeout 120 node interop/browser/chat.test.mjs "http://127.0.0.1:$PORT/" reports/browser/chat.png

@@ -9,6 +9,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+source scripts/lib.sh
 VENV="$ROOT/.venv/interop"
 PORT_OURS="${PORT_OURS:-9121}"
 PORT_PYTHON="${PORT_PYTHON:-9122}"
@@ -24,14 +25,6 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples"
 pids=()
 cleanup() { [ "${#pids[@]}" -eq 0 ] || kill "${pids[@]}" 2> /dev/null || true; }
 trap cleanup EXIT
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2
-  return 1
-}
 
 "$BIN/echo_server" --addr "127.0.0.1:$PORT_OURS" > /dev/null 2>&1 &
 pids+=($!)

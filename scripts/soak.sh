@@ -5,6 +5,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+source scripts/lib.sh
 CONNECTIONS="${CONNECTIONS:-10000}"
 DURATION="${DURATION:-60}"
 PORT="${PORT:-9141}"
@@ -19,7 +20,7 @@ ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
 server=$!
 sampler=""
 trap 'kill $server $sampler 2> /dev/null || true' EXIT
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2> /dev/null && break; sleep 0.1; done
+wait_port "$PORT"
 : > "$OUT/rss.txt"
 ( while kill -0 "$server" 2> /dev/null; do
     echo "$(date +%s) $(awk '/^VmRSS:/ { print $2 }' "/proc/$server/status")" >> "$OUT/rss.txt"
