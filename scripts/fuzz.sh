@@ -15,11 +15,20 @@ TARGETS=("$@")
 command -v cargo-fuzz > /dev/null || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 mkdir -p reports/fuzz
+# Build once up front so that several copies of this script (one per core, each with its own
+# targets) do not all wait on the same build lock at their first target.
+(cd fuzz && cargo fuzz build)
+failed=()
 for target in "${TARGETS[@]}"; do
   echo "== fuzz: $target for ${SECONDS_EACH}s"
   mkdir -p "fuzz/corpus/$target"
   (cd fuzz && cargo fuzz run "$target" "corpus/$target" -- \
       -max_total_time="$SECONDS_EACH" -max_len=70000 -rss_limit_mb=2048 -print_final_stats=1) \
-    > "reports/fuzz/$target.log" 2>&1 || { echo "fuzz: $target FAILED (see reports/fuzz/$target.log)"; exit 1; }
+    > "reports/fuzz/$target.log" 2>&1 || { echo "fuzz: $target FAILED (see reports/fuzz/$target.log)"; failed+=("$target"); continue; }
   grep -E "^stat::number_of_executed_units|^#[0-9]+.*DONE" "reports/fuzz/$target.log" | tail -2
 done
+# A crash in one target does not stop the others: each target's run is its own evidence.
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "fuzz: crashes or errors in: ${failed[*]}"
+  exit 1
+fi

@@ -76,6 +76,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+#[macro_use]
+mod forward_io;
 mod client;
 mod close_error;
 mod config;

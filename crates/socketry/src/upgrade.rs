@@ -29,7 +29,6 @@
 
 use std::{
     future::Future,
-    io,
     pin::Pin,
     task::{Context, Poll, ready},
 };
@@ -39,10 +38,7 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use socketry_proto::{HandshakeError, Role, handshake};
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::TcpStream,
-};
+use tokio::net::TcpStream;
 
 use crate::{Acceptor, Error, WebSocket, WebSocketConfig};
 
@@ -77,57 +73,7 @@ impl Upgraded {
     }
 }
 
-macro_rules! forward {
-    ($self:ident, $io:ident => $call:expr) => {
-        match &mut $self.get_mut().0 {
-            Transport::Tcp($io) => $call,
-            Transport::Hyper($io) => $call,
-        }
-    };
-}
-
-impl AsyncRead for Upgraded {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        forward!(self, io => Pin::new(io).poll_read(cx, buf))
-    }
-}
-
-impl AsyncWrite for Upgraded {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        forward!(self, io => Pin::new(io).poll_write(cx, buf))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        forward!(self, io => Pin::new(io).poll_write_vectored(cx, bufs))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match &self.0 {
-            Transport::Tcp(io) => io.is_write_vectored(),
-            Transport::Hyper(io) => io.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        forward!(self, io => Pin::new(io).poll_flush(cx))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        forward!(self, io => Pin::new(io).poll_shutdown(cx))
-    }
-}
+forward_io!(Upgraded, .0 => [Transport::Tcp, Transport::Hyper]);
 
 impl Acceptor {
     /// Validates a hyper request as a WebSocket opening handshake.

@@ -52,21 +52,7 @@ async fn feed_waits_for_room_when_the_peer_stops_reading_then_everything_arrives
 async fn a_ping_flood_from_a_peer_that_never_reads_is_throttled() {
     let addr = socketry_echo_server().await;
     let mut client = RawClient::connect(addr).await;
-    let mut ping = bytes::BytesMut::new();
-    socketry::proto::frame::encode_frame(
-        &mut ping,
-        true,
-        0,
-        OpCode::Ping,
-        Some([1, 2, 3, 4]),
-        &[7; 125],
-    );
-    let flood: Vec<u8> = ping
-        .iter()
-        .copied()
-        .cycle()
-        .take(ping.len() * 200_000)
-        .collect();
+    let flood = ping_flood(200_000);
     // 26 MB of pings, never reading the pongs: the server stops reading once its queue is
     // full, so the write cannot finish.
     let write = tokio::time::timeout(Duration::from_secs(3), client.stream.write_all(&flood)).await;

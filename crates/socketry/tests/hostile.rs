@@ -219,16 +219,7 @@ async fn a_ping_flood_without_reading_is_throttled_and_memory_stays_bounded() {
     let mut client = RawClient::connect(addr).await;
     let normal = tokio::spawn(normal_client(addr, 50));
     // 200,000 pings with 125-byte payloads (about 26 MB of pongs owed), never reading.
-    let mut ping = bytes::BytesMut::new();
-    socketry::proto::frame::encode_frame(
-        &mut ping,
-        true,
-        0,
-        OpCode::Ping,
-        Some([1, 2, 3, 4]),
-        &[0x55; 125],
-    );
-    let burst = ping.repeat(1000);
+    let burst = ping_flood(1000);
     let flood = tokio::time::timeout(Duration::from_secs(3), async {
         for _ in 0..200 {
             if client.stream.write_all(&burst).await.is_err() {

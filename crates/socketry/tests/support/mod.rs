@@ -177,6 +177,21 @@ fn rand_key() -> [u8; 4] {
 /// The message sizes every interop test walks: each length-encoding boundary.
 pub const SIZES: [usize; 8] = [0, 1, 125, 126, 127, 65535, 65536, 1 << 20];
 
+/// `count` copies of one masked ping with a 125-byte payload (the largest a control frame
+/// may carry), as a client flooding a server with pings writes them.
+pub fn ping_flood(count: usize) -> Vec<u8> {
+    let mut ping = BytesMut::new();
+    encode_frame(
+        &mut ping,
+        true,
+        0,
+        OpCode::Ping,
+        Some([1, 2, 3, 4]),
+        &[0x55; 125],
+    );
+    ping.repeat(count)
+}
+
 /// A text message of `len` bytes mixing one-, two- and three-byte characters near the end.
 pub fn text_of(len: usize) -> String {
     let mut s = "a".repeat(len.saturating_sub(6));
