@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every fuzz target with cargo-fuzz (libFuzzer) for SECONDS each (default 1800), on the
-# stable toolchain (RUSTC_BOOTSTRAP=1 lets cargo-fuzz use the sanitizer flags), growing
-# fuzz/corpus/<target>/ and writing what libFuzzer reports to reports/fuzz/<target>.log.
+# stable toolchain (RUSTC_BOOTSTRAP=1 lets cargo-fuzz use the sanitizer flags). It starts
+# from the committed seeds in fuzz/corpus/<target>/ and grows its corpus in
+# reports/fuzz/corpus/<target>/ (not committed: thousands of files; a later run picks it up),
+# writing what libFuzzer reports to reports/fuzz/<target>.log.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 # Crashes land in fuzz/artifacts/<target>/; add each as a corpus file (it then replays in
 # `cargo test`, crates/socketry-proto/tests/fuzz_corpus.rs) with a regression test.
@@ -21,8 +23,9 @@ mkdir -p reports/fuzz
 failed=()
 for target in "${TARGETS[@]}"; do
   echo "== fuzz: $target for ${SECONDS_EACH}s"
-  mkdir -p "fuzz/corpus/$target"
-  (cd fuzz && cargo fuzz run "$target" "corpus/$target" -- \
+  mkdir -p "reports/fuzz/corpus/$target"
+  # The first directory receives new inputs; the seeds are only read.
+  (cd fuzz && cargo fuzz run "$target" "../reports/fuzz/corpus/$target" "corpus/$target" -- \
       -max_total_time="$SECONDS_EACH" -max_len=70000 -rss_limit_mb=2048 -print_final_stats=1) \
     > "reports/fuzz/$target.log" 2>&1 || { echo "fuzz: $target FAILED (see reports/fuzz/$target.log)"; failed+=("$target"); continue; }
   grep -E "^stat::number_of_executed_units|^#[0-9]+.*DONE" "reports/fuzz/$target.log" | tail -2
