@@ -345,6 +345,11 @@ impl Connection {
                     None => Ok(None),
                 };
             }
+            if self.read_buf.is_empty() {
+                // Nothing to decode, and a frame in progress (checked when its bytes came) has
+                // nothing new to check: the answer is "need more", without the decoder.
+                return Ok(None);
+            }
             match self.decoder.decode(&mut self.read_buf) {
                 Ok(Some(frame)) => match self.on_frame(frame, mode) {
                     Ok(Some(incoming)) => return Ok(Some(incoming)),

@@ -17,6 +17,9 @@ const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
 pub struct Outgoing {
     chunks: VecDeque<Bytes>,
     tail: BytesMut,
+    /// Whether the tail's start moved past its allocation's (a partial write), so that
+    /// draining it must reclaim the room in front.
+    tail_advanced: bool,
     len: usize,
 }
 
@@ -64,12 +67,16 @@ impl Outgoing {
         if !self.has_buffer() {
             buf.clear();
             self.tail = buf;
+            self.tail_advanced = false;
         }
     }
 
     /// Takes the queue's buffer when nothing is queued, so an idle connection holds none.
     pub fn take_buffer(&mut self) -> Option<BytesMut> {
-        (self.is_empty() && self.has_buffer()).then(|| std::mem::take(&mut self.tail))
+        (self.is_empty() && self.has_buffer()).then(|| {
+            self.tail_advanced = false;
+            std::mem::take(&mut self.tail)
+        })
     }
 
     /// The number of bytes queued.
@@ -80,6 +87,11 @@ impl Outgoing {
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Whether the queued bytes are one contiguous run: [`chunk`](Self::chunk) is all of them.
+    pub fn is_contiguous(&self) -> bool {
+        self.chunks.is_empty()
     }
 
     /// The first contiguous run of queued bytes.
@@ -105,10 +117,18 @@ impl Outgoing {
     /// If `n` is more than [`len`](Self::len).
     pub fn advance(&mut self, mut n: usize) {
         assert!(n <= self.len, "advanced past the queued bytes");
+        if n == self.len && self.chunks.is_empty() && !self.tail_advanced {
+            // The common case, everything written at once from an unmoved tail: its start is
+            // still the allocation's, so clearing it is all it takes to reuse it whole.
+            self.len = 0;
+            self.tail.clear();
+            return;
+        }
         self.len -= n;
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
                 self.tail.advance(n);
+                self.tail_advanced = true;
                 break;
             };
             if n < front.len() {
@@ -125,7 +145,7 @@ impl Outgoing {
             // makes `try_reclaim` move the start back; no copy, no allocation; it fails only
             // while a zero-copy chunk still shares the buffer), so it is pooled, not freed.
             self.tail.clear();
-            let _ = self.tail.try_reclaim(self.tail.capacity() + 1);
+            self.tail_advanced = !self.tail.try_reclaim(self.tail.capacity() + 1);
         }
     }
 }
@@ -146,6 +166,32 @@ mod tests {
         assert!(out.is_empty());
         assert!(out.has_buffer(), "the allocation is still ours");
         assert_eq!(out.tail.capacity(), capacity, "from its start again");
+    }
+
+    #[test]
+    fn whole_and_partial_writes_in_any_order_reuse_the_buffer_from_its_start() {
+        let mut out = Outgoing::default();
+        out.set_buffer(BytesMut::with_capacity(4096));
+        let capacity = out.tail.capacity();
+        let pointer = out.tail.as_ptr();
+        // Three frames a round, written in partial writes of these sizes, then the rest.
+        let rounds: [&[usize]; 5] = [&[], &[7], &[], &[3, 3, 40], &[]];
+        for writes in rounds {
+            for _ in 0..3 {
+                out.push_frame(&header(20), Bytes::from_static(&[7; 20]));
+            }
+            for &n in writes {
+                out.advance(n);
+            }
+            out.advance(out.len());
+            assert!(out.is_empty());
+            assert_eq!(out.tail.capacity(), capacity, "after {writes:?}");
+            assert_eq!(
+                out.tail.as_ptr(),
+                pointer,
+                "the same allocation, from its start"
+            );
+        }
     }
 
     fn header(len: usize) -> FrameHeader {

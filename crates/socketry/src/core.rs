@@ -374,7 +374,8 @@ impl Core {
         }
         while !self.conn.outgoing().is_empty() {
             let out = self.conn.outgoing();
-            let n = if io.is_write_vectored() {
+            // One run (the usual case: small frames are copied together) needs no slice array.
+            let n = if !out.is_contiguous() && io.is_write_vectored() {
                 let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
                 let count = out.chunks_vectored(&mut slices);
                 ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count]))?
