@@ -1,7 +1,7 @@
 //! Payload masking (RFC 6455 §5.3).
 //!
-//! The fast path XORs eight bytes at a time through `u64` words built from safe slices, which
-//! LLVM turns into SIMD loads on every target we build for; no `unsafe` is needed. The scalar
+//! The fast path XORs 32-byte blocks (vectorised by LLVM), then eight bytes at a time through
+//! `u64` words, all from safe slices: no `unsafe` is needed. The scalar
 //! path is kept as the reference the fast path is tested against.
 
 /// Masks or unmasks `buf` in place with `key`, as if `buf` were the start of a payload.
@@ -31,6 +31,20 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
 #[inline]
 pub fn apply_mask_at(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = rotate(key, offset);
+    // 32 bytes at a time through fixed-size arrays: LLVM turns the inner loop into 16-byte
+    // vector XORs (SSE2, baseline on x86_64; NEON on aarch64).
+    let mut key32 = [0u8; 32];
+    for (i, k) in key32.iter_mut().enumerate() {
+        *k = key[i & 3];
+    }
+    let mut blocks = buf.chunks_exact_mut(32);
+    for block in &mut blocks {
+        for (b, k) in block.iter_mut().zip(key32) {
+            *b ^= k;
+        }
+    }
+    // The rest starts at a multiple of 32, so the key phase is unchanged.
+    let buf = blocks.into_remainder();
     let word = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
     ]);
