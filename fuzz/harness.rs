@@ -176,10 +176,16 @@ pub fn connection(data: &[u8]) {
             } else {
                 matches!(conn.next_message(), Ok(Some(_)))
             };
-            // Replies (pongs, close) leave as a socket would take them.
-            let queued = conn.outgoing().len();
+            // Replies (pongs, close) leave as a socket would take them: in writes of a size
+            // the input picks, so partial writes are exercised too.
+            let mut queued = conn.outgoing().len();
             assert!(queued < 4 << 20, "outgoing grew to {queued}");
-            conn.outgoing_mut().advance(queued);
+            while queued > 0 {
+                let n = queued.min(chunk * 3);
+                conn.outgoing_mut().advance(n);
+                queued -= n;
+            }
+            assert!(conn.outgoing().is_empty());
             if !progressed {
                 break;
             }
