@@ -5,6 +5,7 @@
 # reports/fuzz/corpus/<target>/ (not committed: thousands of files; a later run picks it up),
 # writing what libFuzzer reports to reports/fuzz/<target>.log.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
+# Ends with the table docs/robustness.md shows (scripts/fuzz_summary.py).
 # Crashes land in fuzz/artifacts/<target>/; add each as a corpus file (it then replays in
 # `cargo test`, crates/socketry-proto/tests/fuzz_corpus.rs) with a regression test.
 set -euo pipefail
@@ -30,6 +31,9 @@ for target in "${TARGETS[@]}"; do
     > "reports/fuzz/$target.log" 2>&1 || { echo "fuzz: $target FAILED (see reports/fuzz/$target.log)"; failed+=("$target"); continue; }
   grep -E "^stat::number_of_executed_units|^#[0-9]+.*DONE" "reports/fuzz/$target.log" | tail -2
 done
+logs=()
+for target in "${TARGETS[@]}"; do logs+=("reports/fuzz/$target.log"); done
+python3 scripts/fuzz_summary.py "${logs[@]}"
 # A crash in one target does not stop the others: each target's run is its own evidence.
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "fuzz: crashes or errors in: ${failed[*]}"
