@@ -609,7 +609,8 @@ async fn an_upgrade_that_cannot_be_written_is_dropped_at_the_handshake_timeout()
             Ok(n) => total += n,
         }
     }
-    assert!(total > 0, "the response started");
+    // How much of the 101 left before the timeout depends on the machine's load (nothing at
+    // all on a busy one, where the connection is reset); what matters is that serve never ran.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         served.load(Ordering::SeqCst),
