@@ -210,7 +210,7 @@ def report(rows):
     if micro:
         w("### Micro-benchmarks (criterion, median time and throughput)")
         w("")
-        w("`cargo bench -p socketry-bench --bench micro`: masking (8-bytes-at-a-time path vs the")
+        w("`cargo bench -p socketry-bench --bench micro`: masking (vectorised fast path vs the")
         w("scalar reference), frame encode/decode (decode = a server unmasking a client frame),")
         w("incremental UTF-8 validation (whole, and in 1,000-byte pieces that split characters),")
         w("permessage-deflate at level 1 (JSON-like text) and inflate.")
