@@ -1,8 +1,8 @@
 //! Payload masking (RFC 6455 §5.3).
 //!
 //! The fast path XORs 32-byte blocks (vectorised by LLVM), then eight bytes at a time through
-//! `u64` words, all from safe slices: no `unsafe` is needed. The scalar
-//! path is kept as the reference the fast path is tested against.
+//! `u64` words, all from safe slices: no `unsafe` is needed. The scalar path is kept as the
+//! reference the fast path is tested against.
 
 /// Masks or unmasks `buf` in place with `key`, as if `buf` were the start of a payload.
 ///
