@@ -1,14 +1,19 @@
 //! [`Connection`]: the RFC 6455 state machine, bytes in and events and bytes out.
 //!
-//! The connection owns a read buffer the I/O layer fills ([`Connection::read_buffer`] or
+//! The connection owns a read buffer the I/O layer appends to ([`Connection::read_into`] or
 //! [`Connection::receive_data`]) and an [`Outgoing`] queue it drains
 //! ([`Connection::outgoing`]). After bytes arrive, call [`Connection::next_message`] until it
 //! returns `Ok(None)`; after every call that may queue bytes (receiving a ping or a close, a
-//! send, an error), write out what [`Connection::outgoing`] holds.
+//! send, an error, a timeout), write out what [`Connection::outgoing`] holds. Its deadlines
+//! (close timeout, keepalive, read deadline) come from [`Connection::poll_timeout`]; call
+//! [`Connection::handle_timeout`] when one passes.
 
-use std::fmt;
+use std::{
+    fmt,
+    time::{Duration, Instant},
+};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::{
@@ -20,6 +25,7 @@ use crate::{
     outgoing::Outgoing,
     prepared::PreparedMessage,
     role::Role,
+    timers::{Deadline, Expired, Timers},
     utf8::Utf8Validator,
     utf8_bytes::Utf8Bytes,
 };
@@ -28,6 +34,14 @@ use crate::{
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
 /// The default limit on a frame: 16 MiB.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 << 20;
+const UNFINISHED: Error =
+    Error::InvalidMessage("a data message while a fragmented message is unfinished");
+
+/// Above this many queued bytes pongs coalesce, by default.
+const DEFAULT_QUEUE_LIMIT: usize = 128 * 1024;
+
+/// The default close timeout: 10 seconds.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Limits and options of a connection.
 ///
@@ -44,6 +58,8 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 << 20;
 pub struct Config {
     max_message_size: Option<usize>,
     max_frame_size: Option<usize>,
+    close_timeout: Duration,
+    keepalive: Option<(Duration, Duration)>,
 }
 
 impl Default for Config {
@@ -51,6 +67,8 @@ impl Default for Config {
         Self {
             max_message_size: Some(DEFAULT_MAX_MESSAGE_SIZE),
             max_frame_size: Some(DEFAULT_MAX_FRAME_SIZE),
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            keepalive: None,
         }
     }
 }
@@ -70,6 +88,34 @@ impl Config {
     pub fn max_frame_size(mut self, max: Option<usize>) -> Self {
         self.max_frame_size = max;
         self
+    }
+
+    /// How long the closing handshake may take, from our close frame, the peer's or a
+    /// failure, before [`Connection::handle_timeout`] gives up on the peer. The default value
+    /// is 10 seconds.
+    #[must_use]
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Keepalive as `(interval, timeout)`: a ping every `interval`, and the connection fails
+    /// with 1011 "keepalive timeout" when a ping's pong has not come within `timeout`. The
+    /// default value is `None`: no keepalive.
+    #[must_use]
+    pub fn keepalive(mut self, keepalive: Option<(Duration, Duration)>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// The close timeout.
+    pub fn get_close_timeout(&self) -> Duration {
+        self.close_timeout
+    }
+
+    /// The keepalive interval and timeout.
+    pub fn get_keepalive(&self) -> Option<(Duration, Duration)> {
+        self.keepalive
     }
 
     /// The message limit.
@@ -142,13 +188,6 @@ pub enum Incoming {
     Fragment(Fragment),
 }
 
-/// Decides the pong for a ping: `Some(payload)` to answer, `None` not to.
-pub type PingHandler = Box<dyn FnMut(&Bytes) -> Option<Bytes> + Send>;
-/// Sees every pong.
-pub type PongHandler = Box<dyn FnMut(&Bytes) + Send>;
-/// Decides the reply to the peer's close frame (`None`: a close without status).
-pub type CloseHandler = Box<dyn FnMut(Option<&CloseFrame>) -> Option<CloseFrame> + Send>;
-
 /// The sans-I/O WebSocket connection for one role.
 ///
 /// # Examples
@@ -179,10 +218,17 @@ pub struct Connection {
     failure: Option<ProtocolError>,
     /// Only clients mask; a CSPRNG because RFC 6455 §5.3 wants unpredictable keys.
     mask_rng: Option<Box<StdRng>>,
-    ping_handler: Option<PingHandler>,
-    pong_handler: Option<PongHandler>,
-    close_handler: Option<CloseHandler>,
+    /// Pings are answered here (else the application answers with `reply_to_ping`).
+    auto_pong: bool,
+    /// The peer's close is answered here (else the application answers with
+    /// `reply_to_close`).
+    auto_close_reply: bool,
+    /// The peer's close came and the application owes the reply.
+    close_reply_owed: bool,
+    /// A message sent frame by frame is unfinished (its last frame is still to come).
+    sending_fragmented: bool,
     deflate: Option<Deflate>,
+    timers: Timers,
 }
 
 impl fmt::Debug for Connection {
@@ -213,13 +259,15 @@ impl Connection {
             message: None,
             utf8: Utf8Validator::default(),
             utf8_fed: 0,
-            out: Outgoing::default(),
+            out: Outgoing::with_coalescing_above(DEFAULT_QUEUE_LIMIT),
             failure: None,
             mask_rng: (role == Role::Client).then(|| Box::new(StdRng::from_os_rng())),
-            ping_handler: None,
-            pong_handler: None,
-            close_handler: None,
+            auto_pong: true,
+            auto_close_reply: true,
+            close_reply_owed: false,
+            sending_fragmented: false,
             deflate: None,
+            timers: Timers::new(config.keepalive.is_some()),
         }
     }
 
@@ -243,22 +291,20 @@ impl Connection {
         self.deflate.as_ref()
     }
 
-    /// Replaces the ping handler. The default answers every ping with a pong carrying the same
-    /// payload (gorilla's default); the handler returns the pong payload, or `None` to send
-    /// none. Pings are handed out by [`next_message`](Self::next_message) either way.
-    pub fn set_ping_handler(&mut self, handler: Option<PingHandler>) {
-        self.ping_handler = handler;
+    /// Whether pings are answered by the connection itself, with a pong carrying the same
+    /// payload (gorilla's default; on by default). Off, the application answers the pings
+    /// [`next_message`](Self::next_message) hands out with
+    /// [`reply_to_ping`](Self::reply_to_ping). Pings are handed out either way.
+    pub fn set_auto_pong(&mut self, enabled: bool) {
+        self.auto_pong = enabled;
     }
 
-    /// Sets a handler that sees every pong (the default does nothing).
-    pub fn set_pong_handler(&mut self, handler: Option<PongHandler>) {
-        self.pong_handler = handler;
-    }
-
-    /// Replaces the close handler, which chooses the reply to the peer's close frame. The
-    /// default echoes the peer's code without a reason (gorilla's default).
-    pub fn set_close_handler(&mut self, handler: Option<CloseHandler>) {
-        self.close_handler = handler;
+    /// Whether the peer's close frame is answered by the connection itself, echoing its code
+    /// without a reason (gorilla's default; on by default). Off, the application answers the
+    /// close [`next_message`](Self::next_message) hands out with
+    /// [`reply_to_close`](Self::reply_to_close).
+    pub fn set_auto_close_reply(&mut self, enabled: bool) {
+        self.auto_close_reply = enabled;
     }
 
     /// This endpoint's role.
@@ -276,18 +322,154 @@ impl Connection {
         &self.config
     }
 
-    /// Changes the limits; they apply from the next frame.
+    /// Changes the limits and timeouts; the limits apply from the next frame, a new close
+    /// timeout to a closing handshake that has not started, a new keepalive from now.
     pub fn set_config(&mut self, config: Config) {
+        if config.keepalive != self.config.keepalive {
+            self.timers.ping = match config.keepalive {
+                Some(_) if self.state == State::Open => Deadline::Due,
+                _ => Deadline::Off,
+            };
+            self.timers.pong = None;
+            self.timers.changed = true;
+        }
         self.config = config;
         self.decoder.set_max_frame_size(config.max_frame_size);
     }
 
+    // ----- time -----
+
+    /// The next instant at which [`handle_timeout`](Self::handle_timeout) must be called, if
+    /// any: the close timeout, the keepalive's next ping or pong deadline, the read deadline.
+    /// `now` is the I/O layer's clock; it is called only when a timeout starts (a close was
+    /// sent or received, keepalive was turned on).
+    ///
+    /// Call it after every call that may change the answer (see
+    /// [`timeout_changed`](Self::timeout_changed)) and re-arm the timer when the answer moved.
+    pub fn poll_timeout(&mut self, now: impl FnMut() -> Instant) -> Option<Instant> {
+        let ping_interval = self.config.keepalive.map(|(interval, _)| interval);
+        self.timers
+            .next(now, self.config.close_timeout, ping_interval)
+    }
+
+    /// Whether the answer of [`poll_timeout`](Self::poll_timeout) may have moved since it was
+    /// last called: a task other than the one sleeping on the deadline changed it (by sending
+    /// a close, say) and must wake the sleeper.
+    pub fn timeout_changed(&self) -> bool {
+        self.timers.changed
+    }
+
+    /// Acts on the deadlines that passed by `now`: the close timeout closes the connection;
+    /// a keepalive ping is queued, or the connection fails when the pong is late; a passed
+    /// read deadline is cleared and reported. Then write out what is queued and call
+    /// [`poll_timeout`](Self::poll_timeout) again.
+    pub fn handle_timeout(&mut self, now: Instant) -> Expired {
+        let mut expired = Expired::default();
+        if self.timers.close_passed(now) {
+            self.timers.close = Deadline::Off;
+            self.state = State::Closed;
+            self.message = None;
+            expired.close = true;
+        }
+        if let (State::Open, Some((_, timeout))) = (self.state, self.config.keepalive) {
+            if self.timers.pong_passed(now) {
+                self.fail(CloseCode::INTERNAL_ERROR, "keepalive timeout");
+                expired.keepalive = true;
+            } else if self.timers.ping_passed(now) {
+                // One ping at a time (python-websockets' keepalive): the next is due an
+                // interval after its pong.
+                self.queue_frame(OpCode::Ping, Bytes::new());
+                self.timers.ping = Deadline::Off;
+                self.timers.pong = now.checked_add(timeout);
+            }
+        }
+        if self.timers.read_passed(now) {
+            self.timers.read = None;
+            expired.read = true;
+        }
+        if self.state != State::Open {
+            self.timers.ping = Deadline::Off;
+            self.timers.pong = None;
+        }
+        self.timers.changed = true;
+        expired
+    }
+
+    /// Sets the read deadline (gorilla's `SetReadDeadline`): once `at` passes,
+    /// [`handle_timeout`](Self::handle_timeout) reports it. `None` clears it.
+    pub fn set_read_deadline(&mut self, at: Option<Instant>) {
+        if self.timers.read != at {
+            self.timers.read = at;
+            self.timers.changed = true;
+        }
+    }
+
+    /// Sets the write deadline (gorilla's `SetWriteDeadline`), which the I/O layer's writes
+    /// read back with [`write_deadline`](Self::write_deadline); it is not part of
+    /// [`poll_timeout`](Self::poll_timeout), since the task that writes sleeps on it.
+    pub fn set_write_deadline(&mut self, at: Option<Instant>) {
+        self.timers.write = at;
+    }
+
+    /// The write deadline.
+    pub fn write_deadline(&self) -> Option<Instant> {
+        self.timers.write
+    }
+
+    /// The transport ended (end of file, or a failure): nothing more can be received or sent.
+    /// The state becomes [`State::Closed`]: call it once what was buffered was handed out.
+    pub fn receive_eof(&mut self) {
+        if self.state != State::Closed {
+            self.state = State::Closed;
+            self.message = None;
+            self.timers.start_close();
+        }
+        self.out.drop_pending_pong();
+    }
+
     // ----- receiving -----
 
-    /// The buffer received bytes go into. The I/O layer may read straight into it (then call
-    /// [`next_message`](Self::next_message)); it must only append.
-    pub fn read_buffer(&mut self) -> &mut BytesMut {
-        &mut self.read_buf
+    /// Lets `read` append received bytes to the read buffer in place (a transport reads
+    /// straight into its spare capacity); then call [`next_message`](Self::next_message).
+    ///
+    /// The buffer is append-only: bytes already received were unmasked and partly validated
+    /// in place, so nothing may change them.
+    pub fn read_into<R>(&mut self, read: impl FnOnce(&mut dyn BufMut) -> R) -> R {
+        // `Limit` over `&mut BytesMut` only appends; behind `dyn BufMut` the closure cannot
+        // reach the buffer itself.
+        let mut append = (&mut self.read_buf).limit(usize::MAX);
+        read(&mut append)
+    }
+
+    /// The read buffer's length and capacity, to size reads.
+    pub fn read_buffer_len(&self) -> (usize, usize) {
+        (self.read_buf.len(), self.read_buf.capacity())
+    }
+
+    /// Makes room for at least `additional` more received bytes.
+    pub fn reserve_read(&mut self, additional: usize) {
+        self.read_buf.reserve(additional);
+    }
+
+    /// Gives the read buffer an allocation (from a buffer pool) if it has none.
+    pub fn set_read_buffer(&mut self, mut buf: BytesMut) {
+        if self.read_buf.capacity() == 0 {
+            buf.clear();
+            self.read_buf = buf;
+        }
+    }
+
+    /// Takes the read buffer's allocation when it holds no bytes, so an idle connection holds
+    /// none.
+    pub fn take_read_buffer(&mut self) -> Option<BytesMut> {
+        (self.read_buf.is_empty() && self.read_buf.capacity() > 0)
+            .then(|| std::mem::take(&mut self.read_buf))
+    }
+
+    /// Drops received bytes and their buffer: once the transport is closed nothing of them
+    /// will be read.
+    pub fn discard_received(&mut self) {
+        self.read_buf = BytesMut::new();
     }
 
     /// Appends received bytes; then call [`next_message`](Self::next_message).
@@ -431,19 +613,17 @@ impl Connection {
         }
         let control = match frame.opcode {
             OpCode::Ping => {
-                let pong = match &mut self.ping_handler {
-                    Some(handler) => handler(&frame.payload),
-                    None => Some(frame.payload.clone()),
-                };
-                let allowed = |p: &Bytes| p.len() <= MAX_CONTROL_PAYLOAD;
-                if let Some(pong) = pong.filter(allowed).filter(|_| self.state == State::Open) {
-                    self.queue_frame(OpCode::Pong, pong);
+                if self.auto_pong {
+                    self.queue_pong(frame.payload.clone());
                 }
                 Message::Ping(frame.payload)
             }
             OpCode::Pong => {
-                if let Some(handler) = &mut self.pong_handler {
-                    handler(&frame.payload);
+                // Any pong answers keepalive: RFC 6455 §5.5.3 lets a peer answer only the
+                // latest ping.
+                if self.timers.pong.take().is_some() {
+                    self.timers.ping = Deadline::Due;
+                    self.timers.changed = true;
                 }
                 Message::Pong(frame.payload)
             }
@@ -451,15 +631,16 @@ impl Connection {
                 let close = CloseFrame::parse(&frame.payload)?;
                 if self.state == State::Open {
                     // RFC 6455 §5.5.1: answer with a close frame; by default echo the code.
-                    let reply = match &mut self.close_handler {
-                        Some(handler) => handler(close.as_ref()),
-                        None => close.as_ref().map(|c| CloseFrame::new(c.code, "")),
-                    };
-                    let reply = reply.filter(|r| r.code.is_valid());
-                    self.queue_close(reply.as_ref());
+                    if self.auto_close_reply {
+                        let reply = close.as_ref().map(|c| CloseFrame::new(c.code, ""));
+                        self.queue_close(reply.as_ref());
+                    } else {
+                        self.close_reply_owed = true;
+                    }
                 }
                 self.state = State::Closed;
                 self.message = None;
+                self.timers.start_close();
                 Message::Close(close)
             }
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
@@ -537,7 +718,13 @@ impl Connection {
                         .and_then(|all| fragment(all, true))
                 }
                 None if first => {
-                    let mut data = BytesMut::with_capacity(payload.len() * 2);
+                    // Room for a few frames, never more than the limit allows.
+                    let room = payload.len().saturating_mul(2);
+                    let room = self
+                        .config
+                        .max_message_size
+                        .map_or(room, |max| room.min(max));
+                    let mut data = BytesMut::with_capacity(room);
                     data.extend_from_slice(&payload);
                     message.data = Some(data);
                     None
@@ -565,12 +752,7 @@ impl Connection {
 
     /// Fails the connection: queue the close frame the error calls for, unless one was sent.
     fn fail_with(&mut self, err: ProtocolError) {
-        if self.state == State::Open {
-            let frame = CloseFrame::new(err.close_code(), err.close_reason());
-            self.queue_close(Some(&frame));
-        }
-        self.state = State::Closed;
-        self.message = None;
+        self.fail(err.close_code(), err.close_reason());
         self.read_buf.clear();
         self.failure = Some(err);
     }
@@ -578,11 +760,12 @@ impl Connection {
     /// Fails the connection for a reason of the application's (a keepalive timeout, say):
     /// queues a close frame with `code` and `reason` unless one was sent, and closes.
     pub fn fail(&mut self, code: CloseCode, reason: &str) {
-        if self.state == State::Open {
+        if self.state == State::Open || std::mem::take(&mut self.close_reply_owed) {
             self.queue_close(Some(&CloseFrame::new(code, reason)));
         }
         self.state = State::Closed;
         self.message = None;
+        self.timers.start_close();
     }
 
     // ----- sending -----
@@ -590,6 +773,14 @@ impl Connection {
     /// The bytes queued for the peer.
     pub fn outgoing(&self) -> &Outgoing {
         &self.out
+    }
+
+    /// Sets the bound on queued bytes above which pongs coalesce: while more is queued and a
+    /// pong waits unwritten, the pong to a newer ping replaces the one waiting behind it (RFC
+    /// 6455 §5.5.3 lets an endpoint answer only the latest ping). The I/O layer sets its write
+    /// buffer size; the default value is 128 KiB.
+    pub fn set_queue_limit(&mut self, bytes: usize) {
+        self.out.coalesce_above = bytes;
     }
 
     /// The bytes queued for the peer, to advance after a write.
@@ -628,6 +819,17 @@ impl Connection {
             return Err(Error::InvalidMessage("send_frame takes data opcodes"));
         }
         self.ensure_open()?;
+        // RFC 6455 §5.4: one message's frames in order, no other data frame between them.
+        match (opcode, self.sending_fragmented) {
+            (OpCode::Continuation, false) => {
+                return Err(Error::InvalidMessage(
+                    "continuation frame without an unfinished message",
+                ));
+            }
+            (OpCode::Text | OpCode::Binary, true) => return Err(UNFINISHED),
+            _ => {}
+        }
+        self.sending_fragmented = !fin;
         self.queue_frame_fin(opcode, payload, fin);
         Ok(())
     }
@@ -639,10 +841,12 @@ impl Connection {
     ///
     /// As [`send`](Self::send).
     pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), Error> {
-        if self.role == Role::Client || matches!(prepared.message(), Message::Close(_)) {
+        // Control messages are checked and sent as such: never compressed (RFC 7692 §6.1),
+        // never over 125 bytes.
+        if self.role == Role::Client || prepared.message().is_control() {
             return self.send(prepared.message().clone());
         }
-        self.ensure_open()?;
+        self.ensure_data_allowed()?;
         let frame = match &self.deflate {
             Some(deflate) if deflate.should_compress(prepared.message().len()) => {
                 if !deflate.is_stateless_sender() {
@@ -659,7 +863,7 @@ impl Connection {
     }
 
     fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
-        self.ensure_open()?;
+        self.ensure_data_allowed()?;
         match &mut self.deflate {
             Some(deflate) if deflate.should_compress(payload.len()) => {
                 let compressed = deflate.compress(&payload);
@@ -695,8 +899,47 @@ impl Connection {
         if self.state == State::Open {
             self.queue_close(frame);
             self.state = State::CloseSent;
+            self.timers.start_close();
         }
         Ok(())
+    }
+
+    /// Answers a ping that [`next_message`](Self::next_message) handed out, when automatic
+    /// pongs are off ([`set_auto_pong`](Self::set_auto_pong)). Pongs coalesce above the queue
+    /// limit ([`set_queue_limit`](Self::set_queue_limit)), so a ping flood cannot grow the
+    /// queue. Nothing is sent once the closing handshake started.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`] for a payload over 125 bytes.
+    pub fn reply_to_ping(&mut self, payload: Bytes) -> Result<(), Error> {
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(Error::InvalidMessage("control payload over 125 bytes"));
+        }
+        if self.state == State::Open {
+            self.queue_pong(payload);
+        }
+        Ok(())
+    }
+
+    /// Answers the peer's close frame, when automatic close replies are off
+    /// ([`set_auto_close_reply`](Self::set_auto_close_reply)): `frame` is the reply (`None`:
+    /// no status). Does nothing unless a reply is owed; an invalid code is replaced by a
+    /// close without status, since a reply is due either way.
+    pub fn reply_to_close(&mut self, frame: Option<&CloseFrame>) {
+        if std::mem::take(&mut self.close_reply_owed) {
+            self.queue_close(frame.filter(|f| f.code.is_valid()));
+        }
+    }
+
+    /// Whether the peer's close came and awaits [`reply_to_close`](Self::reply_to_close).
+    pub fn close_reply_owed(&self) -> bool {
+        self.close_reply_owed
+    }
+
+    fn queue_pong(&mut self, payload: Bytes) {
+        let header = self.header(true, 0, OpCode::Pong, payload.len());
+        self.out.push_pong(&header, payload);
     }
 
     fn ensure_open(&self) -> Result<(), Error> {
@@ -706,7 +949,19 @@ impl Connection {
         }
     }
 
+    /// A whole data message may be queued: the connection is open and no message sent frame
+    /// by frame is unfinished.
+    fn ensure_data_allowed(&self) -> Result<(), Error> {
+        self.ensure_open()?;
+        if self.sending_fragmented {
+            return Err(UNFINISHED);
+        }
+        Ok(())
+    }
+
     fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        // RFC 6455 §5.5.1: nothing after our close frame.
+        self.out.drop_pending_pong();
         let mut payload = Vec::new();
         if let Some(frame) = frame {
             frame.encode(&mut payload);
@@ -723,14 +978,18 @@ impl Connection {
     }
 
     fn queue_frame_rsv(&mut self, opcode: OpCode, payload: Bytes, fin: bool, rsv: u8) {
-        let header = FrameHeader {
+        let header = self.header(fin, rsv, opcode, payload.len());
+        self.out.push_frame(&header, payload);
+    }
+
+    fn header(&mut self, fin: bool, rsv: u8, opcode: OpCode, len: usize) -> FrameHeader {
+        FrameHeader {
             fin,
             rsv,
             opcode,
             mask: self.mask_rng.as_mut().map(|rng| rng.random()),
-            payload_len: payload.len() as u64,
-        };
-        self.out.push_frame(&header, payload);
+            payload_len: len as u64,
+        }
     }
 }
 

@@ -38,14 +38,15 @@ mod message;
 mod outgoing;
 mod prepared;
 mod role;
+mod timers;
 pub mod utf8;
 mod utf8_bytes;
 
 pub use bytes::Bytes;
 pub use close::{CloseCode, CloseFrame};
 pub use connection::{
-    CloseHandler, Config, Connection, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE, Fragment,
-    Incoming, PingHandler, PongHandler, State,
+    Config, Connection, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
+    Fragment, Incoming, State,
 };
 pub use error::{Error, ProtocolError};
 pub use frame::OpCode;
@@ -54,4 +55,5 @@ pub use message::Message;
 pub use outgoing::Outgoing;
 pub use prepared::PreparedMessage;
 pub use role::Role;
+pub use timers::Expired;
 pub use utf8_bytes::Utf8Bytes;

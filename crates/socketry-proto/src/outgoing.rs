@@ -21,6 +21,14 @@ pub struct Outgoing {
     /// draining it must reclaim the room in front.
     tail_advanced: bool,
     len: usize,
+    /// Bytes written since the queue was made.
+    written: u64,
+    /// Where the last queued pong ends, counted like `written`.
+    pong_end: u64,
+    /// A newer pong, waiting until the queued one is written (pongs coalesce).
+    pending_pong: Option<(FrameHeader, Bytes)>,
+    /// Above this many queued bytes, pongs coalesce.
+    pub(crate) coalesce_above: usize,
 }
 
 impl Outgoing {
@@ -41,6 +49,31 @@ impl Outgoing {
         if let Some(key) = header.mask {
             crate::mask::apply_mask(&mut self.tail[start..], key);
         }
+    }
+
+    pub(crate) fn with_coalescing_above(bytes: usize) -> Self {
+        Self {
+            coalesce_above: bytes,
+            ..Self::default()
+        }
+    }
+
+    /// Queues a pong. While the queue holds more than its bound and a pong is still queued
+    /// unwritten, a new pong waits instead, replacing any that waited before it, until the
+    /// queue drains below the bound or that pong is written: a ping flood from a peer that
+    /// does not read grows the queue by two pongs at most.
+    pub(crate) fn push_pong(&mut self, header: &FrameHeader, payload: Bytes) {
+        if self.len > self.coalesce_above && self.written < self.pong_end {
+            self.pending_pong = Some((*header, payload));
+        } else {
+            self.push_frame(header, payload);
+            self.pong_end = self.written + self.len as u64;
+        }
+    }
+
+    /// Forgets the waiting pong (our close frame is being queued: nothing may follow it).
+    pub(crate) fn drop_pending_pong(&mut self) {
+        self.pending_pong = None;
     }
 
     /// Queues bytes that are already whole frames (a prepared message), by reference.
@@ -115,8 +148,19 @@ impl Outgoing {
     /// # Panics
     ///
     /// If `n` is more than [`len`](Self::len).
-    pub fn advance(&mut self, mut n: usize) {
+    pub fn advance(&mut self, n: usize) {
         assert!(n <= self.len, "advanced past the queued bytes");
+        self.written += n as u64;
+        self.drop_front(n);
+        if self.pending_pong.is_some()
+            && (self.written >= self.pong_end || self.len <= self.coalesce_above)
+            && let Some((header, payload)) = self.pending_pong.take()
+        {
+            self.push_pong(&header, payload);
+        }
+    }
+
+    fn drop_front(&mut self, mut n: usize) {
         if n == self.len && self.chunks.is_empty() && !self.tail_advanced {
             // The common case, everything written at once from an unmoved tail: its start is
             // still the allocation's, so clearing it is all it takes to reuse it whole.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
-use socketry_proto::{CloseCode, HandshakeError, Role, handshake};
+use socketry_proto::{HandshakeError, Role, handshake};
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
@@ -214,7 +214,7 @@ impl Connector {
             let mut tcp = match self.dial_timeout {
                 Some(timeout) => tokio::time::timeout(timeout, dial)
                     .await
-                    .map_err(|_| Error::Timeout("dial"))??,
+                    .map_err(|_| Error::Timeout(crate::Timeout::Dial))??,
                 None => dial.await?,
             };
             tcp.set_nodelay(true)?;
@@ -226,7 +226,7 @@ impl Connector {
         };
         tokio::time::timeout(self.handshake_timeout, connect)
             .await
-            .map_err(|_| Error::Timeout("websocket handshake"))?
+            .map_err(|_| Error::Timeout(crate::Timeout::Handshake))?
     }
 
     /// Performs the opening handshake over a stream the caller connected, for `url`.
@@ -245,7 +245,7 @@ impl Connector {
         let uri = Target::parse(url)?.uri;
         tokio::time::timeout(self.handshake_timeout, self.handshake_inner(stream, uri))
             .await
-            .map_err(|_| Error::Timeout("websocket handshake"))?
+            .map_err(|_| Error::Timeout(crate::Timeout::Handshake))?
     }
 
     async fn handshake_inner<S>(
@@ -280,19 +280,9 @@ impl Connector {
         let accepted = match handshake::validate_response(&response, &key, &self.protocols, offer) {
             Ok(accepted) => accepted,
             Err(err @ HandshakeError::UnexpectedExtension(_)) => {
-                // The server thinks the connection is open: fail it with 1010 (RFC 6455 §7.4.1,
-                // "Fail the WebSocket Connection": send the close frame, close TCP, no waiting).
-                let mut ws =
-                    WebSocket::from_parts(stream, Role::Client, self.config, &[], None, None);
-                ws.protocol_mut().fail(
-                    CloseCode::MANDATORY_EXTENSION,
-                    "extension negotiation failed",
-                );
-                let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                    let _ = ws.flush().await;
-                    ws.get_mut().shutdown().await
-                })
-                .await;
+                // The handshake failed, so the connection was never established (RFC 6455
+                // §4.1): no close frame, just end TCP.
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
                 return Err(err.into());
             }
             Err(err) => return Err(err.into()),

@@ -56,7 +56,7 @@ impl CloseError {
                 code: e.close_code(),
                 text: e.close_reason().to_owned(),
             }),
-            Error::Timeout("keepalive") => Some(Self {
+            Error::Timeout(crate::Timeout::Keepalive) => Some(Self {
                 code: CloseCode::INTERNAL_ERROR,
                 text: "keepalive timeout".to_owned(),
             }),

@@ -22,26 +22,27 @@ use socketry_proto::extensions::deflate::DeflateConfig;
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct WebSocketConfig {
+    /// The limits, the close timeout and the keepalive: the deadlines live in the protocol
+    /// core.
     protocol: socketry_proto::Config,
-    close_timeout: Duration,
     read_buffer_size: usize,
     write_buffer_size: usize,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
-    keepalive: Option<(Duration, Duration)>,
     compression: Option<DeflateConfig>,
 }
+
+/// The largest initial read size [`WebSocketConfig::read_buffer_size`] takes: 16 MiB.
+pub const MAX_READ_BUFFER_SIZE: usize = 16 << 20;
 
 impl Default for WebSocketConfig {
     fn default() -> Self {
         Self {
             protocol: socketry_proto::Config::default(),
-            close_timeout: Duration::from_secs(10),
             read_buffer_size: 4 * 1024,
             write_buffer_size: 128 * 1024,
             read_timeout: None,
             write_timeout: None,
-            keepalive: None,
             compression: None,
         }
     }
@@ -65,26 +66,29 @@ impl WebSocketConfig {
     }
 
     /// How long the closing handshake waits for the peer's close frame (and a client for the
-    /// server to end TCP) before the transport is closed anyway. The default value is 10
-    /// seconds.
+    /// server to end TCP) before the transport is closed anyway, wherever the close started:
+    /// [`close`](crate::WebSocket::close), the writer half, a
+    /// [`ControlHandle`](crate::ControlHandle), the peer, or a failure. The default value is
+    /// 10 seconds.
     #[must_use]
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.close_timeout = timeout;
+        self.protocol = self.protocol.close_timeout(timeout);
         self
     }
 
     /// How many bytes one read asks the transport for at first; reads grow while they come
-    /// back full and shrink back when the connection goes quiet. The default value is 4 KiB.
+    /// back full and shrink back when the connection goes quiet. Values are clamped to 64 B
+    /// ..= [`MAX_READ_BUFFER_SIZE`]. The default value is 4 KiB.
     #[must_use]
     pub fn read_buffer_size(mut self, size: usize) -> Self {
-        self.read_buffer_size = size.max(64);
+        self.read_buffer_size = size.clamp(64, MAX_READ_BUFFER_SIZE);
         self
     }
 
     /// The bound on bytes queued for the peer. [`feed`](crate::WebSocket::feed) waits for room
-    /// once this much is queued, and while it is exceeded the connection stops reading, so a
-    /// peer that does not read cannot make it grow (not even with a ping flood). The default
-    /// value is 128 KiB.
+    /// once this much is queued, and above it pongs coalesce (the reply to the latest ping
+    /// replaces the one waiting), so a peer that does not read cannot make the queue grow, not
+    /// even with a ping flood, while receiving goes on. The default value is 128 KiB.
     #[must_use]
     pub fn write_buffer_size(mut self, size: usize) -> Self {
         self.write_buffer_size = size.max(1);
@@ -115,7 +119,7 @@ impl WebSocketConfig {
     /// connection is being read. The default value is `None`: no keepalive.
     #[must_use]
     pub fn keepalive(mut self, keepalive: Option<(Duration, Duration)>) -> Self {
-        self.keepalive = keepalive;
+        self.protocol = self.protocol.keepalive(keepalive);
         self
     }
 
@@ -149,7 +153,7 @@ impl WebSocketConfig {
 
     /// The closing handshake timeout.
     pub fn get_close_timeout(&self) -> Duration {
-        self.close_timeout
+        self.protocol.get_close_timeout()
     }
 
     /// The initial read size.
@@ -174,6 +178,6 @@ impl WebSocketConfig {
 
     /// The keepalive interval and timeout.
     pub fn get_keepalive(&self) -> Option<(Duration, Duration)> {
-        self.keepalive
+        self.protocol.get_keepalive()
     }
 }

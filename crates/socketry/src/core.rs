@@ -1,6 +1,9 @@
 //! [`Core`]: the connection state the I/O layer keeps beside the protocol, and the poll
 //! functions that move bytes between a transport and the protocol. `WebSocket` drives it
 //! directly; the split halves drive it under a lock.
+//!
+//! Deadlines live in the protocol core ([`Connection::poll_timeout`]); each task that drives
+//! them owns one [`Timer`] and re-arms it whenever the answer moves.
 
 use std::{
     future::Future,
@@ -9,15 +12,14 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use bytes::BytesMut;
 use socketry_proto::extensions::deflate::{Deflate, DeflateParams};
-use socketry_proto::{CloseCode, Connection, Incoming, Message, Role, State};
+use socketry_proto::{Connection, Incoming, Message, Role, State};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    time::{Instant, Sleep},
+    time::Sleep,
 };
 
-use crate::{Error, WebSocketConfig, pool};
+use crate::{Error, Timeout, WebSocketConfig, pool};
 
 /// A transport: what every connection runs over.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin {}
@@ -26,7 +28,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + ?Sized> Io for T {}
 
 /// How many queued chunks one vectored write hands to the transport.
 const MAX_IO_SLICES: usize = 64;
-/// Reads never ask for more than this at once.
+/// Reads never ask for more than this at once (unless the configured read size is larger).
 const MAX_READ_SIZE: usize = 256 * 1024;
 
 /// How received data messages are handed out.
@@ -38,14 +40,49 @@ pub(crate) enum Mode {
     Fragments,
 }
 
-/// Keepalive: a ping every `interval`, and the connection fails when its pong does not come
-/// within `timeout`.
-#[derive(Debug)]
-struct Keepalive {
-    interval: std::time::Duration,
-    timeout: std::time::Duration,
-    timer: Pin<Box<Sleep>>,
-    awaiting_pong: bool,
+/// The time as the protocol core sees it: tokio's clock (paused in tests that pause it).
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The one sleep of a task that waits on a connection's deadlines; made on first use.
+#[derive(Debug, Default)]
+pub(crate) struct Timer {
+    sleep: Option<Pin<Box<Sleep>>>,
+    armed: Option<std::time::Instant>,
+}
+
+impl Timer {
+    /// Ready once `deadline` passed; otherwise wakes the task then. No deadline: pending,
+    /// with no wakeup of its own.
+    pub(crate) fn poll_until(
+        &mut self,
+        deadline: Option<std::time::Instant>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let Some(deadline) = deadline else {
+            return Poll::Pending;
+        };
+        let at = tokio::time::Instant::from_std(deadline);
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if self.armed != Some(deadline) {
+            sleep.as_mut().reset(at);
+            self.armed = Some(deadline);
+        }
+        sleep.as_mut().poll(cx)
+    }
+}
+
+/// What the deadlines decided, on the reading side.
+enum Deadlines {
+    /// None passed; the timer wakes the task at the next.
+    Waiting,
+    /// The closing handshake timed out: close the transport now.
+    CloseTimedOut,
+    /// The read deadline or the keepalive passed.
+    Failed(Error),
 }
 
 /// Steps of closing the transport.
@@ -59,6 +96,14 @@ enum Closing {
     Shutdown,
 }
 
+/// What a receive hands out: an incoming message or fragment, or the peer's close frame that
+/// the application answers itself (its close handler) before the transport is closed.
+#[derive(Debug)]
+pub(crate) enum Received {
+    Incoming(Incoming),
+    CloseToAnswer(Option<socketry_proto::CloseFrame>),
+}
+
 /// Everything but the transport.
 #[derive(Debug)]
 pub(crate) struct Core {
@@ -68,6 +113,8 @@ pub(crate) struct Core {
     /// The peer's close or the error that ended the connection, handed out once the transport
     /// is closed (kept here so that a cancelled receive loses nothing).
     ending: Option<Result<Message, Error>>,
+    /// The peer's close waits for the application's reply (a close handler is set).
+    close_to_answer: bool,
     /// The transport reached end of file.
     read_eof: bool,
     /// Closing the transport, once started.
@@ -76,9 +123,6 @@ pub(crate) struct Core {
     done: bool,
     /// Bytes were written since the transport was last flushed.
     unflushed: bool,
-    /// When the closing handshake gives up, once our close frame is queued.
-    close_deadline: Option<Pin<Box<Sleep>>>,
-    keepalive: Option<Keepalive>,
     /// How much the next read asks for.
     read_size: usize,
 }
@@ -92,27 +136,21 @@ impl Core {
         deflate: Option<DeflateParams>,
     ) -> Self {
         let mut conn = Connection::new(role, *config.protocol());
+        conn.set_queue_limit(config.get_write_buffer_size());
         if let (Some(params), Some(preferences)) = (deflate, config.get_compression()) {
             conn.set_deflate(Some(Deflate::new(role, params, preferences)));
         }
         conn.receive_data(leftover);
-        let keepalive = config.get_keepalive().map(|(interval, timeout)| Keepalive {
-            interval,
-            timeout,
-            timer: Box::pin(tokio::time::sleep(interval)),
-            awaiting_pong: false,
-        });
         Self {
             conn,
             config,
             protocol,
             ending: None,
+            close_to_answer: false,
             read_eof: false,
             closing: None,
             done: false,
             unflushed: false,
-            close_deadline: None,
-            keepalive,
             read_size: config.get_read_buffer_size(),
         }
     }
@@ -122,14 +160,22 @@ impl Core {
         self.done
     }
 
+    /// The protocol state; `Closed` as soon as the transport ended or failed.
+    pub(crate) fn state(&self) -> State {
+        self.conn.state()
+    }
+
+    /// Changes the settings of a running connection (the close timeout, say).
+    pub(crate) fn set_config(&mut self, config: WebSocketConfig) {
+        self.conn.set_config(*config.protocol());
+        self.conn.set_queue_limit(config.get_write_buffer_size());
+        self.config = config;
+    }
+
     /// Queues a message, taking a pooled write buffer if the queue has none.
     pub(crate) fn queue(&mut self, message: Message) -> Result<(), Error> {
-        let starts_close = matches!(message, Message::Close(_));
         pool::lend(self.conn.outgoing_mut());
         self.conn.send(message)?;
-        if starts_close {
-            self.arm_close_deadline();
-        }
         Ok(())
     }
 
@@ -143,7 +189,7 @@ impl Core {
         Ok(())
     }
 
-    /// Starts the closing handshake: queue our close frame and start the close timeout.
+    /// Starts the closing handshake: queue our close frame (which starts the close timeout).
     pub(crate) fn start_close(
         &mut self,
         frame: Option<socketry_proto::CloseFrame>,
@@ -154,41 +200,71 @@ impl Core {
         self.queue(Message::Close(frame))
     }
 
-    fn arm_close_deadline(&mut self) {
-        if self.close_deadline.is_none() {
-            let at = Instant::now() + self.config.get_close_timeout();
-            self.close_deadline = Some(Box::pin(tokio::time::sleep_until(at)));
-        }
+    /// Sends the application's reply to the peer's close (from its close handler).
+    pub(crate) fn answer_close(&mut self, reply: Option<&socketry_proto::CloseFrame>) {
+        pool::lend(self.conn.outgoing_mut());
+        self.conn.reply_to_close(reply);
     }
 
-    fn close_deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
-        self.close_deadline
-            .as_mut()
-            .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
+    /// Polls the reading side's deadlines: acts on those that passed and arms `timer` for the
+    /// next.
+    fn poll_deadlines(&mut self, timer: &mut Timer, cx: &mut Context<'_>) -> Deadlines {
+        // A few rounds at most: each passed deadline is acted on and cleared or moved.
+        for _ in 0..4 {
+            let deadline = self.conn.poll_timeout(now);
+            if timer.poll_until(deadline, cx).is_pending() {
+                return Deadlines::Waiting;
+            }
+            pool::lend(self.conn.outgoing_mut());
+            let expired = self.conn.handle_timeout(now());
+            if expired.keepalive {
+                return Deadlines::Failed(Error::Timeout(Timeout::Keepalive));
+            }
+            if expired.close {
+                return Deadlines::CloseTimedOut;
+            }
+            if expired.read {
+                return Deadlines::Failed(Error::Timeout(Timeout::Read));
+            }
+        }
+        cx.waker().wake_by_ref();
+        Deadlines::Waiting
     }
 
     /// Receives the next message or fragment; once the connection ended, closes the transport
-    /// and hands out the peer's close or the error, then `None`.
+    /// and hands out the peer's close or the error, then `None`. A read timeout is handed out
+    /// as an error and leaves the connection as it was.
     pub(crate) fn poll_recv(
         &mut self,
         io: &mut dyn Io,
+        timer: &mut Timer,
         cx: &mut Context<'_>,
         mode: Mode,
-    ) -> Poll<Option<Result<Incoming, Error>>> {
+    ) -> Poll<Option<Result<Received, Error>>> {
         while !self.done {
             if self.ending.is_none() && self.closing.is_none() {
-                match ready!(self.poll_next(io, cx, mode)) {
-                    Ok(Some(incoming)) => return Poll::Ready(Some(Ok(incoming))),
+                match ready!(self.poll_next(io, timer, cx, mode)) {
+                    Ok(Some(incoming)) => {
+                        return Poll::Ready(Some(Ok(Received::Incoming(incoming))));
+                    }
                     Ok(None) => {}
+                    Err(err @ Error::Timeout(Timeout::Read)) => return Poll::Ready(Some(Err(err))),
                     Err(err) => self.ending = Some(Err(err)),
                 }
             }
-            ready!(self.poll_close_transport(io, cx));
+            if std::mem::take(&mut self.close_to_answer)
+                && let Some(Ok(Message::Close(frame))) = &self.ending
+            {
+                return Poll::Ready(Some(Ok(Received::CloseToAnswer(frame.clone()))));
+            }
+            if let Err(err) = ready!(self.poll_close_transport(io, timer, cx)) {
+                return Poll::Ready(Some(Err(err)));
+            }
         }
         Poll::Ready(
             self.ending
                 .take()
-                .map(|ending| ending.map(Incoming::Control)),
+                .map(|ending| ending.map(|m| Received::Incoming(Incoming::Control(m)))),
         )
     }
 
@@ -197,74 +273,83 @@ impl Core {
     fn poll_next(
         &mut self,
         io: &mut dyn Io,
+        timer: &mut Timer,
         cx: &mut Context<'_>,
         mode: Mode,
     ) -> Poll<Result<Option<Incoming>, Error>> {
         loop {
-            self.poll_keepalive(cx)?;
+            match self.poll_deadlines(timer, cx) {
+                Deadlines::Waiting => {}
+                // The peer never answered our close frame.
+                Deadlines::CloseTimedOut => return Poll::Ready(Ok(None)),
+                Deadlines::Failed(err) => return Poll::Ready(Err(err)),
+            }
             let next = match mode {
                 Mode::Whole => self.conn.next_message().map(|m| m.map(Incoming::Control)),
                 Mode::Fragments => self.conn.next_fragment(),
             };
             match next {
                 Ok(Some(Incoming::Control(message @ Message::Close(_)))) => {
+                    self.close_to_answer = self.conn.close_reply_owed();
                     self.ending = Some(Ok(message));
                     return Poll::Ready(Ok(None));
                 }
-                Ok(Some(incoming)) => {
-                    if let Incoming::Control(Message::Pong(_)) = incoming {
-                        self.on_pong();
-                    }
-                    return Poll::Ready(Ok(Some(incoming)));
-                }
+                Ok(Some(incoming)) => return Poll::Ready(Ok(Some(incoming))),
                 Ok(None) if self.conn.state() == State::Closed => return Poll::Ready(Ok(None)),
                 Ok(None) => {}
                 Err(err) => return Poll::Ready(Err(err.into())),
-            }
-            if self.close_deadline_passed(cx) {
-                // The peer never answered our close frame.
-                return Poll::Ready(Ok(None));
             }
             // Nothing complete is buffered: before waiting for the peer, write what is queued
             // (replies to pings, the close reply, keepalive pings, messages the application
             // fed). Writing here rather than before each message hands out every message a
             // read brought first, so that the replies to them leave in one write. A transport
-            // that is not writable does not hold up reading.
+            // that is not writable does not hold up reading: reading goes on whatever is
+            // queued (two peers that both send while both read would deadlock otherwise), and
+            // pongs coalesce above the write buffer size, so a ping flood cannot grow the queue.
             if let Poll::Ready(Err(err)) = self.poll_write_queued(io, cx) {
                 return Poll::Ready(Err(err.into()));
             }
             if self.read_eof {
+                self.conn.receive_eof();
                 return Poll::Ready(Err(Error::AbnormalClosure));
             }
-            // Backpressure: while the peer does not take what we queued (pongs included), stop
-            // reading what would make us queue more.
-            if self.conn.outgoing().len() > self.config.get_write_buffer_size() {
-                return Poll::Pending;
+            match self.poll_read(io, cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(err)) => {
+                    self.conn.receive_eof();
+                    return Poll::Ready(Err(err.into()));
+                }
+                // Reading and writing cannot move a deadline of ours; another task can (a
+                // close queued by the writer): then arm the timer for it before sleeping.
+                Poll::Pending if self.conn.timeout_changed() => {}
+                Poll::Pending => return Poll::Pending,
             }
-            ready!(self.poll_read(io, cx))?;
         }
     }
 
     fn poll_read(&mut self, io: &mut dyn Io, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let want = self
+        let max = MAX_READ_SIZE.max(self.config.get_read_buffer_size());
+        let want = self.conn.bytes_wanted().clamp(self.read_size, max);
+        let (len, capacity) = self.conn.read_buffer_len();
+        if capacity == 0 {
+            self.conn.set_read_buffer(pool::take());
+        }
+        let (_, capacity) = self.conn.read_buffer_len();
+        if capacity - len < want / 2 {
+            self.conn.reserve_read(want);
+        }
+        let (len, capacity) = self.conn.read_buffer_len();
+        let room = capacity - len;
+        let read = self
             .conn
-            .bytes_wanted()
-            .clamp(self.read_size, MAX_READ_SIZE);
-        let buf = self.conn.read_buffer();
-        if buf.capacity() == 0 {
-            *buf = pool::take();
-        }
-        if buf.capacity() - buf.len() < want / 2 {
-            buf.reserve(want);
-        }
-        let room = buf.capacity() - buf.len();
-        let n = match tokio_util::io::poll_read_buf(Pin::new(io), cx, buf) {
+            .read_into(|mut buf| tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut buf));
+        let n = match read {
             Poll::Ready(result) => result?,
             Poll::Pending => {
-                if buf.is_empty() {
-                    // Idle: hold no read buffer while waiting (a large one is freed, a small
-                    // one pooled for the next connection that has bytes to read).
-                    pool::give(std::mem::take(buf));
+                // Idle: hold no read buffer while waiting (a large one is freed, a small one
+                // pooled for the next connection that has bytes to read).
+                if let Some(buf) = self.conn.take_read_buffer() {
+                    pool::give(buf);
                 }
                 return Poll::Pending;
             }
@@ -272,43 +357,21 @@ impl Core {
         if n == 0 {
             self.read_eof = true;
         } else if n == room {
-            self.read_size = (self.read_size * 2).min(MAX_READ_SIZE);
+            self.read_size = (self.read_size * 2).min(max);
         } else if n < self.read_size / 4 {
             self.read_size = (self.read_size / 2).max(self.config.get_read_buffer_size());
         }
         Poll::Ready(Ok(()))
     }
 
-    fn on_pong(&mut self) {
-        if let Some(k) = &mut self.keepalive {
-            k.awaiting_pong = false;
-            k.timer.as_mut().reset(Instant::now() + k.interval);
-        }
-    }
-
-    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
-        let Some(k) = &mut self.keepalive else {
-            return Ok(());
-        };
-        while k.timer.as_mut().poll(cx).is_ready() {
-            if k.awaiting_pong {
-                self.conn
-                    .fail(CloseCode::INTERNAL_ERROR, "keepalive timeout");
-                return Err(Error::Timeout("keepalive"));
-            }
-            k.awaiting_pong = true;
-            let at = Instant::now() + k.timeout;
-            k.timer.as_mut().reset(at);
-            pool::lend(self.conn.outgoing_mut());
-            // A ping can only fail once our close was sent; then keepalive is moot.
-            let _ = self.conn.send(Message::Ping(bytes::Bytes::new()));
-        }
-        Ok(())
-    }
-
-    /// Writes what is queued, then ends the transport, bounded by the close timeout.
-    fn poll_close_transport(&mut self, io: &mut dyn Io, cx: &mut Context<'_>) -> Poll<()> {
-        self.arm_close_deadline();
+    /// Writes what is queued, then ends the transport, bounded by the close timeout. A read
+    /// deadline that passes meanwhile is handed out; the next poll goes on closing.
+    fn poll_close_transport(
+        &mut self,
+        io: &mut dyn Io,
+        timer: &mut Timer,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Error>> {
         while !self.done {
             let step = *self.closing.get_or_insert(Closing::Flush);
             let progress = match step {
@@ -342,13 +405,17 @@ impl Core {
                 Poll::Ready(Ok(next)) => self.closing = Some(next),
                 // A failed transport is as closed as it gets.
                 Poll::Ready(Err(_)) => self.done = true,
-                Poll::Pending if self.close_deadline_passed(cx) => self.done = true,
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => match self.poll_deadlines(timer, cx) {
+                    Deadlines::Waiting => return Poll::Pending,
+                    Deadlines::CloseTimedOut => self.done = true,
+                    Deadlines::Failed(err) => return Poll::Ready(Err(err)),
+                },
             }
         }
-        *self.conn.read_buffer() = BytesMut::new();
+        self.conn.receive_eof();
+        self.conn.discard_received();
         pool::reclaim(self.conn.outgoing_mut());
-        Poll::Ready(())
+        Poll::Ready(Ok(()))
     }
 
     /// Waits until the queue is below the write buffer bound.
@@ -363,7 +430,8 @@ impl Core {
         Poll::Ready(Ok(()))
     }
 
-    /// Writes every queued byte and flushes the transport.
+    /// Writes every queued byte and flushes the transport. A transport that failed ends the
+    /// connection ([`State::Closed`]): later sends fail with [`Error::AlreadyClosed`].
     pub(crate) fn poll_write_queued(
         &mut self,
         io: &mut dyn Io,
@@ -372,6 +440,14 @@ impl Core {
         if self.conn.outgoing().is_empty() && !self.unflushed {
             return Poll::Ready(Ok(()));
         }
+        let result = ready!(self.poll_write_all(io, cx));
+        if result.is_err() {
+            self.conn.receive_eof();
+        }
+        Poll::Ready(result)
+    }
+
+    fn poll_write_all(&mut self, io: &mut dyn Io, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.conn.outgoing().is_empty() {
             let out = self.conn.outgoing();
             // One run (the usual case: small frames are copied together) needs no slice array.

@@ -2,29 +2,33 @@
 //! whole connection runs them on its own state, the split halves under their lock.
 
 use std::{
-    future::{Future, poll_fn},
-    task::{Context, Poll},
+    future::poll_fn,
+    task::{Context, Poll, ready},
     time::Duration,
 };
 
 use socketry_proto::{Incoming, Message};
 
 use crate::{
-    Error,
-    core::{Core, Io, Mode},
+    Error, Timeout,
+    core::{Core, Io, Mode, Received, Timer},
+    handlers::Handlers,
 };
 
 /// Gives access to the connection state and its transport for one poll.
 pub(crate) trait Endpoint {
-    /// Runs `f` on the core and the transport.
+    /// Runs `f` on the core, the transport and this task's timer.
     fn poll_with<R>(
         &mut self,
         cx: &mut Context<'_>,
-        f: impl FnOnce(&mut Core, &mut dyn Io, &mut Context<'_>) -> R,
+        f: impl FnOnce(&mut Core, &mut dyn Io, &mut Timer, &mut Context<'_>) -> R,
     ) -> R;
 
     /// Runs `f` on the core alone (no I/O).
     fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R;
+
+    /// The handlers, on the side that receives.
+    fn handlers(&mut self) -> Option<&mut Handlers>;
 
     /// The read and write timeouts.
     fn timeouts(&mut self) -> (Option<Duration>, Option<Duration>) {
@@ -37,26 +41,48 @@ pub(crate) trait Endpoint {
     }
 }
 
-/// Bounds `future` by `timeout`, if there is one.
-pub(crate) async fn bounded<T>(
-    timeout: Option<Duration>,
-    what: &'static str,
-    future: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    match timeout {
-        Some(timeout) => tokio::time::timeout(timeout, future)
-            .await
-            .map_err(|_| Error::Timeout(what))?,
-        None => future.await,
-    }
+/// The clock deadlines are set from.
+fn deadline(timeout: Duration) -> Option<std::time::Instant> {
+    tokio::time::Instant::now().into_std().checked_add(timeout)
 }
 
+/// Receives the next message or fragment. The handlers run here, after the core was left:
+/// never under the split's lock.
 pub(crate) fn poll_recv<E: Endpoint>(
     endpoint: &mut E,
     cx: &mut Context<'_>,
     mode: Mode,
 ) -> Poll<Option<Result<Incoming, Error>>> {
-    endpoint.poll_with(cx, |core, io, cx| core.poll_recv(io, cx, mode))
+    loop {
+        let received = ready!(endpoint.poll_with(cx, |core, io, timer, cx| {
+            core.poll_recv(io, timer, cx, mode)
+        }));
+        let incoming = match received {
+            Some(Ok(Received::Incoming(incoming))) => incoming,
+            Some(Ok(Received::CloseToAnswer(frame))) => {
+                let reply = match endpoint.handlers() {
+                    Some(handlers) => handlers.close_reply(frame.as_ref()),
+                    None => frame.map(|c| socketry_proto::CloseFrame::new(c.code, "")),
+                };
+                endpoint.with_core(|core| core.answer_close(reply.as_ref()));
+                continue;
+            }
+            Some(Err(err)) => return Poll::Ready(Some(Err(err))),
+            None => return Poll::Ready(None),
+        };
+        if let Incoming::Control(message @ (Message::Ping(_) | Message::Pong(_))) = &incoming {
+            let pong = endpoint
+                .handlers()
+                .and_then(|handlers| handlers.on_control(message));
+            if let Some(pong) = pong {
+                // A pong over 125 bytes cannot be sent; the handler's choice is dropped.
+                endpoint.with_core(|core| {
+                    let _ = core.queue_with(|conn| conn.reply_to_ping(pong));
+                });
+            }
+        }
+        return Poll::Ready(Some(Ok(incoming)));
+    }
 }
 
 pub(crate) fn poll_recv_message<E: Endpoint>(
@@ -73,27 +99,32 @@ pub(crate) fn poll_recv_message<E: Endpoint>(
     })
 }
 
-pub(crate) async fn recv<E: Endpoint>(endpoint: &mut E) -> Option<Result<Message, Error>> {
-    let timeout = endpoint.timeouts().0;
-    let next = poll_fn(|cx| poll_recv_message(endpoint, cx));
-    match timeout {
-        Some(timeout) => tokio::time::timeout(timeout, next)
-            .await
-            .unwrap_or(Some(Err(Error::Timeout("read")))),
-        None => next.await,
+/// The read deadline of one receive, cleared when it ends or is cancelled.
+struct ReadDeadline<'a, E: Endpoint>(&'a mut E);
+
+impl<E: Endpoint> Drop for ReadDeadline<'_, E> {
+    fn drop(&mut self) {
+        self.0.with_core(|core| core.conn.set_read_deadline(None));
     }
 }
 
-pub(crate) fn write_timeout<E: Endpoint>(endpoint: &mut E) -> Option<Duration> {
-    endpoint.timeouts().1
+pub(crate) async fn recv<E: Endpoint>(endpoint: &mut E) -> Option<Result<Message, Error>> {
+    let Some(timeout) = endpoint.timeouts().0 else {
+        return poll_fn(|cx| poll_recv_message(endpoint, cx)).await;
+    };
+    endpoint.with_core(|core| core.conn.set_read_deadline(deadline(timeout)));
+    let guard = ReadDeadline(endpoint);
+    poll_fn(|cx| poll_recv_message(guard.0, cx)).await
 }
 
 pub(crate) fn poll_flush<E: Endpoint>(
     endpoint: &mut E,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), Error>> {
-    endpoint.poll_with(cx, |core, io, cx| {
-        core.poll_write_queued(io, cx).map_err(Error::from)
+    endpoint.poll_with(cx, |core, io, timer, cx| {
+        poll_write_deadline(core, timer, cx, |core, cx| {
+            core.poll_write_queued(io, cx).map_err(Error::from)
+        })
     })
 }
 
@@ -101,7 +132,27 @@ pub(crate) fn poll_room<E: Endpoint>(
     endpoint: &mut E,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), Error>> {
-    endpoint.poll_with(cx, |core, io, cx| core.poll_room(io, cx))
+    endpoint.poll_with(cx, |core, io, timer, cx| {
+        poll_write_deadline(core, timer, cx, |core, cx| core.poll_room(io, cx))
+    })
+}
+
+/// Polls a write, bounded by the write deadline if one is set.
+fn poll_write_deadline(
+    core: &mut Core,
+    timer: &mut Timer,
+    cx: &mut Context<'_>,
+    write: impl FnOnce(&mut Core, &mut Context<'_>) -> Poll<Result<(), Error>>,
+) -> Poll<Result<(), Error>> {
+    if let Poll::Ready(result) = write(core, cx) {
+        return Poll::Ready(result);
+    }
+    match core.conn.write_deadline() {
+        Some(at) if timer.poll_until(Some(at), cx).is_ready() => {
+            Poll::Ready(Err(Error::Timeout(Timeout::Write)))
+        }
+        _ => Poll::Pending,
+    }
 }
 
 /// Queues without writing.
@@ -109,9 +160,30 @@ pub(crate) fn queue<E: Endpoint>(endpoint: &mut E, message: Message) -> Result<(
     endpoint.with_core(|core| core.queue(message))
 }
 
+/// The write deadline of one write, cleared when it ends or is cancelled.
+struct WriteDeadline<'a, E: Endpoint>(&'a mut E);
+
+impl<E: Endpoint> Drop for WriteDeadline<'_, E> {
+    fn drop(&mut self) {
+        self.0.with_core(|core| core.conn.set_write_deadline(None));
+    }
+}
+
+/// Runs a write, bounded by the write timeout if there is one.
+async fn write_bounded<E: Endpoint>(
+    endpoint: &mut E,
+    mut poll: impl FnMut(&mut E, &mut Context<'_>) -> Poll<Result<(), Error>>,
+) -> Result<(), Error> {
+    let Some(timeout) = endpoint.timeouts().1 else {
+        return poll_fn(|cx| poll(endpoint, cx)).await;
+    };
+    endpoint.with_core(|core| core.conn.set_write_deadline(deadline(timeout)));
+    let guard = WriteDeadline(endpoint);
+    poll_fn(|cx| poll(guard.0, cx)).await
+}
+
 pub(crate) async fn flush<E: Endpoint>(endpoint: &mut E) -> Result<(), Error> {
-    let timeout = write_timeout(endpoint);
-    bounded(timeout, "write", poll_fn(|cx| poll_flush(endpoint, cx))).await
+    write_bounded(endpoint, poll_flush).await
 }
 
 pub(crate) async fn send<E: Endpoint>(endpoint: &mut E, message: Message) -> Result<(), Error> {
@@ -120,7 +192,14 @@ pub(crate) async fn send<E: Endpoint>(endpoint: &mut E, message: Message) -> Res
 }
 
 pub(crate) async fn feed<E: Endpoint>(endpoint: &mut E, message: Message) -> Result<(), Error> {
-    let timeout = write_timeout(endpoint);
-    bounded(timeout, "write", poll_fn(|cx| poll_room(endpoint, cx))).await?;
+    write_bounded(endpoint, poll_room).await?;
     queue(endpoint, message)
+}
+
+/// Receives until the transport is closed, dropping what arrives (the closing handshake).
+pub(crate) async fn drain<E: Endpoint>(endpoint: &mut E) {
+    while poll_fn(|cx| poll_recv(endpoint, cx, Mode::Whole))
+        .await
+        .is_some()
+    {}
 }

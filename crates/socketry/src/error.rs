@@ -32,9 +32,9 @@ pub enum Error {
     /// The message cannot be sent: a control payload over 125 bytes, or a reserved close code.
     #[error("invalid message: {0}")]
     InvalidMessage(&'static str),
-    /// A timeout passed: the opening handshake, or waiting for the peer's close frame.
+    /// A timeout passed: which one says [`Timeout`].
     #[error("{0} timed out")]
-    Timeout(&'static str),
+    Timeout(Timeout),
     /// A message was not the JSON expected (feature `json`); the connection stays usable.
     #[cfg(feature = "json")]
     #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
@@ -46,6 +46,37 @@ pub enum Error {
     /// The URL is not a valid `ws://` or `wss://` URL.
     #[error("invalid url: {0}")]
     InvalidUrl(String),
+}
+
+/// Which timeout passed, in [`Error::Timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Timeout {
+    /// Connecting the transport ([`Connector::dial_timeout`](crate::Connector)).
+    Dial,
+    /// The opening handshake.
+    Handshake,
+    /// Waiting for a message ([`WebSocketConfig::read_timeout`](crate::WebSocketConfig::read_timeout));
+    /// the connection stays usable.
+    Read,
+    /// Waiting for the transport to take queued bytes
+    /// ([`WebSocketConfig::write_timeout`](crate::WebSocketConfig::write_timeout)); the bytes
+    /// stay queued.
+    Write,
+    /// No pong came within the keepalive timeout; the connection was failed with 1011.
+    Keepalive,
+}
+
+impl std::fmt::Display for Timeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Dial => "dial",
+            Self::Handshake => "websocket handshake",
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Keepalive => "keepalive",
+        })
+    }
 }
 
 impl Error {

@@ -84,6 +84,7 @@ mod config;
 mod core;
 mod endpoint;
 mod error;
+mod handlers;
 mod handshake_io;
 #[cfg(feature = "json")]
 mod json;
@@ -103,8 +104,9 @@ pub use client::{Connector, connect};
 pub use close_error::{
     CloseError, format_close_message, is_close_error, is_unexpected_close_error,
 };
-pub use config::WebSocketConfig;
-pub use error::Error;
+pub use config::{MAX_READ_BUFFER_SIZE, WebSocketConfig};
+pub use error::{Error, Timeout};
+pub use handlers::{CloseHandler, PingHandler, PongHandler};
 pub use http;
 pub use message_io::{DEFAULT_FRAGMENT_SIZE, JoinedMessages, MessageReader, MessageWriter};
 pub use server::{Acceptor, accept};

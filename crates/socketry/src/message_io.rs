@@ -174,8 +174,12 @@ enum Target<'a, S> {
 ///
 /// Memory stays bounded by the fragment size and the write buffer, whatever the message size.
 /// A text message is checked as it is written: bytes that are not UTF-8 fail the write with
-/// [`io::ErrorKind::InvalidData`]. Dropping the writer without shutting it down ends the
-/// message with what was written.
+/// [`io::ErrorKind::InvalidData`].
+///
+/// A message that was not finished never looks whole to the peer: dropping the writer before
+/// [`shutdown`](tokio::io::AsyncWriteExt::shutdown) completed (an early return with `?`, a
+/// cancelled task) discards the message if none of it was sent yet, and otherwise fails the
+/// connection with 1011 "message abandoned", since its first frames are already out.
 ///
 /// # Examples
 ///
@@ -198,6 +202,7 @@ pub struct MessageWriter<'a, S> {
     started: bool,
     /// A fragment was queued and is being written.
     flushing: bool,
+    /// The final frame is queued: the message is whole.
     finished: bool,
     utf8: Option<Utf8Validator>,
 }
@@ -300,41 +305,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MessageWriter<'_, S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.finished {
-            return this.poll_flush_target(cx).map_err(io::Error::other);
+        if !this.finished {
+            if this.flushing {
+                ready!(this.poll_send_fragment(cx, false))?;
+            }
+            if let Some(utf8) = &mut this.utf8 {
+                utf8.finish()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            }
+            // Queued once: a flush that is pending (or cancelled) does not queue it again.
+            this.queue_fragment(true).map_err(io::Error::other)?;
+            this.finished = true;
         }
-        if this.flushing {
-            ready!(this.poll_send_fragment(cx, false))?;
-        }
-        if let Some(utf8) = &mut this.utf8 {
-            utf8.finish()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        }
-        ready!(this.poll_send_fragment(cx, true))?;
-        this.finished = true;
-        Poll::Ready(Ok(()))
+        this.poll_flush_target(cx).map_err(io::Error::other)
     }
 }
 
 impl<S> Drop for MessageWriter<'_, S> {
     fn drop(&mut self) {
-        if self.finished {
+        if self.finished || !(self.started || self.flushing) {
+            // Whole, or nothing of it sent: the next message starts on a clean sequence.
             return;
         }
-        // End the message so that the next one starts on a clean frame sequence. Queued only:
-        // the next send or flush writes it.
-        let opcode = if self.started || self.flushing {
-            OpCode::Continuation
-        } else {
-            self.kind
-        };
-        let payload = self.buf.split().freeze();
-        let queue = |core: &mut crate::core::Core| {
-            let _ = core.queue_with(|conn| conn.send_frame(opcode, payload, true));
+        // Part of the message is out; ending it with what was written would make a truncated
+        // message look whole. Fail the connection instead (the close frame may go between
+        // fragments, RFC 6455 §5.4).
+        // Once a close is under way the message cannot end anyway.
+        let abandon = |core: &mut crate::core::Core| {
+            if core.state() == socketry_proto::State::Open {
+                core.conn.fail(
+                    socketry_proto::CloseCode::INTERNAL_ERROR,
+                    "message abandoned",
+                );
+            }
         };
         match &mut self.target {
-            Target::Whole(ws) => queue(&mut ws.core),
-            Target::Writer(writer) => writer.with_core_dropping(queue),
+            Target::Whole(ws) => abandon(&mut ws.core),
+            Target::Writer(writer) => writer.with_core_dropping(abandon),
         }
     }
 }

@@ -161,7 +161,7 @@ impl Acceptor {
             Ok(Ok(parsed)) => parsed,
             Ok(Err(Error::Handshake(err))) => return Err(refuse(stream, err).await),
             Ok(Err(err)) => return Err(err),
-            Err(_) => return Err(Error::Timeout("websocket handshake")),
+            Err(_) => return Err(Error::Timeout(crate::Timeout::Handshake)),
         };
         let key = match handshake::validate_request(&request) {
             Ok(key) => key,

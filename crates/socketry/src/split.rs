@@ -2,10 +2,15 @@
 //! several tasks.
 //!
 //! The halves share the connection behind a mutex that is held only for one poll, never
-//! across an `.await`. Reading belongs to the reader alone; writing is shared (the writer's
-//! messages, the reader's pongs and close replies, the handles' control frames), so the
-//! transport's write readiness wakes every task waiting to write, not only the last one that
-//! polled it.
+//! across an `.await`, and never while user code runs (the handlers run in the reader's task
+//! after the lock is released). Reading belongs to the reader alone; writing is shared (the
+//! writer's messages, the reader's pongs and close replies, the handles' control frames), so
+//! the transport's write readiness wakes every task waiting to write, not only the last one
+//! that polled it.
+//!
+//! The reader's task sleeps on the connection's deadlines (close timeout, keepalive, read
+//! deadline). Whoever moves one (the writer or a handle starting the close) wakes it, so that
+//! it re-arms its timer: a close started anywhere ends within the close timeout.
 
 use std::{
     fmt,
@@ -23,8 +28,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::{
     Error, WebSocket,
-    core::{Core, Io},
+    core::{Core, Io, Timer},
     endpoint::{self, Endpoint},
+    handlers::{CloseHandler, Handlers, PingHandler, PongHandler},
 };
 
 /// The tasks waiting for the transport to become writable.
@@ -63,17 +69,21 @@ impl<S> SharedIo<'_, S> {
     fn poll_write_side<T>(
         &mut self,
         cx: &Context<'_>,
-        f: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<T>,
+        mut f: impl FnMut(Pin<&mut S>, &mut Context<'_>) -> Poll<T>,
     ) -> Poll<T>
     where
         S: Unpin,
     {
         let waker = Waker::from(self.waiters.clone());
-        let result = f(Pin::new(self.io), &mut Context::from_waker(&waker));
-        if result.is_pending() {
-            self.waiters.register(cx.waker());
+        let mut proxy = Context::from_waker(&waker);
+        let result = f(Pin::new(&mut *self.io), &mut proxy);
+        if result.is_ready() {
+            return result;
         }
-        result
+        // Readiness may have come between the transport's answer and this registration, and
+        // woken an empty list: registered now, ask again (register, then check).
+        self.waiters.register(cx.waker());
+        f(Pin::new(&mut *self.io), &mut proxy)
     }
 }
 
@@ -123,66 +133,130 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SharedIo<'_, S> {
 
 /// The connection the halves share.
 struct Shared<S> {
-    inner: Mutex<WebSocket<S>>,
+    inner: Mutex<Inner<S>>,
     waiters: Arc<WriteWaiters>,
     /// The read and write timeouts, fixed at the split: read without taking the lock.
     timeouts: (Option<Duration>, Option<Duration>),
 }
 
+/// What the lock guards.
+struct Inner<S> {
+    ws: WebSocket<S>,
+    /// The reader's task, to wake when another task moves a deadline it sleeps on.
+    reader: Option<Waker>,
+    /// The reader was dropped: the writer's `close` completes the handshake itself.
+    reader_gone: bool,
+}
+
 impl<S> Shared<S> {
-    fn lock(&self) -> MutexGuard<'_, WebSocket<S>> {
+    fn lock(&self) -> MutexGuard<'_, Inner<S>> {
         // A panic while locked leaves the state consistent (no poll holds invariants broken
-        // across a panic point), so a poisoned lock is still usable.
+        // across a panic point, and no user code runs under the lock), so a poisoned lock is
+        // still usable.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the core from a task other than the reader's, then wakes the reader if `f`
+    /// moved a deadline it sleeps on (after the lock is released).
+    fn with_core_waking<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
+        let mut inner = self.lock();
+        let result = f(&mut inner.ws.core);
+        let reader = Self::reader_to_wake(&mut inner);
+        drop(inner);
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+        result
+    }
+
+    fn reader_to_wake(inner: &mut Inner<S>) -> Option<Waker> {
+        if inner.ws.core.conn.timeout_changed() {
+            inner.reader.take()
+        } else {
+            None
+        }
     }
 }
 
 impl<S> WebSocketReader<S> {
     /// Drops the rest of the message being streamed (from `MessageReader`'s drop).
     pub(crate) fn discard_message(&self) {
-        self.shared.lock().core.conn.discard_message();
+        self.shared.lock().ws.core.conn.discard_message();
     }
 }
 
 impl<S> WebSocketWriter<S> {
     /// Runs `f` on the core, without needing the transport's traits (for drops).
     pub(crate) fn with_core_dropping<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
-        f(&mut self.shared.lock().core)
+        self.shared.with_core_waking(f)
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
+    /// One poll under the lock. The reader registers its task first, so that a deadline moved
+    /// by another task after this poll wakes it.
     fn poll_with<R>(
         &self,
         cx: &mut Context<'_>,
-        f: impl FnOnce(&mut Core, &mut dyn Io, &mut Context<'_>) -> R,
+        timer: &mut Timer,
+        is_reader: bool,
+        f: impl FnOnce(&mut Core, &mut dyn Io, &mut Timer, &mut Context<'_>) -> R,
     ) -> R {
         let mut guard = self.lock();
-        let ws = &mut *guard;
+        let inner = &mut *guard;
+        if is_reader
+            && !inner
+                .reader
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            inner.reader = Some(cx.waker().clone());
+        }
         let mut io = SharedIo {
-            io: &mut ws.io,
+            io: &mut inner.ws.io,
             waiters: &self.waiters,
         };
-        f(&mut ws.core, &mut io, cx)
+        let result = f(&mut inner.ws.core, &mut io, timer, cx);
+        let reader = if is_reader {
+            None
+        } else {
+            Self::reader_to_wake(inner)
+        };
+        drop(guard);
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+        result
     }
 }
 
-pub(crate) fn split<S>(ws: WebSocket<S>) -> (WebSocketReader<S>, WebSocketWriter<S>)
+pub(crate) fn split<S>(mut ws: WebSocket<S>) -> (WebSocketReader<S>, WebSocketWriter<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let config = ws.config();
     let timeouts = (config.get_read_timeout(), config.get_write_timeout());
+    let timer = std::mem::take(&mut ws.timer);
+    let handlers = std::mem::take(&mut ws.handlers);
     let shared = Arc::new(Shared {
-        inner: Mutex::new(ws),
+        inner: Mutex::new(Inner {
+            ws,
+            reader: None,
+            reader_gone: false,
+        }),
         waiters: Arc::default(),
         timeouts,
     });
     (
         WebSocketReader {
             shared: shared.clone(),
+            timer,
+            handlers,
         },
-        WebSocketWriter { shared },
+        WebSocketWriter {
+            shared,
+            timer: Timer::default(),
+        },
     )
 }
 
@@ -214,12 +288,25 @@ where
 /// ```
 pub struct WebSocketReader<S> {
     shared: Arc<Shared<S>>,
+    /// The sleep on the connection's deadlines.
+    timer: Timer,
+    handlers: Handlers,
 }
 
 /// The sending half of a split [`WebSocket`]. Not `Clone`: there is one writer; for control
 /// frames from more tasks, use [`ControlHandle`]s.
 pub struct WebSocketWriter<S> {
     shared: Arc<Shared<S>>,
+    /// The sleep on the write deadline.
+    timer: Timer,
+}
+
+impl<S> Drop for WebSocketReader<S> {
+    fn drop(&mut self) {
+        let mut inner = self.shared.lock();
+        inner.reader_gone = true;
+        inner.reader = None;
+    }
 }
 
 impl<S> fmt::Debug for WebSocketReader<S> {
@@ -234,31 +321,49 @@ impl<S> fmt::Debug for WebSocketWriter<S> {
     }
 }
 
-/// Both halves reach the connection the same way: through the shared lock.
-macro_rules! shared_endpoint {
-    ($half:ident) => {
-        impl<S: AsyncRead + AsyncWrite + Unpin> Endpoint for $half<S> {
-            fn poll_with<R>(
-                &mut self,
-                cx: &mut Context<'_>,
-                f: impl FnOnce(&mut Core, &mut dyn Io, &mut Context<'_>) -> R,
-            ) -> R {
-                self.shared.poll_with(cx, f)
-            }
+impl<S: AsyncRead + AsyncWrite + Unpin> Endpoint for WebSocketReader<S> {
+    fn poll_with<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Core, &mut dyn Io, &mut Timer, &mut Context<'_>) -> R,
+    ) -> R {
+        self.shared.poll_with(cx, &mut self.timer, true, f)
+    }
 
-            fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
-                f(&mut self.shared.lock().core)
-            }
+    fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
+        f(&mut self.shared.lock().ws.core)
+    }
 
-            fn timeouts(&mut self) -> (Option<Duration>, Option<Duration>) {
-                self.shared.timeouts
-            }
-        }
-    };
+    fn handlers(&mut self) -> Option<&mut Handlers> {
+        Some(&mut self.handlers)
+    }
+
+    fn timeouts(&mut self) -> (Option<Duration>, Option<Duration>) {
+        self.shared.timeouts
+    }
 }
 
-shared_endpoint!(WebSocketReader);
-shared_endpoint!(WebSocketWriter);
+impl<S: AsyncRead + AsyncWrite + Unpin> Endpoint for WebSocketWriter<S> {
+    fn poll_with<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut Core, &mut dyn Io, &mut Timer, &mut Context<'_>) -> R,
+    ) -> R {
+        self.shared.poll_with(cx, &mut self.timer, false, f)
+    }
+
+    fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
+        self.shared.with_core_waking(f)
+    }
+
+    fn handlers(&mut self) -> Option<&mut Handlers> {
+        None
+    }
+
+    fn timeouts(&mut self) -> (Option<Duration>, Option<Duration>) {
+        self.shared.timeouts
+    }
+}
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
     /// Receives the next message; see [`WebSocket::recv`].
@@ -279,27 +384,58 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
         Arc::ptr_eq(&self.shared, &writer.shared)
     }
 
+    /// Sets the ping handler; see [`WebSocket::set_ping_handler`].
+    pub fn set_ping_handler(&mut self, handler: Option<PingHandler>) {
+        self.with_core(|core| core.conn.set_auto_pong(handler.is_none()));
+        self.handlers.ping = handler;
+    }
+
+    /// Sets the pong handler; see [`WebSocket::set_pong_handler`].
+    pub fn set_pong_handler(&mut self, handler: Option<PongHandler>) {
+        self.handlers.pong = handler;
+    }
+
+    /// Sets the close handler; see [`WebSocket::set_close_handler`].
+    pub fn set_close_handler(&mut self, handler: Option<CloseHandler>) {
+        self.with_core(|core| core.conn.set_auto_close_reply(handler.is_none()));
+        self.handlers.close = handler;
+    }
+
+    /// The protocol state; see [`WebSocket::state`].
+    pub fn state(&self) -> State {
+        self.shared.lock().ws.core.state()
+    }
+
     /// Joins the halves back into one [`WebSocket`].
     ///
     /// # Errors
     ///
     /// Gives the halves back when they are not a pair or a [`ControlHandle`] still exists.
     pub fn reunite(
-        self,
+        mut self,
         writer: WebSocketWriter<S>,
     ) -> Result<WebSocket<S>, (Self, WebSocketWriter<S>)> {
-        if !self.is_pair_of(&writer) {
+        if !self.is_pair_of(&writer) || Arc::strong_count(&self.shared) > 2 {
             return Err((self, writer));
         }
         drop(writer);
-        Arc::try_unwrap(self.shared)
-            .map(|shared| shared.inner.into_inner().unwrap_or_else(|e| e.into_inner()))
-            .map_err(|shared| {
-                let writer = WebSocketWriter {
-                    shared: shared.clone(),
-                };
-                (Self { shared }, writer)
-            })
+        let timer = std::mem::take(&mut self.timer);
+        let handlers = std::mem::take(&mut self.handlers);
+        let shared = self.shared.clone();
+        drop(self);
+        match Arc::try_unwrap(shared) {
+            Ok(shared) => {
+                let mut ws = shared
+                    .inner
+                    .into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .ws;
+                ws.timer = timer;
+                ws.handlers = handlers;
+                Ok(ws)
+            }
+            Err(_) => unreachable!("no other reference: checked above, nothing cloned since"),
+        }
     }
 }
 
@@ -365,7 +501,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
     /// [`Error::InvalidMessage`] for a code that may not be sent; [`Error::Io`].
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.with_core(|core| core.start_close(Some(CloseFrame::new(code, reason))))?;
-        self.flush().await
+        self.flush().await?;
+        if self.shared.lock().reader_gone {
+            // Nobody else reads: wait for the peer's close here, up to the close timeout.
+            endpoint::drain(self).await;
+        }
+        Ok(())
+    }
+
+    /// The protocol state; see [`WebSocket::state`].
+    pub fn state(&self) -> State {
+        self.shared.lock().ws.core.state()
     }
 
     /// A handle that sends control frames from any task.
@@ -419,7 +565,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocke
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
         this.with_core(|core| {
-            if core.conn.state() == State::Open {
+            if core.state() == State::Open {
                 core.start_close(Some(CloseFrame::new(CloseCode::NORMAL, "")))
             } else {
                 Ok(())
@@ -441,17 +587,19 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     fn queue(&self, f: &mut dyn FnMut(&mut Core) -> Result<(), Error>) -> Result<(), Error> {
-        f(&mut self.lock().core)
+        self.with_core_waking(f)
     }
 
     fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.poll_with(cx, |core, io, cx| {
+        // Handles wait on no deadline of their own: the timer stays unarmed.
+        let mut timer = Timer::default();
+        self.poll_with(cx, &mut timer, false, |core, io, _, cx| {
             core.poll_write_queued(io, cx).map_err(Error::from)
         })
     }
 
     fn state(&self) -> State {
-        self.lock().core.conn.state()
+        self.lock().ws.core.state()
     }
 }
 

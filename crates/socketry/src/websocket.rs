@@ -2,7 +2,6 @@
 
 use std::{
     fmt,
-    future::poll_fn,
     pin::Pin,
     task::{Context, Poll},
 };
@@ -14,8 +13,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{
     Error, WebSocketConfig,
-    core::{Core, Io, Mode},
+    core::{Core, Io, Timer},
     endpoint::{self, Endpoint},
+    handlers::{CloseHandler, Handlers, PingHandler, PongHandler},
     split::{self, WebSocketReader, WebSocketWriter},
 };
 
@@ -52,13 +52,16 @@ use crate::{
 pub struct WebSocket<S> {
     pub(crate) io: S,
     pub(crate) core: Core,
+    /// The sleep of whichever operation runs (one at a time: they take `&mut self`).
+    pub(crate) timer: Timer,
+    pub(crate) handlers: Handlers,
 }
 
 impl<S> fmt::Debug for WebSocket<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebSocket")
             .field("role", &self.core.conn.role())
-            .field("state", &self.core.conn.state())
+            .field("state", &self.core.state())
             .field("protocol", &self.core.protocol)
             .finish_non_exhaustive()
     }
@@ -71,13 +74,17 @@ where
     fn poll_with<R>(
         &mut self,
         cx: &mut Context<'_>,
-        f: impl FnOnce(&mut Core, &mut dyn Io, &mut Context<'_>) -> R,
+        f: impl FnOnce(&mut Core, &mut dyn Io, &mut Timer, &mut Context<'_>) -> R,
     ) -> R {
-        f(&mut self.core, &mut self.io, cx)
+        f(&mut self.core, &mut self.io, &mut self.timer, cx)
     }
 
     fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
         f(&mut self.core)
+    }
+
+    fn handlers(&mut self) -> Option<&mut Handlers> {
+        Some(&mut self.handlers)
     }
 }
 
@@ -102,6 +109,8 @@ where
         Self {
             io,
             core: Core::new(role, config, leftover, protocol, deflate),
+            timer: Timer::default(),
+            handlers: Handlers::default(),
         }
     }
 
@@ -129,9 +138,11 @@ where
         self.core.conn.role()
     }
 
-    /// The protocol state.
+    /// The protocol state. [`State::Closed`] once both close frames were exchanged, the
+    /// connection failed, the close timeout passed, or the transport ended or failed; sends
+    /// fail with [`Error::AlreadyClosed`] from then on.
     pub fn state(&self) -> State {
-        self.core.conn.state()
+        self.core.state()
     }
 
     /// The settings in force.
@@ -139,9 +150,11 @@ where
         &self.core.config
     }
 
-    /// Changes the close-handshake timeout of this connection.
+    /// Changes the close-handshake timeout of this connection (for a closing handshake that
+    /// has not started yet).
     pub fn set_close_timeout(&mut self, timeout: std::time::Duration) {
-        self.core.config = self.core.config.close_timeout(timeout);
+        self.core
+            .set_config(self.core.config.close_timeout(timeout));
     }
 
     /// The transport.
@@ -154,10 +167,42 @@ where
         &mut self.io
     }
 
-    /// The protocol core, to set handlers or limits
-    /// ([`set_ping_handler`](socketry_proto::Connection::set_ping_handler), …).
-    pub fn protocol_mut(&mut self) -> &mut socketry_proto::Connection {
-        &mut self.core.conn
+    /// The protocol core, to inspect (its state, what is queued). It is not handed out
+    /// mutably: the I/O layer keeps its invariants (the read buffer is append-only).
+    pub fn connection(&self) -> &socketry_proto::Connection {
+        &self.core.conn
+    }
+
+    /// Sets the ping handler, which chooses the pong (`Some(payload)`) or none. The default
+    /// answers every ping with a pong of the same payload. Handlers run in the receiving
+    /// task, never under a lock: they may use the connection's handles.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(ws: &mut socketry::WebSocket<tokio::net::TcpStream>) {
+    /// ws.set_ping_handler(Some(Box::new(|payload| {
+    ///     println!("ping {payload:?}");
+    ///     Some(payload.clone())
+    /// })));
+    /// # }
+    /// # let _ = run;
+    /// ```
+    pub fn set_ping_handler(&mut self, handler: Option<PingHandler>) {
+        self.core.conn.set_auto_pong(handler.is_none());
+        self.handlers.ping = handler;
+    }
+
+    /// Sets a handler that sees every pong (the default does nothing).
+    pub fn set_pong_handler(&mut self, handler: Option<PongHandler>) {
+        self.handlers.pong = handler;
+    }
+
+    /// Sets the close handler, which chooses the reply to the peer's close frame (`None`: a
+    /// close without status). The default echoes the peer's code without a reason.
+    pub fn set_close_handler(&mut self, handler: Option<CloseHandler>) {
+        self.core.conn.set_auto_close_reply(handler.is_none());
+        self.handlers.close = handler;
     }
 
     /// Splits the connection into a reader and a writer for two tasks; see
@@ -293,10 +338,7 @@ where
         }
         self.core.start_close(frame)?;
         // Whatever still arrives, the peer's close included, is not news to the caller.
-        while poll_fn(|cx| endpoint::poll_recv(self, cx, Mode::Whole))
-            .await
-            .is_some()
-        {}
+        endpoint::drain(self).await;
         Ok(())
     }
 }
@@ -334,7 +376,7 @@ where
     /// through the stream.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
-        if this.core.conn.state() == State::Open {
+        if this.core.state() == State::Open {
             this.core
                 .start_close(Some(CloseFrame::new(CloseCode::NORMAL, "")))?;
         }

@@ -5,7 +5,7 @@ mod support;
 
 use std::{net::SocketAddr, time::Duration};
 
-use socketry::{Connector, Error, Message, http::StatusCode};
+use socketry::{Connector, Error, Message, Timeout, http::StatusCode};
 use support::*;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -151,7 +151,7 @@ async fn dial_timeout_bounds_the_tcp_connect() {
         .await;
     let elapsed = started.elapsed();
     assert!(
-        matches!(result, Err(Error::Timeout("dial"))),
+        matches!(result, Err(Error::Timeout(Timeout::Dial))),
         "{:?}",
         result.map(|_| ())
     );

@@ -501,7 +501,7 @@ fn limits_are_on_by_default() {
 fn single_frame_payload_is_not_copied() {
     let mut conn = client();
     conn.receive_data(&frame_to(&conn, true, OpCode::Binary, &[7; 100]));
-    let buffer_start = conn.read_buffer().as_ptr() as usize;
+    let buffer_start = conn.read_buf.as_ptr() as usize;
     let Some(Message::Binary(payload)) = conn.next_message().unwrap() else {
         panic!("expected binary")
     };
@@ -618,52 +618,245 @@ fn a_message_started_whole_continues_as_fragments_from_its_start() {
     );
 }
 
-// Handlers (gorilla's SetPingHandler / SetPongHandler / SetCloseHandler)
+// Replies chosen by the application (the I/O layer's handlers run outside any lock)
 
 #[test]
-fn ping_handler_chooses_the_pong() {
+fn without_auto_pong_the_application_chooses_the_pong() {
     let mut conn = server();
-    conn.set_ping_handler(Some(Box::new(|payload: &Bytes| {
-        (&payload[..] != b"quiet").then(|| Bytes::from_static(b"custom"))
-    })));
+    conn.set_auto_pong(false);
     let mut wire = frame_to(&conn, true, OpCode::Ping, b"quiet");
     wire.extend(frame_to(&conn, true, OpCode::Ping, b"loud"));
-    assert_eq!(receive_all(&mut conn, &wire).unwrap().len(), 2);
+    let received = receive_all(&mut conn, &wire).unwrap();
+    assert_eq!(received.len(), 2);
+    assert!(conn.outgoing().is_empty(), "nothing answered by itself");
+    conn.reply_to_ping(Bytes::from_static(b"custom")).unwrap();
     let sent = sent_frames(&mut conn);
     assert_eq!(sent.len(), 1);
     assert_eq!(&sent[0].payload[..], b"custom");
+    assert!(conn.reply_to_ping(Bytes::from(vec![0; 126])).is_err());
 }
 
 #[test]
-fn pong_handler_sees_every_pong() {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut conn = client();
-    let log = seen.clone();
-    conn.set_pong_handler(Some(Box::new(move |p: &Bytes| {
-        log.lock().unwrap().push(p.clone())
-    })));
-    let mut wire = frame_to(&conn, true, OpCode::Pong, b"1");
-    wire.extend(frame_to(&conn, true, OpCode::Pong, b"2"));
+fn without_auto_close_reply_the_application_chooses_the_reply_once() {
+    let mut conn = server();
+    conn.set_auto_close_reply(false);
+    let wire = frame_to(&conn, true, OpCode::Close, &1000u16.to_be_bytes());
     receive_all(&mut conn, &wire).unwrap();
+    assert_eq!(conn.state(), State::Closed);
+    assert!(conn.outgoing().is_empty(), "the reply is owed, not sent");
+    let reply = CloseFrame::new(CloseCode::GOING_AWAY, "shutting down");
+    conn.reply_to_close(Some(&reply));
+    conn.reply_to_close(Some(&reply));
+    let sent = sent_frames(&mut conn);
+    assert_eq!(sent.len(), 1, "one reply");
+    assert_eq!(CloseFrame::parse(&sent[0].payload).unwrap().unwrap(), reply);
+}
+
+// RFC 6455 §5.5.3: pongs coalesce while the queue is over its bound
+
+#[test]
+fn pongs_coalesce_while_the_queue_is_full_and_the_latest_ping_is_answered() {
+    let mut conn = server();
+    conn.set_queue_limit(100);
+    conn.send(Message::binary(vec![0u8; 200])).unwrap();
+    let queued = conn.outgoing().len();
+    let mut wire = Vec::new();
+    for i in 0..1000u16 {
+        wire.extend(frame_to(&conn, true, OpCode::Ping, &i.to_be_bytes()));
+    }
+    assert_eq!(receive_all(&mut conn, &wire).unwrap().len(), 1000);
     assert_eq!(
-        *seen.lock().unwrap(),
-        vec![Bytes::from("1"), Bytes::from("2")]
+        conn.outgoing().len(),
+        queued + 4,
+        "one pong queued, the rest coalesced"
+    );
+    let pongs: Vec<_> = sent_frames(&mut conn)
+        .into_iter()
+        .filter(|f| f.opcode == OpCode::Pong)
+        .map(|f| f.payload)
+        .collect();
+    assert_eq!(
+        pongs,
+        [Bytes::from_static(&[0, 0]), Bytes::from_static(&[3, 231])]
     );
 }
 
 #[test]
-fn close_handler_chooses_the_reply() {
+fn pongs_are_not_coalesced_below_the_queue_bound() {
     let mut conn = server();
-    conn.set_close_handler(Some(Box::new(|_| {
-        Some(CloseFrame::new(CloseCode::GOING_AWAY, "shutting down"))
-    })));
-    let wire = frame_to(&conn, true, OpCode::Close, &1000u16.to_be_bytes());
+    let mut wire = Vec::new();
+    for i in 0..10u8 {
+        wire.extend(frame_to(&conn, true, OpCode::Ping, &[i]));
+    }
     receive_all(&mut conn, &wire).unwrap();
-    let sent = sent_frames(&mut conn);
-    let reply = CloseFrame::parse(&sent[0].payload).unwrap().unwrap();
+    let pongs = sent_frames(&mut conn);
+    assert_eq!(pongs.len(), 10, "every ping answered (Autobahn 2.10)");
+}
+
+#[test]
+fn no_pong_follows_our_close_frame() {
+    let mut conn = server();
+    conn.set_queue_limit(0);
+    let mut wire = frame_to(&conn, true, OpCode::Ping, b"1");
+    wire.extend(frame_to(&conn, true, OpCode::Ping, b"2"));
+    receive_all(&mut conn, &wire).unwrap();
+    conn.send_close(Some(&CloseFrame::new(CloseCode::NORMAL, "")))
+        .unwrap();
+    let sent: Vec<_> = sent_frames(&mut conn).iter().map(|f| f.opcode).collect();
+    assert_eq!(sent, [OpCode::Pong, OpCode::Close]);
+}
+
+// RFC 6455 §5.4: the frames of a message we send stay in order
+
+#[test]
+fn send_frame_refuses_out_of_order_fragmentation() {
+    let mut conn = server();
+    let payload = || Bytes::from_static(b"x");
+    assert!(
+        conn.send_frame(OpCode::Continuation, payload(), true)
+            .is_err()
+    );
+    conn.send_frame(OpCode::Text, payload(), false).unwrap();
+    assert!(conn.send_frame(OpCode::Binary, payload(), true).is_err());
+    assert!(conn.send(Message::text("whole")).is_err());
+    conn.send(Message::Ping(payload())).unwrap();
+    conn.send_frame(OpCode::Continuation, payload(), true)
+        .unwrap();
+    assert!(
+        conn.send_frame(OpCode::Continuation, payload(), true)
+            .is_err()
+    );
+    conn.send(Message::text("whole")).unwrap();
+    let sent: Vec<_> = sent_frames(&mut conn).iter().map(|f| f.opcode).collect();
     assert_eq!(
-        reply,
-        CloseFrame::new(CloseCode::GOING_AWAY, "shutting down")
+        sent,
+        [
+            OpCode::Text,
+            OpCode::Ping,
+            OpCode::Continuation,
+            OpCode::Text
+        ]
+    );
+}
+
+// Deadlines (no clock: instants are given)
+
+fn keepalive_server() -> Connection {
+    let config =
+        Config::default().keepalive(Some((Duration::from_secs(10), Duration::from_secs(5))));
+    Connection::new(Role::Server, config)
+}
+
+#[test]
+fn close_timeout_starts_with_our_close_and_closes_when_it_passes() {
+    let t0 = Instant::now();
+    let mut conn = Connection::new(
+        Role::Server,
+        Config::default().close_timeout(Duration::from_secs(3)),
+    );
+    assert_eq!(conn.poll_timeout(|| t0), None);
+    conn.send_close(None).unwrap();
+    assert!(conn.timeout_changed(), "the sleeper must be woken");
+    let deadline = conn.poll_timeout(|| t0).unwrap();
+    assert_eq!(deadline, t0 + Duration::from_secs(3));
+    assert!(!conn.timeout_changed());
+    assert_eq!(
+        conn.poll_timeout(|| unreachable!("no timer starts")),
+        Some(deadline)
+    );
+    assert!(!conn.handle_timeout(t0 + Duration::from_secs(2)).close);
+    assert_eq!(conn.state(), State::CloseSent);
+    assert!(conn.handle_timeout(deadline).close);
+    assert_eq!(conn.state(), State::Closed);
+    assert_eq!(conn.poll_timeout(|| t0), None);
+}
+
+#[test]
+fn close_timeout_starts_with_the_peers_close_and_with_a_failure() {
+    let t0 = Instant::now();
+    let mut conn = server();
+    let close = frame_to(&conn, true, OpCode::Close, &[]);
+    receive_all(&mut conn, &close).unwrap();
+    assert_eq!(conn.poll_timeout(|| t0), Some(t0 + DEFAULT_CLOSE_TIMEOUT));
+    let mut conn = server();
+    assert!(
+        receive_all(&mut conn, &[0x81, 0x01, b'a']).is_err(),
+        "unmasked"
+    );
+    assert_eq!(conn.poll_timeout(|| t0), Some(t0 + DEFAULT_CLOSE_TIMEOUT));
+}
+
+#[test]
+fn keepalive_pings_an_interval_after_each_pong_and_fails_when_the_pong_is_late() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let mut conn = keepalive_server();
+    assert_eq!(conn.poll_timeout(|| t0), Some(t0 + s(10)));
+    conn.handle_timeout(t0 + s(10));
+    assert_eq!(sent_frames(&mut conn)[0].opcode, OpCode::Ping);
+    assert_eq!(
+        conn.poll_timeout(|| t0),
+        Some(t0 + s(15)),
+        "the pong is due"
+    );
+    // The pong comes at 12 s: the next ping is due an interval later.
+    let pong = frame_to(&conn, true, OpCode::Pong, &[]);
+    receive_all(&mut conn, &pong).unwrap();
+    assert!(conn.timeout_changed());
+    assert_eq!(conn.poll_timeout(|| t0 + s(12)), Some(t0 + s(22)));
+    conn.handle_timeout(t0 + s(22));
+    assert_eq!(sent_frames(&mut conn).len(), 1, "one ping");
+    assert_eq!(conn.poll_timeout(|| t0), Some(t0 + s(27)));
+    let expired = conn.handle_timeout(t0 + s(27));
+    assert!(expired.keepalive);
+    assert_eq!(conn.state(), State::Closed);
+    let close = sent_frames(&mut conn).pop().unwrap();
+    let frame = CloseFrame::parse(&close.payload).unwrap().unwrap();
+    assert_eq!(frame.code, CloseCode::INTERNAL_ERROR);
+}
+
+#[test]
+fn read_deadline_is_reported_once_and_leaves_the_connection_open() {
+    let t0 = Instant::now();
+    let mut conn = server();
+    conn.set_read_deadline(Some(t0 + Duration::from_secs(1)));
+    assert!(conn.timeout_changed());
+    assert_eq!(conn.poll_timeout(|| t0), Some(t0 + Duration::from_secs(1)));
+    assert!(conn.handle_timeout(t0 + Duration::from_secs(1)).read);
+    assert!(!conn.handle_timeout(t0 + Duration::from_secs(2)).read);
+    assert_eq!(conn.state(), State::Open);
+    assert_eq!(conn.poll_timeout(|| t0), None);
+}
+
+#[test]
+fn end_of_file_closes_the_connection() {
+    let mut conn = server();
+    conn.receive_eof();
+    assert_eq!(conn.state(), State::Closed);
+    assert!(matches!(
+        conn.send(Message::text("x")),
+        Err(Error::AlreadyClosed)
+    ));
+}
+
+// RFC 6455 §5.5: prepared control messages are sent as control frames
+
+#[test]
+fn prepared_control_messages_are_checked_and_never_compressed() {
+    let big = crate::PreparedMessage::new(Message::Ping(Bytes::from(vec![1; 200])));
+    let mut conn = deflating(Role::Server);
+    assert!(matches!(
+        conn.send_prepared(&big),
+        Err(Error::InvalidMessage(_))
+    ));
+    let ping = crate::PreparedMessage::new(Message::Ping(Bytes::from(vec![1; 100])));
+    conn.send_prepared(&ping).unwrap();
+    let mut peer = deflating(Role::Client);
+    let wire = drain_outgoing(&mut conn);
+    assert_eq!(wire[0], 0x89, "a ping, FIN, no RSV1");
+    assert_eq!(
+        receive_all(&mut peer, &wire).unwrap(),
+        vec![ping.message().clone()]
     );
 }
 
@@ -790,4 +983,28 @@ fn inflated_size_counts_against_the_message_limit() {
         "{err:?}"
     );
     assert_connection_failing(&mut receiver, CloseCode::MESSAGE_TOO_BIG);
+}
+
+// The read buffer is append-only: validated bytes cannot change (the unsoundness once
+// reachable through `read_buffer()`)
+
+#[test]
+fn bytes_validated_in_place_stay_valid_when_more_arrive_through_read_into() {
+    let mut conn = server();
+    // A masked text frame of 4 bytes (zero key), of which 2 arrived and were validated.
+    conn.receive_data(&[0x81, 0x84, 0, 0, 0, 0, b'a', b'b']);
+    assert_eq!(conn.next_message().unwrap(), None);
+    conn.read_into(|buf| buf.put_slice(b"cd"));
+    let Some(Message::Text(text)) = conn.next_message().unwrap() else {
+        panic!("expected text")
+    };
+    assert_eq!(text.as_str(), "abcd");
+    assert!(std::str::from_utf8(text.as_bytes()).is_ok());
+
+    let mut conn = server();
+    conn.receive_data(&[0x81, 0x84, 0, 0, 0, 0, b'a', b'b']);
+    assert_eq!(conn.next_message().unwrap(), None);
+    conn.read_into(|buf| buf.put_slice(&[0xff, b'd']));
+    assert!(conn.next_message().is_err());
+    assert_connection_failing(&mut conn, CloseCode::INVALID_PAYLOAD);
 }
