@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use socketry::{CloseCode, Message, OpCode};
+use socketry::{CloseCode, Message, OpCode, Role};
 use support::*;
 use tokio::io::AsyncWriteExt;
 
@@ -233,4 +233,231 @@ async fn cancel_reads_under_load(as_stream: bool) {
     }
     assert_eq!(next, 2000);
     assert!(cancelled > 0);
+}
+
+/// A transport whose first write answers `Pending` after waking the task itself: readiness
+/// that arrives between the transport's answer and the waiter's registration.
+struct WakesBeforeRegistration {
+    inner: tokio::io::DuplexStream,
+    raced: bool,
+}
+
+impl tokio::io::AsyncRead for WakesBeforeRegistration {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for WakesBeforeRegistration {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if !std::mem::replace(&mut self.raced, true) {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_write_wakeup_between_pending_and_registration_is_not_lost() {
+    let (ours, theirs) = tokio::io::duplex(1024);
+    let transport = WakesBeforeRegistration {
+        inner: ours,
+        raced: false,
+    };
+    let ws = socketry::WebSocket::from_raw(transport, Role::Server, Default::default());
+    let (_reader, mut writer) = ws.split();
+    let mut peer = socketry::WebSocket::from_raw(theirs, Role::Client, Default::default());
+    bounded(writer.send("woken")).await.unwrap();
+    assert_eq!(
+        bounded(peer.recv()).await.unwrap().unwrap(),
+        Message::text("woken")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_and_handles_under_load_on_the_multi_thread_runtime_never_stall() {
+    // Small socket buffers make writes pend often, so wakeups race with registration.
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        stream.set_nodelay(true).unwrap();
+        let ws = socketry::accept(stream).await.unwrap();
+        let (mut reader, mut writer) = ws.split();
+        let handles: Vec<_> = (0..4).map(|_| writer.handle()).collect();
+        let pingers: Vec<_> = handles
+            .into_iter()
+            .map(|handle| {
+                tokio::spawn(async move {
+                    for i in 0..200u32 {
+                        handle.ping(i.to_be_bytes().to_vec()).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        let sending = tokio::spawn(async move {
+            for i in 0..300u32 {
+                let mut payload = vec![0u8; 16 * 1024];
+                payload[..4].copy_from_slice(&i.to_be_bytes());
+                writer.send(Message::binary(payload)).await.unwrap();
+            }
+            writer
+        });
+        // The reader answers the client's pings meanwhile.
+        let reading = tokio::spawn(async move {
+            let mut pings = 0;
+            while let Some(Ok(message)) = reader.recv().await {
+                pings += usize::from(matches!(message, Message::Ping(_)));
+            }
+            pings
+        });
+        for pinger in pingers {
+            pinger.await.unwrap();
+        }
+        let mut writer = sending.await.unwrap();
+        writer.close(CloseCode::NORMAL, "done").await.unwrap();
+        reading.await.unwrap()
+    })
+    .await;
+    let (mut client, _) = socketry::connect(&format!("ws://{addr}/")).await.unwrap();
+    let handle_pings = tokio::spawn(async move {
+        let mut received = 0u32;
+        let mut pings_sent = 0;
+        loop {
+            if pings_sent < 100 {
+                client.send(Message::Ping(vec![1].into())).await.unwrap();
+                pings_sent += 1;
+            }
+            match bounded(client.recv()).await {
+                Some(Ok(Message::Binary(payload))) => {
+                    assert_eq!(payload[..4], received.to_be_bytes(), "in order");
+                    received += 1;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => panic!("{err}"),
+                None => return received,
+            }
+        }
+    });
+    let received = tokio::time::timeout(Duration::from_secs(60), handle_pings)
+        .await
+        .expect("no stall")
+        .unwrap();
+    assert_eq!(received, 300);
+    let pings = bounded(rx.recv()).await.unwrap();
+    assert_eq!(pings, 100);
+}
+
+/// Sends three 4 MiB messages from a writer task while the reader receives the peer's three.
+async fn exchange<S>(ws: socketry::WebSocket<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    const SIZE: usize = 4 << 20;
+    let (mut reader, mut writer) = ws.split();
+    let sending = tokio::spawn(async move {
+        for i in 0..3u8 {
+            writer.send(Message::binary(vec![i; SIZE])).await.unwrap();
+        }
+        writer
+    });
+    for i in 0..3u8 {
+        let message = reader.recv().await.unwrap().unwrap();
+        assert_eq!(message.len(), SIZE);
+        assert_eq!(message.as_payload()[SIZE - 1], i);
+    }
+    sending.await.unwrap();
+}
+
+#[tokio::test]
+async fn two_peers_sending_large_messages_to_each_other_while_both_read_finish() {
+    let config = socketry::WebSocketConfig::default().write_buffer_size(64 * 1024);
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let ws = socketry::Acceptor::new()
+            .config(config)
+            .accept(stream)
+            .await
+            .unwrap();
+        exchange(ws).await;
+    })
+    .await;
+    let (client, _) = socketry::Connector::new()
+        .config(config)
+        .connect(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), exchange(client))
+        .await
+        .expect("both directions finished: no deadlock");
+    bounded(rx.recv()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_handler_may_use_the_connections_handle() {
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let ws = socketry::accept(stream).await.unwrap();
+        let (mut reader, writer) = ws.split();
+        let handle = writer.handle();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        // On the old design this handler ran under the split's lock and `state` deadlocked.
+        reader.set_ping_handler(Some(Box::new(move |payload| {
+            log.lock().unwrap().push(handle.state());
+            Some(payload.clone())
+        })));
+        let pong_handle = writer.handle();
+        reader.set_pong_handler(Some(Box::new(move |_| {
+            let _ = pong_handle.state();
+        })));
+        let close_handle = writer.handle();
+        reader.set_close_handler(Some(Box::new(move |frame| {
+            assert_eq!(close_handle.state(), socketry::State::Closed);
+            Some(socketry::CloseFrame::new(
+                frame.map_or(CloseCode::NORMAL, |f| f.code),
+                "handled",
+            ))
+        })));
+        while let Some(Ok(_)) = reader.recv().await {}
+        drop(writer);
+        let states = seen.lock().unwrap().clone();
+        states
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    client.send_frame(true, OpCode::Ping, b"hi").await;
+    let pong = client.read_frame().await.unwrap();
+    assert_eq!((pong.opcode, &pong.payload[..]), (OpCode::Pong, &b"hi"[..]));
+    client.send_frame(true, OpCode::Pong, b"").await;
+    client
+        .send_frame(true, OpCode::Close, &1001u16.to_be_bytes())
+        .await;
+    let close = client.read_frame().await.unwrap();
+    assert_eq!(close.opcode, OpCode::Close);
+    assert_eq!(
+        &close.payload[2..],
+        b"handled",
+        "the close handler chose the reply"
+    );
+    let states = bounded(rx.recv()).await.unwrap();
+    assert_eq!(states, [socketry::State::Open]);
 }
