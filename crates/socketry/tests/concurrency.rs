@@ -439,8 +439,7 @@ async fn a_handler_may_use_the_connections_handle() {
         })));
         while let Some(Ok(_)) = reader.recv().await {}
         drop(writer);
-        let states = seen.lock().unwrap().clone();
-        states
+        seen.lock().unwrap().clone()
     })
     .await;
     let mut client = RawClient::connect(addr).await;
