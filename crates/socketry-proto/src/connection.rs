@@ -308,11 +308,13 @@ impl Connection {
     }
 
     /// This endpoint's role.
+    #[inline]
     pub fn role(&self) -> Role {
         self.role
     }
 
     /// The current state.
+    #[inline]
     pub fn state(&self) -> State {
         self.state
     }
@@ -346,6 +348,7 @@ impl Connection {
     ///
     /// Call it after every call that may change the answer (see
     /// [`timeout_changed`](Self::timeout_changed)) and re-arm the timer when the answer moved.
+    #[inline]
     pub fn poll_timeout(&mut self, now: impl FnMut() -> Instant) -> Option<Instant> {
         let ping_interval = self.config.keepalive.map(|(interval, _)| interval);
         self.timers
@@ -355,6 +358,7 @@ impl Connection {
     /// Whether the answer of [`poll_timeout`](Self::poll_timeout) may have moved since it was
     /// last called: a task other than the one sleeping on the deadline changed it (by sending
     /// a close, say) and must wake the sleeper.
+    #[inline]
     pub fn timeout_changed(&self) -> bool {
         self.timers.changed
     }
@@ -412,6 +416,7 @@ impl Connection {
     }
 
     /// The write deadline.
+    #[inline]
     pub fn write_deadline(&self) -> Option<Instant> {
         self.timers.write
     }
@@ -434,6 +439,7 @@ impl Connection {
     ///
     /// The buffer is append-only: bytes already received were unmasked and partly validated
     /// in place, so nothing may change them.
+    #[inline]
     pub fn read_into<R>(&mut self, read: impl FnOnce(&mut dyn BufMut) -> R) -> R {
         // `Limit` over `&mut BytesMut` only appends; behind `dyn BufMut` the closure cannot
         // reach the buffer itself.
@@ -442,16 +448,19 @@ impl Connection {
     }
 
     /// The read buffer's length and capacity, to size reads.
+    #[inline]
     pub fn read_buffer_len(&self) -> (usize, usize) {
         (self.read_buf.len(), self.read_buf.capacity())
     }
 
     /// Makes room for at least `additional` more received bytes.
+    #[inline]
     pub fn reserve_read(&mut self, additional: usize) {
         self.read_buf.reserve(additional);
     }
 
     /// Gives the read buffer an allocation (from a buffer pool) if it has none.
+    #[inline]
     pub fn set_read_buffer(&mut self, mut buf: BytesMut) {
         if self.read_buf.capacity() == 0 {
             buf.clear();
@@ -461,6 +470,7 @@ impl Connection {
 
     /// Takes the read buffer's allocation when it holds no bytes, so an idle connection holds
     /// none.
+    #[inline]
     pub fn take_read_buffer(&mut self) -> Option<BytesMut> {
         (self.read_buf.is_empty() && self.read_buf.capacity() > 0)
             .then(|| std::mem::take(&mut self.read_buf))
@@ -751,6 +761,7 @@ impl Connection {
     }
 
     /// Fails the connection: queue the close frame the error calls for, unless one was sent.
+    #[cold]
     fn fail_with(&mut self, err: ProtocolError) {
         self.fail(err.close_code(), err.close_reason());
         self.read_buf.clear();
@@ -771,6 +782,7 @@ impl Connection {
     // ----- sending -----
 
     /// The bytes queued for the peer.
+    #[inline]
     pub fn outgoing(&self) -> &Outgoing {
         &self.out
     }
@@ -784,6 +796,7 @@ impl Connection {
     }
 
     /// The bytes queued for the peer, to advance after a write.
+    #[inline]
     pub fn outgoing_mut(&mut self) -> &mut Outgoing {
         &mut self.out
     }

@@ -50,8 +50,11 @@ pub(crate) struct Timers {
     pub(crate) read: Option<Instant>,
     /// The I/O layer's write deadline (read back by the writer only).
     pub(crate) write: Option<Instant>,
-    /// A deadline of the reading side moved since the last `poll_timeout`.
+    /// A deadline of the reading side moved since the last `poll_timeout`: every change
+    /// sets it.
     pub(crate) changed: bool,
+    /// The answer of the last `next`, good until something changes.
+    next: Option<Instant>,
 }
 
 impl Timers {
@@ -67,6 +70,7 @@ impl Timers {
             read: None,
             write: None,
             changed: keepalive,
+            next: None,
         }
     }
 
@@ -79,22 +83,28 @@ impl Timers {
     }
 
     /// The next deadline of the reading side, starting due ones from `now`.
+    #[inline]
     pub(crate) fn next(
         &mut self,
         mut now: impl FnMut() -> Instant,
         close_timeout: Duration,
         ping_interval: Option<Duration>,
     ) -> Option<Instant> {
+        if !self.changed {
+            // The hot path: nothing moved since the last answer.
+            return self.next;
+        }
         self.changed = false;
         let close = self.close.resolve(&mut now, close_timeout);
         let ping = match ping_interval {
             Some(interval) => self.ping.resolve(&mut now, interval),
             None => None,
         };
-        [close, ping, self.pong, self.read]
+        self.next = [close, ping, self.pong, self.read]
             .into_iter()
             .flatten()
-            .min()
+            .min();
+        self.next
     }
 
     pub(crate) fn close_passed(&self, now: Instant) -> bool {

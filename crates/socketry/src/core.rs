@@ -61,6 +61,8 @@ impl Timer {
         cx: &mut Context<'_>,
     ) -> Poll<()> {
         let Some(deadline) = deadline else {
+            // Disarmed: the sleep may still wake the task once, which is harmless.
+            self.armed = None;
             return Poll::Pending;
         };
         let at = tokio::time::Instant::from_std(deadline);
@@ -82,7 +84,7 @@ enum Deadlines {
     /// The closing handshake timed out: close the transport now.
     CloseTimedOut,
     /// The read deadline or the keepalive passed.
-    Failed(Error),
+    Failed(Timeout),
 }
 
 /// Steps of closing the transport.
@@ -208,7 +210,16 @@ impl Core {
 
     /// Polls the reading side's deadlines: acts on those that passed and arms `timer` for the
     /// next.
+    #[inline]
     fn poll_deadlines(&mut self, timer: &mut Timer, cx: &mut Context<'_>) -> Deadlines {
+        // The common case, no deadline armed and none moved, costs two loads.
+        if timer.armed.is_none() && !self.conn.timeout_changed() {
+            return Deadlines::Waiting;
+        }
+        self.poll_armed_deadlines(timer, cx)
+    }
+
+    fn poll_armed_deadlines(&mut self, timer: &mut Timer, cx: &mut Context<'_>) -> Deadlines {
         // A few rounds at most: each passed deadline is acted on and cleared or moved.
         for _ in 0..4 {
             let deadline = self.conn.poll_timeout(now);
@@ -218,13 +229,13 @@ impl Core {
             pool::lend(self.conn.outgoing_mut());
             let expired = self.conn.handle_timeout(now());
             if expired.keepalive {
-                return Deadlines::Failed(Error::Timeout(Timeout::Keepalive));
+                return Deadlines::Failed(Timeout::Keepalive);
             }
             if expired.close {
                 return Deadlines::CloseTimedOut;
             }
             if expired.read {
-                return Deadlines::Failed(Error::Timeout(Timeout::Read));
+                return Deadlines::Failed(Timeout::Read);
             }
         }
         cx.waker().wake_by_ref();
@@ -282,7 +293,7 @@ impl Core {
                 Deadlines::Waiting => {}
                 // The peer never answered our close frame.
                 Deadlines::CloseTimedOut => return Poll::Ready(Ok(None)),
-                Deadlines::Failed(err) => return Poll::Ready(Err(err)),
+                Deadlines::Failed(timeout) => return Poll::Ready(Err(Error::Timeout(timeout))),
             }
             let next = match mode {
                 Mode::Whole => self.conn.next_message().map(|m| m.map(Incoming::Control)),
@@ -408,7 +419,7 @@ impl Core {
                 Poll::Pending => match self.poll_deadlines(timer, cx) {
                     Deadlines::Waiting => return Poll::Pending,
                     Deadlines::CloseTimedOut => self.done = true,
-                    Deadlines::Failed(err) => return Poll::Ready(Err(err)),
+                    Deadlines::Failed(timeout) => return Poll::Ready(Err(Error::Timeout(timeout))),
                 },
             }
         }

@@ -60,28 +60,40 @@ pub(crate) fn poll_recv<E: Endpoint>(
         let incoming = match received {
             Some(Ok(Received::Incoming(incoming))) => incoming,
             Some(Ok(Received::CloseToAnswer(frame))) => {
-                let reply = match endpoint.handlers() {
-                    Some(handlers) => handlers.close_reply(frame.as_ref()),
-                    None => frame.map(|c| socketry_proto::CloseFrame::new(c.code, "")),
-                };
-                endpoint.with_core(|core| core.answer_close(reply.as_ref()));
+                answer_close(endpoint, frame);
                 continue;
             }
             Some(Err(err)) => return Poll::Ready(Some(Err(err))),
             None => return Poll::Ready(None),
         };
         if let Incoming::Control(message @ (Message::Ping(_) | Message::Pong(_))) = &incoming {
-            let pong = endpoint
-                .handlers()
-                .and_then(|handlers| handlers.on_control(message));
-            if let Some(pong) = pong {
-                // A pong over 125 bytes cannot be sent; the handler's choice is dropped.
-                endpoint.with_core(|core| {
-                    let _ = core.queue_with(|conn| conn.reply_to_ping(pong));
-                });
-            }
+            run_control_handlers(endpoint, message);
         }
         return Poll::Ready(Some(Ok(incoming)));
+    }
+}
+
+/// Runs the close handler (outside the core) and queues its reply.
+#[cold]
+fn answer_close<E: Endpoint>(endpoint: &mut E, frame: Option<socketry_proto::CloseFrame>) {
+    let reply = match endpoint.handlers() {
+        Some(handlers) => handlers.close_reply(frame.as_ref()),
+        None => frame.map(|c| socketry_proto::CloseFrame::new(c.code, "")),
+    };
+    endpoint.with_core(|core| core.answer_close(reply.as_ref()));
+}
+
+/// Runs the ping or pong handler (outside the core) and queues the pong it chose.
+#[inline(never)]
+fn run_control_handlers<E: Endpoint>(endpoint: &mut E, message: &Message) {
+    let pong = endpoint
+        .handlers()
+        .and_then(|handlers| handlers.on_control(message));
+    if let Some(pong) = pong {
+        // A pong over 125 bytes cannot be sent; the handler's choice is dropped.
+        endpoint.with_core(|core| {
+            let _ = core.queue_with(|conn| conn.reply_to_ping(pong));
+        });
     }
 }
 

@@ -45,7 +45,7 @@
 //! | huge messages | [`WebSocket::next_reader`] ([`MessageReader`]), [`WebSocket::message_writer`] ([`MessageWriter`]) |
 //! | broadcast | [`PreparedMessage`] + [`WebSocket::send_prepared`] |
 //! | limits, timeouts, keepalive, buffers | [`WebSocketConfig`] |
-//! | ping / pong / close handlers | [`WebSocket::protocol_mut`] → `set_ping_handler`, … |
+//! | ping / pong / close handlers | [`WebSocket::set_ping_handler`], [`set_pong_handler`](WebSocket::set_pong_handler), [`set_close_handler`](WebSocket::set_close_handler) (also on [`WebSocketReader`]) |
 //! | lines over messages | [`WebSocket::join_messages`] |
 //! | JSON | `send_json` / `recv_json` (feature `json`) |
 //! | close codes, gorilla's helpers | [`CloseCode`], [`CloseError`], [`is_close_error`], [`is_unexpected_close_error`], [`format_close_message`] |
@@ -55,8 +55,12 @@
 //! A [`WebSocket`] belongs to one task (`&mut self`). [`split`](WebSocket::split) gives one
 //! reader and one writer for two tasks, and [`ControlHandle`]s send pings and the close frame
 //! from anywhere, between the frames of a message being written. The reader answers pings and
-//! completes the closing handshake, so keep it polled. None of this can be misused at run time:
-//! the types allow one reader and one writer.
+//! completes the closing handshake, so keep it polled: a close started by the writer or a
+//! handle wakes the reader, which gives up on a silent peer after the close timeout (a writer
+//! whose reader was dropped completes the handshake in its own
+//! [`close`](WebSocketWriter::close)). The halves share the connection under a lock held for
+//! one poll; handlers run after it is released, so they may use the handles. None of this can
+//! be misused at run time: the types allow one reader and one writer.
 //!
 //! # Features
 //!
@@ -71,8 +75,13 @@
 //! every protocol violation sends the close code RFC 6455 requires before it is returned as an
 //! error; the closing handshake is bounded by a timeout (10 s) and always closes the transport.
 //! Writes are bounded (128 KiB queued by default): sending waits for the peer instead of
-//! growing memory, and a connection that cannot write stops reading. Idle connections hold no
-//! buffers: read and write buffers come from a per-thread pool while bytes flow.
+//! growing memory. Receiving goes on while the queue is full (two peers that both send while
+//! both receive never deadlock), and above the bound pongs coalesce to the latest ping's
+//! (RFC 6455 §5.5.3), so a ping flood cannot grow the queue either. Every deadline (close
+//! timeout, keepalive, read and write deadlines) lives in the protocol core
+//! ([`proto::Connection::poll_timeout`]); each task that waits on them owns one timer. Idle
+//! connections hold no buffers: read and write buffers come from a per-thread pool while bytes
+//! flow.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
