@@ -1008,3 +1008,22 @@ fn bytes_validated_in_place_stay_valid_when_more_arrive_through_read_into() {
     assert!(conn.next_message().is_err());
     assert_connection_failing(&mut conn, CloseCode::INVALID_PAYLOAD);
 }
+
+#[test]
+fn assembling_a_fragmented_message_reserves_no_more_than_the_limit() {
+    let mut conn = Connection::new(Role::Server, Config::default().max_message_size(Some(1000)));
+    conn.receive_data(&frame_to(&conn, false, OpCode::Binary, &[1; 900]));
+    assert_eq!(conn.next_message().unwrap(), None);
+    let reserved = conn
+        .message
+        .as_ref()
+        .and_then(|m| m.data.as_ref())
+        .map(BytesMut::capacity)
+        .unwrap();
+    assert!(
+        reserved <= 1000,
+        "reserved {reserved} bytes for a 1000-byte limit"
+    );
+    conn.receive_data(&frame_to(&conn, true, OpCode::Continuation, &[2; 100]));
+    assert_eq!(conn.next_message().unwrap().unwrap().len(), 1000);
+}
