@@ -11,7 +11,9 @@ use axum::{
 };
 use futures_util::FutureExt;
 use http::{HeaderValue, StatusCode, header};
-use socketry::{Acceptor, CloseCode, CloseError, WebSocketConfig, upgrade::UpgradeFut};
+use socketry::{
+    Acceptor, CloseCode, CloseError, OriginPolicy, WebSocketConfig, upgrade::UpgradeFut,
+};
 
 use tokio::sync::watch;
 
@@ -26,8 +28,7 @@ pub type RecoverHandler = Arc<dyn Fn(&Request, &PanicError) + Send + Sync>;
 #[derive(Clone)]
 pub struct Settings {
     acceptor: Acceptor,
-    allowed_origins: Option<Vec<String>>,
-    allow_missing_origin: bool,
+    origin: OriginPolicy,
     debug: bool,
     filter: Option<Filter>,
     handshake_timeout: Duration,
@@ -39,8 +40,7 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("acceptor", &self.acceptor)
-            .field("allowed_origins", &self.allowed_origins)
-            .field("allow_missing_origin", &self.allow_missing_origin)
+            .field("origin", &self.origin)
             .field("debug", &self.debug)
             .field("filter", &self.filter.is_some())
             .field("handshake_timeout", &self.handshake_timeout)
@@ -52,9 +52,9 @@ impl fmt::Debug for Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            acceptor: Acceptor::new(),
-            allowed_origins: None,
-            allow_missing_origin: true,
+            // The origin is checked here, after the controller's `check_origin` hook.
+            acceptor: Acceptor::new().origin_policy(OriginPolicy::any()),
+            origin: OriginPolicy::default(),
             debug: false,
             filter: None,
             handshake_timeout: Duration::from_secs(10),
@@ -85,15 +85,26 @@ impl Settings {
         self
     }
 
-    /// Origins allowed instead of the same-origin default: exact `scheme://host[:port]`
-    /// values, or `*` for any. The default value is `None`: same origin only.
+    /// The origin policy, checked when the controller's
+    /// [`check_origin`](Controller::check_origin) has no opinion; refused requests get 403.
+    /// The default value is [`OriginPolicy::same_host`]: host and port of the page equal
+    /// those the request was sent to (forwarded headers are trusted only when the policy
+    /// says so).
+    #[must_use]
+    pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
+        self.origin = policy;
+        self
+    }
+
+    /// Origins allowed instead of the same-host default: exact `scheme://host[:port]`
+    /// values, or `*` for any (a shorthand for [`OriginPolicy::allow`]).
     #[must_use]
     pub fn allowed_origins<I, O>(mut self, origins: I) -> Self
     where
         I: IntoIterator<Item = O>,
         O: Into<String>,
     {
-        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self.origin = OriginPolicy::allow(origins).allow_missing(self.origin.allows_missing());
         self
     }
 
@@ -101,7 +112,7 @@ impl Settings {
     /// default value is `true`.
     #[must_use]
     pub fn allow_missing_origin(mut self, allow: bool) -> Self {
-        self.allow_missing_origin = allow;
+        self.origin = self.origin.allow_missing(allow);
         self
     }
 
@@ -152,48 +163,6 @@ impl Settings {
         self.shutdown = Some(shutdown);
         self
     }
-
-    fn origin_allowed(&self, request: &Request) -> bool {
-        let Some(origin) = request.header("origin") else {
-            return self.allow_missing_origin;
-        };
-        match &self.allowed_origins {
-            Some(list) => list
-                .iter()
-                .any(|o| o == "*" || o.eq_ignore_ascii_case(origin)),
-            None => same_origin(origin, request),
-        }
-    }
-}
-
-/// Whether `origin` names the server the request reached: scheme, host and port, as gorilla
-/// compares hosts but scheme-aware (a page on `https://x` may not open `ws://x`).
-fn same_origin(origin: &str, request: &Request) -> bool {
-    let Ok(origin) = origin.parse::<http::Uri>() else {
-        return false;
-    };
-    let secure = match request.header("x-forwarded-proto") {
-        Some(proto) => proto.eq_ignore_ascii_case("https"),
-        None => request.uri().scheme_str() == Some("https"),
-    };
-    let request_scheme = if secure { "https" } else { "http" };
-    let default_port = |scheme: &str| if scheme == "https" { 443 } else { 80 };
-    let (Some(scheme), Some(host)) = (origin.scheme_str(), origin.host()) else {
-        return false;
-    };
-    let origin_port = origin.port_u16().unwrap_or_else(|| default_port(scheme));
-    let Some(Ok(request_host)) = request
-        .header("host")
-        .map(|h| h.parse::<http::uri::Authority>())
-    else {
-        return false;
-    };
-    let request_port = request_host
-        .port_u16()
-        .unwrap_or_else(|| default_port(request_scheme));
-    scheme.eq_ignore_ascii_case(request_scheme)
-        && host.eq_ignore_ascii_case(request_host.host())
-        && origin_port == request_port
 }
 
 /// The default response to a failed upgrade: `{"error": "<status text>"}` (the reason in
@@ -310,6 +279,7 @@ impl<C: Controller> Upgrader<C> {
             .as_ref()
             .is_none_or(|filter| filter(&request));
         let upgrade = passes_filter.then(|| settings.acceptor.upgrade(&mut request));
+        let policy_allows = settings.origin.check(&request).is_ok();
         let (parts, _body) = request.into_parts();
         let context = Request::from_parts(parts).await;
         let fail = |status: StatusCode, reason: &str| {
@@ -336,7 +306,7 @@ impl<C: Controller> Upgrader<C> {
         let origin_ok = self
             .controller
             .check_origin(&context)
-            .unwrap_or_else(|| settings.origin_allowed(&context));
+            .unwrap_or(policy_allows);
         if !origin_ok {
             return fail(StatusCode::FORBIDDEN, "origin not allowed");
         }

@@ -217,15 +217,29 @@ async fn origins_same_origin_by_default_allow_list_and_missing() {
     .await;
     assert!(other.starts_with("HTTP/1.1 403"), "{other}");
     assert!(other.contains(r#"{"error":"Forbidden"}"#), "{other}");
-    let wrong_scheme = raw(
+    // An app that terminates TLS itself serves its page on https://host:port: the request
+    // URI carries no scheme, so only host and port can be compared (as gorilla does).
+    let https_page = raw(
         addr,
         upgrade_request(addr, "/ws", &format!("Origin: https://{addr}\r\n")),
     )
     .await;
-    assert!(
-        wrong_scheme.starts_with("HTTP/1.1 403"),
-        "scheme-aware: {wrong_scheme}"
-    );
+    assert!(https_page.starts_with("HTTP/1.1 101"), "{https_page}");
+    let other_port = raw(
+        addr,
+        upgrade_request(addr, "/ws", "Origin: http://127.0.0.1:1\r\n"),
+    )
+    .await;
+    assert!(other_port.starts_with("HTTP/1.1 403"), "{other_port}");
+    // Forwarded headers count only when the policy trusts them.
+    let forwarded = "Origin: https://public.example\r\nX-Forwarded-Host: public.example\r\n";
+    let untrusted = raw(addr, upgrade_request(addr, "/ws", forwarded)).await;
+    assert!(untrusted.starts_with("HTTP/1.1 403"), "{untrusted}");
+    let trusting = Settings::default()
+        .origin_policy(socketry::OriginPolicy::same_host().trust_forwarded_host(true));
+    let (proxied, _) = scripted("ok", trusting).await;
+    let trusted = raw(proxied, upgrade_request(proxied, "/ws", forwarded)).await;
+    assert!(trusted.starts_with("HTTP/1.1 101"), "{trusted}");
 
     let listed = Settings::default()
         .allowed_origins(["https://app.example"])

@@ -8,9 +8,11 @@ use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, header};
 
 mod client;
+mod origin;
 mod server;
 
 pub use client::{Accepted, parse_response, validate_response, write_request};
+pub use origin::{OriginCheck, OriginPolicy};
 pub use server::{
     error_response, parse_request, response, select_subprotocol, validate_request, write_response,
 };

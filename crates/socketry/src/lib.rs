@@ -121,7 +121,8 @@ pub use message_io::{DEFAULT_FRAGMENT_SIZE, JoinedMessages, MessageReader, Messa
 pub use server::{Acceptor, accept};
 pub use socketry_proto::extensions::deflate::DeflateConfig;
 pub use socketry_proto::handshake::{
-    is_upgrade_request as is_websocket_upgrade, requested_subprotocols as subprotocols,
+    OriginPolicy, is_upgrade_request as is_websocket_upgrade,
+    requested_subprotocols as subprotocols,
 };
 pub use socketry_proto::{
     self as proto, CloseCode, CloseFrame, HandshakeError, Message, OpCode, PreparedMessage,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, Request};
 use socketry_proto::extensions::deflate::{DeflateParams, negotiate_server};
-use socketry_proto::{Role, handshake};
+use socketry_proto::{Role, handshake, handshake::OriginPolicy};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::{Error, WebSocket, WebSocketConfig, handshake_io::read_head};
@@ -33,8 +33,12 @@ where
     Acceptor::new().accept(stream).await
 }
 
-/// Server handshake settings (gorilla's `Upgrader`): subprotocols, handshake timeout,
-/// extra response headers and the connection's [`WebSocketConfig`].
+/// Server handshake settings (gorilla's `Upgrader`): the origin policy, subprotocols,
+/// handshake timeout, extra response headers and the connection's [`WebSocketConfig`].
+///
+/// The origin is checked by default: a browser page from another host gets 403, as with
+/// gorilla (cross-site WebSocket hijacking would otherwise let any site use your users'
+/// cookies). See [`OriginPolicy`] for allow-lists and custom checks.
 ///
 /// # Examples
 ///
@@ -57,6 +61,7 @@ pub struct Acceptor {
     protocols: Vec<String>,
     handshake_timeout: Duration,
     headers: HeaderMap,
+    origin: OriginPolicy,
 }
 
 impl Default for Acceptor {
@@ -66,14 +71,43 @@ impl Default for Acceptor {
 }
 
 impl Acceptor {
-    /// Default settings: no subprotocols, a 10 s handshake timeout, default limits.
+    /// Default settings: same-host origins, no subprotocols, a 10 s handshake timeout,
+    /// default limits.
     pub fn new() -> Self {
         Self {
             config: WebSocketConfig::default(),
             protocols: Vec::new(),
             handshake_timeout: Duration::from_secs(10),
             headers: HeaderMap::new(),
+            origin: OriginPolicy::default(),
         }
+    }
+
+    /// Which `Origin` values are accepted; others get 403. The default value is
+    /// [`OriginPolicy::same_host`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use socketry::{Acceptor, OriginPolicy};
+    ///
+    /// let acceptor = Acceptor::new().origin_policy(OriginPolicy::allow(["https://app.example"]));
+    /// # let _ = acceptor;
+    /// ```
+    #[must_use]
+    pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
+        self.origin = policy;
+        self
+    }
+
+    /// Validates a request: RFC 6455's rules, then the origin policy. Returns the key.
+    pub(crate) fn validate<'r, B>(
+        &self,
+        request: &'r Request<B>,
+    ) -> Result<&'r str, socketry_proto::HandshakeError> {
+        let key = handshake::validate_request(request)?;
+        self.origin.check(request)?;
+        Ok(key)
     }
 
     /// The connection settings. The default value is [`WebSocketConfig::default`].
@@ -125,7 +159,8 @@ impl Acceptor {
     /// # Errors
     ///
     /// [`Error::Handshake`] for a bad request, after answering it with its status (400, 405,
-    /// 426 with `Sec-WebSocket-Version: 13`, 431) and closing the stream;
+    /// 426 with `Sec-WebSocket-Version: 13`, 431, 403 for an origin the policy refuses) and
+    /// closing the stream;
     /// [`Error::Timeout`] when the request did not arrive within the handshake timeout.
     pub async fn accept<S>(&self, stream: S) -> Result<WebSocket<S>, Error>
     where
@@ -163,7 +198,7 @@ impl Acceptor {
             Ok(Err(err)) => return Err(err),
             Err(_) => return Err(Error::Timeout(crate::Timeout::Handshake)),
         };
-        let key = match handshake::validate_request(&request) {
+        let key = match self.validate(&request) {
             Ok(key) => key,
             Err(err) => return Err(refuse(stream, err).await),
         };

@@ -87,7 +87,7 @@ impl Acceptor {
         &self,
         request: &mut Request<B>,
     ) -> Result<(Response<Full<Bytes>>, UpgradeFut), HandshakeError> {
-        let key = handshake::validate_request(request)?;
+        let key = self.validate(request)?;
         let (response, protocol, deflate) = self.response(request, key);
         let (parts, ()) = response.into_parts();
         let mut response = Response::from_parts(parts, Full::new(Bytes::new()));

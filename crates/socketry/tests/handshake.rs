@@ -74,6 +74,18 @@ async fn each_malformed_request_gets_its_status_and_the_server_keeps_serving() {
             "HTTP/1.1 431",
             None,
         ),
+        // RFC 6455 §11.3.1: one Sec-WebSocket-Key.
+        (
+            format!("GET / HTTP/1.1\r\n{host}{up}{v13}{KEY}{KEY}\r\n"),
+            "HTTP/1.1 400",
+            None,
+        ),
+        // Cross-site WebSocket hijacking: a page from another host is refused by default.
+        (
+            format!("GET / HTTP/1.1\r\n{host}{up}{v13}{KEY}Origin: http://evil.example\r\n\r\n"),
+            "HTTP/1.1 403",
+            None,
+        ),
     ];
     for (request, status, header) in cases {
         let answer = raw_exchange(addr, request.as_bytes()).await;
@@ -233,4 +245,32 @@ async fn connect_times_out_against_a_server_that_never_answers() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn the_origin_policy_admits_same_host_pages_and_configured_origins() {
+    let addr = socketry_echo_server().await;
+    let with_origin = |addr, origin: &str| {
+        upgrade_request(addr).replacen("\r\n\r\n", &format!("\r\nOrigin: {origin}\r\n\r\n"), 1)
+    };
+    // `RawClient::connect_with` asserts the 101.
+    RawClient::connect_with(addr, &format!("Origin: http://{addr}\r\n")).await;
+    RawClient::connect_with(addr, &format!("Origin: https://{addr}\r\n")).await;
+    let evil = raw_exchange(addr, with_origin(addr, "https://evil.example").as_bytes()).await;
+    assert!(evil.starts_with("HTTP/1.1 403"), "{evil}");
+
+    let listed = serve(|stream| async move {
+        let policy = socketry::OriginPolicy::allow(["https://app.example"]);
+        if let Ok(ws) = Acceptor::new().origin_policy(policy).accept(stream).await {
+            echo(ws).await;
+        }
+    })
+    .await;
+    RawClient::connect_with(listed, "Origin: https://app.example\r\n").await;
+    let refused = raw_exchange(
+        listed,
+        with_origin(listed, &format!("http://{listed}")).as_bytes(),
+    )
+    .await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
 }

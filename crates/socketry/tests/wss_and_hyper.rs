@@ -152,6 +152,18 @@ async fn hyper_upgrade_rejects_a_plain_request_with_426() {
 }
 
 #[tokio::test]
+async fn hyper_upgrade_refuses_a_cross_site_origin_with_403() {
+    let addr = hyper_server().await;
+    let request = upgrade_request(addr).replacen(
+        "\r\n\r\n",
+        "\r\nOrigin: http://evil.example\r\nConnection: close\r\n\r\n",
+        1,
+    );
+    let answer = raw_exchange(addr, request.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+}
+
+#[tokio::test]
 async fn bytes_sent_right_behind_the_upgrade_request_are_not_lost() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = hyper_server().await;

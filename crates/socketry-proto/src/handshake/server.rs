@@ -101,8 +101,10 @@ pub fn validate_request<B>(request: &Request<B>) -> Result<&str, HandshakeError>
     if !header_contains_token(headers, header::SEC_WEBSOCKET_VERSION, VERSION) {
         return Err(HandshakeError::UnsupportedVersion);
     }
-    let key = headers
-        .get(header::SEC_WEBSOCKET_KEY)
+    // RFC 6455 §11.3.1: the key header must not appear more than once.
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let key = keys.next().filter(|_| keys.next().is_none());
+    let key = key
         .and_then(|k| k.to_str().ok())
         .map(str::trim)
         .ok_or(HandshakeError::InvalidKey)?;
