@@ -14,7 +14,8 @@ mod server;
 pub use client::{Accepted, parse_response, validate_response, write_request};
 pub use origin::{OriginCheck, OriginPolicy};
 pub use server::{
-    error_response, parse_request, response, select_subprotocol, validate_request, write_response,
+    error_response, parse_request, response, select_subprotocol, select_subprotocol_by_server,
+    validate_request, write_response,
 };
 
 /// The GUID every accept value is derived from (RFC 6455 §1.3).

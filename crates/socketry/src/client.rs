@@ -260,6 +260,23 @@ impl Connector {
             .body(())
             .map_err(|e| Error::InvalidUrl(e.to_string()))?;
         *request.headers_mut() = self.headers.clone();
+        // gorilla: credentials in the URL become basic auth, unless the caller set one.
+        let userinfo = request
+            .uri()
+            .authority()
+            .and_then(|a| a.as_str().rsplit_once('@'))
+            .map(|(userinfo, _)| userinfo.to_owned());
+        if let Some(userinfo) = userinfo
+            && !request.headers().contains_key(http::header::AUTHORIZATION)
+        {
+            let credentials = crate::proxy::basic_credentials(&userinfo)
+                .ok_or_else(|| Error::InvalidUrl("invalid percent-encoding in userinfo".into()))?;
+            let value = HeaderValue::from_str(&format!("Basic {credentials}"))
+                .expect("base64 is a valid header value");
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value);
+        }
         let offer = self.config.get_compression();
         if let Some(offer) = offer
             && !request

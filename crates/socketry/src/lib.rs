@@ -118,7 +118,7 @@ pub use error::{Error, Timeout};
 pub use handlers::{CloseHandler, PingHandler, PongHandler};
 pub use http;
 pub use message_io::{DEFAULT_FRAGMENT_SIZE, JoinedMessages, MessageReader, MessageWriter};
-pub use server::{Acceptor, accept};
+pub use server::{Acceptor, ProtocolOrder, accept};
 pub use socketry_proto::extensions::deflate::DeflateConfig;
 pub use socketry_proto::handshake::{
     OriginPolicy, is_upgrade_request as is_websocket_upgrade,

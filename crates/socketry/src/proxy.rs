@@ -39,16 +39,27 @@ impl Proxy {
         };
         let authority = rest.split('/').next().unwrap_or("");
         let (credentials, host_port) = match authority.rsplit_once('@') {
-            Some((userinfo, host_port)) => (Some(BASE64.encode(userinfo)), host_port),
+            Some((userinfo, host_port)) => (
+                Some(basic_credentials(userinfo).ok_or_else(invalid)?),
+                host_port,
+            ),
             None => (None, authority),
         };
-        let (host, port) = match host_port.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-                (host, port.parse().map_err(|_| invalid())?)
+        // `[v6]`, `[v6]:port`, `host`, `host:port`.
+        let (host, port) = match host_port.strip_prefix('[') {
+            Some(bracketed) => {
+                let (host, after) = bracketed.split_once(']').ok_or_else(invalid)?;
+                match after.strip_prefix(':') {
+                    Some(port) => (host, port.parse().map_err(|_| invalid())?),
+                    None if after.is_empty() => (host, 80),
+                    None => return Err(invalid()),
+                }
             }
-            _ => (host_port, 80),
+            None => match host_port.rsplit_once(':') {
+                Some((host, port)) => (host, port.parse().map_err(|_| invalid())?),
+                None => (host_port, 80),
+            },
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
             return Err(invalid());
         }
@@ -114,6 +125,32 @@ impl Proxy {
 }
 
 /// Whether a `NO_PROXY` list exempts `host`: `*`, the host itself, or a domain it is in.
+/// `user:password` from a URL's userinfo, percent-decoded (as Go's `url.User`) and base64-encoded
+/// for `Authorization: Basic` / `Proxy-Authorization: Basic`; `None` if it is not valid
+/// percent-encoded UTF-8.
+pub(crate) fn basic_credentials(userinfo: &str) -> Option<String> {
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let decoded = format!("{}:{}", percent_decode(user)?, percent_decode(password)?);
+    Some(BASE64.encode(decoded))
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn no_proxy_matches(list: &str, host: &str) -> bool {
     let host = host.to_ascii_lowercase();
     list.split(',')
@@ -156,6 +193,16 @@ mod tests {
         );
         let p = Proxy::parse("http://[::1]:8080/").unwrap();
         assert_eq!((p.host.as_str(), p.port), ("::1", 8080));
+        let bare = Proxy::parse("http://[::1]").unwrap();
+        assert_eq!((bare.host.as_str(), bare.port), ("::1", 80));
+        assert!(Proxy::parse("http://[::1]x").is_err());
+        // Userinfo is percent-decoded before it is encoded for basic auth.
+        let p2 = Proxy::parse("http://ann%40corp:p%3Ass@proxy.local:3128").unwrap();
+        assert_eq!(
+            p2.credentials.as_deref(),
+            Some(BASE64.encode("ann@corp:p:ss").as_str())
+        );
+        assert!(Proxy::parse("http://ann:%zz@proxy.local").is_err());
         assert!(Proxy::parse("socks5://x:1").is_err());
         assert!(!format!("{p:?}").contains("s3cret"));
     }

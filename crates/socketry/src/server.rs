@@ -62,6 +62,19 @@ pub struct Acceptor {
     handshake_timeout: Duration,
     headers: HeaderMap,
     origin: OriginPolicy,
+    protocol_order: ProtocolOrder,
+}
+
+/// Whose preference picks the subprotocol when several are both offered and supported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolOrder {
+    /// The first of the client's subprotocols that the server supports (gorilla's choice; the
+    /// default).
+    #[default]
+    Client,
+    /// The first of the server's subprotocols that the client offered (python-websockets').
+    Server,
 }
 
 impl Default for Acceptor {
@@ -80,7 +93,15 @@ impl Acceptor {
             handshake_timeout: Duration::from_secs(10),
             headers: HeaderMap::new(),
             origin: OriginPolicy::default(),
+            protocol_order: ProtocolOrder::Client,
         }
+    }
+
+    /// Whose order picks the subprotocol. The default value is [`ProtocolOrder::Client`].
+    #[must_use]
+    pub fn protocol_order(mut self, order: ProtocolOrder) -> Self {
+        self.protocol_order = order;
+        self
     }
 
     /// Which `Origin` values are accepted; others get 403. The default value is
@@ -118,7 +139,8 @@ impl Acceptor {
     }
 
     /// The subprotocols the server supports; the first one in the client's order that is
-    /// listed here is selected. The default value is none.
+    /// listed here is selected (or in this list's order: [`protocol_order`](Self::protocol_order)).
+    /// The default value is none.
     #[must_use]
     pub fn protocols<I, P>(mut self, protocols: I) -> Self
     where
@@ -227,10 +249,13 @@ impl Acceptor {
         request: &Request<B>,
         key: &str,
     ) -> (http::Response<()>, Option<String>, Option<DeflateParams>) {
-        let protocol = handshake::select_subprotocol(
-            handshake::requested_subprotocols(request),
-            &self.protocols,
-        );
+        let offered = handshake::requested_subprotocols(request);
+        let protocol = match self.protocol_order {
+            ProtocolOrder::Client => handshake::select_subprotocol(offered, &self.protocols),
+            ProtocolOrder::Server => {
+                handshake::select_subprotocol_by_server(offered, &self.protocols)
+            }
+        };
         let mut response = handshake::response(key, protocol);
         let offers = request
             .headers()

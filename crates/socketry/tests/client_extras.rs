@@ -161,3 +161,38 @@ async fn dial_timeout_bounds_the_tcp_connect() {
     );
     drop((queued, listener));
 }
+
+#[tokio::test]
+async fn url_credentials_become_basic_auth_and_never_reach_host() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut byte)
+                .await
+                .unwrap();
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).unwrap().to_ascii_lowercase()
+    });
+    // The password holds an '@', percent-encoded in the URL.
+    let url = format!("ws://ann:p%40ss@{addr}/");
+    let _ = tokio::time::timeout(Duration::from_secs(2), socketry::connect(&url)).await;
+    let head = bounded(server).await.unwrap();
+    assert!(head.contains(&format!("host: {addr}\r\n")), "{head}");
+    assert!(!head.contains("ann"), "no credentials in clear: {head}");
+    let expected = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode("ann:p@ss")
+    };
+    assert!(
+        head.contains(&format!(
+            "authorization: basic {}",
+            expected.to_ascii_lowercase()
+        )),
+        "{head}"
+    );
+}

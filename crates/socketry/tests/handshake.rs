@@ -168,6 +168,25 @@ async fn subprotocol_is_the_first_of_the_clients_order_that_the_server_supports(
 }
 
 #[tokio::test]
+async fn subprotocol_can_follow_the_servers_order() {
+    let addr = serve(|stream| async move {
+        let acceptor = Acceptor::new()
+            .protocols(["v1.chat", "v2.chat"])
+            .protocol_order(socketry::ProtocolOrder::Server);
+        if let Ok(ws) = acceptor.accept(stream).await {
+            echo(ws).await;
+        }
+    })
+    .await;
+    let (ws, _) = socketry::Connector::new()
+        .protocols(["v3.chat", "v2.chat", "v1.chat"])
+        .connect(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    assert_eq!(ws.protocol(), Some("v1.chat"));
+}
+
+#[tokio::test]
 async fn client_gets_the_status_of_a_refused_handshake() {
     let addr = serve(|mut stream| async move {
         let mut buf = [0u8; 2048];

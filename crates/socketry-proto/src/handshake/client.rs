@@ -29,7 +29,11 @@ pub fn write_request<B>(request: &Request<B>, key: &str, protocols: &[String], d
     if !headers.contains_key(header::HOST)
         && let Some(authority) = uri.authority()
     {
-        put("host", authority.as_str().as_bytes());
+        // Never the userinfo: `ws://user:pass@host` sends its credentials as
+        // `Authorization: Basic` (the I/O layer's job), not in `Host`.
+        let host = authority.as_str();
+        let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
+        put("host", host.as_bytes());
     }
     put("upgrade", b"websocket");
     put("connection", b"Upgrade");

@@ -134,6 +134,27 @@ pub fn select_subprotocol<'a, S: AsRef<str>>(
         .find(|o| supported.iter().any(|s| s.as_ref() == *o))
 }
 
+/// Picks the subprotocol in the server's order: the first one in `supported` that the client
+/// offered (python-websockets' default; [`select_subprotocol`] is gorilla's).
+///
+/// # Examples
+///
+/// ```
+/// use socketry_proto::handshake::select_subprotocol_by_server;
+///
+/// let offered = ["v2.chat", "v1.chat"];
+/// assert_eq!(select_subprotocol_by_server(offered, &["v1.chat", "v2.chat"]), Some("v1.chat"));
+/// ```
+pub fn select_subprotocol_by_server<'a, S: AsRef<str>>(
+    offered: impl IntoIterator<Item = &'a str>,
+    supported: &[S],
+) -> Option<&'a str> {
+    let offered: Vec<&'a str> = offered.into_iter().collect();
+    supported
+        .iter()
+        .find_map(|s| offered.iter().find(|o| **o == s.as_ref()).copied())
+}
+
 /// The 101 response for a validated key, with the chosen subprotocol if any.
 pub fn response(key: &str, protocol: Option<&str>) -> Response<()> {
     let mut response = Response::new(());
