@@ -4,9 +4,9 @@
 use std::{fmt, future::Future, pin::Pin};
 
 use axum::{Router, response::Response, routing::MethodRouter};
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 
-use crate::{Conn, Request, ServeError, upgrader::default_upgrade_error};
+use crate::{Conn, Request, ServeError, UpgradeError, upgrader::default_upgrade_error};
 
 /// Serves WebSocket connections (Goyave's `Controller`).
 ///
@@ -52,7 +52,10 @@ pub trait Controller: Send + Sync + 'static {
 
     /// Called with the error `serve` returned or the panic it raised, before the connection
     /// closes with 1011. The default logs it with `tracing` at error level (Goyave's
-    /// `ErrorHandler`).
+    /// `ErrorHandler`). Endings that are not the controller's failure never come here: a
+    /// [`socketry::Error`] that reports the peer's close, an abnormal closure, a protocol
+    /// violation by the peer, a keepalive timeout or a send after the close began is logged
+    /// at debug level and closes normally.
     fn on_error(&self, request: &Request, error: &ServeError) {
         tracing::error!(path = %request.uri().path(), %error, "websocket controller failed");
     }
@@ -70,17 +73,13 @@ pub trait Controller: Send + Sync + 'static {
         HeaderMap::new()
     }
 
-    /// The response to a failed upgrade (Goyave's `UpgradeErrorHandler`). The default is
-    /// `{"error": "<status text>"}` (the reason in debug mode) with `Sec-WebSocket-Version: 13`.
-    fn on_upgrade_error(
-        &self,
-        request: &Request,
-        status: StatusCode,
-        reason: &str,
-        debug: bool,
-    ) -> Response {
+    /// The response to a failed upgrade (Goyave's `UpgradeErrorHandler`), given why it
+    /// failed (its [`status`](UpgradeError::status) is the usual answer). The default is
+    /// [`default_upgrade_error`]: `{"error": "<status text>"}` (the error's text in debug
+    /// mode) with `Sec-WebSocket-Version: 13`.
+    fn on_upgrade_error(&self, request: &Request, error: &UpgradeError, debug: bool) -> Response {
         let _ = request;
-        default_upgrade_error(status, reason, debug)
+        default_upgrade_error(error, debug)
     }
 
     /// Registers the upgrade route (Goyave's `Registrer`); the default routes GET at `path`.

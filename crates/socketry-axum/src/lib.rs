@@ -41,9 +41,13 @@ mod upgrader;
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
-pub use conn::{Conn, INTERNAL_ERROR_MESSAGE, NORMAL_CLOSURE_MESSAGE};
+/// socketry itself, so that one dependency gives `Error`, `Message`, `PreparedMessage`,
+/// `WebSocketConfig` and the rest.
+pub use socketry;
+
+pub use conn::{Conn, ConnReader, ConnWriter, INTERNAL_ERROR_MESSAGE, NORMAL_CLOSURE_MESSAGE};
 pub use context::Request;
 pub use controller::{BoxServe, Controller, FnController, handler_fn};
-pub use error::{PanicError, ServeError};
+pub use error::{HandlerError, PanicError, ServeError, UpgradeError};
 pub use shutdown::Shutdown;
-pub use upgrader::{Filter, RecoverHandler, Settings, Upgrader, default_upgrade_error};
+pub use upgrader::{Fallback, Filter, RecoverHandler, Settings, Upgrader, default_upgrade_error};

@@ -2,22 +2,24 @@
 //! users.
 
 use std::{
+    collections::HashMap,
     future::Future,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
+use socketry::{CloseCode, ControlHandle};
 use tokio::sync::{Notify, watch};
 
 /// Tracks the live connections of one or more [`Upgrader`](crate::Upgrader)s and closes them
 /// all with 1001 "Going Away" on shutdown.
 ///
-/// Each controller sees the close as the end of [`Conn::recv`](crate::Conn::recv) (after the
-/// closing handshake), returns, and its connection task ends. Plug it into axum's graceful
-/// shutdown:
+/// The close comes from outside, through each connection's
+/// [`ControlHandle`]: whatever the controller reads with (`recv`, `recv_json`, `next_reader`,
+/// `join_messages`, the `Stream`, the split reader), it sees the peer's answer and then the
+/// end; a send after that fails with [`Error::AlreadyClosed`](socketry::Error::AlreadyClosed),
+/// which ends `serve` normally. Background tasks (a ticker, a pump) wait on
+/// [`signalled`](Self::signalled). Plug it into axum's graceful shutdown:
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -51,9 +53,20 @@ pub struct Shutdown {
 #[derive(Debug)]
 struct Inner {
     signal: watch::Sender<bool>,
-    live: AtomicUsize,
+    live: Mutex<Live>,
     ended: Notify,
 }
+
+/// The live connections: counted from their upgrade, closable once they exist.
+#[derive(Debug, Default)]
+struct Live {
+    count: usize,
+    next_id: u64,
+    handles: HashMap<u64, ControlHandle>,
+}
+
+/// The close every connection gets on shutdown.
+const GOING_AWAY: &str = "Going Away";
 
 impl Default for Shutdown {
     fn default() -> Self {
@@ -67,7 +80,7 @@ impl Shutdown {
         Self {
             inner: Arc::new(Inner {
                 signal: watch::Sender::new(false),
-                live: AtomicUsize::new(0),
+                live: Mutex::default(),
                 ended: Notify::new(),
             }),
         }
@@ -75,7 +88,39 @@ impl Shutdown {
 
     /// How many connections are live.
     pub fn live(&self) -> usize {
-        self.inner.live.load(Ordering::SeqCst)
+        self.inner.lock().count
+    }
+
+    /// Resolves once shutdown has started, for tasks beside the connections (a ticker, a hub
+    /// pump) to `select!` on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let shutdown = socketry_axum::Shutdown::new();
+    /// let ticker = tokio::spawn({
+    ///     let shutdown = shutdown.clone();
+    ///     async move {
+    ///         let mut ticks = tokio::time::interval(std::time::Duration::from_millis(10));
+    ///         loop {
+    ///             tokio::select! {
+    ///                 () = shutdown.signalled() => return "stopped",
+    ///                 _ = ticks.tick() => {}
+    ///             }
+    ///         }
+    ///     }
+    /// });
+    /// shutdown.shutdown(std::time::Duration::from_secs(1)).await;
+    /// assert_eq!(ticker.await.unwrap(), "stopped");
+    /// # }
+    /// ```
+    pub fn signalled(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut signal = self.inner.signal.subscribe();
+        async move {
+            let _ = signal.wait_for(|down| *down).await;
+        }
     }
 
     /// Whether shutdown has started (new upgrades are refused with 503 from then on).
@@ -87,6 +132,16 @@ impl Shutdown {
     /// all connection tasks ended or `deadline` passed. Returns how many were still live.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         self.inner.signal.send_replace(true);
+        let handles: Vec<ControlHandle> = self.inner.lock().handles.values().cloned().collect();
+        for handle in handles {
+            // Each close is written by its own task: a peer that does not read holds up only
+            // its own, and the deadline bounds it.
+            tokio::spawn(async move {
+                let _ =
+                    tokio::time::timeout(deadline, handle.close(CloseCode::GOING_AWAY, GOING_AWAY))
+                        .await;
+            });
+        }
         let all_ended = async {
             loop {
                 let ended = self.inner.ended.notified();
@@ -114,15 +169,22 @@ impl Shutdown {
         }
     }
 
-    /// Registers a connection; the guard deregisters it when dropped.
-    pub(crate) fn enter(&self) -> (Guard, watch::Receiver<bool>) {
-        self.inner.live.fetch_add(1, Ordering::SeqCst);
-        (
-            Guard {
-                inner: self.inner.clone(),
-            },
-            self.inner.signal.subscribe(),
-        )
+    /// Registers a connection from its upgrade on; the guard deregisters it when dropped.
+    pub(crate) fn enter(&self) -> Guard {
+        let mut live = self.inner.lock();
+        live.count += 1;
+        live.next_id += 1;
+        Guard {
+            inner: self.inner.clone(),
+            id: live.next_id,
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Live> {
+        // Nothing panics while it is held: the state is consistent.
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -130,11 +192,30 @@ impl Shutdown {
 #[derive(Debug)]
 pub(crate) struct Guard {
     inner: Arc<Inner>,
+    id: u64,
+}
+
+impl Guard {
+    /// The connection exists: shutdown closes it through `handle` (at once, if shutdown
+    /// started while it was being upgraded).
+    pub(crate) fn attach(&self, handle: ControlHandle) {
+        let late = {
+            let mut live = self.inner.lock();
+            live.handles.insert(self.id, handle.clone());
+            *self.inner.signal.borrow()
+        };
+        if late {
+            let _ = handle.start_close(CloseCode::GOING_AWAY, GOING_AWAY);
+        }
+    }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.inner.live.fetch_sub(1, Ordering::SeqCst);
+        let mut live = self.inner.lock();
+        live.count -= 1;
+        live.handles.remove(&self.id);
+        drop(live);
         self.inner.ended.notify_waiters();
     }
 }

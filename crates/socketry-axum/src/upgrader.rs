@@ -1,7 +1,16 @@
 //! [`Upgrader`] and [`Settings`]: the axum handler that upgrades requests and runs the
 //! controller, closing the connection when it returns.
 
-use std::{any::Any, fmt, panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{
+    any::Any,
+    fmt,
+    future::Future,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -10,17 +19,21 @@ use axum::{
     routing::{MethodRouter, any},
 };
 use futures_util::FutureExt;
-use http::{HeaderValue, StatusCode, header};
-use socketry::{
-    Acceptor, CloseCode, CloseError, OriginPolicy, WebSocketConfig, upgrade::UpgradeFut,
+use http::{HeaderValue, header};
+use socketry::{Acceptor, OriginPolicy, WebSocketConfig, upgrade::UpgradeFut};
+
+use crate::{
+    Conn, Controller, PanicError, Request, ServeError, Shutdown, UpgradeError, error,
+    shutdown::Guard,
 };
 
-use tokio::sync::watch;
-
-use crate::{Conn, Controller, PanicError, Request, ServeError, Shutdown, shutdown::Guard};
-
-/// Decides whether a request may be upgraded at all (Fiber's `Filter`); rejected ones get 426.
+/// Decides whether a request may be upgraded at all (Fiber's `Filter`); the requests it skips
+/// go to the [fallback](Upgrader::fallback), or get 426.
 pub type Filter = Arc<dyn Fn(&http::Request<Body>) -> bool + Send + Sync>;
+/// Serves the requests that are not upgraded (see [`Upgrader::fallback`]).
+pub type Fallback = Arc<
+    dyn Fn(axum::extract::Request) -> Pin<Box<dyn Future<Output = Response> + Send>> + Send + Sync,
+>;
 /// Handles a panic instead of [`Controller::on_error`] (Fiber's `RecoverHandler`).
 pub type RecoverHandler = Arc<dyn Fn(&Request, &PanicError) + Send + Sync>;
 
@@ -53,7 +66,9 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             // The origin is checked here, after the controller's `check_origin` hook.
-            acceptor: Acceptor::new().origin_policy(OriginPolicy::any()),
+            acceptor: Acceptor::new()
+                .config(WebSocketConfig::production())
+                .origin_policy(OriginPolicy::any()),
             origin: OriginPolicy::default(),
             debug: false,
             filter: None,
@@ -66,7 +81,9 @@ impl Default for Settings {
 
 impl Settings {
     /// The connection settings: limits, buffers, timeouts (close handshake, read, write),
-    /// keepalive, compression. The default value is [`WebSocketConfig::default`].
+    /// keepalive, compression. The default value is [`WebSocketConfig::production`]: the
+    /// defaults plus keepalive (a ping every 20 s, closed after 20 s without a pong), so a
+    /// peer that went silent does not hold its connection forever.
     #[must_use]
     pub fn config(mut self, config: WebSocketConfig) -> Self {
         self.acceptor = self.acceptor.config(config);
@@ -124,8 +141,9 @@ impl Settings {
         self
     }
 
-    /// A filter: requests it rejects get 426 and never reach the controller. The default
-    /// value is none.
+    /// A filter (Fiber's `Filter`): requests it rejects are skipped, as Fiber's `c.Next()`:
+    /// they go to the upgrader's [fallback](Upgrader::fallback) (the page on the same path,
+    /// say), or get 426 without one. The default value is none.
     #[must_use]
     pub fn filter(
         mut self,
@@ -165,11 +183,13 @@ impl Settings {
     }
 }
 
-/// The default response to a failed upgrade: `{"error": "<status text>"}` (the reason in
-/// debug mode) with `Sec-WebSocket-Version: 13`.
-pub fn default_upgrade_error(status: StatusCode, reason: &str, debug: bool) -> Response {
+/// The default response to a failed upgrade: its [status](UpgradeError::status) and
+/// `{"error": "<status text>"}` (the error's text in debug mode), with
+/// `Sec-WebSocket-Version: 13`.
+pub fn default_upgrade_error(error: &UpgradeError, debug: bool) -> Response {
+    let status = error.status();
     let message = if debug {
-        reason.to_owned()
+        error.to_string()
     } else {
         status.canonical_reason().unwrap_or("error").to_owned()
     };
@@ -219,6 +239,7 @@ pub fn default_upgrade_error(status: StatusCode, reason: &str, debug: bool) -> R
 pub struct Upgrader<C> {
     controller: Arc<C>,
     settings: Arc<Settings>,
+    fallback: Option<Fallback>,
 }
 
 impl<C> Clone for Upgrader<C> {
@@ -226,6 +247,7 @@ impl<C> Clone for Upgrader<C> {
         Self {
             controller: self.controller.clone(),
             settings: self.settings.clone(),
+            fallback: self.fallback.clone(),
         }
     }
 }
@@ -244,7 +266,43 @@ impl<C: Controller> Upgrader<C> {
         Self {
             controller: Arc::new(controller),
             settings: Arc::new(Settings::default()),
+            fallback: None,
         }
+    }
+
+    /// Serves the requests that are not upgraded with `handler`: those the
+    /// [filter](Settings::filter) skips and those that are no WebSocket handshake at all (no
+    /// `Upgrade: websocket`), so that a page and its socket share a path. Without a fallback
+    /// they get the upgrade error (426).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use socketry_axum::{Upgrader, handler_fn};
+    ///
+    /// let chat = Upgrader::new(handler_fn(|conn, _| {
+    ///     Box::pin(async move {
+    ///         while let Some(message) = conn.recv().await {
+    ///             conn.send(message?).await?;
+    ///         }
+    ///         Ok::<(), socketry::Error>(())
+    ///     })
+    /// }))
+    /// .fallback(|| async { axum::response::Html("<h1>the chat page</h1>") });
+    /// let app: axum::Router = chat.route(axum::Router::new(), "/chat");
+    /// # let _ = app;
+    /// ```
+    #[must_use]
+    pub fn fallback<H, T>(mut self, handler: H) -> Self
+    where
+        H: axum::handler::Handler<T, ()>,
+        T: 'static,
+    {
+        self.fallback = Some(Arc::new(move |request| {
+            let handler = handler.clone();
+            Box::pin(async move { axum::handler::Handler::call(handler, request, ()).await })
+        }));
+        self
     }
 
     /// Replaces the settings.
@@ -278,29 +336,29 @@ impl<C: Controller> Upgrader<C> {
             .filter
             .as_ref()
             .is_none_or(|filter| filter(&request));
+        if let Some(fallback) = &self.fallback
+            && (!passes_filter || !socketry::is_websocket_upgrade(&request))
+        {
+            return fallback(request).await;
+        }
         let upgrade = passes_filter.then(|| settings.acceptor.upgrade(&mut request));
         let policy_allows = settings.origin.check(&request).is_ok();
         let (parts, _body) = request.into_parts();
         let context = Request::from_parts(parts).await;
-        let fail = |status: StatusCode, reason: &str| {
+        let fail = |error: UpgradeError| {
             self.controller
-                .on_upgrade_error(&context, status, reason, settings.debug)
+                .on_upgrade_error(&context, &error, settings.debug)
         };
         if settings
             .shutdown
             .as_ref()
             .is_some_and(Shutdown::is_shutting_down)
         {
-            return fail(StatusCode::SERVICE_UNAVAILABLE, "server shutting down");
+            return fail(UpgradeError::ShuttingDown);
         }
         let (response, connection) = match upgrade {
-            None => {
-                return fail(
-                    StatusCode::UPGRADE_REQUIRED,
-                    "request rejected by the filter",
-                );
-            }
-            Some(Err(err)) => return fail(err.status(), &err.to_string()),
+            None => return fail(UpgradeError::Filtered),
+            Some(Err(err)) => return fail(UpgradeError::Handshake(err)),
             Some(Ok(upgrade)) => upgrade,
         };
         let origin_ok = self
@@ -308,7 +366,7 @@ impl<C: Controller> Upgrader<C> {
             .check_origin(&context)
             .unwrap_or(policy_allows);
         if !origin_ok {
-            return fail(StatusCode::FORBIDDEN, "origin not allowed");
+            return fail(UpgradeError::OriginRejected);
         }
         let (mut parts, body) = response.into_parts();
         parts
@@ -333,21 +391,36 @@ async fn run<C: Controller>(
     settings: Arc<Settings>,
     connection: UpgradeFut,
     request: Request,
-    tracked: Option<(Guard, watch::Receiver<bool>)>,
+    tracked: Option<Guard>,
 ) {
-    let (_guard, signal) = tracked.unzip();
     let upgrade = Box::pin(tokio::time::timeout(settings.handshake_timeout, connection));
     let Ok(Ok(ws)) = upgrade.await else {
         return;
     };
-    let mut conn = Conn::new(ws, settings.debug, signal);
-    let outcome = AssertUnwindSafe(controller.serve(&mut conn, &request))
-        .catch_unwind()
-        .await;
+    let mut conn = Conn::new(ws, settings.debug);
+    if let Some(guard) = &tracked {
+        guard.attach(conn.handle());
+    }
+    if settings.debug {
+        error::install_backtrace_hook();
+    }
+    let serve = CaptureBacktraces {
+        inner: Box::pin(controller.serve(&mut conn, &request)),
+        on: settings.debug,
+    };
+    let outcome = AssertUnwindSafe(serve).catch_unwind().await;
     let failure = match outcome {
         Ok(Ok(())) => None,
-        Ok(Err(err)) if is_normal_close(&err) => None,
-        Ok(Err(err)) => Some(ServeError::Handler(err.to_string())),
+        Ok(Err(err)) => match ended_connection(&err) {
+            // The peer left, broke the protocol or went silent, or the server's own close
+            // (a shutdown) ended the connection: not the controller's failure, and not worth
+            // more than a debug line (a client could otherwise flood the logs at will).
+            Some(ending) => {
+                tracing::debug!(path = %request.uri().path(), %ending, "websocket connection ended");
+                None
+            }
+            None => Some(ServeError::Handler(Box::new(err))),
+        },
         Err(payload) => Some(ServeError::Panic(PanicError::from_payload(
             &*payload,
             settings.debug,
@@ -364,22 +437,47 @@ async fn run<C: Controller>(
                 (ServeError::Panic(panic), Some(recover)) => recover(&request, panic),
                 _ => controller.on_error(&request, &error),
             }
-            let _ = Box::pin(conn.close_with_error(&error)).await;
+            // The error need not be `Sync`: only its text is held across the close.
+            let text = error.to_string();
+            drop(error);
+            let _ = Box::pin(conn.close_with_error(text)).await;
         }
     }
+    drop(tracked);
 }
 
-/// Whether `serve` failed only because the peer closed normally (1000, 1001, 1005).
-fn is_normal_close<E: Any>(err: &E) -> bool {
-    let Some(err) = (err as &dyn Any).downcast_ref::<socketry::Error>() else {
-        return false;
-    };
-    CloseError::from_error(err).is_some_and(|close| {
-        [
-            CloseCode::NORMAL,
-            CloseCode::GOING_AWAY,
-            CloseCode::NO_STATUS,
-        ]
-        .contains(&close.code)
-    })
+/// The connection's end that `err` reports, if it is one (not a failure of the controller):
+/// the peer's close, an abnormal closure, a protocol violation by the peer, the keepalive, or
+/// a send after the close began.
+fn ended_connection<E: Any>(err: &E) -> Option<&socketry::Error> {
+    let err = (err as &dyn Any).downcast_ref::<socketry::Error>()?;
+    matches!(
+        err,
+        socketry::Error::AbnormalClosure
+            | socketry::Error::Io(_)
+            | socketry::Error::Protocol(_)
+            | socketry::Error::AlreadyClosed
+            | socketry::Error::Timeout(socketry::Timeout::Keepalive)
+    )
+    .then_some(err)
+}
+
+/// Polls the controller with panic backtraces captured where the panic happens.
+struct CaptureBacktraces<F> {
+    /// Boxed, so that this wrapper is `Unpin`.
+    inner: Pin<Box<F>>,
+    on: bool,
+}
+
+impl<F: Future> Future for CaptureBacktraces<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        if this.on {
+            error::capturing(|| this.inner.as_mut().poll(cx))
+        } else {
+            this.inner.as_mut().poll(cx)
+        }
+    }
 }

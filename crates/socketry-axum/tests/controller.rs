@@ -12,7 +12,7 @@ use std::{
 
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue};
 use socketry::Message;
 use socketry_axum::{Conn, Controller, Request, ServeError, Settings, Upgrader, handler_fn};
 use tokio::{
@@ -341,11 +341,19 @@ impl Controller for Hooks {
     fn on_upgrade_error(
         &self,
         _request: &Request,
-        status: StatusCode,
-        _reason: &str,
+        error: &socketry_axum::UpgradeError,
         _debug: bool,
     ) -> axum::response::Response {
-        axum::response::IntoResponse::into_response((status, "custom body"))
+        // The typed error: the status, and which refusal it was.
+        let kind = match error {
+            socketry_axum::UpgradeError::OriginRejected => "origin",
+            socketry_axum::UpgradeError::Handshake(_) => "handshake",
+            _ => "other",
+        };
+        axum::response::IntoResponse::into_response((
+            error.status(),
+            format!("custom body: {kind}"),
+        ))
     }
 
     fn register_route(
@@ -397,7 +405,7 @@ async fn hooks_and_the_request_context() {
     )
     .await;
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
-    assert!(refused.ends_with("custom body"), "{refused}");
+    assert!(refused.ends_with("custom body: origin"), "{refused}");
     let not_registered = raw(addr, upgrade_request(addr, "/rooms/x", "")).await;
     assert!(
         not_registered.starts_with("HTTP/1.1 404"),
@@ -545,7 +553,7 @@ async fn the_connection_settings_reach_every_connection() {
         .max_message_size(Some(1024));
     let app = Upgrader::new(handler_fn(|conn, _| {
         Box::pin(async move {
-            let compressed = conn.compression().is_some();
+            let compressed = conn.is_compressed();
             conn.send(format!("compressed={compressed}")).await?;
             while let Some(message) = conn.recv().await {
                 conn.send(message?).await?;

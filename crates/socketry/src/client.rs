@@ -5,15 +5,19 @@ use std::time::Duration;
 #[cfg(feature = "rustls")]
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
 use socketry_proto::{HandshakeError, Role, handshake};
 use tokio::{
-    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
 
 use crate::{
-    Error, MaybeTlsStream, WebSocket, WebSocketConfig, handshake_io::read_head, proxy::Proxy,
+    Error, MaybeTlsStream, WebSocket, WebSocketConfig,
+    error::{MAX_ERROR_BODY, UrlError},
+    handshake_io::read_head,
+    proxy::Proxy,
 };
 
 /// Connects to `url` (`ws://` or `wss://`) with the default [`Connector`] settings.
@@ -66,7 +70,7 @@ pub struct Connector {
     headers: HeaderMap,
     handshake_timeout: Duration,
     dial_timeout: Option<Duration>,
-    proxy: Option<Result<Proxy, String>>,
+    proxy: Option<Result<Proxy, crate::error::UrlError>>,
     proxy_from_env: bool,
     #[cfg(feature = "rustls")]
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
@@ -147,7 +151,7 @@ impl Connector {
     /// (basic auth when credentials are given). The default value is no proxy.
     #[must_use]
     pub fn proxy(mut self, url: &str) -> Self {
-        self.proxy = Some(Proxy::parse(url).map_err(|e| e.to_string()));
+        self.proxy = Some(Proxy::parse(url));
         self
     }
 
@@ -190,8 +194,9 @@ impl Connector {
     /// # Errors
     ///
     /// [`Error::InvalidUrl`], [`Error::Io`] when connecting fails, [`Error::Timeout`], and
-    /// [`Error::Handshake`] for a refused or malformed answer; a status other than 101 is
-    /// `HandshakeError::UnexpectedStatus(status)` ([`Error::status`] gives it).
+    /// [`Error::Handshake`] for a malformed answer; [`Error::Http`] for a status other than
+    /// 101, with the response's headers and body to debug it ([`Error::status`] gives the
+    /// status).
     pub async fn connect(
         &self,
         url: &str,
@@ -199,7 +204,7 @@ impl Connector {
         let target = Target::parse(url)?;
         let proxy = match &self.proxy {
             Some(Ok(proxy)) => Some(proxy.clone()),
-            Some(Err(err)) => return Err(Error::InvalidUrl(err.clone())),
+            Some(Err(err)) => return Err(err.clone().into()),
             None if self.proxy_from_env => {
                 Proxy::from_env(&target.host, target.tls, |name| std::env::var(name).ok())?
             }
@@ -256,9 +261,8 @@ impl Connector {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut request = Request::get(uri)
-            .body(())
-            .map_err(|e| Error::InvalidUrl(e.to_string()))?;
+        let mut request = Request::new(());
+        *request.uri_mut() = uri;
         *request.headers_mut() = self.headers.clone();
         // gorilla: credentials in the URL become basic auth, unless the caller set one.
         let userinfo = request
@@ -269,8 +273,12 @@ impl Connector {
         if let Some(userinfo) = userinfo
             && !request.headers().contains_key(http::header::AUTHORIZATION)
         {
-            let credentials = crate::proxy::basic_credentials(&userinfo)
-                .ok_or_else(|| Error::InvalidUrl("invalid percent-encoding in userinfo".into()))?;
+            let credentials = crate::proxy::basic_credentials(&userinfo).ok_or_else(|| {
+                UrlError::new(
+                    redact_userinfo(request.uri()),
+                    "invalid percent-encoding in userinfo",
+                )
+            })?;
             let value = HeaderValue::from_str(&format!("Basic {credentials}"))
                 .expect("base64 is a valid header value");
             request
@@ -296,6 +304,9 @@ impl Connector {
         let (response, leftover) = read_head(&mut stream, handshake::parse_response).await?;
         let accepted = match handshake::validate_response(&response, &key, &self.protocols, offer) {
             Ok(accepted) => accepted,
+            Err(HandshakeError::UnexpectedStatus(_)) => {
+                return Err(refused(stream, response, leftover).await);
+            }
             Err(err @ HandshakeError::UnexpectedExtension(_)) => {
                 // The handshake failed, so the connection was never established (RFC 6455
                 // §4.1): no close frame, just end TCP.
@@ -323,8 +334,8 @@ impl Connector {
         {
             use tokio_rustls::rustls::pki_types::ServerName;
             let config = self.tls.clone().unwrap_or_else(default_tls_config);
-            let name = ServerName::try_from(target.host.clone()).map_err(|_| {
-                Error::InvalidUrl(format!("invalid tls server name {:?}", target.host))
+            let name = ServerName::try_from(target.host.clone()).map_err(|e| {
+                UrlError::new(redact_userinfo(&target.uri), "invalid tls server name").caused_by(e)
             })?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
@@ -334,9 +345,11 @@ impl Connector {
         #[cfg(not(feature = "rustls"))]
         {
             drop(tcp);
-            Err(Error::InvalidUrl(
-                "wss:// needs the `rustls` feature".into(),
-            ))
+            Err(UrlError::new(
+                redact_userinfo(&target.uri),
+                "wss:// needs the `rustls` feature",
+            )
+            .into())
         }
     }
 }
@@ -362,6 +375,39 @@ fn default_tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
         .clone()
 }
 
+/// A refused handshake as [`Error::Http`]: the response and up to [`MAX_ERROR_BODY`] bytes of
+/// its body (its `Content-Length`, or what comes before the server closes; one second at most).
+async fn refused<S>(mut stream: S, response: Response<()>, leftover: BytesMut) -> Error
+where
+    S: AsyncRead + Unpin,
+{
+    let declared = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let want = declared.unwrap_or(MAX_ERROR_BODY).min(MAX_ERROR_BODY);
+    let mut body = leftover;
+    body.truncate(want);
+    let read = async {
+        while body.len() < want {
+            let mut chunk = (&mut stream).take((want - body.len()) as u64);
+            match chunk.read_buf(&mut body).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
+    let (parts, ()) = response.into_parts();
+    Error::Http(Box::new(Response::from_parts(parts, body.freeze())))
+}
+
+/// The URL for error messages, without its credentials.
+fn redact_userinfo(uri: &Uri) -> String {
+    crate::proxy::redact(&uri.to_string())
+}
+
 /// A parsed `ws://` or `wss://` URL.
 #[derive(Debug)]
 struct Target {
@@ -373,21 +419,21 @@ struct Target {
 
 impl Target {
     fn parse(url: &str) -> Result<Self, Error> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| Error::InvalidUrl(format!("{url}: {e}")))?;
+        let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| {
+            UrlError::new(crate::proxy::redact(url), "not a url").caused_by(e)
+        })?;
         let tls = match uri.scheme_str() {
             Some(s) if s.eq_ignore_ascii_case("ws") => false,
             Some(s) if s.eq_ignore_ascii_case("wss") => true,
             _ => {
-                return Err(Error::InvalidUrl(format!(
-                    "{url}: scheme must be ws or wss"
-                )));
+                return Err(
+                    UrlError::new(redact_userinfo(&uri), "scheme must be ws or wss").into(),
+                );
             }
         };
         let host = uri
             .host()
-            .ok_or_else(|| Error::InvalidUrl(format!("{url}: no host")))?;
+            .ok_or_else(|| UrlError::new(redact_userinfo(&uri), "no host"))?;
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')

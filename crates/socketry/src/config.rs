@@ -48,7 +48,29 @@ impl Default for WebSocketConfig {
     }
 }
 
+/// The keepalive of [`WebSocketConfig::production`]: a ping every 20 s, and the connection
+/// fails when its pong has not come 20 s later (python-websockets' defaults).
+pub const PRODUCTION_KEEPALIVE: (Duration, Duration) =
+    (Duration::from_secs(20), Duration::from_secs(20));
+
 impl WebSocketConfig {
+    /// The defaults for a server facing the internet: [`default`](Self::default) plus
+    /// keepalive ([`PRODUCTION_KEEPALIVE`]), so that a peer that vanished without a FIN (a
+    /// phone that lost its network, a crashed host) is closed within 40 s instead of holding
+    /// its connection forever. socketry-axum uses these by default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use socketry::{PRODUCTION_KEEPALIVE, WebSocketConfig};
+    ///
+    /// let config = WebSocketConfig::production();
+    /// assert_eq!(config.get_keepalive(), Some(PRODUCTION_KEEPALIVE));
+    /// ```
+    pub fn production() -> Self {
+        Self::default().keepalive(Some(PRODUCTION_KEEPALIVE))
+    }
+
     /// The largest message accepted, in bytes, or `None` for no limit; a larger one fails the
     /// connection with close code 1009. The default value is 64 MiB.
     #[must_use]

@@ -43,9 +43,64 @@ pub enum Error {
     /// The HTTP proxy refused the `CONNECT`; carries its status.
     #[error("proxy answered {0} to CONNECT")]
     Proxy(http::StatusCode),
-    /// The URL is not a valid `ws://` or `wss://` URL.
-    #[error("invalid url: {0}")]
-    InvalidUrl(String),
+    /// The server answered the opening handshake with another status than 101 (a 401, a
+    /// 403, a redirect): the whole response, with up to [`MAX_ERROR_BODY`] bytes of its body,
+    /// to debug it (tungstenite's `Error::Http`).
+    #[error("websocket handshake refused with {}", .0.status())]
+    Http(Box<http::Response<bytes::Bytes>>),
+    /// The URL is not a valid `ws://` or `wss://` URL (or proxy URL).
+    #[error(transparent)]
+    InvalidUrl(#[from] UrlError),
+}
+
+/// The most bytes of a refused handshake's body [`Error::Http`] keeps: 64 KiB.
+pub const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Why a URL was refused, with its cause when there is one.
+#[derive(Debug, Clone)]
+pub struct UrlError {
+    url: String,
+    reason: String,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl UrlError {
+    /// `url` (with any credentials already redacted) and why it was refused.
+    pub(crate) fn new(url: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// The same, with the underlying error.
+    pub(crate) fn caused_by(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.source = Some(std::sync::Arc::new(source));
+        self
+    }
+
+    /// The URL (credentials redacted).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl std::fmt::Display for UrlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid url {:?}: {}", self.url, self.reason)
+    }
+}
+
+impl std::error::Error for UrlError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// Which timeout passed, in [`Error::Timeout`].
@@ -93,6 +148,7 @@ impl Error {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             Self::Handshake(err) => Some(err.status()),
+            Self::Http(response) => Some(response.status()),
             _ => None,
         }
     }

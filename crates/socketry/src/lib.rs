@@ -113,8 +113,8 @@ pub use client::{Connector, connect};
 pub use close_error::{
     CloseError, format_close_message, is_close_error, is_unexpected_close_error,
 };
-pub use config::{MAX_READ_BUFFER_SIZE, WebSocketConfig};
-pub use error::{Error, Timeout};
+pub use config::{MAX_READ_BUFFER_SIZE, PRODUCTION_KEEPALIVE, WebSocketConfig};
+pub use error::{Error, MAX_ERROR_BODY, Timeout, UrlError};
 pub use handlers::{CloseHandler, PingHandler, PongHandler};
 pub use http;
 pub use message_io::{DEFAULT_FRAGMENT_SIZE, JoinedMessages, MessageReader, MessageWriter};

@@ -5,7 +5,7 @@ use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use socketry_proto::handshake;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::{Error, handshake_io::read_head};
+use crate::{Error, error::UrlError, handshake_io::read_head};
 
 /// An HTTP proxy: where it listens and, optionally, its basic-auth credentials.
 #[derive(Clone, PartialEq, Eq)]
@@ -30,8 +30,8 @@ impl std::fmt::Debug for Proxy {
 impl Proxy {
     /// Parses `http://[user:password@]host[:port]` (the scheme may be left out; the port
     /// defaults to 80).
-    pub(crate) fn parse(url: &str) -> Result<Self, Error> {
-        let invalid = || Error::InvalidUrl(format!("invalid proxy url {:?}", redact(url)));
+    pub(crate) fn parse(url: &str) -> Result<Self, UrlError> {
+        let invalid = || UrlError::new(redact(url), "invalid proxy url");
         let rest = match url.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
             Some(_) => return Err(invalid()),
@@ -92,7 +92,7 @@ impl Proxy {
         } else {
             get("HTTP_PROXY")
         };
-        url.map(|u| Self::parse(u.trim())).transpose()
+        Ok(url.map(|u| Self::parse(u.trim())).transpose()?)
     }
 
     /// Asks the proxy for a tunnel to `host:port` over `stream`.
@@ -167,7 +167,7 @@ fn no_proxy_matches(list: &str, host: &str) -> bool {
         })
 }
 
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match url.rsplit_once('@') {
         Some((_, host)) => format!("***@{host}"),
         None => url.to_owned(),

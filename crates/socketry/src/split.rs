@@ -18,7 +18,7 @@ use std::{
     io,
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
-    task::{Context, Poll, Wake, Waker},
+    task::{Context, Poll, Wake, Waker, ready},
     time::Duration,
 };
 
@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::{
     Error, WebSocket,
-    core::{Core, Io, Timer},
+    core::{Core, Io, Mode, Received, Timer},
     endpoint::{self, Endpoint},
     handlers::{CloseHandler, Handlers, PingHandler, PongHandler},
 };
@@ -146,6 +146,8 @@ struct Inner<S> {
     reader: Option<Waker>,
     /// The reader was dropped: the writer's `close` completes the handshake itself.
     reader_gone: bool,
+    /// Tasks waiting for the transport to be closed ([`ControlHandle::closed`]).
+    closed_waiters: Vec<Waker>,
 }
 
 impl<S> Shared<S> {
@@ -161,19 +163,42 @@ impl<S> Shared<S> {
     fn with_core_waking<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
         let mut inner = self.lock();
         let result = f(&mut inner.ws.core);
-        let reader = Self::reader_to_wake(&mut inner);
+        let wake = Self::to_wake(&mut inner, false);
         drop(inner);
-        if let Some(reader) = reader {
-            reader.wake();
-        }
+        wake.wake();
         result
     }
 
-    fn reader_to_wake(inner: &mut Inner<S>) -> Option<Waker> {
-        if inner.ws.core.conn.timeout_changed() {
+    /// Whom a poll must wake once the lock is released: the reader when another task moved a
+    /// deadline, the tasks waiting for the end once the transport is closed.
+    fn to_wake(inner: &mut Inner<S>, is_reader: bool) -> ToWake {
+        let reader = if !is_reader && inner.ws.core.conn.timeout_changed() {
             inner.reader.take()
         } else {
             None
+        };
+        let closed = if inner.ws.core.is_done() {
+            std::mem::take(&mut inner.closed_waiters)
+        } else {
+            Vec::new()
+        };
+        ToWake { reader, closed }
+    }
+}
+
+/// Wakers taken under the lock, woken after it.
+struct ToWake {
+    reader: Option<Waker>,
+    closed: Vec<Waker>,
+}
+
+impl ToWake {
+    fn wake(self) {
+        if let Some(reader) = self.reader {
+            reader.wake();
+        }
+        for waiter in self.closed {
+            waiter.wake();
         }
     }
 }
@@ -217,16 +242,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
             waiters: &self.waiters,
         };
         let result = f(&mut inner.ws.core, &mut io, timer, cx);
-        let reader = if is_reader {
-            None
-        } else {
-            Self::reader_to_wake(inner)
-        };
+        let wake = Self::to_wake(inner, is_reader);
         drop(guard);
-        if let Some(reader) = reader {
-            reader.wake();
-        }
+        wake.wake();
         result
+    }
+
+    /// Ready once the transport is closed. With the reader gone, nobody else reads: this poll
+    /// completes the closing handshake itself (bounded by the close timeout).
+    fn poll_transport_closed(&self, cx: &mut Context<'_>, timer: &mut Timer) -> Poll<()> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if inner.ws.core.is_done() {
+            return Poll::Ready(());
+        }
+        if !inner.reader_gone {
+            if !inner.closed_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                inner.closed_waiters.push(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        let mut io = SharedIo {
+            io: &mut inner.ws.io,
+            waiters: &self.waiters,
+        };
+        loop {
+            match ready!(inner.ws.core.poll_recv(&mut io, timer, cx, Mode::Whole)) {
+                // No reader, no handler: the default reply.
+                Some(Ok(Received::CloseToAnswer(frame))) => {
+                    let reply = frame.map(|c| CloseFrame::new(c.code, ""));
+                    inner.ws.core.answer_close(reply.as_ref());
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        let wake = Self::to_wake(inner, false);
+        drop(guard);
+        wake.wake();
+        Poll::Ready(())
     }
 }
 
@@ -243,6 +297,7 @@ where
             ws,
             reader: None,
             reader_gone: false,
+            closed_waiters: Vec::new(),
         }),
         waiters: Arc::default(),
         timeouts,
@@ -306,6 +361,12 @@ impl<S> Drop for WebSocketReader<S> {
         let mut inner = self.shared.lock();
         inner.reader_gone = true;
         inner.reader = None;
+        // Whoever waits for the end must now drive it.
+        let waiters = std::mem::take(&mut inner.closed_waiters);
+        drop(inner);
+        for waiter in waiters {
+            waiter.wake();
+        }
     }
 }
 
@@ -579,6 +640,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocke
 trait Control: Send + Sync {
     fn queue(&self, f: &mut dyn FnMut(&mut Core) -> Result<(), Error>) -> Result<(), Error>;
     fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>>;
+    fn poll_closed(&self, cx: &mut Context<'_>, timer: &mut Timer) -> Poll<()>;
     fn state(&self) -> State;
 }
 
@@ -596,6 +658,10 @@ where
         self.poll_with(cx, &mut timer, false, |core, io, _, cx| {
             core.poll_write_queued(io, cx).map_err(Error::from)
         })
+    }
+
+    fn poll_closed(&self, cx: &mut Context<'_>, timer: &mut Timer) -> Poll<()> {
+        self.poll_transport_closed(cx, timer)
     }
 
     fn state(&self) -> State {
@@ -665,6 +731,39 @@ impl ControlHandle {
         self.shared
             .queue(&mut |core| core.start_close(frame.take()))?;
         poll_fn(|cx| self.shared.poll_flush(cx)).await
+    }
+
+    /// Queues the close frame without waiting: the reader writes it and completes the
+    /// handshake (a close started anywhere ends within the close timeout). Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidMessage`] for a code that may not be sent.
+    pub fn start_close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        let mut frame = Some(CloseFrame::new(code, reason));
+        self.shared
+            .queue(&mut |core| core.start_close(frame.take()))
+    }
+
+    /// Waits until the connection is over and its transport closed: the reader completed the
+    /// closing handshake (or gave up after the close timeout). If the reader half was dropped,
+    /// this call reads the peer's answer itself. Pair it with [`close`](Self::close).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
+    pub async fn closed(&self) {
+        let mut timer = Timer::default();
+        poll_fn(|cx| self.shared.poll_closed(cx, &mut timer)).await;
+    }
+
+    /// Changes the close timeout of the connection, for a closing handshake that has not
+    /// started yet.
+    pub fn set_close_timeout(&self, timeout: Duration) {
+        let _ = self.shared.queue(&mut |core| {
+            core.set_config(core.config.close_timeout(timeout));
+            Ok(())
+        });
     }
 
     /// The protocol state.

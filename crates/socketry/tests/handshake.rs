@@ -192,21 +192,23 @@ async fn client_gets_the_status_of_a_refused_handshake() {
         let mut buf = [0u8; 2048];
         let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
         let _ = stream
-            .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+            .write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer\r\n\
+                  content-length: 20\r\n\r\n{\"error\":\"no token\"}",
+            )
             .await;
     })
     .await;
     let err = socketry::connect(&format!("ws://{addr}/"))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Handshake(HandshakeError::UnexpectedStatus(StatusCode::FORBIDDEN))
-        ),
-        "{err:?}"
-    );
-    assert_eq!(err.status(), Some(StatusCode::FORBIDDEN));
+    let Error::Http(response) = &err else {
+        panic!("expected the whole response: {err:?}")
+    };
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    assert_eq!(&response.body()[..], br#"{"error":"no token"}"#);
+    assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
 }
 
 #[tokio::test]

@@ -1,0 +1,479 @@
+//! A connection users can own: split halves and writer tasks, graceful shutdown through every
+//! way of reading and through `select!` loops, log levels of endings the peer caused,
+//! backtraces at the panic, the filter's fallback, production defaults.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::Router;
+use futures_util::StreamExt;
+use socketry::{CloseCode, Message};
+use socketry_axum::{Conn, Controller, Request, ServeError, Settings, Shutdown, Upgrader};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(TIMEOUT, f)
+        .await
+        .expect("test step timed out")
+}
+
+async fn serve(app: Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+type Client = socketry::WebSocket<socketry::MaybeTlsStream>;
+
+async fn client(addr: SocketAddr, path: &str) -> Client {
+    socketry::connect(&format!("ws://{addr}{path}"))
+        .await
+        .unwrap()
+        .0
+}
+
+/// Reads until the server's close; returns its code once the transport ended cleanly (no
+/// reset, no error).
+async fn close_code_then_clean_end(ws: &mut Client) -> Result<u16, String> {
+    let mut code = None;
+    while let Some(next) = bounded(ws.recv()).await {
+        match next {
+            Ok(Message::Close(frame)) => code = Some(frame.map_or(1005, |f| u16::from(f.code))),
+            Ok(_) => {}
+            Err(err) => return Err(format!("{err:?}")),
+        }
+    }
+    code.ok_or_else(|| "no close frame".to_owned())
+}
+
+/// Counts `on_error` calls.
+#[derive(Default)]
+struct Failures(AtomicUsize);
+
+/// The dashboard of the bug report: ticks pushed from a `select!` loop that also reads
+/// commands.
+struct Dashboard(Arc<Failures>);
+
+impl Controller for Dashboard {
+    type Error = socketry::Error;
+
+    async fn serve(&self, conn: &mut Conn, _: &Request) -> Result<(), Self::Error> {
+        let mut ticks = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => conn.send("tick").await?,
+                command = conn.recv() => match command {
+                    Some(Ok(_)) => {}
+                    Some(Err(err)) => return Err(err),
+                    None => return Ok(()),
+                },
+            }
+        }
+    }
+
+    fn on_error(&self, _: &Request, _: &ServeError) {
+        self.0.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_of_200_select_loop_dashboards_ends_every_one_cleanly_with_1001() {
+    let failures = Arc::new(Failures::default());
+    let shutdown = Shutdown::new();
+    let app = Upgrader::new(Dashboard(failures.clone()))
+        .settings(Settings::default().shutdown(shutdown.clone()))
+        .route(Router::new(), "/dash");
+    let addr = serve(app).await;
+    let mut clients = Vec::new();
+    for _ in 0..200 {
+        let mut ws = client(addr, "/dash").await;
+        clients.push(tokio::spawn(async move {
+            close_code_then_clean_end(&mut ws).await
+        }));
+    }
+    bounded(async {
+        while shutdown.live() < 200 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await; // ticks flow
+    let still_live = shutdown.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(still_live, 0);
+    for client in clients {
+        assert_eq!(bounded(client).await.unwrap(), Ok(1001));
+    }
+    assert_eq!(failures.0.load(Ordering::SeqCst), 0, "no handler errors");
+}
+
+/// Reads with one of the ways a controller can read, until the end.
+struct Reads(&'static str);
+
+impl Controller for Reads {
+    type Error = socketry::Error;
+
+    async fn serve(&self, conn: &mut Conn, _: &Request) -> Result<(), Self::Error> {
+        match self.0 {
+            "recv" => while conn.recv().await.is_some() {},
+            "stream" => while conn.next().await.is_some() {},
+            "next_reader" => {
+                while let Some(reader) = conn.next_reader().await {
+                    let mut reader = reader?;
+                    let mut sink = Vec::new();
+                    let _ = reader.read_to_end(&mut sink).await;
+                }
+            }
+            "join_messages" => {
+                let mut joined = conn.join_messages("\n").expect("not split");
+                let mut sink = Vec::new();
+                let _ = joined.read_to_end(&mut sink).await;
+            }
+            #[cfg(feature = "json")]
+            "recv_json" => while conn.recv_json::<serde_json::Value>().await.is_some() {},
+            "split" => {
+                let (mut reader, _writer) = conn.split().expect("first split");
+                while reader.recv().await.is_some() {}
+            }
+            other => unreachable!("{other}"),
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn shutdown_reaches_every_way_of_reading() {
+    let shutdown = Shutdown::new();
+    let mut modes = vec!["recv", "stream", "next_reader", "join_messages", "split"];
+    if cfg!(feature = "json") {
+        modes.push("recv_json");
+    }
+    let mut router = Router::new();
+    for mode in &modes {
+        router = Upgrader::new(Reads(mode))
+            .settings(Settings::default().shutdown(shutdown.clone()))
+            .route(router, &format!("/{mode}"));
+    }
+    let addr = serve(router).await;
+    let mut clients = Vec::new();
+    for mode in &modes {
+        let mut ws = client(addr, &format!("/{mode}")).await;
+        clients.push((
+            *mode,
+            tokio::spawn(async move { close_code_then_clean_end(&mut ws).await }),
+        ));
+    }
+    bounded(async {
+        while shutdown.live() < modes.len() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(shutdown.shutdown(Duration::from_secs(5)).await, 0);
+    for (mode, client) in clients {
+        assert_eq!(bounded(client).await.unwrap(), Ok(1001), "{mode}");
+    }
+}
+
+/// Splits, writes from a task fed by a channel, reads commands; returns on "bye" while the
+/// writer task still holds its half.
+struct WithWriterTask;
+
+impl Controller for WithWriterTask {
+    type Error = socketry::Error;
+
+    async fn serve(&self, conn: &mut Conn, _: &Request) -> Result<(), Self::Error> {
+        let (mut reader, mut writer) = conn.split().expect("first split");
+        let (tx, mut rx) = mpsc::channel::<String>(16);
+        tokio::spawn(async move {
+            while let Some(text) = rx.recv().await {
+                if writer.send(text).await.is_err() {
+                    return;
+                }
+            }
+            // Keeps the writer alive well past `serve`.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        while let Some(message) = reader.recv().await {
+            match message? {
+                Message::Text(text) if &*text == "bye" => return Ok(()),
+                Message::Text(text) => {
+                    let _ = tx.send(format!("echo {text}")).await;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_split_connection_with_a_writer_task_is_closed_when_serve_returns() {
+    let addr = serve(Upgrader::new(WithWriterTask).route(Router::new(), "/w")).await;
+    let mut ws = client(addr, "/w").await;
+    ws.send("one").await.unwrap();
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("echo one")
+    );
+    ws.send("bye").await.unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(close_code_then_clean_end(&mut ws).await, Ok(1000));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed when serve returned, not when the writer task ended"
+    );
+}
+
+/// Events as a subscriber sees them: level and message.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<(tracing::Level, String)>>>);
+
+impl Captured {
+    fn at(&self, level: tracing::Level) -> Vec<String> {
+        let events = self.0.lock().unwrap();
+        events
+            .iter()
+            .filter(|(l, _)| *l == level)
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+}
+
+struct Message_(String);
+
+impl tracing::field::Visit for Message_ {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        let _ = write!(self.0, "{}={value:?} ", field.name());
+    }
+}
+
+impl tracing::Subscriber for Captured {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut message = Message_(String::new());
+        event.record(&mut message);
+        self.0
+            .lock()
+            .unwrap()
+            .push((*event.metadata().level(), message.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Echoes until the connection fails, returning the error as its own (the `?` shape).
+struct Propagates;
+
+impl Controller for Propagates {
+    type Error = socketry::Error;
+
+    async fn serve(&self, conn: &mut Conn, request: &Request) -> Result<(), Self::Error> {
+        if request.query_or("fail", "") == "handler" {
+            return Err(socketry::Error::InvalidMessage("a real handler failure"));
+        }
+        while let Some(message) = conn.recv().await {
+            let message = message?;
+            if request.query_or("late", "") == "send" {
+                // Sending after the peer's close: AlreadyClosed, propagated.
+                if let Message::Close(_) = message {
+                    conn.send("too late").await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn endings_the_peer_caused_are_logged_at_debug_and_handler_errors_at_error() {
+    let captured = Captured::default();
+    let _subscriber = tracing::subscriber::set_default(captured.clone());
+    let addr = serve(Upgrader::new(Propagates).route(Router::new(), "/p")).await;
+
+    // A peer that vanishes without a close frame: `recv` fails with an abnormal closure.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /p HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 256];
+    let _ = bounded(stream.read(&mut head)).await;
+    drop(stream);
+    // A send after the peer's close: `AlreadyClosed`.
+    let mut ws = client(addr, "/p?late=send").await;
+    ws.close(CloseCode::NORMAL, "bye").await.unwrap();
+    // A real failure of the handler.
+    let mut failing = client(addr, "/p?fail=handler").await;
+    assert_eq!(close_code_then_clean_end(&mut failing).await, Ok(1011));
+
+    bounded(async {
+        while captured.at(tracing::Level::DEBUG).len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let errors = captured.at(tracing::Level::ERROR);
+    assert_eq!(errors.len(), 1, "only the handler's failure: {errors:?}");
+    assert!(errors[0].contains("a real handler failure"), "{errors:?}");
+    let debug = captured.at(tracing::Level::DEBUG).join("\n");
+    assert!(debug.contains("without a close frame"), "{debug}");
+    assert!(debug.contains("already closed"), "{debug}");
+}
+
+#[inline(never)]
+fn explode_in_the_controller() -> ! {
+    panic!("boom")
+}
+
+struct Panics;
+
+impl Controller for Panics {
+    type Error = socketry::Error;
+
+    async fn serve(&self, _: &mut Conn, _: &Request) -> Result<(), Self::Error> {
+        explode_in_the_controller()
+    }
+}
+
+#[tokio::test]
+async fn a_debug_mode_panic_backtrace_names_the_function_that_panicked() {
+    let seen: Arc<Mutex<Option<String>>> = Arc::default();
+    let record = seen.clone();
+    let settings = Settings::default()
+        .debug(true)
+        .recover(move |_, panic| *record.lock().unwrap() = panic.backtrace.clone());
+    let addr = serve(
+        Upgrader::new(Panics)
+            .settings(settings)
+            .route(Router::new(), "/x"),
+    )
+    .await;
+    let mut ws = client(addr, "/x").await;
+    assert_eq!(close_code_then_clean_end(&mut ws).await, Ok(1011));
+    let backtrace = bounded(async {
+        loop {
+            if let Some(backtrace) = seen.lock().unwrap().clone() {
+                return backtrace;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        backtrace.contains("explode_in_the_controller"),
+        "the backtrace is the panic's, not the recovery's: {backtrace}"
+    );
+}
+
+struct Reports;
+
+impl Controller for Reports {
+    type Error = socketry::Error;
+
+    async fn serve(&self, conn: &mut Conn, _: &Request) -> Result<(), Self::Error> {
+        let keepalive = format!("{:?}", conn.config().get_keepalive());
+        conn.send(keepalive).await?;
+        while conn.recv().await.is_some() {}
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_filter_skips_requests_to_the_fallback_on_the_same_path() {
+    let app = Upgrader::new(Reports)
+        .settings(Settings::default().filter(|request| request.headers().contains_key("x-allow")))
+        .fallback(|| async { "the page" })
+        .route(Router::new(), "/chat");
+    let addr = serve(app).await;
+    let get = |extra: &'static str| async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request =
+            format!("GET /chat HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = bounded(stream.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let page = get("").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.ends_with("the page"), "{page}");
+    let skipped = get(
+        "Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n",
+    )
+    .await;
+    assert!(
+        skipped.ends_with("the page"),
+        "the filter skipped it: {skipped}"
+    );
+    let ws = socketry::Connector::new()
+        .header(
+            http::HeaderName::from_static("x-allow"),
+            http::HeaderValue::from_static("1"),
+        )
+        .connect(&format!("ws://{addr}/chat"))
+        .await;
+    assert!(ws.is_ok(), "the filter lets it through: {:?}", ws.err());
+}
+
+#[tokio::test]
+async fn connections_get_production_keepalive_by_default() {
+    let addr = serve(Upgrader::new(Reports).route(Router::new(), "/r")).await;
+    let mut ws = client(addr, "/r").await;
+    let reported = bounded(ws.recv()).await.unwrap().unwrap();
+    assert_eq!(
+        reported,
+        Message::text(format!("{:?}", Some(socketry::PRODUCTION_KEEPALIVE)))
+    );
+}
+
+/// Reports `is_closed` once its peer vanished.
+struct NoticesTheEnd(mpsc::UnboundedSender<bool>);
+
+impl Controller for NoticesTheEnd {
+    type Error = socketry::Error;
+
+    async fn serve(&self, conn: &mut Conn, _: &Request) -> Result<(), Self::Error> {
+        while let Some(Ok(_)) = conn.recv().await {}
+        let _ = self.0.send(conn.is_closed());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn is_closed_is_true_once_the_peer_vanished() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let addr = serve(Upgrader::new(NoticesTheEnd(tx)).route(Router::new(), "/n")).await;
+    let ws = client(addr, "/n").await;
+    drop(ws); // no close frame: the transport just ends
+    assert_eq!(bounded(rx.recv()).await, Some(true));
+}
