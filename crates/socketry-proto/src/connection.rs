@@ -37,6 +37,21 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 << 20;
 const UNFINISHED: Error =
     Error::InvalidMessage("a data message while a fragmented message is unfinished");
 
+/// The most bytes one call inflates: a 16 MiB frame that inflates to 64 MiB is handed out
+/// over many calls, each a fraction of a millisecond.
+const INFLATE_BUDGET: usize = 256 * 1024;
+
+/// A compressed frame being inflated.
+#[derive(Debug)]
+struct Inflating {
+    /// The part of its payload not inflated yet.
+    input: Bytes,
+    fin: bool,
+    first: bool,
+    /// What it inflated to so far.
+    out: BytesMut,
+}
+
 /// Above this many queued bytes pongs coalesce, by default.
 const DEFAULT_QUEUE_LIMIT: usize = 128 * 1024;
 
@@ -227,6 +242,8 @@ pub struct Connection {
     close_reply_owed: bool,
     /// A message sent frame by frame is unfinished (its last frame is still to come).
     sending_fragmented: bool,
+    /// A compressed frame being inflated a slice at a time.
+    inflating: Option<Inflating>,
     deflate: Option<Deflate>,
     timers: Timers,
 }
@@ -266,6 +283,7 @@ impl Connection {
             auto_close_reply: true,
             close_reply_owed: false,
             sending_fragmented: false,
+            inflating: None,
             deflate: None,
             timers: Timers::new(config.keepalive.is_some()),
         }
@@ -537,6 +555,18 @@ impl Connection {
                     None => Ok(None),
                 };
             }
+            if self.inflating.is_some() {
+                match self.continue_inflating(mode) {
+                    Ok(Some(incoming)) => return Ok(Some(incoming)),
+                    // One slice per call: the caller may release its locks before the next.
+                    Ok(None) if self.inflating.is_some() => return Ok(None),
+                    Ok(None) => continue,
+                    Err(err) => {
+                        self.fail_with(err);
+                        continue;
+                    }
+                }
+            }
             if self.read_buf.is_empty() {
                 // Nothing to decode, and a frame in progress (checked when its bytes came) has
                 // nothing new to check: the answer is "need more", without the decoder.
@@ -685,25 +715,72 @@ impl Connection {
             discard: false,
             compressed: compressed_bit,
         });
-        let payload = match (&mut self.deflate, message.compressed) {
-            (Some(deflate), true) => {
-                let max = self
-                    .config
-                    .max_message_size
-                    .map(|max| max.saturating_sub(message.size as usize));
-                let mut inflated = BytesMut::new();
-                deflate.decompress(&frame.payload, frame.fin, &mut inflated, max)?;
-                inflated.freeze()
-            }
-            _ => frame.payload,
-        };
+        if self.deflate.is_some() && message.compressed {
+            self.inflating = Some(Inflating {
+                input: frame.payload,
+                fin: frame.fin,
+                first,
+                out: BytesMut::new(),
+            });
+            return self.continue_inflating(mode);
+        }
         if message.kind == OpCode::Text {
             // Bytes of an uncompressed frame may have been checked as they arrived.
-            let fed = if message.compressed { 0 } else { self.utf8_fed };
-            self.utf8.feed(&payload[fed..])?;
-            if frame.fin {
-                self.utf8.finish()?;
-            }
+            self.utf8.feed(&frame.payload[self.utf8_fed..])?;
+        }
+        self.finish_data_frame(frame.payload, frame.fin, first, mode)
+    }
+
+    /// Inflates the compressed frame in progress by one slice of [`INFLATE_BUDGET`] bytes
+    /// (validating text as it comes); `Ok(None)` with [`has_pending_work`] while more remains.
+    ///
+    /// [`has_pending_work`]: Self::has_pending_work
+    fn continue_inflating(&mut self, mode: Mode) -> Result<Option<Incoming>, ProtocolError> {
+        let (Some(inflating), Some(deflate), Some(message)) =
+            (&mut self.inflating, &mut self.deflate, &self.message)
+        else {
+            self.inflating = None;
+            return Ok(None);
+        };
+        let max = self
+            .config
+            .max_message_size
+            .map(|max| max.saturating_sub(message.size as usize));
+        let before = inflating.out.len();
+        let step = deflate.decompress_some(
+            &inflating.input,
+            inflating.fin,
+            &mut inflating.out,
+            max,
+            INFLATE_BUDGET,
+        )?;
+        bytes::Buf::advance(&mut inflating.input, step.consumed);
+        if message.kind == OpCode::Text {
+            // Fail fast: an invalid byte fails the connection before the rest is inflated.
+            self.utf8.feed(&inflating.out[before..])?;
+        }
+        if !step.done {
+            return Ok(None);
+        }
+        let Some(done) = self.inflating.take() else {
+            return Ok(None);
+        };
+        self.finish_data_frame(done.out.freeze(), done.fin, done.first, mode)
+    }
+
+    /// Hands out (or assembles) a data frame's payload, checked and inflated.
+    fn finish_data_frame(
+        &mut self,
+        payload: Bytes,
+        fin: bool,
+        first: bool,
+        mode: Mode,
+    ) -> Result<Option<Incoming>, ProtocolError> {
+        let Some(message) = &mut self.message else {
+            return Ok(None);
+        };
+        if message.kind == OpCode::Text && fin {
+            self.utf8.finish()?;
         }
         self.utf8_fed = 0;
         message.size += payload.len() as u64;
@@ -712,19 +789,17 @@ impl Connection {
             Some(Incoming::Fragment(Fragment {
                 kind,
                 first,
-                fin: frame.fin,
+                fin,
                 payload,
             }))
         };
         let out = match mode {
             _ if message.discard => None,
-            Mode::Whole if first && frame.fin => fragment(payload, true),
+            Mode::Whole if first && fin => fragment(payload, true),
             Mode::Whole => match &mut message.data {
                 Some(data) => {
                     data.extend_from_slice(&payload);
-                    frame
-                        .fin
-                        .then(|| data.split().freeze())
+                    fin.then(|| data.split().freeze())
                         .and_then(|all| fragment(all, true))
                 }
                 None if first => {
@@ -754,10 +829,18 @@ impl Connection {
                 None => fragment(payload, first),
             },
         };
-        if frame.fin {
+        if fin {
             self.message = None;
         }
         Ok(out)
+    }
+
+    /// Whether a received compressed frame is still being inflated: call
+    /// [`next_message`](Self::next_message) again (inflation goes a slice at a time, so that
+    /// one call's work stays bounded however much a frame inflates to; the I/O layer may
+    /// release its locks between calls).
+    pub fn has_pending_work(&self) -> bool {
+        self.inflating.is_some()
     }
 
     /// Fails the connection: queue the close frame the error calls for, unless one was sent.
@@ -776,6 +859,7 @@ impl Connection {
         }
         self.state = State::Closed;
         self.message = None;
+        self.inflating = None;
         self.timers.start_close();
     }
 

@@ -127,6 +127,8 @@ pub(crate) struct Core {
     unflushed: bool,
     /// How much the next read asks for.
     read_size: usize,
+    /// Split: give other tasks the lock between slices of inflation.
+    pub(crate) yield_between_slices: bool,
 }
 
 impl Core {
@@ -154,6 +156,7 @@ impl Core {
             done: false,
             unflushed: false,
             read_size: config.get_read_buffer_size(),
+            yield_between_slices: false,
         }
     }
 
@@ -307,6 +310,21 @@ impl Core {
                 }
                 Ok(Some(incoming)) => return Poll::Ready(Ok(Some(incoming))),
                 Ok(None) if self.conn.state() == State::Closed => return Poll::Ready(Ok(None)),
+                // A large compressed frame inflates a slice per call. Split, the lock is
+                // released between slices (yield), so the writer is never held up for long.
+                Ok(None) if self.conn.has_pending_work() => {
+                    if self.yield_between_slices {
+                        // A real yield (to the back of the scheduler's queue): re-polled at
+                        // once, this task would take the lock again before a writer blocked
+                        // on it even woke.
+                        let mut yielded = std::pin::pin!(tokio::task::yield_now());
+                        if yielded.as_mut().poll(cx).is_ready() {
+                            cx.waker().wake_by_ref();
+                        }
+                        return Poll::Pending;
+                    }
+                    continue;
+                }
                 Ok(None) => {}
                 Err(err) => return Poll::Ready(Err(err.into())),
             }

@@ -292,6 +292,7 @@ where
     let timeouts = (config.get_read_timeout(), config.get_write_timeout());
     let timer = std::mem::take(&mut ws.timer);
     let handlers = std::mem::take(&mut ws.handlers);
+    ws.core.yield_between_slices = true;
     let shared = Arc::new(Shared {
         inner: Mutex::new(Inner {
             ws,
@@ -491,6 +492,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
                     .into_inner()
                     .unwrap_or_else(|e| e.into_inner())
                     .ws;
+                ws.core.yield_between_slices = false;
                 ws.timer = timer;
                 ws.handlers = handlers;
                 Ok(ws)

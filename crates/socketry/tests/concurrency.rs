@@ -465,3 +465,92 @@ async fn a_handler_may_use_the_connections_handle() {
     let states = bounded(rx.recv()).await.unwrap();
     assert_eq!(states, [socketry::State::Open]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_keeps_sending_while_the_reader_inflates_a_large_message() {
+    use std::sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    };
+    use std::time::Instant;
+    const SIZE: usize = 60 << 20;
+    let config =
+        socketry::WebSocketConfig::default().compression(Some(socketry::DeflateConfig::default()));
+    let sends: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let started: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let (addr, mut rx) = serve_reporting({
+        let sends = sends.clone();
+        move |stream| {
+            let sends = sends.clone();
+            async move {
+                let ws = socketry::Acceptor::new()
+                    .config(config)
+                    .accept(stream)
+                    .await
+                    .unwrap();
+                let (mut reader, mut writer) = ws.split();
+                let stop = Arc::new(AtomicBool::new(false));
+                let writing = tokio::spawn({
+                    let stop = stop.clone();
+                    async move {
+                        while !stop.load(Ordering::Relaxed) {
+                            if writer.send("tick").await.is_err() {
+                                break;
+                            }
+                            sends.lock().unwrap().push(Instant::now());
+                        }
+                        writer
+                    }
+                });
+                let big = reader.recv().await.unwrap().unwrap();
+                let inflated_at = Instant::now();
+                stop.store(true, Ordering::Relaxed);
+                let _writer = writing.await.unwrap();
+                (big.len(), inflated_at)
+            }
+        }
+    })
+    .await;
+    let (client, _) = socketry::Connector::new()
+        .config(config)
+        .connect(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let (mut client_reader, mut client_writer) = client.split();
+    tokio::spawn(async move { while let Some(Ok(_)) = client_reader.recv().await {} });
+    // Let the ticks flow, then send what inflates to 60 MiB (zeros: a few KiB on the wire).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    *started.lock().unwrap() = Some(Instant::now());
+    client_writer
+        .send(Message::binary(vec![0u8; SIZE]))
+        .await
+        .unwrap();
+    let sent_at = Instant::now();
+    let (len, inflated_at) = bounded(rx.recv()).await.unwrap();
+    assert_eq!(len, SIZE);
+    // The inflation ran between the send and the reader's return: the writer must have kept
+    // going meanwhile, never stalled for most of it.
+    let inflating = inflated_at.saturating_duration_since(sent_at);
+    let sends = sends.lock().unwrap().clone();
+    let during: Vec<_> = sends
+        .iter()
+        .copied()
+        .filter(|t| *t >= sent_at && *t <= inflated_at)
+        .collect();
+    let mut longest = Duration::ZERO;
+    let mut last = sent_at;
+    for t in during.iter().copied().chain([inflated_at]) {
+        longest = longest.max(t - last);
+        last = t;
+    }
+    // Before, the whole inflation ran under the split's lock: the writer stalled for all of
+    // it. Now the lock is released between slices; what remains are the few copies that grow
+    // the message's buffer.
+    if inflating > Duration::from_millis(20) {
+        assert!(
+            !during.is_empty() && longest < inflating * 3 / 4,
+            "the writer stalled {longest:?} of the {inflating:?} inflation ({} sends meanwhile)",
+            during.len()
+        );
+    }
+}

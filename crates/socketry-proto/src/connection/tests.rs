@@ -1027,3 +1027,30 @@ fn assembling_a_fragmented_message_reserves_no_more_than_the_limit() {
     conn.receive_data(&frame_to(&conn, true, OpCode::Continuation, &[2; 100]));
     assert_eq!(conn.next_message().unwrap().unwrap().len(), 1000);
 }
+
+// The work of one call stays bounded: a frame that inflates hugely is inflated a slice at a
+// time (the I/O layer releases its lock between slices)
+
+#[test]
+fn a_frame_that_inflates_to_megabytes_is_inflated_a_slice_per_call() {
+    let mut sender = deflating(Role::Client);
+    let mut receiver = deflating(Role::Server);
+    let size = 4 << 20;
+    sender.send(Message::binary(vec![0u8; size])).unwrap();
+    receiver.receive_data(&drain_outgoing(&mut sender));
+    let mut calls = 0;
+    let message = loop {
+        calls += 1;
+        match receiver.next_message().unwrap() {
+            Some(message) => break message,
+            None => assert!(receiver.has_pending_work(), "not done, so work remains"),
+        }
+        assert!(calls < 1000);
+    };
+    assert_eq!(message, Message::binary(vec![0u8; size]));
+    assert!(!receiver.has_pending_work());
+    assert!(
+        calls >= size / INFLATE_BUDGET / 2,
+        "{calls} calls for {size} bytes"
+    );
+}

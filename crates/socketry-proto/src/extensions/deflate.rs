@@ -433,18 +433,50 @@ impl Deflate {
         out: &mut BytesMut,
         max: Option<usize>,
     ) -> Result<(), ProtocolError> {
+        let done = self.decompress_some(payload, fin, out, max, usize::MAX)?;
+        debug_assert!(done.done, "an unbounded budget inflates everything");
+        Ok(())
+    }
+
+    /// [`decompress`](Self::decompress) a slice at a time: inflates `payload` (the rest of one
+    /// frame's payload) until about `budget` more bytes were appended to `out` or the payload
+    /// is used up (then, with `fin`, the message ends). Call it again with
+    /// `&payload[consumed..]` until it is [`done`](Inflated::done): the work per call stays
+    /// bounded however much the frame inflates to.
+    ///
+    /// # Errors
+    ///
+    /// As [`decompress`](Self::decompress).
+    pub fn decompress_some(
+        &mut self,
+        payload: &[u8],
+        fin: bool,
+        out: &mut BytesMut,
+        max: Option<usize>,
+        budget: usize,
+    ) -> Result<Inflated, ProtocolError> {
         let bits = self.recv_bits;
         let decompressor = self
             .decompressor
             .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, bits)));
-        inflate(decompressor, payload, out, max)?;
+        let (consumed, finished) = inflate(decompressor, payload, out, max, budget)?;
+        if !finished {
+            return Ok(Inflated {
+                consumed,
+                done: false,
+            });
+        }
         if fin {
-            inflate(decompressor, &TAIL, out, max)?;
+            // The tail releases at most what zlib still holds (less than its window).
+            inflate(decompressor, &TAIL, out, max, usize::MAX)?;
             if self.recv_reset {
                 self.decompressor = None;
             }
         }
-        Ok(())
+        Ok(Inflated {
+            consumed,
+            done: true,
+        })
     }
 
     /// Whether zlib state is allocated (for measuring the cost of idle connections).
@@ -490,18 +522,32 @@ pub(crate) fn compress_once(payload: &[u8], bits: u8, level: u32) -> Bytes {
     compress_with(&mut compressor, payload)
 }
 
+/// How far [`Deflate::decompress_some`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inflated {
+    /// Payload bytes used.
+    pub consumed: usize,
+    /// The whole payload was inflated (and, for the last frame, the message ended).
+    pub done: bool,
+}
+
 /// The least output room given to zlib per call; the most is [`MAX_ROOM`].
 const MIN_ROOM: usize = 4 * 1024;
 const MAX_ROOM: usize = 64 * 1024;
 
 #[allow(unsafe_code)] // one `set_len` after zlib wrote into spare capacity; SAFETY below
+/// Inflates `input` into `out` until it is used up and zlib holds nothing more, or `out`
+/// grew by `budget`; returns the input used and whether it finished.
 fn inflate(
     decompressor: &mut Decompress,
-    mut input: &[u8],
+    whole_input: &[u8],
     out: &mut BytesMut,
     max: Option<usize>,
-) -> Result<(), ProtocolError> {
+    budget: usize,
+) -> Result<(usize, bool), ProtocolError> {
     let limit = max.unwrap_or(usize::MAX);
+    let mut input = whole_input;
+    let stop_at = out.len().saturating_add(budget);
     loop {
         let start = out.len();
         // Never give zlib more room than the limit allows, plus one byte to notice passing it.
@@ -515,15 +561,46 @@ fn inflate(
             input.len().saturating_mul(4).max(MIN_ROOM)
         };
         let room = wanted.min(MAX_ROOM).min(allowed);
+        if spare == 0 && input.is_empty() {
+            // Full, and all input went in: zlib may hold a little more output, or none (the
+            // usual case when the output fit exactly). Ask into a scratch buffer first, so
+            // that a finished stream does not cost a larger buffer and a copy of this one.
+            let mut scratch = [0u8; 4096];
+            let before_out = decompressor.total_out();
+            let status = decompressor
+                .decompress(&[], &mut scratch, FlushDecompress::Sync)
+                .map_err(|_| ProtocolError::InvalidCompressedData)?;
+            let produced = (decompressor.total_out() - before_out) as usize;
+            if produced == 0 {
+                return Ok((whole_input.len(), true));
+            }
+            if out.len() + produced > limit {
+                return Err(ProtocolError::MessageTooBig {
+                    size: (out.len() + produced) as u64,
+                    max: limit,
+                });
+            }
+            out.extend_from_slice(&scratch[..produced]);
+            if status == Status::StreamEnd {
+                decompressor.reset(false);
+            }
+            continue;
+        }
         if spare < room {
             // Grow by doubling, but never past the limit: a bomb must not make us allocate
             // twice what we accept.
             let needed = start + room;
             let cap = (out.capacity() * 2).clamp(needed, limit.saturating_add(1).max(needed));
-            // (`reserve` could round up past the limit; an exact allocation cannot.)
-            let mut bigger = BytesMut::with_capacity(cap);
-            bigger.extend_from_slice(out);
-            *out = bigger;
+            if cap == out.capacity() * 2 {
+                // Exactly what `reserve` gives: it can grow the allocation in place, without
+                // copying (large blocks are remapped).
+                out.reserve(cap - start);
+            } else {
+                // (`reserve` could round up past the limit; an exact allocation cannot.)
+                let mut bigger = BytesMut::with_capacity(cap);
+                bigger.extend_from_slice(out);
+                *out = bigger;
+            }
         }
         let before_in = decompressor.total_in();
         let before_out = decompressor.total_out();
@@ -553,10 +630,13 @@ fn inflate(
             decompressor.reset(false);
         }
         if input.is_empty() && produced < room {
-            return Ok(());
+            return Ok((whole_input.len(), true));
         }
         if consumed == 0 && produced == 0 {
             return Err(ProtocolError::InvalidCompressedData);
+        }
+        if out.len() >= stop_at {
+            return Ok((whole_input.len() - input.len(), false));
         }
     }
 }
