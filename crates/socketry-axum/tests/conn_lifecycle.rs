@@ -477,3 +477,54 @@ async fn is_closed_is_true_once_the_peer_vanished() {
     drop(ws); // no close frame: the transport just ends
     assert_eq!(bounded(rx.recv()).await, Some(true));
 }
+
+/// Returns at once, leaving the close to the upgrader; `split` first when asked to (the halves
+/// go to a task that keeps them without reading).
+struct ReturnsAtOnce;
+
+impl Controller for ReturnsAtOnce {
+    type Error = socketry::Error;
+
+    async fn serve(&self, conn: &mut Conn, request: &Request) -> Result<(), Self::Error> {
+        if request.query_or("split", "") == "held" {
+            let halves = conn.split().expect("first split");
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(halves);
+            });
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_close_after_serve_gives_up_on_a_silent_peer_within_the_close_timeout() {
+    let config = socketry::WebSocketConfig::default().close_timeout(Duration::from_millis(300));
+    let app = Upgrader::new(ReturnsAtOnce)
+        .settings(Settings::default().config(config))
+        .route(Router::new(), "/q");
+    let addr = serve(app).await;
+    for query in ["", "?split=held"] {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET /q{query} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // Never answer the close frame: the server must give up and end TCP by itself.
+        let started = std::time::Instant::now();
+        let mut all = Vec::new();
+        bounded(stream.read_to_end(&mut all)).await.unwrap();
+        let elapsed = started.elapsed();
+        let text = String::from_utf8_lossy(&all);
+        assert!(
+            text.contains("Server closed connection"),
+            "{query}: {text:?}"
+        );
+        assert!(
+            elapsed >= Duration::from_millis(250),
+            "{query}: {elapsed:?}"
+        );
+        assert!(elapsed < Duration::from_secs(3), "{query}: {elapsed:?}");
+    }
+}

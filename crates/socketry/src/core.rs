@@ -447,6 +447,24 @@ impl Core {
         Poll::Ready(Ok(()))
     }
 
+    /// Ends the transport without waiting for the peer any longer (a close that nobody drives
+    /// ran out of time): writes what it can of the queue, shuts the write side down, and the
+    /// connection is over.
+    pub(crate) fn poll_abandon(&mut self, io: &mut dyn Io, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.done {
+            let _ = self.poll_write_queued(io, cx);
+            // Pending only while the transport cannot take the shutdown yet.
+            if let Poll::Pending = Pin::new(&mut *io).poll_shutdown(cx) {
+                return Poll::Pending;
+            }
+            self.done = true;
+            self.conn.receive_eof();
+            self.conn.discard_received();
+            pool::reclaim(self.conn.outgoing_mut());
+        }
+        Poll::Ready(())
+    }
+
     /// Waits until the queue is below the write buffer bound.
     pub(crate) fn poll_room(
         &mut self,

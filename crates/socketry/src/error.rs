@@ -48,9 +48,16 @@ pub enum Error {
     /// to debug it (tungstenite's `Error::Http`).
     #[error("websocket handshake refused with {}", .0.status())]
     Http(Box<http::Response<bytes::Bytes>>),
-    /// The URL is not a valid `ws://` or `wss://` URL (or proxy URL).
+    /// The URL is not a valid `ws://` or `wss://` URL (or proxy URL). Boxed: errors travel
+    /// through every poll, so the enum stays small.
     #[error(transparent)]
-    InvalidUrl(#[from] UrlError),
+    InvalidUrl(Box<UrlError>),
+}
+
+impl From<UrlError> for Error {
+    fn from(err: UrlError) -> Self {
+        Self::InvalidUrl(Box::new(err))
+    }
 }
 
 /// The most bytes of a refused handshake's body [`Error::Http`] keeps: 64 KiB.
@@ -163,5 +170,16 @@ impl From<socketry_proto::Error> for Error {
             socketry_proto::Error::InvalidMessage(m) => Self::InvalidMessage(m),
             _ => Self::InvalidMessage("unknown protocol error"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_stay_small_since_every_poll_returns_them() {
+        let size = std::mem::size_of::<Error>();
+        assert!(size <= 32, "Error is {size} bytes: box the large variant");
     }
 }

@@ -249,23 +249,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
     }
 
     /// Ready once the transport is closed. With the reader gone, nobody else reads: this poll
-    /// completes the closing handshake itself (bounded by the close timeout).
-    fn poll_transport_closed(&self, cx: &mut Context<'_>, timer: &mut Timer) -> Poll<()> {
+    /// completes the closing handshake itself (bounded by the close timeout). With a reader
+    /// that does not finish within the close timeout (it is not being polled), the transport
+    /// is shut down here.
+    fn poll_transport_closed(
+        &self,
+        cx: &mut Context<'_>,
+        timer: &mut Timer,
+        give_up_at: &mut Option<std::time::Instant>,
+    ) -> Poll<()> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         if inner.ws.core.is_done() {
             return Poll::Ready(());
         }
-        if !inner.reader_gone {
-            if !inner.closed_waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                inner.closed_waiters.push(cx.waker().clone());
-            }
-            return Poll::Pending;
-        }
         let mut io = SharedIo {
             io: &mut inner.ws.io,
             waiters: &self.waiters,
         };
+        if !inner.reader_gone {
+            if !inner.closed_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                inner.closed_waiters.push(cx.waker().clone());
+            }
+            let timeout = inner.ws.core.config.get_close_timeout();
+            let at = *give_up_at.get_or_insert_with(|| {
+                let now = tokio::time::Instant::now().into_std();
+                now.checked_add(timeout).unwrap_or(now)
+            });
+            if timer.poll_until(Some(at), cx).is_pending() {
+                return Poll::Pending;
+            }
+            ready!(inner.ws.core.poll_abandon(&mut io, cx));
+            let wake = Self::to_wake(inner, false);
+            drop(guard);
+            wake.wake();
+            return Poll::Ready(());
+        }
         loop {
             match ready!(inner.ws.core.poll_recv(&mut io, timer, cx, Mode::Whole)) {
                 // No reader, no handler: the default reply.
@@ -642,7 +661,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocke
 trait Control: Send + Sync {
     fn queue(&self, f: &mut dyn FnMut(&mut Core) -> Result<(), Error>) -> Result<(), Error>;
     fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>>;
-    fn poll_closed(&self, cx: &mut Context<'_>, timer: &mut Timer) -> Poll<()>;
+    fn poll_closed(
+        &self,
+        cx: &mut Context<'_>,
+        timer: &mut Timer,
+        give_up_at: &mut Option<std::time::Instant>,
+    ) -> Poll<()>;
     fn state(&self) -> State;
 }
 
@@ -662,8 +686,13 @@ where
         })
     }
 
-    fn poll_closed(&self, cx: &mut Context<'_>, timer: &mut Timer) -> Poll<()> {
-        self.poll_transport_closed(cx, timer)
+    fn poll_closed(
+        &self,
+        cx: &mut Context<'_>,
+        timer: &mut Timer,
+        give_up_at: &mut Option<std::time::Instant>,
+    ) -> Poll<()> {
+        self.poll_transport_closed(cx, timer, give_up_at)
     }
 
     fn state(&self) -> State {
@@ -749,14 +778,17 @@ impl ControlHandle {
 
     /// Waits until the connection is over and its transport closed: the reader completed the
     /// closing handshake (or gave up after the close timeout). If the reader half was dropped,
-    /// this call reads the peer's answer itself. Pair it with [`close`](Self::close).
+    /// this call reads the peer's answer itself; if the reader lives but does not finish
+    /// within the close timeout (nobody polls it), this call shuts the transport down. Pair it
+    /// with [`close`](Self::close).
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe.
+    /// Cancel-safe (a new call waits the close timeout again).
     pub async fn closed(&self) {
         let mut timer = Timer::default();
-        poll_fn(|cx| self.shared.poll_closed(cx, &mut timer)).await;
+        let mut give_up_at = None;
+        poll_fn(|cx| self.shared.poll_closed(cx, &mut timer, &mut give_up_at)).await;
     }
 
     /// Changes the close timeout of the connection, for a closing handshake that has not
