@@ -454,7 +454,7 @@ impl Core {
         if !self.done {
             let _ = self.poll_write_queued(io, cx);
             // Pending only while the transport cannot take the shutdown yet.
-            if let Poll::Pending = Pin::new(&mut *io).poll_shutdown(cx) {
+            if Pin::new(&mut *io).poll_shutdown(cx).is_pending() {
                 return Poll::Pending;
             }
             self.done = true;
