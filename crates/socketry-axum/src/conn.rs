@@ -229,8 +229,9 @@ impl Conn {
         if self.closed {
             return Ok(());
         }
-        self.closed = true;
+        // An invalid code fails here and leaves the automatic close to be done.
         self.handle.start_close(code, reason)?;
+        self.closed = true;
         let limit = self.config.get_close_timeout() + Duration::from_secs(1);
         match self.halves.as_mut() {
             // Not split: the reader is ours; read the peer's answer here.

@@ -55,7 +55,8 @@ pub trait Controller: Send + Sync + 'static {
     /// `ErrorHandler`). Endings that are not the controller's failure never come here: a
     /// [`socketry::Error`] that reports the peer's close, an abnormal closure, a protocol
     /// violation by the peer, a keepalive timeout or a send after the close began is logged
-    /// at debug level and closes normally.
+    /// at debug level and closes normally. (Only a `socketry::Error` itself is recognised: an
+    /// error type that wraps one reaches `on_error`, which can look inside.)
     fn on_error(&self, request: &Request, error: &ServeError) {
         tracing::error!(path = %request.uri().path(), %error, "websocket controller failed");
     }

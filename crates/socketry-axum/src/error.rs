@@ -50,10 +50,15 @@ pub(crate) fn install_backtrace_hook() {
 /// Runs `poll` with backtrace capture on for this thread (the controller's poll: a panic in
 /// it unwinds on this thread, through the hook, to the `catch_unwind` around it).
 pub(crate) fn capturing<T>(poll: impl FnOnce() -> T) -> T {
-    let before = CAPTURING.with(|c| c.replace(true));
-    let result = poll();
-    CAPTURING.with(|c| c.set(before));
-    result
+    /// Restores the flag also when the poll panics (the unwind passes through here).
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CAPTURING.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CAPTURING.with(|c| c.replace(true)));
+    poll()
 }
 
 impl PanicError {

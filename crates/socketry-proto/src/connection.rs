@@ -389,8 +389,7 @@ impl Connection {
         let mut expired = Expired::default();
         if self.timers.close_passed(now) {
             self.timers.close = Deadline::Off;
-            self.state = State::Closed;
-            self.message = None;
+            self.close_receiving();
             expired.close = true;
         }
         if let (State::Open, Some((_, timeout))) = (self.state, self.config.keepalive) {
@@ -415,6 +414,15 @@ impl Connection {
         }
         self.timers.changed = true;
         expired
+    }
+
+    /// When the closing handshake gives up, if its timeout started and was turned into an
+    /// instant by [`poll_timeout`](Self::poll_timeout).
+    pub fn close_deadline(&self) -> Option<Instant> {
+        match self.timers.close {
+            Deadline::At(at) => Some(at),
+            _ => None,
+        }
     }
 
     /// Sets the read deadline (gorilla's `SetReadDeadline`): once `at` passes,
@@ -443,10 +451,10 @@ impl Connection {
     /// The state becomes [`State::Closed`]: call it once what was buffered was handed out.
     pub fn receive_eof(&mut self) {
         if self.state != State::Closed {
-            self.state = State::Closed;
-            self.message = None;
+            self.close_receiving();
             self.timers.start_close();
         }
+        self.inflating = None;
         self.out.drop_pending_pong();
     }
 
@@ -494,10 +502,22 @@ impl Connection {
             .then(|| std::mem::take(&mut self.read_buf))
     }
 
-    /// Drops received bytes and their buffer: once the transport is closed nothing of them
-    /// will be read.
+    /// Drops received bytes and their buffer, once the transport is closed: the connection
+    /// becomes [`State::Closed`] and receives nothing more (bytes of a frame in progress were
+    /// unmasked and checked in place; new ones must never be taken for them).
     pub fn discard_received(&mut self) {
         self.read_buf = BytesMut::new();
+        self.decoder.reset();
+        self.close_receiving();
+    }
+
+    /// What every end of receiving shares: no message in progress, no inflation left.
+    fn close_receiving(&mut self) {
+        self.state = State::Closed;
+        self.message = None;
+        self.inflating = None;
+        self.utf8 = Utf8Validator::default();
+        self.utf8_fed = 0;
     }
 
     /// Appends received bytes; then call [`next_message`](Self::next_message).
@@ -575,6 +595,8 @@ impl Connection {
             match self.decoder.decode(&mut self.read_buf) {
                 Ok(Some(frame)) => match self.on_frame(frame, mode) {
                     Ok(Some(incoming)) => return Ok(Some(incoming)),
+                    // A compressed frame started inflating: one slice per call.
+                    Ok(None) if self.inflating.is_some() => return Ok(None),
                     Ok(None) => {}
                     Err(err) => self.fail_with(err),
                 },
@@ -653,7 +675,8 @@ impl Connection {
         }
         let control = match frame.opcode {
             OpCode::Ping => {
-                if self.auto_pong {
+                // RFC 6455 §5.5.1: nothing after our close frame.
+                if self.auto_pong && self.state == State::Open {
                     self.queue_pong(frame.payload.clone());
                 }
                 Message::Ping(frame.payload)
@@ -678,8 +701,7 @@ impl Connection {
                         self.close_reply_owed = true;
                     }
                 }
-                self.state = State::Closed;
-                self.message = None;
+                self.close_receiving();
                 self.timers.start_close();
                 Message::Close(close)
             }
@@ -840,7 +862,7 @@ impl Connection {
     /// one call's work stays bounded however much a frame inflates to; the I/O layer may
     /// release its locks between calls).
     pub fn has_pending_work(&self) -> bool {
-        self.inflating.is_some()
+        self.inflating.is_some() && self.state != State::Closed
     }
 
     /// Fails the connection: queue the close frame the error calls for, unless one was sent.
@@ -848,6 +870,7 @@ impl Connection {
     fn fail_with(&mut self, err: ProtocolError) {
         self.fail(err.close_code(), err.close_reason());
         self.read_buf.clear();
+        self.decoder.reset();
         self.failure = Some(err);
     }
 
@@ -857,9 +880,7 @@ impl Connection {
         if self.state == State::Open || std::mem::take(&mut self.close_reply_owed) {
             self.queue_close(Some(&CloseFrame::new(code, reason)));
         }
-        self.state = State::Closed;
-        self.message = None;
-        self.inflating = None;
+        self.close_receiving();
         self.timers.start_close();
     }
 

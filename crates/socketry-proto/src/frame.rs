@@ -296,9 +296,15 @@ impl Decoder {
     /// The header of the frame being received and the unmasked part of its payload that has
     /// arrived so far, if a frame was started. Used to validate text before the frame ends.
     pub fn partial_payload<'a>(&self, src: &'a BytesMut) -> Option<(&FrameHeader, &'a [u8])> {
-        self.current
-            .as_ref()
-            .map(|(header, unmasked)| (header, &src[..*unmasked]))
+        let (header, unmasked) = self.current.as_ref()?;
+        // `get`: a caller that dropped the buffered bytes (after a failure) gets `None`, not a
+        // panic.
+        Some((header, src.get(..*unmasked)?))
+    }
+
+    /// Forgets the frame in progress (its bytes were dropped).
+    pub fn reset(&mut self) {
+        self.current = None;
     }
 
     /// Parses and checks the next header if no frame is in progress; `Ok(None)` if more bytes

@@ -71,6 +71,12 @@ impl Outgoing {
         }
     }
 
+    /// Drops everything queued and the buffer (the transport is gone: nothing will be
+    /// written).
+    pub fn discard(&mut self) {
+        *self = Self::with_coalescing_above(self.coalesce_above);
+    }
+
     /// Forgets the waiting pong (our close frame is being queued: nothing may follow it).
     pub(crate) fn drop_pending_pong(&mut self) {
         self.pending_pong = None;

@@ -376,7 +376,8 @@ fn default_tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
 }
 
 /// A refused handshake as [`Error::Http`]: the response and up to [`MAX_ERROR_BODY`] bytes of
-/// its body (its `Content-Length`, or what comes before the server closes; one second at most).
+/// its body: what its `Content-Length` announces (read for one second at most), else what
+/// arrived with the head (a chunked or open-ended body is not waited for).
 async fn refused<S>(mut stream: S, response: Response<()>, leftover: BytesMut) -> Error
 where
     S: AsyncRead + Unpin,
@@ -386,9 +387,9 @@ where
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok());
-    let want = declared.unwrap_or(MAX_ERROR_BODY).min(MAX_ERROR_BODY);
+    let want = declared.unwrap_or(0).min(MAX_ERROR_BODY);
     let mut body = leftover;
-    body.truncate(want);
+    body.truncate(declared.map_or(MAX_ERROR_BODY, |_| want));
     let read = async {
         while body.len() < want {
             let mut chunk = (&mut stream).take((want - body.len()) as u64);

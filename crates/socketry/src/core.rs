@@ -49,10 +49,27 @@ fn now() -> std::time::Instant {
 #[derive(Debug, Default)]
 pub(crate) struct Timer {
     sleep: Option<Pin<Box<Sleep>>>,
-    armed: Option<std::time::Instant>,
+    armed: Armed,
+}
+
+/// What a [`Timer`] is set for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Armed {
+    /// Never synced with the deadlines: the first poll must look them up, even when no
+    /// deadline moved since another task last did.
+    #[default]
+    Fresh,
+    Off,
+    At(std::time::Instant),
 }
 
 impl Timer {
+    /// Whether nothing is armed and the deadlines were looked up before.
+    #[inline]
+    fn is_idle(&self) -> bool {
+        self.armed == Armed::Off
+    }
+
     /// Ready once `deadline` passed; otherwise wakes the task then. No deadline: pending,
     /// with no wakeup of its own.
     pub(crate) fn poll_until(
@@ -62,16 +79,16 @@ impl Timer {
     ) -> Poll<()> {
         let Some(deadline) = deadline else {
             // Disarmed: the sleep may still wake the task once, which is harmless.
-            self.armed = None;
+            self.armed = Armed::Off;
             return Poll::Pending;
         };
         let at = tokio::time::Instant::from_std(deadline);
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        if self.armed != Some(deadline) {
+        if self.armed != Armed::At(deadline) {
             sleep.as_mut().reset(at);
-            self.armed = Some(deadline);
+            self.armed = Armed::At(deadline);
         }
         sleep.as_mut().poll(cx)
     }
@@ -129,6 +146,8 @@ pub(crate) struct Core {
     read_size: usize,
     /// Split: give other tasks the lock between slices of inflation.
     pub(crate) yield_between_slices: bool,
+    /// The transport closed with bytes still queued: they were dropped.
+    pub(crate) lost_writes: bool,
 }
 
 impl Core {
@@ -157,6 +176,7 @@ impl Core {
             unflushed: false,
             read_size: config.get_read_buffer_size(),
             yield_between_slices: false,
+            lost_writes: false,
         }
     }
 
@@ -215,8 +235,8 @@ impl Core {
     /// next.
     #[inline]
     fn poll_deadlines(&mut self, timer: &mut Timer, cx: &mut Context<'_>) -> Deadlines {
-        // The common case, no deadline armed and none moved, costs two loads.
-        if timer.armed.is_none() && !self.conn.timeout_changed() {
+        // The common case, no deadline armed and none moved, costs a few loads.
+        if timer.is_idle() && !self.conn.timeout_changed() {
             return Deadlines::Waiting;
         }
         self.poll_armed_deadlines(timer, cx)
@@ -294,8 +314,11 @@ impl Core {
         loop {
             match self.poll_deadlines(timer, cx) {
                 Deadlines::Waiting => {}
-                // The peer never answered our close frame.
-                Deadlines::CloseTimedOut => return Poll::Ready(Ok(None)),
+                // The peer never answered our close frame: no more waiting on it.
+                Deadlines::CloseTimedOut => {
+                    self.abandon(io, cx);
+                    return Poll::Ready(Ok(None));
+                }
                 Deadlines::Failed(timeout) => return Poll::Ready(Err(Error::Timeout(timeout))),
             }
             let next = match mode {
@@ -436,33 +459,37 @@ impl Core {
                 Poll::Ready(Err(_)) => self.done = true,
                 Poll::Pending => match self.poll_deadlines(timer, cx) {
                     Deadlines::Waiting => return Poll::Pending,
-                    Deadlines::CloseTimedOut => self.done = true,
+                    Deadlines::CloseTimedOut => self.abandon(io, cx),
                     Deadlines::Failed(timeout) => return Poll::Ready(Err(Error::Timeout(timeout))),
                 },
             }
         }
-        self.conn.receive_eof();
-        self.conn.discard_received();
-        pool::reclaim(self.conn.outgoing_mut());
+        self.finish();
         Poll::Ready(Ok(()))
     }
 
-    /// Ends the transport without waiting for the peer any longer (a close that nobody drives
-    /// ran out of time): writes what it can of the queue, shuts the write side down, and the
-    /// connection is over.
-    pub(crate) fn poll_abandon(&mut self, io: &mut dyn Io, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.done {
-            let _ = self.poll_write_queued(io, cx);
-            // Pending only while the transport cannot take the shutdown yet.
-            if Pin::new(&mut *io).poll_shutdown(cx).is_pending() {
-                return Poll::Pending;
-            }
-            self.done = true;
-            self.conn.receive_eof();
-            self.conn.discard_received();
-            pool::reclaim(self.conn.outgoing_mut());
+    /// The transport is closed: drop what was received and what is still queued.
+    fn finish(&mut self) {
+        self.done = true;
+        self.conn.receive_eof();
+        self.conn.discard_received();
+        if !self.conn.outgoing().is_empty() {
+            self.lost_writes = true;
+            self.conn.outgoing_mut().discard();
         }
-        Poll::Ready(())
+        pool::reclaim(self.conn.outgoing_mut());
+    }
+
+    /// Ends the transport without waiting for the peer any longer (the close timed out, or a
+    /// close that nobody drives ran out of time): one try to write what is queued and to shut
+    /// the write side down, and the connection is over, whatever the transport answers.
+    pub(crate) fn abandon(&mut self, io: &mut dyn Io, cx: &mut Context<'_>) {
+        if self.done {
+            return;
+        }
+        let _ = self.poll_write_queued(io, cx);
+        let _ = Pin::new(&mut *io).poll_shutdown(cx);
+        self.finish();
     }
 
     /// Waits until the queue is below the write buffer bound.
@@ -484,7 +511,7 @@ impl Core {
         io: &mut dyn Io,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.conn.outgoing().is_empty() && !self.unflushed {
+        if self.done || (self.conn.outgoing().is_empty() && !self.unflushed) {
             return Poll::Ready(Ok(()));
         }
         let result = ready!(self.poll_write_all(io, cx));

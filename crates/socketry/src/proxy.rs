@@ -140,8 +140,11 @@ fn percent_decode(text: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -203,6 +206,10 @@ mod tests {
             Some(BASE64.encode("ann@corp:p:ss").as_str())
         );
         assert!(Proxy::parse("http://ann:%zz@proxy.local").is_err());
+        assert!(
+            Proxy::parse("http://ann:%+F@proxy.local").is_err(),
+            "hex digits only"
+        );
         assert!(Proxy::parse("socks5://x:1").is_err());
         assert!(!format!("{p:?}").contains("s3cret"));
     }

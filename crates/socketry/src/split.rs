@@ -18,7 +18,7 @@ use std::{
     io,
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
-    task::{Context, Poll, Wake, Waker, ready},
+    task::{Context, Poll, Wake, Waker},
     time::Duration,
 };
 
@@ -148,6 +148,11 @@ struct Inner<S> {
     reader_gone: bool,
     /// Tasks waiting for the transport to be closed ([`ControlHandle::closed`]).
     closed_waiters: Vec<Waker>,
+    /// A waiter registered while the connection was open: wake it when the close starts, so
+    /// that it starts its clock.
+    wake_on_close_start: bool,
+    /// Everyone parked was woken once the transport closed.
+    end_announced: bool,
 }
 
 impl<S> Shared<S> {
@@ -163,26 +168,35 @@ impl<S> Shared<S> {
     fn with_core_waking<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
         let mut inner = self.lock();
         let result = f(&mut inner.ws.core);
-        let wake = Self::to_wake(&mut inner, false);
+        let wake = self.to_wake(&mut inner, false);
         drop(inner);
         wake.wake();
         result
     }
 
     /// Whom a poll must wake once the lock is released: the reader when another task moved a
-    /// deadline, the tasks waiting for the end once the transport is closed.
-    fn to_wake(inner: &mut Inner<S>, is_reader: bool) -> ToWake {
-        let reader = if !is_reader && inner.ws.core.conn.timeout_changed() {
+    /// deadline; the `closed` waiters when the close starts or the transport closed; and,
+    /// once it closed, every task parked on the transport (nothing will wake them else).
+    fn to_wake(&self, inner: &mut Inner<S>, is_reader: bool) -> ToWake {
+        let done = inner.ws.core.is_done();
+        let announce = done && !std::mem::replace(&mut inner.end_announced, done);
+        let reader = if (!is_reader && inner.ws.core.conn.timeout_changed()) || announce {
             inner.reader.take()
         } else {
             None
         };
-        let closed = if inner.ws.core.is_done() {
+        let close_started = inner.wake_on_close_start && inner.ws.core.state() != State::Open;
+        let closed = if done || close_started {
+            inner.wake_on_close_start = false;
             std::mem::take(&mut inner.closed_waiters)
         } else {
             Vec::new()
         };
-        ToWake { reader, closed }
+        ToWake {
+            reader,
+            closed,
+            writers: announce.then(|| self.waiters.clone()),
+        }
     }
 }
 
@@ -190,6 +204,7 @@ impl<S> Shared<S> {
 struct ToWake {
     reader: Option<Waker>,
     closed: Vec<Waker>,
+    writers: Option<Arc<WriteWaiters>>,
 }
 
 impl ToWake {
@@ -199,6 +214,9 @@ impl ToWake {
         }
         for waiter in self.closed {
             waiter.wake();
+        }
+        if let Some(writers) = self.writers {
+            writers.wake_by_ref();
         }
     }
 }
@@ -242,7 +260,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
             waiters: &self.waiters,
         };
         let result = f(&mut inner.ws.core, &mut io, timer, cx);
-        let wake = Self::to_wake(inner, is_reader);
+        let wake = self.to_wake(inner, is_reader);
         drop(guard);
         wake.wake();
         result
@@ -250,8 +268,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
 
     /// Ready once the transport is closed. With the reader gone, nobody else reads: this poll
     /// completes the closing handshake itself (bounded by the close timeout). With a reader
-    /// that does not finish within the close timeout (it is not being polled), the transport
-    /// is shut down here.
+    /// that does not finish within the close timeout once the close started (it is not being
+    /// polled), the transport is shut down here.
     fn poll_transport_closed(
         &self,
         cx: &mut Context<'_>,
@@ -263,45 +281,57 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         if inner.ws.core.is_done() {
             return Poll::Ready(());
         }
+        // Always registered: another task may finish the close (and the transport keeps only
+        // one read waker, so a second driver may not be woken by the reads).
+        if !inner.closed_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            inner.closed_waiters.push(cx.waker().clone());
+        }
         let mut io = SharedIo {
             io: &mut inner.ws.io,
             waiters: &self.waiters,
         };
-        if !inner.reader_gone {
-            if !inner.closed_waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                inner.closed_waiters.push(cx.waker().clone());
+        if inner.reader_gone {
+            loop {
+                match inner.ws.core.poll_recv(&mut io, timer, cx, Mode::Whole) {
+                    // No reader, no handler: the default reply.
+                    Poll::Ready(Some(Ok(Received::CloseToAnswer(frame)))) => {
+                        let reply = frame.map(|c| CloseFrame::new(c.code, ""));
+                        inner.ws.core.answer_close(reply.as_ref());
+                    }
+                    Poll::Ready(Some(_)) => {}
+                    Poll::Ready(None) => break,
+                    Poll::Pending => return Poll::Pending,
+                }
             }
+        } else {
+            if inner.ws.core.state() == State::Open {
+                // The clock starts with the close; woken then.
+                inner.wake_on_close_start = true;
+                return Poll::Pending;
+            }
+            // The reader has the close timeout (and a little more, so that a reader that is
+            // polled finishes first); past it, nobody drives the close.
             let timeout = inner.ws.core.config.get_close_timeout();
             let at = *give_up_at.get_or_insert_with(|| {
                 let now = tokio::time::Instant::now().into_std();
-                now.checked_add(timeout).unwrap_or(now)
+                let start = inner.ws.core.conn.close_deadline().unwrap_or(now + timeout);
+                start + CLOSE_GRACE
             });
             if timer.poll_until(Some(at), cx).is_pending() {
                 return Poll::Pending;
             }
-            ready!(inner.ws.core.poll_abandon(&mut io, cx));
-            let wake = Self::to_wake(inner, false);
-            drop(guard);
-            wake.wake();
-            return Poll::Ready(());
+            inner.ws.core.abandon(&mut io, cx);
         }
-        loop {
-            match ready!(inner.ws.core.poll_recv(&mut io, timer, cx, Mode::Whole)) {
-                // No reader, no handler: the default reply.
-                Some(Ok(Received::CloseToAnswer(frame))) => {
-                    let reply = frame.map(|c| CloseFrame::new(c.code, ""));
-                    inner.ws.core.answer_close(reply.as_ref());
-                }
-                Some(_) => {}
-                None => break,
-            }
-        }
-        let wake = Self::to_wake(inner, false);
+        let wake = self.to_wake(inner, false);
         drop(guard);
         wake.wake();
         Poll::Ready(())
     }
 }
+
+/// How much longer than the close timeout [`ControlHandle::closed`] waits for a living
+/// reader before it ends the transport itself.
+const CLOSE_GRACE: Duration = Duration::from_millis(100);
 
 pub(crate) fn split<S>(mut ws: WebSocket<S>) -> (WebSocketReader<S>, WebSocketWriter<S>)
 where
@@ -318,6 +348,8 @@ where
             reader: None,
             reader_gone: false,
             closed_waiters: Vec::new(),
+            wake_on_close_start: false,
+            end_announced: false,
         }),
         waiters: Arc::default(),
         timeouts,
@@ -381,6 +413,9 @@ impl<S> Drop for WebSocketReader<S> {
         let mut inner = self.shared.lock();
         inner.reader_gone = true;
         inner.reader = None;
+        // Its handlers are gone with it: pings and the peer's close are answered by default.
+        inner.ws.core.conn.set_auto_pong(true);
+        inner.ws.core.conn.set_auto_close_reply(true);
         // Whoever waits for the end must now drive it.
         let waiters = std::mem::take(&mut inner.closed_waiters);
         drop(inner);
@@ -586,7 +621,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
         self.flush().await?;
         if self.shared.lock().reader_gone {
             // Nobody else reads: wait for the peer's close here, up to the close timeout.
-            endpoint::drain(self).await;
+            let mut timer = Timer::default();
+            let mut give_up_at = None;
+            poll_fn(|cx| {
+                self.shared
+                    .poll_transport_closed(cx, &mut timer, &mut give_up_at)
+            })
+            .await;
         }
         Ok(())
     }

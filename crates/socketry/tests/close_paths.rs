@@ -161,3 +161,79 @@ async fn after_a_write_failure_the_state_is_closed_and_sends_fail_with_already_c
     assert_eq!(ws.state(), State::Closed);
     assert!(matches!(ws.send("second").await, Err(Error::AlreadyClosed)));
 }
+
+#[tokio::test]
+async fn a_client_close_ends_within_the_close_timeout_when_the_server_never_ends_tcp() {
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let config = WebSocketConfig::default().close_timeout(CLOSE_TIMEOUT);
+    let mut ws = WebSocket::from_raw(ours, Role::Client, config);
+    let _peer = tokio::spawn(peer_sees_close_then_eof(theirs));
+    let started = Instant::now();
+    bounded(ws.close(CloseCode::NORMAL, "bye")).await.unwrap();
+    assert_within_close_timeout(started);
+    assert_eq!(ws.state(), State::Closed);
+}
+
+#[tokio::test]
+async fn a_close_ends_within_the_close_timeout_when_the_peer_reads_nothing_at_all() {
+    // 16 bytes of room and a peer that never reads: the close frame cannot even be written.
+    let (ours, _theirs) = tokio::io::duplex(16);
+    let config = WebSocketConfig::default().close_timeout(CLOSE_TIMEOUT);
+    let mut ws = WebSocket::from_raw(ours, Role::Server, config);
+    let _ = tokio::time::timeout(Duration::from_millis(50), ws.send(vec![0u8; 1000])).await;
+    let started = Instant::now();
+    bounded(ws.close(CloseCode::NORMAL, "bye")).await.unwrap();
+    assert_within_close_timeout(started);
+}
+
+#[tokio::test]
+async fn waiting_for_the_end_of_an_open_connection_does_not_end_it() {
+    let (ws, mut peer) = with_silent_peer();
+    let (mut reader, mut writer) = ws.split();
+    let handle = writer.handle();
+    tokio::spawn(async move { while reader.recv().await.is_some() {} });
+    let waiting = tokio::spawn(async move { handle.closed().await });
+    tokio::time::sleep(CLOSE_TIMEOUT * 3).await;
+    assert!(!waiting.is_finished(), "the connection is open and healthy");
+    writer.send("still here").await.unwrap();
+    let mut first = [0u8; 2];
+    bounded(peer.read_exact(&mut first)).await.unwrap();
+    assert_eq!(first, [0x81, 10], "the message went out");
+    waiting.abort();
+}
+
+#[tokio::test]
+async fn a_writer_close_after_the_reader_armed_the_deadline_and_went_away_still_ends() {
+    let (ws, peer) = with_silent_peer();
+    let _peer = tokio::spawn(peer_sees_close_then_eof(peer));
+    let (mut reader, mut writer) = ws.split();
+    writer.handle().start_close(CloseCode::NORMAL, "").unwrap();
+    // The reader takes the close's deadline over (and the "moved" flag with it), then leaves.
+    let _ = tokio::time::timeout(Duration::from_millis(50), reader.recv()).await;
+    drop(reader);
+    let started = Instant::now();
+    bounded(writer.close(CloseCode::NORMAL, "")).await.unwrap();
+    assert!(
+        started.elapsed() < CLOSE_TIMEOUT + MARGIN,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(writer.state(), State::Closed);
+}
+
+#[tokio::test]
+async fn a_writer_parked_on_a_peer_that_does_not_read_learns_when_the_connection_ends() {
+    let (ours, _theirs) = tokio::io::duplex(16);
+    let config = WebSocketConfig::default().close_timeout(CLOSE_TIMEOUT);
+    let ws = WebSocket::from_raw(ours, Role::Server, config);
+    let (mut reader, mut writer) = ws.split();
+    let handle = writer.handle();
+    let sending = tokio::spawn(async move { writer.send(vec![0u8; 100_000]).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!sending.is_finished(), "parked on write readiness");
+    handle.start_close(CloseCode::GOING_AWAY, "").unwrap();
+    // The reader gives up on the close; the parked writer must be woken and told.
+    assert!(bounded(reader.recv()).await.is_none());
+    let sent = bounded(sending).await.unwrap();
+    assert!(matches!(sent, Err(Error::AlreadyClosed)), "{sent:?}");
+}

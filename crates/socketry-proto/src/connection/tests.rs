@@ -1054,3 +1054,51 @@ fn a_frame_that_inflates_to_megabytes_is_inflated_a_slice_per_call() {
         "{calls} calls for {size} bytes"
     );
 }
+
+#[test]
+fn a_ping_after_our_close_gets_no_pong() {
+    let mut conn = server();
+    conn.send_close(Some(&CloseFrame::new(CloseCode::NORMAL, "")))
+        .unwrap();
+    let ping = frame_to(&conn, true, OpCode::Ping, b"late");
+    assert_eq!(
+        receive_all(&mut conn, &ping).unwrap().len(),
+        1,
+        "still handed out"
+    );
+    let sent: Vec<_> = sent_frames(&mut conn).iter().map(|f| f.opcode).collect();
+    assert_eq!(
+        sent,
+        [OpCode::Close],
+        "RFC 6455 §5.5.1: nothing after our close"
+    );
+}
+
+#[test]
+fn discarding_received_bytes_mid_frame_never_lets_new_bytes_pass_as_validated() {
+    let mut conn = server();
+    conn.receive_data(&[0x81, 0x84, 0, 0, 0, 0, b'a', b'b']);
+    assert_eq!(conn.next_message().unwrap(), None);
+    conn.discard_received();
+    assert_eq!(conn.state(), State::Closed);
+    assert_eq!(conn.bytes_wanted(), 0, "no panic on the dropped frame");
+    conn.receive_data(&[0xff, 0xfe]);
+    assert_eq!(
+        conn.next_message().unwrap(),
+        None,
+        "nothing more is received"
+    );
+}
+
+#[test]
+fn inflation_left_unfinished_by_the_end_of_the_connection_is_not_pending_work() {
+    let mut sender = deflating(Role::Client);
+    let mut receiver = deflating(Role::Server);
+    sender.send(Message::binary(vec![0u8; 4 << 20])).unwrap();
+    receiver.receive_data(&drain_outgoing(&mut sender));
+    assert_eq!(receiver.next_message().unwrap(), None);
+    assert!(receiver.has_pending_work());
+    receiver.receive_eof();
+    assert!(!receiver.has_pending_work());
+    assert_eq!(receiver.next_message().unwrap(), None);
+}

@@ -137,7 +137,8 @@ impl OriginPolicy {
 
     /// Whether the same-host check reads the host from `X-Forwarded-Host` (set by a reverse
     /// proxy that rewrites `Host`) when present. Turn it on only behind a proxy that sets
-    /// it: a client can send it too. The default value is `false`.
+    /// it: a client can send it too. Of a list (proxies that append), the last element
+    /// counts: the one the proxy in front of this server added. The default value is `false`.
     #[must_use]
     pub fn trust_forwarded_host(mut self, trust: bool) -> Self {
         self.trust_forwarded_host = trust;
@@ -184,12 +185,13 @@ impl OriginPolicy {
         let headers = request.headers();
         let forwarded = self
             .trust_forwarded_host
-            .then(|| headers.get("x-forwarded-host"))
-            .flatten();
+            .then(|| headers.get_all("x-forwarded-host").iter().next_back())
+            .flatten()
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.rsplit(',').next());
         // HTTP/1.1 carries the target in `Host`; HTTP/2 in the URI's authority.
         let target = forwarded
-            .or_else(|| headers.get(header::HOST))
-            .and_then(|h| h.to_str().ok())
+            .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
             .and_then(|h| h.trim().parse::<Authority>().ok())
             .or_else(|| request.uri().authority().cloned());
         let Some(target) = target else {
@@ -257,14 +259,27 @@ mod tests {
 
     #[test]
     fn forwarded_host_is_trusted_only_when_configured() {
-        let request = request(
+        let proxied = request(
             Some("backend:8080"),
             Some("https://public.example"),
             &[("x-forwarded-host", "public.example")],
         );
-        assert!(OriginPolicy::default().check(&request).is_err());
+        assert!(OriginPolicy::default().check(&proxied).is_err());
         let trusting = OriginPolicy::default().trust_forwarded_host(true);
-        assert!(trusting.check(&request).is_ok());
+        assert!(trusting.check(&proxied).is_ok());
+        // A proxy that appends: the last element is the one it added.
+        let appended = request(
+            Some("backend:8080"),
+            Some("https://public.example"),
+            &[("x-forwarded-host", "evil.example, public.example")],
+        );
+        assert!(trusting.check(&appended).is_ok());
+        let spoofed = request(
+            Some("backend:8080"),
+            Some("https://evil.example"),
+            &[("x-forwarded-host", "evil.example, public.example")],
+        );
+        assert!(trusting.check(&spoofed).is_err());
     }
 
     #[test]
