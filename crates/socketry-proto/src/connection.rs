@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use crate::{
     close::{CloseCode, CloseFrame},
     error::{Error, ProtocolError},
-    extensions::deflate::Deflate,
+    extensions::deflate::{CheckedOut, Deflate},
     frame::{Decoder, DecoderConfig, Frame, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, RSV1},
     message::Message,
     outgoing::Outgoing,
@@ -980,16 +980,58 @@ impl Connection {
         Ok(())
     }
 
-    fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
+    /// The first half of sending a data message whose compression should run outside a lock
+    /// around the connection: `Ok(None)` if it is not compressed (send it with
+    /// [`send`](Self::send)), else the compressor, to compress the payload with and to give
+    /// back with [`send_compressed`](Self::send_compressed) before anything else is sent.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send); [`Error::InvalidMessage`] if the compressor is already out.
+    pub fn check_out_compressor(&mut self, len: usize) -> Result<Option<CheckedOut>, Error> {
         self.ensure_data_allowed()?;
         match &mut self.deflate {
-            Some(deflate) if deflate.should_compress(payload.len()) => {
-                let compressed = deflate.compress(&payload);
-                self.queue_frame_rsv(opcode, compressed, true, RSV1);
-            }
-            _ => self.queue_frame(opcode, payload),
+            Some(deflate) if deflate.should_compress(len) => deflate.check_out().map(Some).ok_or(
+                Error::InvalidMessage("the compressor is already checked out"),
+            ),
+            _ => Ok(None),
         }
+    }
+
+    /// The second half: gives the compressor back and queues the message `compressed` holds
+    /// (a `Text` or `Binary` message's payload, compressed with it).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send) (the compressor is given back either way).
+    pub fn send_compressed(
+        &mut self,
+        compressor: CheckedOut,
+        opcode: OpCode,
+        compressed: Bytes,
+    ) -> Result<(), Error> {
+        if let Some(deflate) = &mut self.deflate {
+            deflate.check_in(compressor);
+        }
+        if !matches!(opcode, OpCode::Text | OpCode::Binary) {
+            return Err(Error::InvalidMessage("send_compressed takes data opcodes"));
+        }
+        self.ensure_data_allowed()?;
+        self.queue_frame_rsv(opcode, compressed, true, RSV1);
         Ok(())
+    }
+
+    fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
+        match self.check_out_compressor(payload.len())? {
+            Some(mut compressor) => {
+                let compressed = compressor.compress(&payload);
+                self.send_compressed(compressor, opcode, compressed)
+            }
+            None => {
+                self.queue_frame(opcode, payload);
+                Ok(())
+            }
+        }
     }
 
     fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {

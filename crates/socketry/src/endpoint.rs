@@ -30,6 +30,11 @@ pub(crate) trait Endpoint {
     /// The handlers, on the side that receives.
     fn handlers(&mut self) -> Option<&mut Handlers>;
 
+    /// Queues a message without writing it.
+    fn queue_message(&mut self, message: Message) -> Result<(), Error> {
+        self.with_core(|core| core.queue(message))
+    }
+
     /// The read and write timeouts.
     fn timeouts(&mut self) -> (Option<Duration>, Option<Duration>) {
         self.with_core(|core| {
@@ -177,7 +182,7 @@ fn poll_write_deadline(
 
 /// Queues without writing.
 pub(crate) fn queue<E: Endpoint>(endpoint: &mut E, message: Message) -> Result<(), Error> {
-    endpoint.with_core(|core| core.queue(message))
+    endpoint.queue_message(message)
 }
 
 /// The write deadline of one write, cleared when it ends or is cancelled.

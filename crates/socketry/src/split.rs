@@ -479,7 +479,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Endpoint for WebSocketWriter<S> {
     fn timeouts(&mut self) -> (Option<Duration>, Option<Duration>) {
         self.shared.timeouts
     }
+
+    /// A large message is compressed outside the lock, so the reader (answering pings,
+    /// reading) is not held up for the whole compression. Only the writer sends data, so the
+    /// compressor checked out here is back before the next data message.
+    fn queue_message(&mut self, message: Message) -> Result<(), Error> {
+        let opcode = match &message {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+            _ => return self.with_core(|core| core.queue(message)),
+        };
+        if message.len() < COMPRESS_OUTSIDE_THE_LOCK {
+            return self.with_core(|core| core.queue(message));
+        }
+        let checked_out = self.with_core(|core| core.conn.check_out_compressor(message.len()))?;
+        let Some(mut compressor) = checked_out else {
+            return self.with_core(|core| core.queue(message));
+        };
+        let compressed = compressor.compress(message.as_payload());
+        self.with_core(|core| {
+            core.queue_with(|conn| conn.send_compressed(compressor, opcode, compressed))
+        })
+    }
 }
+
+/// Messages at least this large are compressed outside the split's lock (smaller ones take
+/// less time to compress than the extra lock costs).
+const COMPRESS_OUTSIDE_THE_LOCK: usize = 64 * 1024;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
     /// Receives the next message; see [`WebSocket::recv`].
@@ -676,7 +702,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocke
     }
 
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
-        self.get_mut().with_core(|core| core.queue(message))
+        self.get_mut().queue_message(message)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {

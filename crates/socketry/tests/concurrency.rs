@@ -554,3 +554,90 @@ async fn the_writer_keeps_sending_while_the_reader_inflates_a_large_message() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_keeps_reading_while_the_writer_compresses_a_large_message() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    const SIZE: usize = 48 << 20;
+    let config =
+        socketry::WebSocketConfig::default().compression(Some(socketry::DeflateConfig::default()));
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let ws = socketry::Acceptor::new()
+            .config(config)
+            .accept(stream)
+            .await
+            .unwrap();
+        let (mut reader, mut writer) = ws.split();
+        let pings: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        // The reader gets a thread of its own, so that only the split's lock (not the
+        // scheduler, busy compressing on the writer's thread) can hold it up.
+        let _reading = std::thread::spawn({
+            let pings = pings.clone();
+            move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    while let Some(Ok(message)) = reader.recv().await {
+                        if let Message::Ping(_) = message {
+                            pings.lock().unwrap().push(Instant::now());
+                        }
+                    }
+                });
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await; // pings flow
+        // Not all zeros: a text that takes zlib real work.
+        let text: String = (0..SIZE)
+            .map(|i| char::from(b'a' + (i * 7 % 23) as u8))
+            .collect();
+        let started = Instant::now();
+        writer.send(text).await.unwrap();
+        let sent = Instant::now();
+        let pings = pings.lock().unwrap().clone();
+        drop(writer);
+        (started, sent, pings)
+    })
+    .await;
+    let (client, _) = socketry::Connector::new()
+        .config(config)
+        .connect(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    let (mut client_reader, mut client_writer) = client.split();
+    tokio::spawn(async move { while let Some(Ok(_)) = client_reader.recv().await {} });
+    let pinging = tokio::spawn(async move {
+        loop {
+            if client_writer.send(Message::Ping("p".into())).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let (started, sent, pings) = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    pinging.abort();
+    let compressing = sent - started;
+    let mut longest = Duration::ZERO;
+    let mut last = started;
+    let during: Vec<_> = pings
+        .into_iter()
+        .filter(|t| *t >= started && *t <= sent)
+        .collect();
+    for t in during.iter().copied().chain([sent]) {
+        longest = longest.max(t - last);
+        last = t;
+    }
+    // Compressing under the split's lock, the reader read nothing for all of it.
+    if compressing > Duration::from_millis(20) {
+        assert!(
+            !during.is_empty() && longest < compressing * 3 / 4,
+            "the reader stalled {longest:?} of the {compressing:?} compression ({} pings meanwhile)",
+            during.len()
+        );
+    }
+}

@@ -320,6 +320,28 @@ pub struct Deflate {
     enabled: bool,
     compressor: Option<Box<Compress>>,
     decompressor: Option<Box<Decompress>>,
+    /// The compressor is checked out ([`Deflate::check_out`]) and not back yet.
+    checked_out: bool,
+}
+
+/// A connection's compressor, checked out to compress one message away from the connection
+/// (outside a lock around it); give it back with [`Deflate::check_in`] before the next
+/// message is compressed.
+pub struct CheckedOut {
+    compressor: Box<Compress>,
+}
+
+impl std::fmt::Debug for CheckedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedOut").finish_non_exhaustive()
+    }
+}
+
+impl CheckedOut {
+    /// Compresses one whole message payload, as [`Deflate::compress`] would.
+    pub fn compress(&mut self, payload: &[u8]) -> Bytes {
+        compress_with(&mut self.compressor, payload)
+    }
 }
 
 impl std::fmt::Debug for Deflate {
@@ -371,6 +393,7 @@ impl Deflate {
             enabled: true,
             compressor: None,
             decompressor: None,
+            checked_out: false,
         }
     }
 
@@ -401,21 +424,45 @@ impl Deflate {
     }
 
     /// Compresses one whole message payload (RFC 7692 §7.2.1).
+    ///
+    /// # Panics
+    ///
+    /// If the compressor is checked out ([`check_out`](Self::check_out)).
     pub fn compress(&mut self, payload: &[u8]) -> Bytes {
+        let mut checked_out = self.check_out().expect("the compressor is checked out");
+        let out = checked_out.compress(payload);
+        self.check_in(checked_out);
+        out
+    }
+
+    /// Takes the compressor out, to compress one message elsewhere. With context takeover its
+    /// window must see every message in order: check it back in before the next one. `None`
+    /// while it is out (a message compressed elsewhere was not checked in: the peer's window
+    /// would no longer match ours).
+    pub fn check_out(&mut self) -> Option<CheckedOut> {
+        if self.checked_out {
+            return None;
+        }
         let level = self.level;
         let bits = self.send_bits;
-        let compressor = self.compressor.get_or_insert_with(|| {
+        let compressor = self.compressor.take().unwrap_or_else(|| {
             Box::new(Compress::new_with_window_bits(
                 Compression::new(level),
                 false,
                 bits,
             ))
         });
-        let out = compress_with(compressor, payload);
-        if self.send_reset {
-            self.compressor = None;
+        self.checked_out = true;
+        Some(CheckedOut { compressor })
+    }
+
+    /// Gives the compressor back after [`check_out`](Self::check_out).
+    pub fn check_in(&mut self, checked_out: CheckedOut) {
+        self.checked_out = false;
+        // Without context takeover each message starts afresh: drop the window.
+        if !self.send_reset {
+            self.compressor = Some(checked_out.compressor);
         }
-        out
     }
 
     /// Appends the decompressed form of one frame's payload of a compressed message to `out`;
