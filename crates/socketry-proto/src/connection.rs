@@ -675,7 +675,9 @@ impl Connection {
         }
         let control = match frame.opcode {
             OpCode::Ping => {
-                // RFC 6455 §5.5.1: nothing after our close frame.
+                // Nothing after our close frame (RFC 6455 §5.5.1, §1.4: "after sending a
+                // Close frame, the endpoint MUST NOT send any further data"); §5.5.2's "unless
+                // it already received a Close frame" covers the peer's. As tungstenite does.
                 if self.auto_pong && self.state == State::Open {
                     self.queue_pong(frame.payload.clone());
                 }
@@ -987,13 +989,11 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// As [`send`](Self::send); [`Error::InvalidMessage`] if the compressor is already out.
+    /// As [`send`](Self::send).
     pub fn check_out_compressor(&mut self, len: usize) -> Result<Option<CheckedOut>, Error> {
         self.ensure_data_allowed()?;
         match &mut self.deflate {
-            Some(deflate) if deflate.should_compress(len) => deflate.check_out().map(Some).ok_or(
-                Error::InvalidMessage("the compressor is already checked out"),
-            ),
+            Some(deflate) if deflate.should_compress(len) => Ok(Some(deflate.check_out())),
             _ => Ok(None),
         }
     }
@@ -1003,20 +1003,25 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// As [`send`](Self::send) (the compressor is given back either way).
+    /// As [`send`](Self::send); [`Error::InvalidMessage`] for a control opcode or without
+    /// permessage-deflate. On an error nothing is sent and the compressor is dropped (its
+    /// window holds the message): the next message starts a fresh window.
     pub fn send_compressed(
         &mut self,
         compressor: CheckedOut,
         opcode: OpCode,
         compressed: Bytes,
     ) -> Result<(), Error> {
-        if let Some(deflate) = &mut self.deflate {
-            deflate.check_in(compressor);
-        }
         if !matches!(opcode, OpCode::Text | OpCode::Binary) {
             return Err(Error::InvalidMessage("send_compressed takes data opcodes"));
         }
         self.ensure_data_allowed()?;
+        let Some(deflate) = &mut self.deflate else {
+            return Err(Error::InvalidMessage(
+                "permessage-deflate was not negotiated",
+            ));
+        };
+        deflate.check_in(compressor);
         self.queue_frame_rsv(opcode, compressed, true, RSV1);
         Ok(())
     }

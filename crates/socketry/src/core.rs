@@ -480,9 +480,21 @@ impl Core {
         pool::reclaim(self.conn.outgoing_mut());
     }
 
+    /// What a write that waited learns once the transport is closed: whether its bytes went.
+    pub(crate) fn closed_write_result(&self) -> Option<Result<(), Error>> {
+        self.done.then(|| {
+            if self.lost_writes {
+                Err(Error::AlreadyClosed)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
     /// Ends the transport without waiting for the peer any longer (the close timed out, or a
     /// close that nobody drives ran out of time): one try to write what is queued and to shut
-    /// the write side down, and the connection is over, whatever the transport answers.
+    /// the write side down, and the connection is over, whatever the transport answers. (A
+    /// TLS shutdown that cannot be written at once sends its FIN when the socket is dropped.)
     pub(crate) fn abandon(&mut self, io: &mut dyn Io, cx: &mut Context<'_>) {
         if self.done {
             return;

@@ -161,13 +161,8 @@ fn poll_write_deadline(
     cx: &mut Context<'_>,
     write: impl FnOnce(&mut Core, &mut Context<'_>) -> Poll<Result<(), Error>>,
 ) -> Poll<Result<(), Error>> {
-    if core.is_done() {
-        // The transport is closed: a write that was waiting learns whether its bytes went.
-        return Poll::Ready(if core.lost_writes {
-            Err(Error::AlreadyClosed)
-        } else {
-            Ok(())
-        });
+    if let Some(result) = core.closed_write_result() {
+        return Poll::Ready(result);
     }
     if let Poll::Ready(result) = write(core, cx) {
         return Poll::Ready(result);

@@ -59,32 +59,46 @@ impl Wake for WriteWaiters {
     }
 }
 
-/// The transport as one task sees it: reads wake that task; writes wake every writer.
+/// The transport as one task sees it: reads wake that task (or, when several tasks may read,
+/// all of them); writes wake every writer.
 struct SharedIo<'a, S> {
     io: &'a mut S,
     waiters: &'a Arc<WriteWaiters>,
+    /// Set when tasks other than the reader read (the reader was dropped and `closed()`
+    /// callers drive the close): the transport keeps one read waker, so it must wake all.
+    read_waiters: Option<&'a Arc<WriteWaiters>>,
 }
 
 impl<S> SharedIo<'_, S> {
     fn poll_write_side<T>(
         &mut self,
         cx: &Context<'_>,
-        mut f: impl FnMut(Pin<&mut S>, &mut Context<'_>) -> Poll<T>,
+        f: impl FnMut(Pin<&mut S>, &mut Context<'_>) -> Poll<T>,
     ) -> Poll<T>
     where
         S: Unpin,
     {
-        let waker = Waker::from(self.waiters.clone());
-        let mut proxy = Context::from_waker(&waker);
-        let result = f(Pin::new(&mut *self.io), &mut proxy);
-        if result.is_ready() {
-            return result;
-        }
-        // Readiness may have come between the transport's answer and this registration, and
-        // woken an empty list: registered now, ask again (register, then check).
-        self.waiters.register(cx.waker());
-        f(Pin::new(&mut *self.io), &mut proxy)
+        poll_waking_all(self.io, self.waiters, cx, f)
     }
+}
+
+/// Polls `io` with a waker that wakes every task in `waiters`, registering `cx`'s.
+fn poll_waking_all<S: Unpin, T>(
+    io: &mut S,
+    waiters: &Arc<WriteWaiters>,
+    cx: &Context<'_>,
+    mut f: impl FnMut(Pin<&mut S>, &mut Context<'_>) -> Poll<T>,
+) -> Poll<T> {
+    let waker = Waker::from(waiters.clone());
+    let mut proxy = Context::from_waker(&waker);
+    let result = f(Pin::new(&mut *io), &mut proxy);
+    if result.is_ready() {
+        return result;
+    }
+    // Readiness may have come between the transport's answer and this registration, and
+    // woken an empty list: registered now, ask again (register, then check).
+    waiters.register(cx.waker());
+    f(Pin::new(&mut *io), &mut proxy)
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for SharedIo<'_, S> {
@@ -93,7 +107,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for SharedIo<'_, S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        match this.read_waiters {
+            Some(waiters) => poll_waking_all(this.io, waiters, cx, |io, cx| io.poll_read(cx, buf)),
+            None => Pin::new(&mut *this.io).poll_read(cx, buf),
+        }
     }
 }
 
@@ -135,6 +153,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SharedIo<'_, S> {
 struct Shared<S> {
     inner: Mutex<Inner<S>>,
     waiters: Arc<WriteWaiters>,
+    /// The tasks that read once the reader is gone (`closed()` callers).
+    read_waiters: Arc<WriteWaiters>,
     /// The read and write timeouts, fixed at the split: read without taking the lock.
     timeouts: (Option<Duration>, Option<Duration>),
 }
@@ -186,7 +206,10 @@ impl<S> Shared<S> {
             None
         };
         let close_started = inner.wake_on_close_start && inner.ws.core.state() != State::Open;
-        let closed = if done || close_started {
+        // With the reader gone, the `closed()` callers sleep on the deadlines in its place.
+        let deadline_moved =
+            inner.reader_gone && !is_reader && inner.ws.core.conn.timeout_changed();
+        let closed = if done || close_started || deadline_moved {
             inner.wake_on_close_start = false;
             std::mem::take(&mut inner.closed_waiters)
         } else {
@@ -258,6 +281,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         let mut io = SharedIo {
             io: &mut inner.ws.io,
             waiters: &self.waiters,
+            read_waiters: None,
         };
         let result = f(&mut inner.ws.core, &mut io, timer, cx);
         let wake = self.to_wake(inner, is_reader);
@@ -289,6 +313,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         let mut io = SharedIo {
             io: &mut inner.ws.io,
             waiters: &self.waiters,
+            read_waiters: inner.reader_gone.then_some(&self.read_waiters),
         };
         if inner.reader_gone {
             loop {
@@ -312,12 +337,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
             // The reader has the close timeout (and a little more, so that a reader that is
             // polled finishes first); past it, nobody drives the close.
             let timeout = inner.ws.core.config.get_close_timeout();
-            let at = *give_up_at.get_or_insert_with(|| {
+            if give_up_at.is_none() {
                 let now = tokio::time::Instant::now().into_std();
-                let start = inner.ws.core.conn.close_deadline().unwrap_or(now + timeout);
-                start + CLOSE_GRACE
-            });
-            if timer.poll_until(Some(at), cx).is_pending() {
+                *give_up_at = inner
+                    .ws
+                    .core
+                    .conn
+                    .close_deadline()
+                    .or_else(|| now.checked_add(timeout))
+                    .and_then(|start| start.checked_add(CLOSE_GRACE));
+            }
+            // No instant (a close timeout too large to add): wait for the reader only.
+            if timer.poll_until(*give_up_at, cx).is_pending() {
                 return Poll::Pending;
             }
             inner.ws.core.abandon(&mut io, cx);
@@ -352,6 +383,7 @@ where
             end_announced: false,
         }),
         waiters: Arc::default(),
+        read_waiters: Arc::default(),
         timeouts,
     });
     (
@@ -573,6 +605,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
                     .unwrap_or_else(|e| e.into_inner())
                     .ws;
                 ws.core.yield_between_slices = false;
+                // The reader's drop turned the automatic replies back on; its handlers return.
+                ws.core.conn.set_auto_pong(handlers.ping.is_none());
+                ws.core.conn.set_auto_close_reply(handlers.close.is_none());
                 ws.timer = timer;
                 ws.handlers = handlers;
                 Ok(ws)
@@ -749,6 +784,9 @@ where
         // Handles wait on no deadline of their own: the timer stays unarmed.
         let mut timer = Timer::default();
         self.poll_with(cx, &mut timer, false, |core, io, _, cx| {
+            if let Some(result) = core.closed_write_result() {
+                return Poll::Ready(result);
+            }
             core.poll_write_queued(io, cx).map_err(Error::from)
         })
     }
@@ -851,7 +889,7 @@ impl ControlHandle {
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe (a new call waits the close timeout again).
+    /// Cancel-safe.
     pub async fn closed(&self) {
         let mut timer = Timer::default();
         let mut give_up_at = None;

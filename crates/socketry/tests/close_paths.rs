@@ -163,7 +163,7 @@ async fn after_a_write_failure_the_state_is_closed_and_sends_fail_with_already_c
 }
 
 #[tokio::test]
-async fn a_client_close_ends_within_the_close_timeout_when_the_server_never_ends_tcp() {
+async fn a_client_close_ends_within_the_close_timeout_when_the_server_never_answers() {
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
     let config = WebSocketConfig::default().close_timeout(CLOSE_TIMEOUT);
     let mut ws = WebSocket::from_raw(ours, Role::Client, config);
@@ -236,4 +236,30 @@ async fn a_writer_parked_on_a_peer_that_does_not_read_learns_when_the_connection
     assert!(bounded(reader.recv()).await.is_none());
     let sent = bounded(sending).await.unwrap();
     assert!(matches!(sent, Err(Error::AlreadyClosed)), "{sent:?}");
+}
+
+#[tokio::test]
+async fn a_close_started_while_a_closed_waiter_drives_the_connection_still_ends() {
+    let (ws, peer) = with_silent_peer();
+    let _peer = tokio::spawn(peer_sees_close_then_eof(peer));
+    let (reader, writer) = ws.split();
+    drop(reader);
+    let handle = writer.handle();
+    // A waiter drives the open connection (the reader is gone), parked on a read...
+    let waiting = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.closed().await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ...when the close starts elsewhere, queued only: the waiter must write it and end.
+    let started = Instant::now();
+    handle.start_close(CloseCode::GOING_AWAY, "").unwrap();
+    bounded(waiting).await.unwrap();
+    assert!(
+        started.elapsed() < CLOSE_TIMEOUT + MARGIN,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(handle.state(), State::Closed);
+    drop(writer);
 }

@@ -159,6 +159,38 @@ async fn a_handle_closes_from_a_third_task_while_both_halves_are_busy() {
 }
 
 #[tokio::test]
+async fn reunited_halves_keep_their_handlers_and_no_automatic_replies() {
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let mut ws = socketry::WebSocket::from_raw(ours, Role::Server, Default::default());
+    ws.set_ping_handler(Some(Box::new(|_| Some("custom".into()))));
+    let (reader, writer) = ws.split();
+    let mut ws = reader.reunite(writer).unwrap();
+    let mut peer = socketry::WebSocket::from_raw(theirs, Role::Client, Default::default());
+    peer.send(Message::Ping("hi".into())).await.unwrap();
+    let server = tokio::spawn(async move {
+        let ping = ws.recv().await;
+        let _ = ws.flush().await;
+        (ping, ws)
+    });
+    let pong = bounded(peer.recv()).await.unwrap().unwrap();
+    assert_eq!(
+        pong,
+        Message::Pong("custom".into()),
+        "the handler's pong, once"
+    );
+    let (ping, mut ws) = bounded(server).await.unwrap();
+    assert!(matches!(ping, Some(Ok(Message::Ping(_)))));
+    let closing = tokio::spawn(async move { ws.close(CloseCode::NORMAL, "").await });
+    let next = bounded(peer.recv()).await.unwrap().unwrap();
+    assert!(
+        matches!(next, Message::Close(_)),
+        "no second pong: {next:?}"
+    );
+    drop(peer);
+    let _ = bounded(closing).await;
+}
+
+#[tokio::test]
 async fn halves_reunite_unless_a_handle_lives() {
     let addr = socketry_echo_server().await;
     let (ws, _) = socketry::connect(&format!("ws://{addr}/")).await.unwrap();
@@ -589,15 +621,26 @@ async fn the_reader_keeps_reading_while_the_writer_compresses_a_large_message() 
             }
         });
         tokio::time::sleep(Duration::from_millis(50)).await; // pings flow
-        // Not all zeros: a text that takes zlib real work.
+        // Not all zeros: a text that takes zlib real work. Compressed on a thread of its own
+        // too, so that the runtime serving the sockets stays free.
         let text: String = (0..SIZE)
             .map(|i| char::from(b'a' + (i * 7 % 23) as u8))
             .collect();
-        let started = Instant::now();
-        writer.send(text).await.unwrap();
-        let sent = Instant::now();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let started = Instant::now();
+                writer.send(text).await.unwrap();
+                let _ = done_tx.send((started, Instant::now()));
+            });
+        });
+        // Awaited, not joined: this runtime keeps serving the sockets meanwhile.
+        let (started, sent) = done_rx.await.unwrap();
         let pings = pings.lock().unwrap().clone();
-        drop(writer);
         (started, sent, pings)
     })
     .await;

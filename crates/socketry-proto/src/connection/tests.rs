@@ -1102,3 +1102,34 @@ fn inflation_left_unfinished_by_the_end_of_the_connection_is_not_pending_work() 
     assert!(!receiver.has_pending_work());
     assert_eq!(receiver.next_message().unwrap(), None);
 }
+
+#[test]
+fn a_compressor_that_never_comes_back_or_comes_back_late_never_corrupts_the_stream() {
+    let mut server = deflating(Role::Server);
+    let mut client = deflating(Role::Client);
+    let text = "abc".repeat(100);
+    // Lost (a panic while compressing elsewhere): the next message starts a fresh window.
+    drop(server.check_out_compressor(text.len()).unwrap().unwrap());
+    server.send(Message::text(text.as_str())).unwrap();
+    // Back late, after another message went out: not used again.
+    let mut late = server.check_out_compressor(text.len()).unwrap().unwrap();
+    let mut second = server.check_out_compressor(text.len()).unwrap().unwrap();
+    let payload = second.compress(text.as_bytes());
+    server
+        .send_compressed(second, OpCode::Text, payload)
+        .unwrap();
+    let _never_sent = late.compress(b"abcabc never sent");
+    server.deflate_mut().unwrap().check_in(late);
+    server.send(Message::text(text.as_str())).unwrap();
+    // Refused (a control opcode): nothing sent, the window that holds it is dropped.
+    let mut refused = server.check_out_compressor(text.len()).unwrap().unwrap();
+    let payload = refused.compress(text.as_bytes());
+    assert!(
+        server
+            .send_compressed(refused, OpCode::Ping, payload)
+            .is_err()
+    );
+    server.send(Message::text(text.as_str())).unwrap();
+    let received = receive_all(&mut client, &drain_outgoing(&mut server)).unwrap();
+    assert_eq!(received, vec![Message::text(text.as_str()); 4]);
+}

@@ -320,8 +320,9 @@ pub struct Deflate {
     enabled: bool,
     compressor: Option<Box<Compress>>,
     decompressor: Option<Box<Decompress>>,
-    /// The compressor is checked out ([`Deflate::check_out`]) and not back yet.
-    checked_out: bool,
+    /// Counts check-outs: a compressor comes back into use only if no other was checked out
+    /// since (its window must have seen exactly the messages sent).
+    generation: u64,
 }
 
 /// A connection's compressor, checked out to compress one message away from the connection
@@ -329,6 +330,7 @@ pub struct Deflate {
 /// message is compressed.
 pub struct CheckedOut {
     compressor: Box<Compress>,
+    generation: u64,
 }
 
 impl std::fmt::Debug for CheckedOut {
@@ -393,7 +395,7 @@ impl Deflate {
             enabled: true,
             compressor: None,
             decompressor: None,
-            checked_out: false,
+            generation: 0,
         }
     }
 
@@ -424,25 +426,19 @@ impl Deflate {
     }
 
     /// Compresses one whole message payload (RFC 7692 §7.2.1).
-    ///
-    /// # Panics
-    ///
-    /// If the compressor is checked out ([`check_out`](Self::check_out)).
     pub fn compress(&mut self, payload: &[u8]) -> Bytes {
-        let mut checked_out = self.check_out().expect("the compressor is checked out");
+        let mut checked_out = self.check_out();
         let out = checked_out.compress(payload);
         self.check_in(checked_out);
         out
     }
 
-    /// Takes the compressor out, to compress one message elsewhere. With context takeover its
-    /// window must see every message in order: check it back in before the next one. `None`
-    /// while it is out (a message compressed elsewhere was not checked in: the peer's window
-    /// would no longer match ours).
-    pub fn check_out(&mut self) -> Option<CheckedOut> {
-        if self.checked_out {
-            return None;
-        }
+    /// Takes the compressor out, to compress one message elsewhere; give it back with
+    /// [`check_in`](Self::check_in) once that message is queued. With context takeover its
+    /// window must have seen exactly the messages sent, in order, so a compressor comes back
+    /// into use only if no other was checked out meanwhile; otherwise (or if one never comes
+    /// back) the next message starts a fresh window, which the peer always decodes.
+    pub fn check_out(&mut self) -> CheckedOut {
         let level = self.level;
         let bits = self.send_bits;
         let compressor = self.compressor.take().unwrap_or_else(|| {
@@ -452,15 +448,18 @@ impl Deflate {
                 bits,
             ))
         });
-        self.checked_out = true;
-        Some(CheckedOut { compressor })
+        self.generation += 1;
+        CheckedOut {
+            compressor,
+            generation: self.generation,
+        }
     }
 
-    /// Gives the compressor back after [`check_out`](Self::check_out).
+    /// Gives the compressor back after the message it compressed was queued. (If that message
+    /// was not sent after all, drop the `CheckedOut` instead: its window holds it.)
     pub fn check_in(&mut self, checked_out: CheckedOut) {
-        self.checked_out = false;
         // Without context takeover each message starts afresh: drop the window.
-        if !self.send_reset {
+        if !self.send_reset && checked_out.generation == self.generation {
             self.compressor = Some(checked_out.compressor);
         }
     }
