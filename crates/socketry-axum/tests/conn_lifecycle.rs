@@ -2,6 +2,8 @@
 //! way of reading and through `select!` loops, log levels of endings the peer caused,
 //! backtraces at the panic, the filter's fallback, production defaults.
 
+mod support;
+
 use std::{
     net::SocketAddr,
     sync::{
@@ -15,33 +17,12 @@ use axum::Router;
 use futures_util::StreamExt;
 use socketry::{CloseCode, Message};
 use socketry_axum::{Conn, Controller, Request, ServeError, Settings, Shutdown, Upgrader};
+use support::{bounded, serve};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     sync::mpsc,
 };
-
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(TIMEOUT, f)
-        .await
-        .expect("test step timed out")
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
-}
 
 type Client = socketry::WebSocket<socketry::MaybeTlsStream>;
 

@@ -1,6 +1,8 @@
 //! The controller layer over loopback: a real axum server, real clients (tokio-tungstenite,
 //! socketry, raw HTTP).
 
+mod support;
+
 use std::{
     net::SocketAddr,
     sync::{
@@ -15,33 +17,12 @@ use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue};
 use socketry::Message;
 use socketry_axum::{Conn, Controller, Request, ServeError, Settings, Upgrader, handler_fn};
+use support::{bounded, serve};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
 use tokio_tungstenite::tungstenite::{self, protocol::CloseFrame};
-
-const TIMEOUT: Duration = Duration::from_secs(10);
-
-async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(TIMEOUT, f)
-        .await
-        .expect("test step timed out")
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
-}
 
 type Client = tokio_tungstenite::WebSocketStream<TcpStream>;
 

@@ -564,25 +564,14 @@ async fn the_writer_keeps_sending_while_the_reader_inflates_a_large_message() {
     // going meanwhile, never stalled for most of it.
     let inflating = inflated_at.saturating_duration_since(sent_at);
     let sends = sends.lock().unwrap().clone();
-    let during: Vec<_> = sends
-        .iter()
-        .copied()
-        .filter(|t| *t >= sent_at && *t <= inflated_at)
-        .collect();
-    let mut longest = Duration::ZERO;
-    let mut last = sent_at;
-    for t in during.iter().copied().chain([inflated_at]) {
-        longest = longest.max(t - last);
-        last = t;
-    }
+    let (longest, meanwhile) = longest_gap(sent_at, inflated_at, &sends);
     // Before, the whole inflation ran under the split's lock: the writer stalled for all of
     // it. Now the lock is released between slices; what remains are the few copies that grow
     // the message's buffer.
     if inflating > Duration::from_millis(20) {
         assert!(
-            !during.is_empty() && longest < inflating * 3 / 4,
-            "the writer stalled {longest:?} of the {inflating:?} inflation ({} sends meanwhile)",
-            during.len()
+            meanwhile > 0 && longest < inflating * 3 / 4,
+            "the writer stalled {longest:?} of the {inflating:?} inflation ({meanwhile} sends meanwhile)"
         );
     }
 }
@@ -665,22 +654,32 @@ async fn the_reader_keeps_reading_while_the_writer_compresses_a_large_message() 
         .unwrap();
     pinging.abort();
     let compressing = sent - started;
-    let mut longest = Duration::ZERO;
-    let mut last = started;
-    let during: Vec<_> = pings
-        .into_iter()
-        .filter(|t| *t >= started && *t <= sent)
-        .collect();
-    for t in during.iter().copied().chain([sent]) {
-        longest = longest.max(t - last);
-        last = t;
-    }
+    let (longest, meanwhile) = longest_gap(started, sent, &pings);
     // Compressing under the split's lock, the reader read nothing for all of it.
     if compressing > Duration::from_millis(20) {
         assert!(
-            !during.is_empty() && longest < compressing * 3 / 4,
-            "the reader stalled {longest:?} of the {compressing:?} compression ({} pings meanwhile)",
-            during.len()
+            meanwhile > 0 && longest < compressing * 3 / 4,
+            "the reader stalled {longest:?} of the {compressing:?} compression ({meanwhile} pings meanwhile)"
         );
     }
+}
+
+/// The longest stretch within `from..=to` in which none of `times` fell.
+fn longest_gap(
+    from: std::time::Instant,
+    to: std::time::Instant,
+    times: &[std::time::Instant],
+) -> (Duration, usize) {
+    let during: Vec<_> = times
+        .iter()
+        .copied()
+        .filter(|t| *t >= from && *t <= to)
+        .collect();
+    let mut longest = Duration::ZERO;
+    let mut last = from;
+    for t in during.iter().copied().chain([to]) {
+        longest = longest.max(t - last);
+        last = t;
+    }
+    (longest, during.len())
 }
