@@ -108,5 +108,35 @@ async fn two_users_chat_in_one_room() {
     bob.close(None).await.unwrap();
     let presence = next_of(&mut ann, "presence").await;
     assert_eq!(presence["users"], serde_json::json!(["ann"]));
-    child.kill().await.unwrap();
+
+    // Ctrl-C: its `select!` loops end cleanly, every member gets 1001, the process exits 0.
+    let pid = child.id().expect("running").to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    for ws in [&mut ann, &mut eve] {
+        let code = loop {
+            match tokio::time::timeout(TIMEOUT, ws.next()).await.unwrap() {
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                other => panic!("expected the close, got {other:?}"),
+            }
+        };
+        assert_eq!(code, Some(1001));
+        // tungstenite sends its reply as it is polled on; then the server ends TCP.
+        while let Some(Ok(_)) = tokio::time::timeout(TIMEOUT, ws.next()).await.unwrap() {}
+    }
+    let started = std::time::Instant::now();
+    let status = tokio::time::timeout(TIMEOUT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "nothing waited for the 5 s shutdown deadline: {:?}",
+        started.elapsed()
+    );
 }
