@@ -243,7 +243,8 @@ pub struct Connection {
     /// A message sent frame by frame is unfinished (its last frame is still to come).
     sending_fragmented: bool,
     /// A compressed frame being inflated a slice at a time.
-    inflating: Option<Inflating>,
+    /// Boxed: rare, and an idle connection should not carry its room.
+    inflating: Option<Box<Inflating>>,
     deflate: Option<Deflate>,
     timers: Timers,
 }
@@ -740,12 +741,12 @@ impl Connection {
             compressed: compressed_bit,
         });
         if self.deflate.is_some() && message.compressed {
-            self.inflating = Some(Inflating {
+            self.inflating = Some(Box::new(Inflating {
                 input: frame.payload,
                 fin: frame.fin,
                 first,
                 out: BytesMut::new(),
-            });
+            }));
             return self.continue_inflating(mode);
         }
         if message.kind == OpCode::Text {

@@ -26,7 +26,8 @@ pub struct Outgoing {
     /// Where the last queued pong ends, counted like `written`.
     pong_end: u64,
     /// A newer pong, waiting until the queued one is written (pongs coalesce).
-    pending_pong: Option<(FrameHeader, Bytes)>,
+    /// Boxed: rare (a ping flood), and an idle connection should not carry its room.
+    pending_pong: Option<Box<(FrameHeader, Bytes)>>,
     /// Above this many queued bytes, pongs coalesce.
     pub(crate) coalesce_above: usize,
 }
@@ -64,7 +65,7 @@ impl Outgoing {
     /// does not read grows the queue by two pongs at most.
     pub(crate) fn push_pong(&mut self, header: &FrameHeader, payload: Bytes) {
         if self.len > self.coalesce_above && self.written < self.pong_end {
-            self.pending_pong = Some((*header, payload));
+            self.pending_pong = Some(Box::new((*header, payload)));
         } else {
             self.push_frame(header, payload);
             self.pong_end = self.written + self.len as u64;
@@ -160,8 +161,9 @@ impl Outgoing {
         self.drop_front(n);
         if self.pending_pong.is_some()
             && (self.written >= self.pong_end || self.len <= self.coalesce_above)
-            && let Some((header, payload)) = self.pending_pong.take()
+            && let Some(pending) = self.pending_pong.take()
         {
+            let (header, payload) = *pending;
             self.push_pong(&header, payload);
         }
     }

@@ -429,7 +429,7 @@ pub struct WebSocketReader<S> {
     shared: Arc<Shared<S>>,
     /// The sleep on the connection's deadlines.
     timer: Timer,
-    handlers: Handlers,
+    handlers: Option<Box<Handlers>>,
 }
 
 /// The sending half of a split [`WebSocket`]. Not `Clone`: there is one writer; for control
@@ -483,7 +483,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Endpoint for WebSocketReader<S> {
     }
 
     fn handlers(&mut self) -> Option<&mut Handlers> {
-        Some(&mut self.handlers)
+        self.handlers.as_deref_mut()
     }
 
     fn timeouts(&mut self) -> (Option<Duration>, Option<Duration>) {
@@ -561,18 +561,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
     /// Sets the ping handler; see [`WebSocket::set_ping_handler`].
     pub fn set_ping_handler(&mut self, handler: Option<PingHandler>) {
         self.with_core(|core| core.conn.set_auto_pong(handler.is_none()));
-        self.handlers.ping = handler;
+        self.handlers.get_or_insert_default().ping = handler;
     }
 
     /// Sets the pong handler; see [`WebSocket::set_pong_handler`].
     pub fn set_pong_handler(&mut self, handler: Option<PongHandler>) {
-        self.handlers.pong = handler;
+        self.handlers.get_or_insert_default().pong = handler;
     }
 
     /// Sets the close handler; see [`WebSocket::set_close_handler`].
     pub fn set_close_handler(&mut self, handler: Option<CloseHandler>) {
         self.with_core(|core| core.conn.set_auto_close_reply(handler.is_none()));
-        self.handlers.close = handler;
+        self.handlers.get_or_insert_default().close = handler;
     }
 
     /// The protocol state; see [`WebSocket::state`].
@@ -606,8 +606,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
                     .ws;
                 ws.core.yield_between_slices = false;
                 // The reader's drop turned the automatic replies back on; its handlers return.
-                ws.core.conn.set_auto_pong(handlers.ping.is_none());
-                ws.core.conn.set_auto_close_reply(handlers.close.is_none());
+                let (ping, close) = handlers
+                    .as_deref()
+                    .map_or((false, false), |h| (h.ping.is_some(), h.close.is_some()));
+                ws.core.conn.set_auto_pong(!ping);
+                ws.core.conn.set_auto_close_reply(!close);
                 ws.timer = timer;
                 ws.handlers = handlers;
                 Ok(ws)

@@ -54,7 +54,8 @@ pub struct WebSocket<S> {
     pub(crate) core: Core,
     /// The sleep of whichever operation runs (one at a time: they take `&mut self`).
     pub(crate) timer: Timer,
-    pub(crate) handlers: Handlers,
+    /// Boxed, made when one is set: most connections have none.
+    pub(crate) handlers: Option<Box<Handlers>>,
 }
 
 impl<S> fmt::Debug for WebSocket<S> {
@@ -84,7 +85,7 @@ where
     }
 
     fn handlers(&mut self) -> Option<&mut Handlers> {
-        Some(&mut self.handlers)
+        self.handlers.as_deref_mut()
     }
 }
 
@@ -110,7 +111,7 @@ where
             io,
             core: Core::new(role, config, leftover, protocol, deflate),
             timer: Timer::default(),
-            handlers: Handlers::default(),
+            handlers: None,
         }
     }
 
@@ -190,19 +191,19 @@ where
     /// ```
     pub fn set_ping_handler(&mut self, handler: Option<PingHandler>) {
         self.core.conn.set_auto_pong(handler.is_none());
-        self.handlers.ping = handler;
+        self.handlers.get_or_insert_default().ping = handler;
     }
 
     /// Sets a handler that sees every pong (the default does nothing).
     pub fn set_pong_handler(&mut self, handler: Option<PongHandler>) {
-        self.handlers.pong = handler;
+        self.handlers.get_or_insert_default().pong = handler;
     }
 
     /// Sets the close handler, which chooses the reply to the peer's close frame (`None`: a
     /// close without status). The default echoes the peer's code without a reason.
     pub fn set_close_handler(&mut self, handler: Option<CloseHandler>) {
         self.core.conn.set_auto_close_reply(handler.is_none());
-        self.handlers.close = handler;
+        self.handlers.get_or_insert_default().close = handler;
     }
 
     /// Splits the connection into a reader and a writer for two tasks; see
