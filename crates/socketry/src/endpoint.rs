@@ -116,12 +116,28 @@ pub(crate) fn poll_recv_message<E: Endpoint>(
     })
 }
 
-/// The read deadline of one receive, cleared when it ends or is cancelled.
-struct ReadDeadline<'a, E: Endpoint>(&'a mut E);
+/// Sets a deadline in the core (the read or the write one) for one operation, and clears it
+/// when the operation ends or is cancelled.
+struct OperationDeadline<'a, E: Endpoint> {
+    endpoint: &'a mut E,
+    set: fn(&mut socketry_proto::Connection, Option<std::time::Instant>),
+}
 
-impl<E: Endpoint> Drop for ReadDeadline<'_, E> {
+impl<'a, E: Endpoint> OperationDeadline<'a, E> {
+    fn start(
+        endpoint: &'a mut E,
+        timeout: Duration,
+        set: fn(&mut socketry_proto::Connection, Option<std::time::Instant>),
+    ) -> Self {
+        endpoint.with_core(|core| set(&mut core.conn, deadline(timeout)));
+        Self { endpoint, set }
+    }
+}
+
+impl<E: Endpoint> Drop for OperationDeadline<'_, E> {
     fn drop(&mut self) {
-        self.0.with_core(|core| core.conn.set_read_deadline(None));
+        let set = self.set;
+        self.endpoint.with_core(|core| set(&mut core.conn, None));
     }
 }
 
@@ -129,9 +145,12 @@ pub(crate) async fn recv<E: Endpoint>(endpoint: &mut E) -> Option<Result<Message
     let Some(timeout) = endpoint.timeouts().0 else {
         return poll_fn(|cx| poll_recv_message(endpoint, cx)).await;
     };
-    endpoint.with_core(|core| core.conn.set_read_deadline(deadline(timeout)));
-    let guard = ReadDeadline(endpoint);
-    poll_fn(|cx| poll_recv_message(guard.0, cx)).await
+    let guard = OperationDeadline::start(
+        endpoint,
+        timeout,
+        socketry_proto::Connection::set_read_deadline,
+    );
+    poll_fn(|cx| poll_recv_message(guard.endpoint, cx)).await
 }
 
 pub(crate) fn poll_flush<E: Endpoint>(
@@ -180,15 +199,6 @@ pub(crate) fn queue<E: Endpoint>(endpoint: &mut E, message: Message) -> Result<(
     endpoint.queue_message(message)
 }
 
-/// The write deadline of one write, cleared when it ends or is cancelled.
-struct WriteDeadline<'a, E: Endpoint>(&'a mut E);
-
-impl<E: Endpoint> Drop for WriteDeadline<'_, E> {
-    fn drop(&mut self) {
-        self.0.with_core(|core| core.conn.set_write_deadline(None));
-    }
-}
-
 /// Runs a write, bounded by the write timeout if there is one.
 async fn write_bounded<E: Endpoint>(
     endpoint: &mut E,
@@ -197,9 +207,12 @@ async fn write_bounded<E: Endpoint>(
     let Some(timeout) = endpoint.timeouts().1 else {
         return poll_fn(|cx| poll(endpoint, cx)).await;
     };
-    endpoint.with_core(|core| core.conn.set_write_deadline(deadline(timeout)));
-    let guard = WriteDeadline(endpoint);
-    poll_fn(|cx| poll(guard.0, cx)).await
+    let guard = OperationDeadline::start(
+        endpoint,
+        timeout,
+        socketry_proto::Connection::set_write_deadline,
+    );
+    poll_fn(|cx| poll(guard.endpoint, cx)).await
 }
 
 pub(crate) async fn flush<E: Endpoint>(endpoint: &mut E) -> Result<(), Error> {

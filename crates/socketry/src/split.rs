@@ -294,12 +294,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
     /// completes the closing handshake itself (bounded by the close timeout). With a reader
     /// that does not finish within the close timeout once the close started (it is not being
     /// polled), the transport is shut down here.
-    fn poll_transport_closed(
-        &self,
-        cx: &mut Context<'_>,
-        timer: &mut Timer,
-        give_up_at: &mut Option<std::time::Instant>,
-    ) -> Poll<()> {
+    fn poll_transport_closed(&self, cx: &mut Context<'_>, wait: &mut CloseWait) -> Poll<()> {
+        let CloseWait { timer, give_up_at } = wait;
         let mut guard = self.lock();
         let inner = &mut *guard;
         if inner.ws.core.is_done() {
@@ -358,6 +354,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         wake.wake();
         Poll::Ready(())
     }
+}
+
+/// What one wait for the end keeps across polls: its timer, and when it gives up on a living
+/// reader.
+#[derive(Debug, Default)]
+struct CloseWait {
+    timer: Timer,
+    give_up_at: Option<std::time::Instant>,
 }
 
 /// How much longer than the close timeout [`ControlHandle::closed`] waits for a living
@@ -685,13 +689,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
         self.flush().await?;
         if self.shared.lock().reader_gone {
             // Nobody else reads: wait for the peer's close here, up to the close timeout.
-            let mut timer = Timer::default();
-            let mut give_up_at = None;
-            poll_fn(|cx| {
-                self.shared
-                    .poll_transport_closed(cx, &mut timer, &mut give_up_at)
-            })
-            .await;
+            let mut wait = CloseWait::default();
+            poll_fn(|cx| self.shared.poll_transport_closed(cx, &mut wait)).await;
         }
         Ok(())
     }
@@ -766,12 +765,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocke
 trait Control: Send + Sync {
     fn queue(&self, f: &mut dyn FnMut(&mut Core) -> Result<(), Error>) -> Result<(), Error>;
     fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>>;
-    fn poll_closed(
-        &self,
-        cx: &mut Context<'_>,
-        timer: &mut Timer,
-        give_up_at: &mut Option<std::time::Instant>,
-    ) -> Poll<()>;
+    fn poll_closed(&self, cx: &mut Context<'_>, wait: &mut CloseWait) -> Poll<()>;
     fn state(&self) -> State;
 }
 
@@ -794,13 +788,8 @@ where
         })
     }
 
-    fn poll_closed(
-        &self,
-        cx: &mut Context<'_>,
-        timer: &mut Timer,
-        give_up_at: &mut Option<std::time::Instant>,
-    ) -> Poll<()> {
-        self.poll_transport_closed(cx, timer, give_up_at)
+    fn poll_closed(&self, cx: &mut Context<'_>, wait: &mut CloseWait) -> Poll<()> {
+        self.poll_transport_closed(cx, wait)
     }
 
     fn state(&self) -> State {
@@ -894,9 +883,8 @@ impl ControlHandle {
     ///
     /// Cancel-safe.
     pub async fn closed(&self) {
-        let mut timer = Timer::default();
-        let mut give_up_at = None;
-        poll_fn(|cx| self.shared.poll_closed(cx, &mut timer, &mut give_up_at)).await;
+        let mut wait = CloseWait::default();
+        poll_fn(|cx| self.shared.poll_closed(cx, &mut wait)).await;
     }
 
     /// Changes the close timeout of the connection, for a closing handshake that has not
