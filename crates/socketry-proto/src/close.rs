@@ -55,6 +55,12 @@ impl CloseCode {
     /// 1015: the TLS handshake failed. Never sent on the wire.
     pub const TLS_HANDSHAKE: Self = Self(1015);
 
+    /// The code `code` (for constants: `const SLOW: CloseCode = CloseCode::new(3008);`).
+    /// Whether it may be sent is checked when it is: see [`is_valid`](Self::is_valid).
+    pub const fn new(code: u16) -> Self {
+        Self(code)
+    }
+
     /// Whether this code may appear in a close frame on the wire.
     ///
     /// Valid are the registered codes 1000–1003 and 1007–1014, and 3000–4999 (registered

@@ -677,6 +677,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
         self.flush().await
     }
 
+    /// Sends several [`PreparedMessage`]s as one write: they are queued under one lock and
+    /// flushed together, so a backlog of small messages costs one system call (how a
+    /// broadcast hub drains a subscriber's queue). The batch is queued whole, whatever the
+    /// write buffer size: bound it before the call.
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::send`]; the messages before the failing one stay queued.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(ws: socketry::WebSocket<tokio::net::TcpStream>) -> Result<(), socketry::Error> {
+    /// use socketry::{Message, PreparedMessage};
+    ///
+    /// let (_reader, mut writer) = ws.split();
+    /// let ticks: Vec<PreparedMessage> =
+    ///     (0..3).map(|i| PreparedMessage::new(Message::text(format!("tick {i}")))).collect();
+    /// writer.send_prepared_batch(ticks.iter()).await?;
+    /// # Ok(()) }
+    /// # let _ = run;
+    /// ```
+    pub async fn send_prepared_batch<'a, I>(&mut self, messages: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = &'a PreparedMessage>,
+    {
+        self.with_core(|core| {
+            messages
+                .into_iter()
+                .try_for_each(|message| core.queue_with(|conn| conn.send_prepared(message)))
+        })?;
+        self.flush().await
+    }
+
     /// Starts the closing handshake: sends a close frame and waits until it is written. The
     /// reader receives the peer's answer and closes the transport (after the close timeout at
     /// the latest). Idempotent.

@@ -1,0 +1,93 @@
+//! [`Broker`]: what carries publications between the hub and the other nodes.
+
+use std::{fmt, sync::Arc};
+
+use socketry::PreparedMessage;
+
+use crate::{ConnId, Hub, HubError, Overflow, PublishReport, RoomName};
+
+/// A message on its way to a room's members.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Publication {
+    /// The room.
+    pub room: RoomName,
+    /// The message, framed once.
+    pub message: Arc<PreparedMessage>,
+    /// A member that does not get it (the sender, usually).
+    pub except: Option<ConnId>,
+    /// What happens where it does not fit; `None` is the hub's default.
+    pub overflow: Option<Overflow>,
+}
+
+impl Publication {
+    /// A publication of `message` to `room`.
+    pub fn new(room: RoomName, message: impl Into<Arc<PreparedMessage>>) -> Self {
+        Self {
+            room,
+            message: message.into(),
+            except: None,
+            overflow: None,
+        }
+    }
+
+    /// Every member but `conn` gets it.
+    #[must_use]
+    pub fn except(mut self, conn: ConnId) -> Self {
+        self.except = Some(conn);
+        self
+    }
+
+    /// Drops it for members whose queue is full instead of the hub's default policy (what
+    /// Socket.IO calls `volatile`: for messages a slow client may miss, such as cursor
+    /// positions).
+    #[must_use]
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = Some(overflow);
+        self
+    }
+}
+
+/// Carries publications to every node that has members in their room. The default,
+/// [`LocalBroker`], is one process: it delivers at once, in the publishing task.
+///
+/// A broker between nodes (Redis, NATS) sends the publication to the other nodes and hands
+/// what arrives from them to [`Hub::deliver_local`]. The hub tells it which rooms this node
+/// has members in ([`subscribe`](Self::subscribe), [`unsubscribe`](Self::unsubscribe)), after
+/// the change and outside the hub's locks; calls for one room can race (a join and a leave at
+/// once), so a broker reconciles with [`Hub::room_size`] rather than counting calls.
+pub trait Broker: Send + Sync + fmt::Debug + 'static {
+    /// Carries `publication` to its room's members on every node, this one included.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Broker`] if it cannot be sent; nothing is delivered anywhere then.
+    fn publish(&self, hub: &Hub, publication: Publication) -> Result<PublishReport, HubError>;
+
+    /// Called once, when the hub is built: a broker that receives from other nodes keeps
+    /// `hub.downgrade()` to deliver into it.
+    fn attach(&self, hub: &Hub) {
+        let _ = hub;
+    }
+
+    /// This node has its first member in `room`.
+    fn subscribe(&self, room: &RoomName) {
+        let _ = room;
+    }
+
+    /// This node's last member left `room`.
+    fn unsubscribe(&self, room: &RoomName) {
+        let _ = room;
+    }
+}
+
+/// The broker of one process: a publication reaches the room's members on this node, at once,
+/// in order per publisher.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalBroker;
+
+impl Broker for LocalBroker {
+    fn publish(&self, hub: &Hub, publication: Publication) -> Result<PublishReport, HubError> {
+        Ok(hub.deliver_local(&publication))
+    }
+}

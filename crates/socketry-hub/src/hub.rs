@@ -1,0 +1,828 @@
+//! [`Hub`]: the rooms of one process and the publishing into them.
+
+use std::{
+    fmt,
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+};
+
+use dashmap::{DashMap, mapref::entry::Entry};
+use indexmap::IndexMap;
+use parking_lot::{Mutex, RwLock};
+use socketry::{Message, PreparedMessage};
+
+use crate::{
+    Broker, ClientInfo, ConnId, HubConfig, HubError, LocalBroker, LocalPresence, Member, NodeId,
+    Overflow, Presence, PresenceEntry, PresenceEvent, PresenceKind, Publication, RoomName,
+    RoomOptions,
+    id::IdSource,
+    metrics::Metrics,
+    options::EventFormatter,
+    outbox::{Bounds, Outbox, Pushed},
+    room_name,
+};
+
+/// What one publication did on this node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PublishReport {
+    /// Members whose queue took the message.
+    pub delivered: usize,
+    /// Members whose queue was full under [`Overflow::Drop`].
+    pub dropped: usize,
+    /// Members disconnected as slow by this publication ([`Overflow::Disconnect`]).
+    pub disconnected: usize,
+}
+
+impl PublishReport {
+    fn add(&mut self, pushed: Pushed) {
+        match pushed {
+            Pushed::Queued => self.delivered += 1,
+            Pushed::Dropped => self.dropped += 1,
+            Pushed::Disconnected => self.disconnected += 1,
+            Pushed::Gone => {}
+        }
+    }
+}
+
+/// What a message to one connection did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// The connection's queue took it.
+    Queued,
+    /// Its queue was full under [`Overflow::Drop`].
+    Dropped,
+    /// Its queue was full under [`Overflow::Disconnect`]: it is being disconnected as slow.
+    Disconnected,
+}
+
+/// Counters of a hub since it was built (also exported through the `metrics` facade).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Connections in the hub now.
+    pub connections: usize,
+    /// Rooms with at least one member now.
+    pub rooms: usize,
+    /// Publications delivered on this node.
+    pub publications: u64,
+    /// Messages queued for members.
+    pub deliveries: u64,
+    /// Messages not queued because a member's queue was full ([`Overflow::Drop`]).
+    pub drops: u64,
+    /// Members disconnected as slow.
+    pub slow_disconnects: u64,
+}
+
+/// One connection's state in the hub, shared by its [`Member`] handle, its writer and the
+/// rooms it is in.
+#[derive(Debug)]
+pub(crate) struct MemberState {
+    pub(crate) id: ConnId,
+    pub(crate) info: Arc<ClientInfo>,
+    pub(crate) outbox: Outbox,
+    joined: Mutex<Joined>,
+    pub(crate) dropped: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Joined {
+    rooms: Vec<RoomName>,
+    /// It left the hub: no more joins.
+    left: bool,
+}
+
+/// A room with members on this node.
+struct Room {
+    members: RwLock<IndexMap<ConnId, Arc<MemberState>>>,
+    /// The member count, readable without the lock.
+    size: AtomicUsize,
+    events: Option<EventFormatter>,
+}
+
+pub(crate) struct HubInner {
+    config: HubConfig,
+    bounds: Bounds,
+    ids: IdSource,
+    rooms: DashMap<RoomName, Arc<Room>>,
+    conns: DashMap<ConnId, Arc<MemberState>>,
+    broker: Arc<dyn Broker>,
+    presence: Arc<dyn Presence>,
+    publications: AtomicU64,
+    deliveries: AtomicU64,
+    drops: AtomicU64,
+    slow_disconnects: AtomicU64,
+    metrics: Metrics,
+}
+
+/// Rooms, presence and broadcast for the connections of one process, bounded per connection.
+///
+/// A connection enters the hub with [`attach`](Self::attach), which takes its writer half:
+/// from then on everything sent to it goes through its bounded queue, and a task of the hub
+/// writes the queue to the socket, a backlog in one write. Publishing frames the message
+/// once ([`PreparedMessage`]); each member costs a reference count and a queue slot.
+///
+/// Cheap to clone (shared). Publishing and presence go through a [`Broker`] and a
+/// [`Presence`] store, in-process by default ([`HubBuilder`] plugs in others).
+///
+/// # Examples
+///
+/// ```no_run
+/// use socketry::Message;
+/// use socketry_hub::{ClientInfo, Hub};
+///
+/// # async fn run(ws: socketry::WebSocket<tokio::net::TcpStream>) -> Result<(), Box<dyn std::error::Error>> {
+/// let hub = Hub::default();
+/// let (mut reader, writer) = ws.split();
+/// let member = hub.attach(writer, ClientInfo::new("alice"));
+/// member.join("lobby")?;
+/// while let Some(message) = reader.recv().await {
+///     if let Message::Text(text) = message? {
+///         member.publish("lobby", Message::Text(text))?; // every member, alice too
+///     }
+/// }
+/// # Ok(()) }
+/// # let _ = run;
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<HubInner>,
+}
+
+/// A hub that does not keep it alive, for a broker to deliver into ([`Hub::downgrade`]).
+#[derive(Clone, Debug)]
+pub struct WeakHub(Weak<HubInner>);
+
+impl WeakHub {
+    /// The hub, if it is still alive.
+    pub fn upgrade(&self) -> Option<Hub> {
+        self.0.upgrade().map(|inner| Hub { inner })
+    }
+}
+
+/// Builds a [`Hub`] with a configuration, a [`Broker`] and a [`Presence`] store.
+///
+/// # Examples
+///
+/// ```
+/// use socketry_hub::{Hub, HubConfig, LocalBroker, LocalPresence};
+///
+/// let hub = Hub::builder()
+///     .config(HubConfig::default().max_queue_messages(1024))
+///     .broker(LocalBroker)
+///     .presence(LocalPresence)
+///     .build();
+/// assert_eq!(hub.stats().connections, 0);
+/// ```
+#[derive(Debug, Default)]
+#[must_use = "call build() to make the hub"]
+pub struct HubBuilder {
+    config: HubConfig,
+    broker: Option<Arc<dyn Broker>>,
+    presence: Option<Arc<dyn Presence>>,
+}
+
+impl HubBuilder {
+    /// Limits and policies.
+    pub fn config(mut self, config: HubConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// What carries publications (the default is [`LocalBroker`]).
+    pub fn broker(mut self, broker: impl Broker) -> Self {
+        self.broker = Some(Arc::new(broker));
+        self
+    }
+
+    /// Where presence lives (the default is [`LocalPresence`]).
+    pub fn presence(mut self, presence: impl Presence) -> Self {
+        self.presence = Some(Arc::new(presence));
+        self
+    }
+
+    /// The hub.
+    pub fn build(self) -> Hub {
+        let bounds = Bounds {
+            bytes: self.config.max_queue_bytes,
+            messages: self.config.max_queue_messages,
+        };
+        let hub = Hub {
+            inner: Arc::new(HubInner {
+                config: self.config,
+                bounds,
+                ids: IdSource::new(NodeId::random()),
+                rooms: DashMap::new(),
+                conns: DashMap::new(),
+                broker: self.broker.unwrap_or_else(|| Arc::new(LocalBroker)),
+                presence: self.presence.unwrap_or_else(|| Arc::new(LocalPresence)),
+                publications: AtomicU64::new(0),
+                deliveries: AtomicU64::new(0),
+                drops: AtomicU64::new(0),
+                slow_disconnects: AtomicU64::new(0),
+                metrics: Metrics::new(),
+            }),
+        };
+        hub.inner.broker.attach(&hub);
+        hub
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new(HubConfig::default())
+    }
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("node", &self.inner.ids.node())
+            .field("connections", &self.inner.conns.len())
+            .field("rooms", &self.inner.rooms.len())
+            .field("broker", &self.inner.broker)
+            .field("presence", &self.inner.presence)
+            .finish()
+    }
+}
+
+/// What a message argument can be: a [`Message`] (framed here), or a [`PreparedMessage`]
+/// framed already (shared as it is).
+#[derive(Debug, Clone)]
+pub struct Outgoing(pub(crate) Arc<PreparedMessage>);
+
+impl From<Message> for Outgoing {
+    fn from(message: Message) -> Self {
+        Self(Arc::new(PreparedMessage::new(message)))
+    }
+}
+
+impl From<PreparedMessage> for Outgoing {
+    fn from(message: PreparedMessage) -> Self {
+        Self(Arc::new(message))
+    }
+}
+
+impl From<Arc<PreparedMessage>> for Outgoing {
+    fn from(message: Arc<PreparedMessage>) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for Outgoing {
+    fn from(text: &str) -> Self {
+        Message::text(text).into()
+    }
+}
+
+impl From<String> for Outgoing {
+    fn from(text: String) -> Self {
+        Message::text(text).into()
+    }
+}
+
+impl Hub {
+    /// A hub of one process with `config`.
+    pub fn new(config: HubConfig) -> Self {
+        Self::builder().config(config).build()
+    }
+
+    /// A builder, to plug in a [`Broker`] or a [`Presence`] store.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    /// This hub's node id (the prefix of its connection ids).
+    pub fn node(&self) -> NodeId {
+        self.inner.ids.node()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// A handle that does not keep the hub alive.
+    pub fn downgrade(&self) -> WeakHub {
+        WeakHub(Arc::downgrade(&self.inner))
+    }
+
+    /// Adds a connection whose queue someone else drains (the writer task of
+    /// [`attach`](Self::attach)).
+    pub(crate) fn register(&self, info: ClientInfo) -> Arc<MemberState> {
+        let state = Arc::new(MemberState {
+            id: self.inner.ids.next(),
+            info: Arc::new(info),
+            outbox: Outbox::new(),
+            joined: Mutex::default(),
+            dropped: AtomicU64::new(0),
+        });
+        self.inner.conns.insert(state.id, state.clone());
+        self.inner.metrics.connections.increment(1.0);
+        tracing::trace!(conn = %state.id, user = state.info.user(), "hub: connection added");
+        state
+    }
+
+    pub(crate) fn member(&self, state: Arc<MemberState>) -> Member {
+        Member {
+            hub: self.clone(),
+            state,
+        }
+    }
+
+    /// Publishes `message` to every member of `room` (through the broker: on every node).
+    /// A room without members takes it and delivers it to nobody.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::InvalidRoomName`]; [`HubError::Broker`] if the broker cannot carry it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let hub = socketry_hub::Hub::default();
+    /// let report = hub.publish("news", "nobody listens yet")?;
+    /// assert_eq!(report.delivered, 0);
+    /// # Ok::<(), socketry_hub::HubError>(())
+    /// ```
+    pub fn publish(
+        &self,
+        room: &str,
+        message: impl Into<Outgoing>,
+    ) -> Result<PublishReport, HubError> {
+        self.publish_with(Publication::new(RoomName::new(room)?, message.into().0))
+    }
+
+    /// Publishes `message` to every member of `room` but `except` (the sender, usually).
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish).
+    pub fn publish_except(
+        &self,
+        room: &str,
+        except: ConnId,
+        message: impl Into<Outgoing>,
+    ) -> Result<PublishReport, HubError> {
+        self.publish_with(Publication::new(RoomName::new(room)?, message.into().0).except(except))
+    }
+
+    /// Publishes a [`Publication`]: with a member left out, or another overflow policy.
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use socketry_hub::{Hub, Overflow, Publication, RoomName};
+    ///
+    /// let hub = Hub::default();
+    /// // A cursor position: a slow client may miss it rather than be disconnected.
+    /// let cursor = Publication::new(RoomName::new("doc:42")?, socketry::PreparedMessage::new("x=10".into()))
+    ///     .overflow(Overflow::Drop);
+    /// hub.publish_with(cursor)?;
+    /// # Ok::<(), socketry_hub::HubError>(())
+    /// ```
+    pub fn publish_with(&self, publication: Publication) -> Result<PublishReport, HubError> {
+        self.inner.broker.publish(self, publication)
+    }
+
+    /// Sends `message` to one connection of this node.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Gone`] if the connection is not in the hub.
+    pub fn send_to(
+        &self,
+        conn: ConnId,
+        message: impl Into<Outgoing>,
+    ) -> Result<Delivery, HubError> {
+        let state = self
+            .inner
+            .conns
+            .get(&conn)
+            .map(|entry| entry.value().clone())
+            .ok_or(HubError::Gone(conn))?;
+        self.send_to_member(&state, &message.into().0, self.inner.config.overflow)
+    }
+
+    pub(crate) fn send_to_member(
+        &self,
+        state: &Arc<MemberState>,
+        message: &Arc<PreparedMessage>,
+        overflow: Overflow,
+    ) -> Result<Delivery, HubError> {
+        let pushed = state.outbox.push(
+            message,
+            message.server_frame().len(),
+            overflow,
+            self.inner.bounds,
+        );
+        let mut report = PublishReport::default();
+        report.add(pushed);
+        self.count(&report, 0);
+        match pushed {
+            Pushed::Queued => Ok(Delivery::Queued),
+            Pushed::Dropped => {
+                state.dropped.fetch_add(1, Ordering::Relaxed);
+                Ok(Delivery::Dropped)
+            }
+            Pushed::Disconnected => {
+                self.settle(vec![state.clone()]);
+                Ok(Delivery::Disconnected)
+            }
+            Pushed::Gone => Err(HubError::Gone(state.id)),
+        }
+    }
+
+    /// Delivers `publication` to this node's members of its room: what a [`Broker`] calls,
+    /// for publications of this node and for those that arrive from others.
+    pub fn deliver_local(&self, publication: &Publication) -> PublishReport {
+        let (report, slow) = self.fan_out(publication);
+        if !slow.is_empty() {
+            self.settle(slow);
+        }
+        report
+    }
+
+    /// Queues the publication for each member; returns the members it made slow.
+    fn fan_out(&self, publication: &Publication) -> (PublishReport, Vec<Arc<MemberState>>) {
+        let mut report = PublishReport::default();
+        let mut slow = Vec::new();
+        let Some(room) = self
+            .inner
+            .rooms
+            .get(&*publication.room)
+            .map(|entry| entry.value().clone())
+        else {
+            self.count(&report, 1);
+            return (report, slow);
+        };
+        let overflow = publication.overflow.unwrap_or(self.inner.config.overflow);
+        let message = &publication.message;
+        let size = message.server_frame().len();
+        let bounds = self.inner.bounds;
+        {
+            let members = room.members.read();
+            for (id, member) in members.iter() {
+                if publication.except == Some(*id) {
+                    continue;
+                }
+                let pushed = member.outbox.push(message, size, overflow, bounds);
+                report.add(pushed);
+                match pushed {
+                    Pushed::Dropped => {
+                        member.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Pushed::Disconnected => slow.push(member.clone()),
+                    Pushed::Queued | Pushed::Gone => {}
+                }
+            }
+        }
+        self.count(&report, 1);
+        (report, slow)
+    }
+
+    fn count(&self, report: &PublishReport, publications: u64) {
+        let inner = &self.inner;
+        if publications > 0 {
+            inner
+                .publications
+                .fetch_add(publications, Ordering::Relaxed);
+            inner.metrics.publications.increment(publications);
+        }
+        if report.delivered > 0 {
+            inner
+                .deliveries
+                .fetch_add(report.delivered as u64, Ordering::Relaxed);
+            inner.metrics.deliveries.increment(report.delivered as u64);
+        }
+        if report.dropped > 0 {
+            inner
+                .drops
+                .fetch_add(report.dropped as u64, Ordering::Relaxed);
+            inner.metrics.drops.increment(report.dropped as u64);
+        }
+        if report.disconnected > 0 {
+            inner
+                .slow_disconnects
+                .fetch_add(report.disconnected as u64, Ordering::Relaxed);
+            inner
+                .metrics
+                .slow_disconnects
+                .increment(report.disconnected as u64);
+        }
+    }
+
+    /// Removes members made slow, and whoever their leave events make slow in turn: a loop,
+    /// not a recursion, however long the chain.
+    fn settle(&self, mut slow: Vec<Arc<MemberState>>) {
+        while let Some(member) = slow.pop() {
+            tracing::info!(
+                conn = %member.id,
+                user = member.info.user(),
+                "hub: slow member disconnected (its queue overflowed)"
+            );
+            for event in self.remove(&member) {
+                slow.extend(self.fan_out(&event).1);
+            }
+        }
+    }
+
+    /// Takes a member out of the hub and of every room; returns the leave events to send.
+    /// Idempotent.
+    pub(crate) fn remove(&self, member: &Arc<MemberState>) -> Vec<Publication> {
+        let rooms = {
+            let mut joined = member.joined.lock();
+            if joined.left {
+                return Vec::new();
+            }
+            joined.left = true;
+            std::mem::take(&mut joined.rooms)
+        };
+        member.outbox.close();
+        self.inner.conns.remove(&member.id);
+        self.inner.metrics.connections.decrement(1.0);
+        tracing::trace!(conn = %member.id, "hub: connection removed");
+        rooms
+            .into_iter()
+            .filter_map(|room| self.leave_room(room, member))
+            .collect()
+    }
+
+    /// Removes a member and sends the leave events (what a dropped [`Member`] does).
+    pub(crate) fn remove_and_settle(&self, member: &Arc<MemberState>) {
+        let mut slow = Vec::new();
+        for event in self.remove(member) {
+            slow.extend(self.fan_out(&event).1);
+        }
+        self.settle(slow);
+    }
+
+    /// Adds `member` to `room`. `Ok(false)` if it was in it already.
+    pub(crate) fn join_member(
+        &self,
+        member: &Arc<MemberState>,
+        room: &str,
+    ) -> Result<bool, HubError> {
+        room_name::check(room)?;
+        // The room's options come from user code: chosen before any lock is taken, and again
+        // (rarely) if the room vanished in between.
+        let mut options: Option<RoomOptions> = None;
+        let (name, created, events) = loop {
+            if options.is_none() && !self.inner.rooms.contains_key(room) {
+                options = Some(self.inner.config.options_for(room));
+            }
+            let mut joined = member.joined.lock();
+            if joined.left {
+                return Err(HubError::Gone(member.id));
+            }
+            if joined.rooms.iter().any(|name| &**name == room) {
+                return Ok(false);
+            }
+            if joined.rooms.len() >= self.inner.config.max_rooms_per_member {
+                return Err(HubError::TooManyRooms {
+                    limit: self.inner.config.max_rooms_per_member,
+                });
+            }
+            let name = RoomName::new(room)?;
+            let (created, events) = match self.inner.rooms.entry(name.clone()) {
+                Entry::Occupied(entry) => {
+                    let room = entry.get();
+                    room.insert(member);
+                    (false, room.events.clone())
+                }
+                Entry::Vacant(entry) => {
+                    let Some(options) = options.take() else {
+                        continue; // made since we looked, and gone again: ask for options
+                    };
+                    let room = Room {
+                        members: RwLock::new(IndexMap::new()),
+                        size: AtomicUsize::new(0),
+                        events: options.events,
+                    };
+                    room.insert(member);
+                    let events = room.events.clone();
+                    entry.insert(Arc::new(room));
+                    (true, events)
+                }
+            };
+            joined.rooms.push(name.clone());
+            break (name, created, events);
+        };
+        let inner = &self.inner;
+        inner.metrics.members.increment(1.0);
+        if created {
+            inner.metrics.rooms.increment(1.0);
+            inner.broker.subscribe(&name);
+        }
+        let entry = PresenceEntry {
+            conn: member.id,
+            info: member.info.clone(),
+        };
+        inner.presence.joined(&name, &entry);
+        tracing::debug!(conn = %member.id, room = %name, "hub: joined");
+        if let Some(event) = event_publication(events, PresenceKind::Join, name, member) {
+            self.deliver_local(&event);
+        }
+        Ok(true)
+    }
+
+    /// Takes `member` out of `room`. `Ok(false)` if it was not in it.
+    pub(crate) fn leave_member(
+        &self,
+        member: &Arc<MemberState>,
+        room: &str,
+    ) -> Result<bool, HubError> {
+        let (name, left) = {
+            // Held while the room changes, so that a join of the same room waits for it.
+            let mut joined = member.joined.lock();
+            let Some(index) = joined.rooms.iter().position(|name| &**name == room) else {
+                return Ok(false);
+            };
+            let name = joined.rooms.swap_remove(index);
+            let left = self.detach(&name, member);
+            (name, left)
+        };
+        if let Some(event) = left.and_then(|left| self.after_leave(name, member, left)) {
+            self.deliver_local(&event);
+        }
+        Ok(true)
+    }
+
+    /// Takes `member` out of the room `name`, then tells the broker and presence.
+    fn leave_room(&self, name: RoomName, member: &Arc<MemberState>) -> Option<Publication> {
+        let left = self.detach(&name, member)?;
+        self.after_leave(name, member, left)
+    }
+
+    /// Takes `member` out of the room `name`: whether it was in it, and whether the room is
+    /// gone with it.
+    fn detach(&self, name: &RoomName, member: &Arc<MemberState>) -> Option<Left> {
+        let inner = &self.inner;
+        let room = inner.rooms.get(name).map(|entry| entry.value().clone())?;
+        {
+            let mut members = room.members.write();
+            members.swap_remove(&member.id)?;
+            room.size.fetch_sub(1, Ordering::Relaxed);
+        }
+        // Joins insert under the map's entry lock, so an empty room seen under it stays empty.
+        let emptied = inner
+            .rooms
+            .remove_if(name, |_, current| {
+                Arc::ptr_eq(current, &room) && current.size.load(Ordering::Relaxed) == 0
+            })
+            .is_some();
+        Some(Left { room, emptied })
+    }
+
+    /// What follows a leave, outside the hub's locks: metrics, presence, the broker, the
+    /// leave event to send.
+    fn after_leave(
+        &self,
+        name: RoomName,
+        member: &Arc<MemberState>,
+        left: Left,
+    ) -> Option<Publication> {
+        let inner = &self.inner;
+        inner.metrics.members.decrement(1.0);
+        inner.presence.left(&name, member.id);
+        if left.emptied {
+            inner.metrics.rooms.decrement(1.0);
+            inner.broker.unsubscribe(&name);
+        }
+        tracing::debug!(conn = %member.id, room = %name, "hub: left");
+        event_publication(left.room.events.clone(), PresenceKind::Leave, name, member)
+    }
+
+    /// The members of `room` on every node (through the [`Presence`] store).
+    ///
+    /// # Errors
+    ///
+    /// What the presence store returns ([`HubError::Broker`] for one across the network).
+    pub async fn presence(&self, room: &str) -> Result<Vec<PresenceEntry>, HubError> {
+        self.inner.presence.members(self, room).await
+    }
+
+    /// How many members `room` has on every node (through the [`Presence`] store).
+    ///
+    /// # Errors
+    ///
+    /// As [`presence`](Self::presence).
+    pub async fn presence_count(&self, room: &str) -> Result<usize, HubError> {
+        self.inner.presence.count(self, room).await
+    }
+
+    /// The members of `room` on this node.
+    pub fn local_members(&self, room: &str) -> Vec<PresenceEntry> {
+        self.inner
+            .rooms
+            .get(room)
+            .map(|entry| entry.value().clone())
+            .map(|room| {
+                room.members
+                    .read()
+                    .values()
+                    .map(|member| PresenceEntry {
+                        conn: member.id,
+                        info: member.info.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// How many members `room` has on this node: one atomic read, whatever the size.
+    pub fn room_size(&self, room: &str) -> usize {
+        self.inner
+            .rooms
+            .get(room)
+            .map_or(0, |entry| entry.value().size.load(Ordering::Relaxed))
+    }
+
+    /// Adds connection `conn` to `room` (from any task: an admin command, say).
+    /// `Ok(false)` if it was in it already.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Gone`] for a connection not in the hub; as [`Member::join`].
+    pub fn join(&self, conn: ConnId, room: &str) -> Result<bool, HubError> {
+        let state = self.state_of(conn)?;
+        self.join_member(&state, room)
+    }
+
+    /// Takes connection `conn` out of `room`. `Ok(false)` if it was not in it.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Gone`] for a connection not in the hub.
+    pub fn leave(&self, conn: ConnId, room: &str) -> Result<bool, HubError> {
+        let state = self.state_of(conn)?;
+        self.leave_member(&state, room)
+    }
+
+    fn state_of(&self, conn: ConnId) -> Result<Arc<MemberState>, HubError> {
+        self.inner
+            .conns
+            .get(&conn)
+            .map(|entry| entry.value().clone())
+            .ok_or(HubError::Gone(conn))
+    }
+
+    /// Counters since the hub was built.
+    pub fn stats(&self) -> HubStats {
+        let inner = &self.inner;
+        HubStats {
+            connections: inner.conns.len(),
+            rooms: inner.rooms.len(),
+            publications: inner.publications.load(Ordering::Relaxed),
+            deliveries: inner.deliveries.load(Ordering::Relaxed),
+            drops: inner.drops.load(Ordering::Relaxed),
+            slow_disconnects: inner.slow_disconnects.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A member taken out of a room.
+struct Left {
+    room: Arc<Room>,
+    emptied: bool,
+}
+
+impl Room {
+    fn insert(&self, member: &Arc<MemberState>) {
+        let mut members = self.members.write();
+        members.insert(member.id, member.clone());
+        self.size.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl MemberState {
+    pub(crate) fn rooms(&self) -> Vec<RoomName> {
+        self.joined.lock().rooms.clone()
+    }
+}
+
+/// The event publication for a join or a leave, if the room asks for events (user code,
+/// called outside every lock).
+fn event_publication(
+    format: Option<EventFormatter>,
+    kind: PresenceKind,
+    room: RoomName,
+    member: &MemberState,
+) -> Option<Publication> {
+    let format = format?;
+    let event = PresenceEvent {
+        kind,
+        room: &room,
+        conn: member.id,
+        info: &member.info,
+    };
+    let message = format(&event)?;
+    Some(Publication::new(room, PreparedMessage::new(message)).except(member.id))
+}

@@ -1,0 +1,87 @@
+//! Rooms, presence and broadcast for [socketry] WebSockets, fast and bounded when some
+//! clients are slow.
+//!
+//! A [`Hub`] holds the connections of a process. Each connection enters it with
+//! [`Hub::attach`], which takes the connection's writer half and returns a [`Member`]: the
+//! member joins rooms, publishes, and sends; the hub's writer task drains the member's queue
+//! to its socket, every message queued since the last write in one write.
+//!
+//! - **Rooms** are named by [`RoomName`]s (at most [`MAX_ROOM_NAME_LEN`] bytes). A connection
+//!   leaves every room when its [`Member`] is dropped, when its writer fails, or when it is
+//!   disconnected as slow: no entry outlives its connection.
+//! - **Publishing** to a room, to a room but one connection, or to one connection frames the
+//!   message once ([`socketry::PreparedMessage`], one compressed variant per window size that
+//!   members negotiated); each member costs a reference count and a queue slot. Messages one
+//!   publisher publishes to a room reach every member in publication order.
+//! - **Slow consumers**: each member's queue is bounded in bytes and in messages
+//!   ([`HubConfig`]: 1 MiB and 4096 by default). A publication that does not fit disconnects
+//!   the member with [`SLOW_CLOSE_CODE`] (3008, the default) or is dropped for it
+//!   ([`Overflow::Drop`], per publication). A slow member never delays the others and holds
+//!   at most its bound. [`Member::buffered_amount`] and [`Hub::stats`] show where things stand.
+//! - **Presence**: the members of a room with what the application said about them
+//!   ([`ClientInfo`]), join and leave events for rooms that ask ([`RoomOptions`]), and a
+//!   member count that is one atomic read ([`Hub::room_size`]).
+//! - **Observability**: `tracing` events for joins, leaves and slow disconnects; gauges and
+//!   counters through the [`metrics`](https://docs.rs/metrics) facade (names in
+//!   [`metric_names`]), so any exporter plugs in.
+//! - **Across nodes**: publishing goes through a [`Broker`] and presence through a
+//!   [`Presence`] store; the defaults ([`LocalBroker`], [`LocalPresence`]) are one process.
+//!
+//! # Examples
+//!
+//! A broadcast server: every text message a client sends reaches every client.
+//!
+//! ```no_run
+//! use socketry::Message;
+//! use socketry_hub::{ClientInfo, Hub};
+//! use tokio::net::TcpListener;
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let hub = Hub::default();
+//! let listener = TcpListener::bind("127.0.0.1:9001").await?;
+//! loop {
+//!     let (tcp, _) = listener.accept().await?;
+//!     let hub = hub.clone();
+//!     tokio::spawn(async move {
+//!         let Ok(ws) = socketry::accept(tcp).await else { return };
+//!         let (mut reader, writer) = ws.split();
+//!         let member = hub.attach(writer, ClientInfo::default());
+//!         member.join("all")?;
+//!         while let Some(Ok(message)) = reader.recv().await {
+//!             if let Message::Text(_) = message {
+//!                 member.publish("all", message)?;
+//!             }
+//!         }
+//!         Ok::<_, socketry_hub::HubError>(())
+//!     });
+//! }
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![deny(missing_docs)]
+
+mod broker;
+mod error;
+mod hub;
+mod id;
+mod member;
+mod metrics;
+mod options;
+mod outbox;
+mod presence;
+mod pump;
+mod room_name;
+
+pub use broker::{Broker, LocalBroker, Publication};
+pub use error::HubError;
+pub use hub::{Delivery, Hub, HubBuilder, HubStats, Outgoing, PublishReport, WeakHub};
+pub use id::{ConnId, NodeId};
+pub use member::Member;
+pub use metrics::names as metric_names;
+pub use options::{EventFormatter, HubConfig, Overflow, RoomOptions};
+pub use presence::{
+    BoxFuture, ClientInfo, LocalPresence, Presence, PresenceEntry, PresenceEvent, PresenceKind,
+};
+pub use pump::{SLOW_CLOSE_CODE, SLOW_CLOSE_REASON};
+pub use room_name::{MAX_ROOM_NAME_LEN, RoomName};
+pub use socketry;

@@ -1,0 +1,148 @@
+//! [`Member`]: a connection's handle on the hub.
+
+use std::{fmt, sync::Arc, sync::atomic::Ordering};
+
+use crate::{
+    ClientInfo, ConnId, Delivery, Hub, HubError, Outgoing, Publication, PublishReport, RoomName,
+    hub::MemberState,
+};
+
+/// A connection in the hub: it joins and leaves rooms, publishes, and sends to its own
+/// connection through the same bounded queue as everything the hub sends it.
+///
+/// Dropping it takes the connection out of the hub and out of every room (with leave
+/// events where rooms ask for them); the writer then sends what is queued and stops. The
+/// connection also leaves by itself when its writer fails or it is disconnected as slow.
+///
+/// # Examples
+///
+/// ```no_run
+/// use socketry_hub::{ClientInfo, Hub};
+///
+/// # fn run(hub: &Hub, writer: socketry::WebSocketWriter<tokio::net::TcpStream>) -> Result<(), socketry_hub::HubError> {
+/// let member = hub.attach(writer, ClientInfo::new("alice"));
+/// member.join("room:1")?;
+/// member.send("welcome")?; // to this connection only
+/// member.publish_to_others("room:1", "alice joined")?;
+/// assert_eq!(hub.room_size("room:1"), 1);
+/// drop(member); // leaves room:1
+/// # Ok(()) }
+/// ```
+pub struct Member {
+    pub(crate) hub: Hub,
+    pub(crate) state: Arc<MemberState>,
+}
+
+impl Member {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.state.id
+    }
+
+    /// What the application said about the connection.
+    pub fn info(&self) -> &ClientInfo {
+        &self.state.info
+    }
+
+    /// The hub.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Joins `room` (created if it has no members yet). `Ok(false)` if already in it.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::InvalidRoomName`]; [`HubError::TooManyRooms`]; [`HubError::Gone`] once the
+    /// connection left the hub (it ended, or was disconnected as slow).
+    pub fn join(&self, room: &str) -> Result<bool, HubError> {
+        self.hub.join_member(&self.state, room)
+    }
+
+    /// Leaves `room`. `Ok(false)` if it was not in it.
+    ///
+    /// # Errors
+    ///
+    /// None yet; the `Result` leaves room for brokers that can fail.
+    pub fn leave(&self, room: &str) -> Result<bool, HubError> {
+        self.hub.leave_member(&self.state, room)
+    }
+
+    /// The rooms it is in.
+    pub fn rooms(&self) -> Vec<RoomName> {
+        self.state.rooms()
+    }
+
+    /// Publishes to every member of `room`, this one included (it need not be a member).
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::publish`].
+    pub fn publish(
+        &self,
+        room: &str,
+        message: impl Into<Outgoing>,
+    ) -> Result<PublishReport, HubError> {
+        self.hub.publish(room, message)
+    }
+
+    /// Publishes to every member of `room` but this one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::publish`].
+    pub fn publish_to_others(
+        &self,
+        room: &str,
+        message: impl Into<Outgoing>,
+    ) -> Result<PublishReport, HubError> {
+        self.hub.publish_with(
+            Publication::new(RoomName::new(room)?, message.into().0).except(self.state.id),
+        )
+    }
+
+    /// Sends `message` to this connection, behind what is queued for it, under the hub's
+    /// overflow policy.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Gone`] once the connection left the hub.
+    pub fn send(&self, message: impl Into<Outgoing>) -> Result<Delivery, HubError> {
+        let policy = self.hub.config().overflow;
+        self.hub
+            .send_to_member(&self.state, &message.into().0, policy)
+    }
+
+    /// Bytes queued for this connection and not yet written to its socket (the browser's
+    /// `bufferedAmount`, on the server's side).
+    pub fn buffered_amount(&self) -> usize {
+        self.state.outbox.buffered_amount()
+    }
+
+    /// Messages this connection did not get because its queue was full
+    /// ([`Overflow::Drop`](crate::Overflow::Drop)).
+    pub fn dropped(&self) -> u64 {
+        self.state.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Whether it was disconnected as slow.
+    pub fn is_slow(&self) -> bool {
+        self.state.outbox.is_slow()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.hub.remove_and_settle(&self.state);
+    }
+}
+
+impl fmt::Debug for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Member")
+            .field("id", &self.state.id)
+            .field("user", &self.state.info.user())
+            .field("buffered_amount", &self.buffered_amount())
+            .finish()
+    }
+}

@@ -1,0 +1,136 @@
+//! Helpers shared by the hub's integration tests: a hub server on a loopback port whose
+//! clients drive it with text commands, clients, a stalled raw peer, bounded waits.
+#![allow(dead_code, unreachable_pub)] // each test file uses a different subset
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use socketry::{MaybeTlsStream, Message, WebSocket};
+use socketry_hub::{ClientInfo, Hub, Member};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// Every wait in a test is bounded by this.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `f`, failing the test if it takes longer than [`TIMEOUT`].
+pub async fn bounded<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(TIMEOUT, f)
+        .await
+        .expect("test step timed out")
+}
+
+/// Waits until `check` holds, polling every millisecond, for at most [`TIMEOUT`].
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A server whose connections enter `hub` (the user is the URL path without its `/`) and
+/// obey their text messages: `join R`, `leave R`, `pub R TEXT` (to everyone in R),
+/// `others R TEXT` (to everyone in R but the sender). Anything else is ignored.
+pub async fn hub_server(hub: Hub) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                let Ok(ws) = socketry::accept(tcp).await else {
+                    return;
+                };
+                let (mut reader, writer) = ws.split();
+                let member = hub.attach(writer, ClientInfo::new("user"));
+                while let Some(Ok(message)) = reader.recv().await {
+                    if let Message::Text(text) = message {
+                        obey(&member, &text);
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn obey(member: &Member, command: &str) {
+    let mut words = command.splitn(3, ' ');
+    let (verb, room, text) = (words.next(), words.next(), words.next());
+    let _ = match (verb, room, text) {
+        (Some("join"), Some(room), None) => member.join(room).map(drop),
+        (Some("leave"), Some(room), None) => member.leave(room).map(drop),
+        (Some("pub"), Some(room), Some(text)) => member.publish(room, text).map(drop),
+        (Some("others"), Some(room), Some(text)) => member.publish_to_others(room, text).map(drop),
+        _ => Ok(()),
+    };
+}
+
+pub type Client = WebSocket<MaybeTlsStream>;
+
+/// A client of the hub server.
+pub async fn client(addr: SocketAddr) -> Client {
+    socketry::connect(&format!("ws://{addr}/"))
+        .await
+        .expect("connect")
+        .0
+}
+
+/// A client that joined `room` (the join may still be on its way: wait for the room's size).
+pub async fn member_of(addr: SocketAddr, room: &str) -> Client {
+    let mut ws = client(addr).await;
+    ws.send(format!("join {room}")).await.unwrap();
+    ws
+}
+
+/// The next text message, skipping nothing: panics on anything else.
+pub async fn next_text(ws: &mut Client) -> String {
+    match bounded(ws.recv()).await {
+        Some(Ok(Message::Text(text))) => text.to_string(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// A peer that completes the handshake and then never reads again (a stalled browser tab).
+pub async fn stalled_peer(addr: SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    // A small receive buffer, so the server's socket fills soon.
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        bounded(tcp.read_exact(&mut byte)).await.unwrap();
+        response.push(byte[0]);
+    }
+    assert!(response.starts_with(b"HTTP/1.1 101"), "handshake failed");
+    tcp
+}
+
+/// Sends a masked text frame from a raw peer.
+pub async fn raw_send_text(tcp: &mut TcpStream, text: &str) {
+    let payload = text.as_bytes();
+    assert!(payload.len() < 126);
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload); // mask 0: the payload goes as it is
+    tcp.write_all(&frame).await.unwrap();
+}
+
+/// The process's resident set, in bytes.
+pub fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .unwrap();
+    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
