@@ -774,6 +774,14 @@ impl Hub {
             .ok_or(HubError::Gone(conn))
     }
 
+    /// Bytes queued for connection `conn` and not yet written to its socket; `None` if it is
+    /// not in the hub.
+    pub fn buffered_amount(&self, conn: ConnId) -> Option<usize> {
+        self.state_of(conn)
+            .ok()
+            .map(|state| state.outbox.buffered_amount())
+    }
+
     /// Counters since the hub was built.
     pub fn stats(&self) -> HubStats {
         let inner = &self.inner;
