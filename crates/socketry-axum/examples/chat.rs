@@ -6,125 +6,63 @@
 //! ```
 //!
 //! Users pick a name and a room, see who is present, and every message fans out to the room
-//! as one `PreparedMessage` (framed once). Keepalive pings find dead peers; Ctrl-C closes
-//! every connection with 1001 and exits.
+//! through a socketry-hub `Hub`: framed once, queued per member under a bound, written by the
+//! hub's writer task. A tab that stops reading is disconnected with 3008 when its queue
+//! passes 1 MiB, and the others keep chatting. Keepalive pings find dead peers; Ctrl-C
+//! closes every connection with 1001 and exits.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
 use axum::{Router, response::Html, routing::get};
-use socketry::{DeflateConfig, Message, PreparedMessage, WebSocketConfig};
-use socketry_axum::{Conn, Controller, Request, Settings, Shutdown, Upgrader};
-use tokio::sync::mpsc;
+use serde_json::json;
+use socketry::{DeflateConfig, Message, WebSocketConfig};
+use socketry_axum::{
+    Conn, Controller, Request, Settings, Shutdown, Upgrader,
+    hub::{ClientInfo, Hub, HubConfig, PresenceKind, RoomOptions},
+};
 
-type Outbox = mpsc::UnboundedSender<Arc<PreparedMessage>>;
-
-/// One user in a room.
-struct Member {
-    id: u64,
-    name: String,
-    outbox: Outbox,
+/// Every room announces joins and leaves. A member whose queue passes the default 1 MiB (a
+/// tab that stopped reading) is disconnected with 3008 and leaves its room.
+fn chat_hub() -> Hub {
+    Hub::new(HubConfig::default().room_options(|_room| {
+        RoomOptions::default().presence_events(|event| {
+            let kind = match event.kind {
+                PresenceKind::Join => "join",
+                _ => "leave",
+            };
+            let id = event.conn.to_string();
+            let text = json!({ "type": kind, "id": id, "user": event.info.user() });
+            Some(Message::text(text.to_string()))
+        })
+    }))
 }
 
-/// Rooms: who is in each, and where to send them messages.
-#[derive(Default)]
-struct Chat {
-    rooms: Mutex<HashMap<String, Vec<Member>>>,
-    next_id: Mutex<u64>,
-}
-
-impl Chat {
-    fn join(&self, room: &str, name: &str, outbox: Outbox) -> u64 {
-        let id = {
-            let mut next = self.next_id.lock().unwrap();
-            *next += 1;
-            *next
-        };
-        self.rooms
-            .lock()
-            .unwrap()
-            .entry(room.to_owned())
-            .or_default()
-            .push(Member {
-                id,
-                name: name.to_owned(),
-                outbox,
-            });
-        self.presence(room);
-        id
-    }
-
-    fn leave(&self, room: &str, id: u64) {
-        if let Some(members) = self.rooms.lock().unwrap().get_mut(room) {
-            members.retain(|member| member.id != id);
-        }
-        self.presence(room);
-    }
-
-    fn presence(&self, room: &str) {
-        let users: Vec<String> = self
-            .members(room)
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect();
-        let text = serde_json::json!({ "type": "presence", "room": room, "users": users });
-        self.broadcast(room, &text.to_string());
-    }
-
-    fn members(&self, room: &str) -> Vec<(String, Outbox)> {
-        self.rooms
-            .lock()
-            .unwrap()
-            .get(room)
-            .map(|m| {
-                m.iter()
-                    .map(|member| (member.name.clone(), member.outbox.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Frames the message once; every member's connection sends the same bytes.
-    fn broadcast(&self, room: &str, text: &str) {
-        let prepared = Arc::new(PreparedMessage::new(Message::text(text)));
-        for (_, outbox) in self.members(room) {
-            let _ = outbox.send(prepared.clone());
-        }
-    }
-}
-
-struct ChatController(Arc<Chat>);
+struct ChatController(Hub);
 
 impl Controller for ChatController {
-    type Error = socketry::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     async fn serve(&self, conn: &mut Conn, request: &Request) -> Result<(), Self::Error> {
         let name: String = request.query_or("name", "guest").chars().take(32).collect();
         let room: String = request.query_or("room", "lobby").chars().take(32).collect();
-        let (outbox, mut inbox) = mpsc::unbounded_channel();
-        let id = self.0.join(&room, &name, outbox);
-        let result = async {
-            loop {
-                tokio::select! {
-                    message = conn.recv() => match message {
-                        Some(Ok(Message::Text(text))) => {
-                            let text = serde_json::json!({ "type": "message", "from": name, "text": &*text });
-                            self.0.broadcast(&room, &text.to_string());
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(err)) => return Err(err),
-                        None => return Ok(()),
-                    },
-                    Some(prepared) = inbox.recv() => conn.send_prepared(&prepared).await?,
-                }
+        let member = conn.attach(&self.0, ClientInfo::new(&name))?;
+        member.join(&room)?;
+        // Who is here (the others hear of us through the room's join event).
+        let users: Vec<_> = self
+            .0
+            .presence(&room)
+            .await?
+            .into_iter()
+            .map(|entry| json!({ "id": entry.conn.to_string(), "user": entry.info.user() }))
+            .collect();
+        member.send(json!({ "type": "presence", "room": room, "users": users }).to_string())?;
+        while let Some(message) = conn.recv().await {
+            if let Message::Text(text) = message? {
+                let text = json!({ "type": "message", "from": name, "text": &*text });
+                member.publish(&room, text.to_string())?;
             }
         }
-        .await;
-        self.0.leave(&room, id);
-        result
+        Ok(())
     }
 }
 
@@ -144,7 +82,7 @@ async fn main() -> std::io::Result<()> {
             // Browsers offer permessage-deflate; chat text compresses well.
             .compression(Some(DeflateConfig::default())),
     );
-    let chat = Upgrader::new(ChatController(Arc::default())).settings(settings);
+    let chat = Upgrader::new(ChatController(chat_hub())).settings(settings);
     let app = chat
         .route(Router::new(), "/ws")
         .route("/", get(|| async { Html(include_str!("chat.html")) }));

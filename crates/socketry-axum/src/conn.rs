@@ -36,8 +36,11 @@ pub type ConnWriter = WebSocketWriter<Upgraded>;
 /// the connection is closed when `serve` returns, whoever holds its halves.
 #[derive(Debug)]
 pub struct Conn {
-    /// The halves, until the controller takes them.
-    halves: Option<(ConnReader, ConnWriter)>,
+    /// The reader half, until the controller takes it ([`split`](Self::split)).
+    reader: Option<ConnReader>,
+    /// The writer half, until the controller takes it ([`split`](Self::split)) or gives it to
+    /// a hub (`attach`).
+    writer: Option<ConnWriter>,
     handle: ControlHandle,
     config: WebSocketConfig,
     protocol: Option<String>,
@@ -55,7 +58,8 @@ impl Conn {
         let (reader, writer) = ws.split();
         let handle = writer.handle();
         Self {
-            halves: Some((reader, writer)),
+            reader: Some(reader),
+            writer: Some(writer),
             handle,
             config,
             protocol,
@@ -66,14 +70,11 @@ impl Conn {
     }
 
     fn reader(&mut self) -> Option<&mut ConnReader> {
-        self.halves.as_mut().map(|(reader, _)| reader)
+        self.reader.as_mut()
     }
 
     fn writer(&mut self) -> Result<&mut ConnWriter, Error> {
-        self.halves
-            .as_mut()
-            .map(|(_, writer)| writer)
-            .ok_or(Error::AlreadyClosed)
+        self.writer.as_mut().ok_or(Error::AlreadyClosed)
     }
 
     /// Receives the next message, as [`WebSocket::recv`]: `None` once the connection closed
@@ -211,7 +212,54 @@ impl Conn {
     /// # let _ = socketry_axum::Upgrader::new(Ticker);
     /// ```
     pub fn split(&mut self) -> Option<(ConnReader, ConnWriter)> {
-        self.halves.take()
+        if self.reader.is_none() || self.writer.is_none() {
+            return None;
+        }
+        self.reader.take().zip(self.writer.take())
+    }
+
+    /// Puts the connection in `hub`: the hub's writer task takes this connection's writer
+    /// and sends it everything the hub queues for it (rooms it joins, messages to it), a
+    /// backlog in one write, under the hub's bounds. Keep reading with [`recv`](Self::recv);
+    /// send through the returned member ([`Member::send`](socketry_hub::Member::send)), as
+    /// this `Conn`'s own sending methods end with [`Error::AlreadyClosed`] from now on. The
+    /// member leaves the hub when dropped, at the latest when `serve` returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyClosed`] if the writer was taken before ([`split`](Self::split), or an
+    /// earlier `attach`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use socketry_axum::{Conn, Controller, Request, hub::{ClientInfo, Hub}};
+    ///
+    /// struct Chat(Hub);
+    ///
+    /// impl Controller for Chat {
+    ///     type Error = Box<dyn std::error::Error + Send + Sync>;
+    ///
+    ///     async fn serve(&self, conn: &mut Conn, request: &Request) -> Result<(), Self::Error> {
+    ///         let member = conn.attach(&self.0, ClientInfo::new(request.query_or("name", "guest")))?;
+    ///         member.join("lobby")?;
+    ///         while let Some(message) = conn.recv().await {
+    ///             member.publish("lobby", message?)?;
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # let _ = socketry_axum::Upgrader::new(Chat(Hub::default()));
+    /// ```
+    #[cfg(feature = "hub")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "hub")))]
+    pub fn attach(
+        &mut self,
+        hub: &socketry_hub::Hub,
+        info: socketry_hub::ClientInfo,
+    ) -> Result<socketry_hub::Member, Error> {
+        let writer = self.writer.take().ok_or(Error::AlreadyClosed)?;
+        Ok(hub.attach(writer, info))
     }
 
     /// A handle that sends pings and the close frame from any task.
@@ -233,9 +281,9 @@ impl Conn {
         self.handle.start_close(code, reason)?;
         self.closed = true;
         let limit = self.config.get_close_timeout() + Duration::from_secs(1);
-        match self.halves.as_mut() {
+        match self.reader.as_mut() {
             // Not split: the reader is ours; read the peer's answer here.
-            Some((reader, _)) => {
+            Some(reader) => {
                 let drain = async { while reader.recv().await.is_some() {} };
                 let _ = tokio::time::timeout(limit, drain).await;
             }

@@ -45,6 +45,12 @@ struct ReadmeDoctests;
 /// `WebSocketConfig` and the rest.
 pub use socketry;
 
+/// socketry-hub (feature `hub`, on by default): rooms, presence and broadcast, bounded per
+/// connection; [`Conn::attach`] puts a connection in a [`Hub`](socketry_hub::Hub).
+#[cfg(feature = "hub")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hub")))]
+pub use socketry_hub as hub;
+
 pub use conn::{Conn, ConnReader, ConnWriter, INTERNAL_ERROR_MESSAGE, NORMAL_CLOSURE_MESSAGE};
 pub use context::Request;
 pub use controller::{BoxServe, Controller, FnController, handler_fn};

@@ -50,6 +50,88 @@ async fn next_of(ws: &mut Client, kind: &str) -> serde_json::Value {
     }
 }
 
+/// A raw client joins and never reads; ann floods the room in lockstep with her own echo.
+/// The stalled one is disconnected as slow (its leave reaches ann) and gets close 3008 when it
+/// reads at last; bob gets every message.
+async fn stalled_member_is_disconnected_while_the_others_chat(
+    addr: &str,
+    ann: &mut Client,
+    bob: &mut Client,
+) {
+    const FLOOD: usize = 250;
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(
+            format!(
+                "GET /ws?name=stalled&room=blue HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stalled.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let joined = next_of(ann, "join").await;
+    assert_eq!(joined["user"], "stalled");
+    let _ = next_of(bob, "join").await;
+
+    let text = "x".repeat(60_000);
+    let mut left = None;
+    for _ in 0..FLOOD {
+        ann.send(Message::text(text.clone())).await.unwrap();
+        // ann reads her own echo (and any event before it): she is not slow.
+        loop {
+            let value = next_any(ann).await;
+            match value["type"].as_str() {
+                Some("message") => break,
+                Some("leave") => left = Some(value),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            next_of(bob, "message").await["text"].as_str().map(str::len),
+            Some(60_000)
+        );
+    }
+    let left = left.expect("the stalled member was disconnected and left the room");
+    assert_eq!(left["id"], joined["id"]);
+
+    let mut ws = socketry::WebSocket::from_raw(
+        stalled,
+        socketry::Role::Client,
+        socketry::WebSocketConfig::default(),
+    );
+    let close = loop {
+        match tokio::time::timeout(TIMEOUT, ws.recv()).await.unwrap() {
+            Some(Ok(socketry::Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("stalled client: {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(3008));
+}
+
+/// The next JSON message, whatever its kind.
+async fn next_any(ws: &mut Client) -> serde_json::Value {
+    loop {
+        let message = tokio::time::timeout(TIMEOUT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
 #[tokio::test]
 async fn two_users_chat_in_one_room() {
     let port = {
@@ -86,10 +168,19 @@ async fn two_users_chat_in_one_room() {
     assert!(page.contains("<title>socketry chat</title>"));
 
     let mut ann = join(&addr, "ann", "blue").await;
-    let _ = next_of(&mut ann, "presence").await;
+    let snapshot = next_of(&mut ann, "presence").await;
+    assert_eq!(snapshot["users"][0]["user"], "ann");
     let mut bob = join(&addr, "bob", "blue").await;
-    let presence = next_of(&mut ann, "presence").await;
-    assert_eq!(presence["users"], serde_json::json!(["ann", "bob"]));
+    let joined = next_of(&mut ann, "join").await;
+    assert_eq!(joined["user"], "bob");
+    let snapshot = next_of(&mut bob, "presence").await;
+    let users: Vec<_> = snapshot["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["ann", "bob"]);
     let mut eve = join(&addr, "eve", "red").await;
     let _ = next_of(&mut eve, "presence").await;
 
@@ -105,9 +196,11 @@ async fn two_users_chat_in_one_room() {
     let quiet = tokio::time::timeout(Duration::from_millis(200), eve.next()).await;
     assert!(quiet.is_err(), "{quiet:?}");
 
+    stalled_member_is_disconnected_while_the_others_chat(&addr, &mut ann, &mut bob).await;
+
     bob.close(None).await.unwrap();
-    let presence = next_of(&mut ann, "presence").await;
-    assert_eq!(presence["users"], serde_json::json!(["ann"]));
+    let left = next_of(&mut ann, "leave").await;
+    assert_eq!(left["id"], joined["id"]);
 
     // Ctrl-C: its `select!` loops end cleanly, every member gets 1001, the process exits 0.
     let pid = child.id().expect("running").to_string();
