@@ -32,7 +32,6 @@
 //! A broadcast server: every text message a client sends reaches every client.
 //!
 //! ```no_run
-//! use socketry::Message;
 //! use socketry_hub::{ClientInfo, Hub};
 //! use tokio::net::TcpListener;
 //!
@@ -46,13 +45,12 @@
 //!         let Ok(ws) = socketry::accept(tcp).await else { return };
 //!         let (mut reader, writer) = ws.split();
 //!         let member = hub.attach(writer, ClientInfo::default());
-//!         member.join("all")?;
+//!         member.join("all").expect("a valid room name");
 //!         while let Some(Ok(message)) = reader.recv().await {
-//!             if let Message::Text(_) = message {
-//!                 member.publish("all", message)?;
+//!             if message.is_text() {
+//!                 let _ = member.publish("all", message);
 //!             }
 //!         }
-//!         Ok::<_, socketry_hub::HubError>(())
 //!     });
 //! }
 //! # }
