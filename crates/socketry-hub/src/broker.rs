@@ -22,6 +22,18 @@ pub struct Publication {
 
 impl Publication {
     /// A publication of `message` to `room`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use socketry::{Message, PreparedMessage};
+    /// use socketry_hub::{Overflow, Publication, RoomName};
+    ///
+    /// let tick = Publication::new(RoomName::new("prices")?, PreparedMessage::new(Message::text("42.0")))
+    ///     .overflow(Overflow::Drop);
+    /// assert_eq!(tick.overflow, Some(Overflow::Drop));
+    /// # Ok::<(), socketry_hub::HubError>(())
+    /// ```
     pub fn new(room: RoomName, message: impl Into<Arc<PreparedMessage>>) -> Self {
         Self {
             room,
@@ -56,6 +68,30 @@ impl Publication {
 /// has members in ([`subscribe`](Self::subscribe), [`unsubscribe`](Self::unsubscribe)), after
 /// the change and outside the hub's locks; calls for one room can race (a join and a leave at
 /// once), so a broker reconciles with [`Hub::room_size`] rather than counting calls.
+///
+/// # Examples
+///
+/// A broker that delivers locally and logs each publication (one that forwards to other
+/// nodes would also send it out here, and feed what arrives to [`Hub::deliver_local`]):
+///
+/// ```
+/// use socketry_hub::{Broker, Hub, HubError, Publication, PublishReport};
+///
+/// #[derive(Debug)]
+/// struct Logged;
+///
+/// impl Broker for Logged {
+///     fn publish(&self, hub: &Hub, publication: Publication) -> Result<PublishReport, HubError> {
+///         let report = hub.deliver_local(&publication);
+///         println!("{}: {} delivered", publication.room, report.delivered);
+///         Ok(report)
+///     }
+/// }
+///
+/// let hub = Hub::builder().broker(Logged).build();
+/// hub.publish("news", "hello")?;
+/// # Ok::<(), HubError>(())
+/// ```
 pub trait Broker: Send + Sync + fmt::Debug + 'static {
     /// Carries `publication` to its room's members on every node, this one included.
     ///

@@ -361,6 +361,15 @@ impl Hub {
     /// # Errors
     ///
     /// As [`publish`](Self::publish).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(hub: &socketry_hub::Hub, member: &socketry_hub::Member) -> Result<(), socketry_hub::HubError> {
+    /// // What Member::publish_to_others does:
+    /// hub.publish_except("lobby", member.id(), "someone else is typing")?;
+    /// # Ok(()) }
+    /// ```
     pub fn publish_except(
         &self,
         room: &str,
@@ -392,11 +401,21 @@ impl Hub {
         self.inner.broker.publish(self, publication)
     }
 
-    /// Sends `message` to one connection of this node.
+    /// Sends `message` to one connection of this node, under the hub's overflow policy.
     ///
     /// # Errors
     ///
     /// [`HubError::Gone`] if the connection is not in the hub.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use socketry_hub::{ConnId, Hub, HubError};
+    ///
+    /// let hub = Hub::default();
+    /// let nobody = ConnId::from_parts(hub.node(), 42);
+    /// assert!(matches!(hub.send_to(nobody, "hello"), Err(HubError::Gone(_))));
+    /// ```
     pub fn send_to(
         &self,
         conn: ConnId,
@@ -705,6 +724,16 @@ impl Hub {
     /// # Errors
     ///
     /// What the presence store returns ([`HubError::Broker`] for one across the network).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(hub: socketry_hub::Hub) -> Result<(), socketry_hub::HubError> {
+    /// for entry in hub.presence("lobby").await? {
+    ///     println!("{} is {} ({} bytes of data)", entry.conn, entry.info.user(), entry.info.data().len());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn presence(&self, room: &str) -> Result<Vec<PresenceEntry>, HubError> {
         self.inner.presence.members(self, room).await
     }
@@ -738,6 +767,13 @@ impl Hub {
     }
 
     /// How many members `room` has on this node: one atomic read, whatever the size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let hub = socketry_hub::Hub::default();
+    /// assert_eq!(hub.room_size("lobby"), 0);
+    /// ```
     pub fn room_size(&self, room: &str) -> usize {
         self.inner
             .rooms

@@ -25,6 +25,22 @@ impl Hub {
     /// # Panics
     ///
     /// Outside a tokio runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use socketry_hub::{ClientInfo, Hub};
+    ///
+    /// # async fn run(tcp: tokio::net::TcpStream, hub: Hub) -> Result<(), Box<dyn std::error::Error>> {
+    /// let ws = socketry::accept(tcp).await?;
+    /// let (mut reader, writer) = ws.split();
+    /// let member = hub.attach(writer, ClientInfo::new("alice").with_data(r#"{"role":"admin"}"#));
+    /// member.join("admins")?;
+    /// while let Some(message) = reader.recv().await {
+    ///     let _command = message?; // pings, pongs and the close are answered here
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn attach<S>(&self, writer: WebSocketWriter<S>, info: ClientInfo) -> Member
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
