@@ -28,10 +28,10 @@ fn chat_hub() -> Hub {
         RoomOptions::default().presence_events(|event| {
             let kind = match event.kind {
                 PresenceKind::Join => "join",
-                _ => "leave",
+                PresenceKind::Leave => "leave",
             };
-            let id = event.conn.to_string();
-            let text = json!({ "type": kind, "id": id, "user": event.info.user() });
+            let (id, user) = (event.conn.to_string(), event.info.user());
+            let text = json!({ "type": kind, "id": id, "user": user, "version": event.version });
             Some(Message::text(text.to_string()))
         })
     }))
@@ -47,15 +47,16 @@ impl Controller for ChatController {
         let room: String = request.query_or("room", "lobby").chars().take(32).collect();
         let member = conn.attach(&self.0, ClientInfo::new(&name))?;
         member.join(&room)?;
-        // Who is here (the others hear of us through the room's join event).
-        let users: Vec<_> = self
-            .0
-            .presence(&room)
-            .await?
-            .into_iter()
+        // Who is here, as of which join or leave: the others hear of us through the room's
+        // join event, and the page applies only the events newer than this snapshot.
+        let snapshot = self.0.local_presence(&room);
+        let users: Vec<_> = (snapshot.members.iter())
             .map(|entry| json!({ "id": entry.conn.to_string(), "user": entry.info.user() }))
             .collect();
-        member.send(json!({ "type": "presence", "room": room, "users": users }).to_string())?;
+        let version = snapshot.version;
+        let presence =
+            json!({ "type": "presence", "room": room, "users": users, "version": version });
+        member.send(presence.to_string())?;
         while let Some(message) = conn.recv().await {
             if let Message::Text(text) = message? {
                 let text = json!({ "type": "message", "from": name, "text": &*text });
@@ -79,8 +80,11 @@ async fn main() -> std::io::Result<()> {
         WebSocketConfig::default()
             .keepalive(Some((Duration::from_secs(20), Duration::from_secs(10))))
             .max_message_size(Some(64 * 1024))
-            // Browsers offer permessage-deflate; chat text compresses well.
-            .compression(Some(DeflateConfig::default())),
+            // Browsers offer permessage-deflate; chat text compresses well. Without context
+            // takeover on our side, a message is compressed once for the whole room.
+            .compression(Some(
+                DeflateConfig::default().server_no_context_takeover(true),
+            )),
     );
     let chat = Upgrader::new(ChatController(chat_hub())).settings(settings);
     let app = chat

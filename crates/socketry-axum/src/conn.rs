@@ -48,6 +48,10 @@ pub struct Conn {
     debug: bool,
     /// A closing method ran.
     closed: bool,
+    /// The hub's writer task, once the writer went to a hub: closing lets it write what was
+    /// queued first.
+    #[cfg(feature = "hub")]
+    hub_writer: Option<socketry_hub::WriterHandle>,
 }
 
 impl Conn {
@@ -66,6 +70,8 @@ impl Conn {
             compressed,
             debug,
             closed: false,
+            #[cfg(feature = "hub")]
+            hub_writer: None,
         }
     }
 
@@ -223,7 +229,9 @@ impl Conn {
     /// backlog in one write, under the hub's bounds. Keep reading with [`recv`](Self::recv);
     /// send through the returned member ([`Member::send`](socketry_hub::Member::send)), as
     /// this `Conn`'s own sending methods end with [`Error::AlreadyClosed`] from now on. The
-    /// member leaves the hub when dropped, at the latest when `serve` returns.
+    /// member leaves the hub when dropped, at the latest when `serve` returns; closing the
+    /// connection (the automatic close after `serve`, or a closing method) takes it out of the
+    /// hub and lets the writer send what was queued before the close frame.
     ///
     /// # Errors
     ///
@@ -244,7 +252,10 @@ impl Conn {
     ///         let member = conn.attach(&self.0, ClientInfo::new(request.query_or("name", "guest")))?;
     ///         member.join("lobby")?;
     ///         while let Some(message) = conn.recv().await {
-    ///             member.publish("lobby", message?)?;
+    ///             let message = message?;
+    ///             if message.is_text() || message.is_binary() {
+    ///                 member.publish("lobby", message)?;
+    ///             }
     ///         }
     ///         Ok(())
     ///     }
@@ -259,7 +270,9 @@ impl Conn {
         info: socketry_hub::ClientInfo,
     ) -> Result<socketry_hub::Member, Error> {
         let writer = self.writer.take().ok_or(Error::AlreadyClosed)?;
-        Ok(hub.attach(writer, info))
+        let member = hub.attach(writer, info);
+        self.hub_writer = Some(member.writer());
+        Ok(member)
     }
 
     /// A handle that sends pings and the close frame from any task.
@@ -277,10 +290,18 @@ impl Conn {
         if self.closed {
             return Ok(());
         }
-        // An invalid code fails here and leaves the automatic close to be done.
+        if !code.is_valid() {
+            // Fails here, and leaves the automatic close to be done.
+            return self.handle.start_close(code, reason);
+        }
+        let limit = self.config.get_close_timeout() + Duration::from_secs(1);
+        #[cfg(feature = "hub")]
+        if let Some(writer) = &self.hub_writer {
+            // What the hub queued for this connection goes out before the close frame.
+            writer.finish(limit).await;
+        }
         self.handle.start_close(code, reason)?;
         self.closed = true;
-        let limit = self.config.get_close_timeout() + Duration::from_secs(1);
         match self.reader.as_mut() {
             // Not split: the reader is ours; read the peer's answer here.
             Some(reader) => {

@@ -84,8 +84,13 @@ async fn stalled_member_is_disconnected_while_the_others_chat(
 
     let text = "x".repeat(60_000);
     let mut left = None;
-    for _ in 0..FLOOD {
+    let mut sent = 0;
+    // Flood until the stalled one is disconnected, then read it at once (its close frame
+    // waits behind what it did not read, for the 1 s slow-close timeout).
+    while left.is_none() {
+        assert!(sent < FLOOD, "the stalled member was never disconnected");
         ann.send(Message::text(text.clone())).await.unwrap();
+        sent += 1;
         // ann reads her own echo (and any event before it): she is not slow.
         loop {
             let value = next_any(ann).await;
@@ -100,8 +105,9 @@ async fn stalled_member_is_disconnected_while_the_others_chat(
             Some(60_000)
         );
     }
-    let left = left.expect("the stalled member was disconnected and left the room");
+    let left = left.unwrap();
     assert_eq!(left["id"], joined["id"]);
+    assert!(left["version"].as_u64() > joined["version"].as_u64());
 
     let mut ws = socketry::WebSocket::from_raw(
         stalled,
@@ -116,6 +122,12 @@ async fn stalled_member_is_disconnected_while_the_others_chat(
         }
     };
     assert_eq!(close.map(|f| u16::from(f.code)), Some(3008));
+    // The healthy two keep chatting.
+    for _ in 0..20 {
+        ann.send(Message::text("after")).await.unwrap();
+        assert_eq!(next_of(bob, "message").await["text"], "after");
+        assert_eq!(next_of(ann, "message").await["text"], "after");
+    }
 }
 
 /// The next JSON message, whatever its kind.

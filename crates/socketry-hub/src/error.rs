@@ -24,6 +24,22 @@ pub enum HubError {
     /// The connection is no longer in the hub: it ended, or was disconnected as slow.
     #[error("connection {0} is not in the hub")]
     Gone(ConnId),
+    /// A control message (ping, pong, close) was given to publish or send: the hub carries
+    /// text and binary messages only (a close would reach each member as a close frame).
+    #[error("only text and binary messages can be published")]
+    ControlMessage,
+    /// A message larger than a member's whole queue ([`HubConfig::max_queue_bytes`](crate::HubConfig::max_queue_bytes)):
+    /// it could never be queued, and would disconnect every member as slow.
+    #[error("a {size}-byte message is larger than the {limit}-byte queue of a member")]
+    TooLarge {
+        /// The frame's size, in bytes.
+        size: usize,
+        /// The queue bound, in bytes.
+        limit: usize,
+    },
+    /// The connection refused the operation (an invalid close code, say).
+    #[error("connection: {0}")]
+    Connection(#[from] socketry::Error),
     /// The broker could not carry the publication or the presence change.
     #[error("broker: {0}")]
     Broker(#[source] Box<dyn std::error::Error + Send + Sync>),

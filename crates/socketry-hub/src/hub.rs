@@ -3,25 +3,23 @@
 use std::{
     fmt,
     sync::{
-        Arc, Weak,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, OnceLock, Weak,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
-use dashmap::{DashMap, mapref::entry::Entry};
-use indexmap::IndexMap;
-use parking_lot::{Mutex, RwLock};
-use socketry::{Message, PreparedMessage};
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use socketry::{CloseCode, ControlHandle, Message, PreparedMessage};
+use tokio::sync::Notify;
 
 use crate::{
     Broker, ClientInfo, ConnId, HubConfig, HubError, LocalBroker, LocalPresence, Member, NodeId,
-    Overflow, Presence, PresenceEntry, PresenceEvent, PresenceKind, Publication, RoomName,
-    RoomOptions,
+    Overflow, Presence, Publication, RoomName,
     id::IdSource,
     metrics::Metrics,
-    options::EventFormatter,
     outbox::{Bounds, Outbox, Pushed},
-    room_name,
+    rooms::Room,
 };
 
 /// What one publication did on this node.
@@ -84,38 +82,45 @@ pub(crate) struct MemberState {
     pub(crate) id: ConnId,
     pub(crate) info: Arc<ClientInfo>,
     pub(crate) outbox: Outbox,
-    joined: Mutex<Joined>,
+    pub(crate) joined: Mutex<Joined>,
     pub(crate) dropped: AtomicU64,
+    /// Closes the connection from outside ([`Hub::disconnect`]); set by `attach`.
+    pub(crate) control: OnceLock<ControlHandle>,
+    /// The writer task ended (what [`WriterHandle::finish`](crate::WriterHandle::finish)
+    /// waits for).
+    pub(crate) writer_done: AtomicBool,
+    pub(crate) writer_done_notify: Notify,
+    /// A close to send once the queue is written ([`Hub::disconnect`]), and whether the writer
+    /// ended (then whoever asks for the close sends it).
+    pub(crate) closing: Mutex<Closing>,
 }
 
 #[derive(Debug, Default)]
-struct Joined {
-    rooms: Vec<RoomName>,
-    /// It left the hub: no more joins.
-    left: bool,
+pub(crate) struct Closing {
+    pub(crate) frame: Option<(CloseCode, String)>,
+    pub(crate) writer_ended: bool,
 }
 
-/// A room with members on this node.
-struct Room {
-    members: RwLock<IndexMap<ConnId, Arc<MemberState>>>,
-    /// The member count, readable without the lock.
-    size: AtomicUsize,
-    events: Option<EventFormatter>,
+#[derive(Debug, Default)]
+pub(crate) struct Joined {
+    pub(crate) rooms: Vec<RoomName>,
+    /// It left the hub: no more joins.
+    pub(crate) left: bool,
 }
 
 pub(crate) struct HubInner {
-    config: HubConfig,
+    pub(crate) config: HubConfig,
     bounds: Bounds,
     ids: IdSource,
-    rooms: DashMap<RoomName, Arc<Room>>,
-    conns: DashMap<ConnId, Arc<MemberState>>,
-    broker: Arc<dyn Broker>,
-    presence: Arc<dyn Presence>,
+    pub(crate) rooms: DashMap<RoomName, Arc<Room>>,
+    pub(crate) conns: DashMap<ConnId, Arc<MemberState>>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) presence: Arc<dyn Presence>,
     publications: AtomicU64,
     deliveries: AtomicU64,
     drops: AtomicU64,
     slow_disconnects: AtomicU64,
-    metrics: Metrics,
+    pub(crate) metrics: Metrics,
 }
 
 /// Rooms, presence and broadcast for the connections of one process, bounded per connection.
@@ -319,6 +324,10 @@ impl Hub {
             outbox: Outbox::new(),
             joined: Mutex::default(),
             dropped: AtomicU64::new(0),
+            control: OnceLock::new(),
+            writer_done: AtomicBool::new(false),
+            writer_done_notify: Notify::new(),
+            closing: Mutex::default(),
         });
         self.inner.conns.insert(state.id, state.clone());
         self.inner.metrics.connections.increment(1.0);
@@ -398,7 +407,72 @@ impl Hub {
     /// # Ok::<(), socketry_hub::HubError>(())
     /// ```
     pub fn publish_with(&self, publication: Publication) -> Result<PublishReport, HubError> {
+        self.check(&publication.message)?;
         self.inner.broker.publish(self, publication)
+    }
+
+    /// Only data messages that fit in a member's queue are published: a control message would
+    /// reach each member as a control frame (a close closing the whole room), and one larger
+    /// than the queue bound would disconnect every member as slow.
+    fn check(&self, message: &PreparedMessage) -> Result<(), HubError> {
+        if message.message().is_control() {
+            return Err(HubError::ControlMessage);
+        }
+        let size = message.server_frame().len();
+        let limit = self.inner.bounds.bytes;
+        if size > limit {
+            return Err(HubError::TooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    /// Closes connection `conn` with `code` and `reason` and takes it out of the hub (a kick,
+    /// a ban, a logout elsewhere). What was queued for it is written first, if it can be
+    /// within the close timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Gone`] for a connection not in the hub; [`HubError::Connection`] for a code
+    /// that may not be sent.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run(hub: &socketry_hub::Hub, conn: socketry_hub::ConnId) -> Result<(), socketry_hub::HubError> {
+    /// hub.disconnect(conn, socketry::CloseCode::from(4003), "banned")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn disconnect(&self, conn: ConnId, code: CloseCode, reason: &str) -> Result<(), HubError> {
+        let state = self.state_of(conn)?;
+        self.disconnect_member(&state, code, reason)
+    }
+
+    pub(crate) fn disconnect_member(
+        &self,
+        state: &Arc<MemberState>,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), HubError> {
+        if !code.is_valid() {
+            return Err(HubError::Connection(socketry::Error::InvalidMessage(
+                "close code that may not be sent",
+            )));
+        }
+        // The writer sends what is queued, then the close; if it ended already, we send it.
+        let send_now = {
+            let mut closing = state.closing.lock();
+            if closing.writer_ended {
+                true
+            } else {
+                closing.frame = Some((code, reason.to_owned()));
+                false
+            }
+        };
+        self.remove_and_settle(state);
+        if send_now && let Some(control) = state.control.get() {
+            control.start_close(code, reason)?;
+        }
+        Ok(())
     }
 
     /// Sends `message` to one connection of this node, under the hub's overflow policy.
@@ -436,6 +510,7 @@ impl Hub {
         message: &Arc<PreparedMessage>,
         overflow: Overflow,
     ) -> Result<Delivery, HubError> {
+        self.check(message)?;
         let pushed = state.outbox.push(
             message,
             message.server_frame().len(),
@@ -462,6 +537,10 @@ impl Hub {
     /// Delivers `publication` to this node's members of its room: what a [`Broker`] calls,
     /// for publications of this node and for those that arrive from others.
     pub fn deliver_local(&self, publication: &Publication) -> PublishReport {
+        if let Err(err) = self.check(&publication.message) {
+            tracing::warn!(room = %publication.room, error = %err, "hub: publication not delivered");
+            return PublishReport::default();
+        }
         let (report, slow) = self.fan_out(publication);
         if !slow.is_empty() {
             self.settle(slow);
@@ -470,15 +549,13 @@ impl Hub {
     }
 
     /// Queues the publication for each member; returns the members it made slow.
-    fn fan_out(&self, publication: &Publication) -> (PublishReport, Vec<Arc<MemberState>>) {
+    pub(crate) fn fan_out(
+        &self,
+        publication: &Publication,
+    ) -> (PublishReport, Vec<Arc<MemberState>>) {
         let mut report = PublishReport::default();
         let mut slow = Vec::new();
-        let Some(room) = self
-            .inner
-            .rooms
-            .get(&*publication.room)
-            .map(|entry| entry.value().clone())
-        else {
+        let Some(room) = self.room(&publication.room) else {
             self.count(&report, 1);
             return (report, slow);
         };
@@ -540,7 +617,7 @@ impl Hub {
 
     /// Removes members made slow, and whoever their leave events make slow in turn: a loop,
     /// not a recursion, however long the chain.
-    fn settle(&self, mut slow: Vec<Arc<MemberState>>) {
+    pub(crate) fn settle(&self, mut slow: Vec<Arc<MemberState>>) {
         while let Some(member) = slow.pop() {
             tracing::info!(
                 conn = %member.id,
@@ -551,234 +628,6 @@ impl Hub {
                 slow.extend(self.fan_out(&event).1);
             }
         }
-    }
-
-    /// Takes a member out of the hub and of every room; returns the leave events to send.
-    /// Idempotent.
-    pub(crate) fn remove(&self, member: &Arc<MemberState>) -> Vec<Publication> {
-        let rooms = {
-            let mut joined = member.joined.lock();
-            if joined.left {
-                return Vec::new();
-            }
-            joined.left = true;
-            std::mem::take(&mut joined.rooms)
-        };
-        member.outbox.close();
-        self.inner.conns.remove(&member.id);
-        self.inner.metrics.connections.decrement(1.0);
-        tracing::trace!(conn = %member.id, "hub: connection removed");
-        rooms
-            .into_iter()
-            .filter_map(|room| self.leave_room(room, member))
-            .collect()
-    }
-
-    /// Removes a member and sends the leave events (what a dropped [`Member`] does).
-    pub(crate) fn remove_and_settle(&self, member: &Arc<MemberState>) {
-        let mut slow = Vec::new();
-        for event in self.remove(member) {
-            slow.extend(self.fan_out(&event).1);
-        }
-        self.settle(slow);
-    }
-
-    /// Adds `member` to `room`. `Ok(false)` if it was in it already.
-    pub(crate) fn join_member(
-        &self,
-        member: &Arc<MemberState>,
-        room: &str,
-    ) -> Result<bool, HubError> {
-        room_name::check(room)?;
-        // The room's options come from user code: chosen before any lock is taken, and again
-        // (rarely) if the room vanished in between.
-        let mut options: Option<RoomOptions> = None;
-        let (name, created, events) = loop {
-            if options.is_none() && !self.inner.rooms.contains_key(room) {
-                options = Some(self.inner.config.options_for(room));
-            }
-            let mut joined = member.joined.lock();
-            if joined.left {
-                return Err(HubError::Gone(member.id));
-            }
-            if joined.rooms.iter().any(|name| &**name == room) {
-                return Ok(false);
-            }
-            if joined.rooms.len() >= self.inner.config.max_rooms_per_member {
-                return Err(HubError::TooManyRooms {
-                    limit: self.inner.config.max_rooms_per_member,
-                });
-            }
-            let name = RoomName::new(room)?;
-            let (created, events) = match self.inner.rooms.entry(name.clone()) {
-                Entry::Occupied(entry) => {
-                    let room = entry.get();
-                    room.insert(member);
-                    (false, room.events.clone())
-                }
-                Entry::Vacant(entry) => {
-                    let Some(options) = options.take() else {
-                        continue; // made since we looked, and gone again: ask for options
-                    };
-                    let room = Room {
-                        members: RwLock::new(IndexMap::new()),
-                        size: AtomicUsize::new(0),
-                        events: options.events,
-                    };
-                    room.insert(member);
-                    let events = room.events.clone();
-                    entry.insert(Arc::new(room));
-                    (true, events)
-                }
-            };
-            joined.rooms.push(name.clone());
-            break (name, created, events);
-        };
-        let inner = &self.inner;
-        inner.metrics.members.increment(1.0);
-        if created {
-            inner.metrics.rooms.increment(1.0);
-            inner.broker.subscribe(&name);
-        }
-        let entry = PresenceEntry {
-            conn: member.id,
-            info: member.info.clone(),
-        };
-        inner.presence.joined(&name, &entry);
-        tracing::debug!(conn = %member.id, room = %name, "hub: joined");
-        if let Some(event) = event_publication(events, PresenceKind::Join, name, member) {
-            self.deliver_local(&event);
-        }
-        Ok(true)
-    }
-
-    /// Takes `member` out of `room`. `Ok(false)` if it was not in it.
-    pub(crate) fn leave_member(
-        &self,
-        member: &Arc<MemberState>,
-        room: &str,
-    ) -> Result<bool, HubError> {
-        let (name, left) = {
-            // Held while the room changes, so that a join of the same room waits for it.
-            let mut joined = member.joined.lock();
-            let Some(index) = joined.rooms.iter().position(|name| &**name == room) else {
-                return Ok(false);
-            };
-            let name = joined.rooms.swap_remove(index);
-            let left = self.detach(&name, member);
-            (name, left)
-        };
-        if let Some(event) = left.and_then(|left| self.after_leave(name, member, left)) {
-            self.deliver_local(&event);
-        }
-        Ok(true)
-    }
-
-    /// Takes `member` out of the room `name`, then tells the broker and presence.
-    fn leave_room(&self, name: RoomName, member: &Arc<MemberState>) -> Option<Publication> {
-        let left = self.detach(&name, member)?;
-        self.after_leave(name, member, left)
-    }
-
-    /// Takes `member` out of the room `name`: whether it was in it, and whether the room is
-    /// gone with it.
-    fn detach(&self, name: &RoomName, member: &Arc<MemberState>) -> Option<Left> {
-        let inner = &self.inner;
-        let room = inner.rooms.get(name).map(|entry| entry.value().clone())?;
-        {
-            let mut members = room.members.write();
-            members.swap_remove(&member.id)?;
-            room.size.fetch_sub(1, Ordering::Relaxed);
-        }
-        // Joins insert under the map's entry lock, so an empty room seen under it stays empty.
-        let emptied = inner
-            .rooms
-            .remove_if(name, |_, current| {
-                Arc::ptr_eq(current, &room) && current.size.load(Ordering::Relaxed) == 0
-            })
-            .is_some();
-        Some(Left { room, emptied })
-    }
-
-    /// What follows a leave, outside the hub's locks: metrics, presence, the broker, the
-    /// leave event to send.
-    fn after_leave(
-        &self,
-        name: RoomName,
-        member: &Arc<MemberState>,
-        left: Left,
-    ) -> Option<Publication> {
-        let inner = &self.inner;
-        inner.metrics.members.decrement(1.0);
-        inner.presence.left(&name, member.id);
-        if left.emptied {
-            inner.metrics.rooms.decrement(1.0);
-            inner.broker.unsubscribe(&name);
-        }
-        tracing::debug!(conn = %member.id, room = %name, "hub: left");
-        event_publication(left.room.events.clone(), PresenceKind::Leave, name, member)
-    }
-
-    /// The members of `room` on every node (through the [`Presence`] store).
-    ///
-    /// # Errors
-    ///
-    /// What the presence store returns ([`HubError::Broker`] for one across the network).
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn run(hub: socketry_hub::Hub) -> Result<(), socketry_hub::HubError> {
-    /// for entry in hub.presence("lobby").await? {
-    ///     println!("{} is {} ({} bytes of data)", entry.conn, entry.info.user(), entry.info.data().len());
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn presence(&self, room: &str) -> Result<Vec<PresenceEntry>, HubError> {
-        self.inner.presence.members(self, room).await
-    }
-
-    /// How many members `room` has on every node (through the [`Presence`] store).
-    ///
-    /// # Errors
-    ///
-    /// As [`presence`](Self::presence).
-    pub async fn presence_count(&self, room: &str) -> Result<usize, HubError> {
-        self.inner.presence.count(self, room).await
-    }
-
-    /// The members of `room` on this node.
-    pub fn local_members(&self, room: &str) -> Vec<PresenceEntry> {
-        self.inner
-            .rooms
-            .get(room)
-            .map(|entry| entry.value().clone())
-            .map(|room| {
-                room.members
-                    .read()
-                    .values()
-                    .map(|member| PresenceEntry {
-                        conn: member.id,
-                        info: member.info.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// How many members `room` has on this node: one atomic read, whatever the size.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let hub = socketry_hub::Hub::default();
-    /// assert_eq!(hub.room_size("lobby"), 0);
-    /// ```
-    pub fn room_size(&self, room: &str) -> usize {
-        self.inner
-            .rooms
-            .get(room)
-            .map_or(0, |entry| entry.value().size.load(Ordering::Relaxed))
     }
 
     /// Adds connection `conn` to `room` (from any task: an admin command, say).
@@ -832,41 +681,8 @@ impl Hub {
     }
 }
 
-/// A member taken out of a room.
-struct Left {
-    room: Arc<Room>,
-    emptied: bool,
-}
-
-impl Room {
-    fn insert(&self, member: &Arc<MemberState>) {
-        let mut members = self.members.write();
-        members.insert(member.id, member.clone());
-        self.size.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 impl MemberState {
     pub(crate) fn rooms(&self) -> Vec<RoomName> {
         self.joined.lock().rooms.clone()
     }
-}
-
-/// The event publication for a join or a leave, if the room asks for events (user code,
-/// called outside every lock).
-fn event_publication(
-    format: Option<EventFormatter>,
-    kind: PresenceKind,
-    room: RoomName,
-    member: &MemberState,
-) -> Option<Publication> {
-    let format = format?;
-    let event = PresenceEvent {
-        kind,
-        room: &room,
-        conn: member.id,
-        info: &member.info,
-    };
-    let message = format(&event)?;
-    Some(Publication::new(room, PreparedMessage::new(message)).except(member.id))
 }

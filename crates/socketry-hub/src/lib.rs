@@ -19,11 +19,14 @@
 //!   ([`Overflow::Drop`], per publication). A slow member never delays the others and holds
 //!   at most its bound. [`Member::buffered_amount`] and [`Hub::stats`] show where things stand.
 //! - **Presence**: the members of a room with what the application said about them
-//!   ([`ClientInfo`]), join and leave events for rooms that ask ([`RoomOptions`]), and a
-//!   member count that is one atomic read ([`Hub::room_size`]).
+//!   ([`ClientInfo`]), join and leave events for rooms that ask ([`RoomOptions`]), versioned so
+//!   that a client combines them with a snapshot ([`Hub::local_presence`]) exactly, and a
+//!   member count that is one atomic read ([`Hub::room_size`]). Events reach this node's
+//!   members; carrying them between nodes is the broker's part (next to come).
 //! - **Observability**: `tracing` events for joins, leaves and slow disconnects; gauges and
 //!   counters through the [`metrics`](https://docs.rs/metrics) facade (names in
-//!   [`metric_names`]), so any exporter plugs in.
+//!   [`metric_names`]), so any exporter plugs in. The hub takes its metric handles when it is
+//!   built: install the recorder (exporter) before.
 //! - **Across nodes**: publishing goes through a [`Broker`] and presence through a
 //!   [`Presence`] store; the defaults ([`LocalBroker`], [`LocalPresence`]) are one process.
 //!
@@ -69,12 +72,13 @@ mod outbox;
 mod presence;
 mod pump;
 mod room_name;
+mod rooms;
 
 pub use broker::{Broker, LocalBroker, Publication};
 pub use error::HubError;
 pub use hub::{Delivery, Hub, HubBuilder, HubStats, Outgoing, PublishReport, WeakHub};
 pub use id::{ConnId, NodeId};
-pub use member::Member;
+pub use member::{Member, WriterHandle};
 pub use metrics::names as metric_names;
 pub use options::{EventFormatter, HubConfig, Overflow, RoomOptions};
 pub use presence::{
@@ -82,4 +86,5 @@ pub use presence::{
 };
 pub use pump::{SLOW_CLOSE_CODE, SLOW_CLOSE_REASON};
 pub use room_name::{MAX_ROOM_NAME_LEN, RoomName};
+pub use rooms::PresenceSnapshot;
 pub use socketry;

@@ -1,6 +1,8 @@
 //! [`Member`]: a connection's handle on the hub.
 
-use std::{fmt, sync::Arc, sync::atomic::Ordering};
+use std::{fmt, sync::Arc, sync::atomic::Ordering, time::Duration};
+
+use socketry::CloseCode;
 
 use crate::{
     ClientInfo, ConnId, Delivery, Hub, HubError, Outgoing, Publication, PublishReport, RoomName,
@@ -128,6 +130,72 @@ impl Member {
     /// Whether it was disconnected as slow.
     pub fn is_slow(&self) -> bool {
         self.state.outbox.is_slow()
+    }
+
+    /// Whether the connection left the hub (disconnected as slow, its writer failed, or
+    /// [`disconnect`](Self::disconnect)): joins and sends fail with [`HubError::Gone`] then.
+    pub fn is_gone(&self) -> bool {
+        self.state.joined.lock().left
+    }
+
+    /// Takes the connection out of the hub and closes it with `code` and `reason`, after
+    /// what was queued for it.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Connection`] for a code that may not be sent.
+    pub fn disconnect(&self, code: CloseCode, reason: &str) -> Result<(), HubError> {
+        self.hub.disconnect_member(&self.state, code, reason)
+    }
+
+    /// A handle on this connection's writer task, to wait for it after the member is gone.
+    pub fn writer(&self) -> WriterHandle {
+        WriterHandle {
+            hub: self.hub.clone(),
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The writer task of an attached connection, seen from outside: lets whoever closes the
+/// connection (socketry-axum's `Conn`) first let it write what was queued.
+pub struct WriterHandle {
+    hub: Hub,
+    state: Arc<MemberState>,
+}
+
+impl WriterHandle {
+    /// Takes the connection out of the hub (as dropping its [`Member`] does) and waits, at
+    /// most `timeout`, until its writer task wrote what was queued and ended.
+    pub async fn finish(&self, timeout: Duration) {
+        self.hub.remove_and_settle(&self.state);
+        let done = async {
+            loop {
+                let notified = self.state.writer_done_notify.notified();
+                tokio::pin!(notified);
+                // Registered before the check, so that the end cannot slip between them.
+                notified.as_mut().enable();
+                if self.state.writer_done.load(Ordering::Acquire) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, done).await;
+    }
+
+    /// Whether the writer task ended.
+    pub fn is_finished(&self) -> bool {
+        self.state.writer_done.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Debug for WriterHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriterHandle")
+            .field("conn", &self.state.id)
+            .field("finished", &self.is_finished())
+            .finish()
     }
 }
 

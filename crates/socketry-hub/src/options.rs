@@ -47,7 +47,7 @@ impl RoomOptions {
     ///         RoomOptions::default().presence_events(|event| {
     ///             let verb = match event.kind {
     ///                 PresenceKind::Join => "joined",
-    ///                 _ => "left",
+    ///                 PresenceKind::Leave => "left",
     ///             };
     ///             Some(format!("{} {verb}", event.info.user()).into())
     ///         })
@@ -148,8 +148,10 @@ impl HubConfig {
         self
     }
 
-    /// How long a member disconnected as slow gets to answer the close frame before its
-    /// socket is shut. The default value is 1 second: a slow peer is unlikely to answer, and
+    /// How long the writer of a connection that leaves the hub may still take: a member
+    /// disconnected as slow gets this long to answer the close frame before its socket is
+    /// shut, and one whose [`Member`](crate::Member) was dropped this long to take what was
+    /// queued for it. The default value is 1 second: a slow peer is unlikely to answer, and
     /// its connection holds memory until then.
     #[must_use]
     pub fn slow_close_timeout(mut self, timeout: Duration) -> Self {
@@ -169,18 +171,28 @@ impl HubConfig {
     }
 
     /// The byte bound of a member's queue.
-    pub fn queue_bytes(&self) -> usize {
+    pub fn get_max_queue_bytes(&self) -> usize {
         self.max_queue_bytes
     }
 
     /// The message bound of a member's queue.
-    pub fn queue_messages(&self) -> usize {
+    pub fn get_max_queue_messages(&self) -> usize {
         self.max_queue_messages
     }
 
     /// The default overflow policy.
-    pub fn overflow_policy(&self) -> Overflow {
+    pub fn get_overflow(&self) -> Overflow {
         self.overflow
+    }
+
+    /// The most rooms one member is in at once.
+    pub fn get_max_rooms_per_member(&self) -> usize {
+        self.max_rooms_per_member
+    }
+
+    /// How long the writer of a connection leaving the hub may still take.
+    pub fn get_slow_close_timeout(&self) -> Duration {
+        self.slow_close_timeout
     }
 
     pub(crate) fn options_for(&self, room: &str) -> RoomOptions {

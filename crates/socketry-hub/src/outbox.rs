@@ -35,6 +35,15 @@ pub(crate) enum Pushed {
     Gone,
 }
 
+/// Why a write in progress should stop waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interrupt {
+    /// The member overflowed: close it with the slow code.
+    Slow,
+    /// The member left the hub: what is queued gets a last deadline.
+    Closed,
+}
+
 /// What the writer gets when it asks for work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Drained {
@@ -62,9 +71,12 @@ struct Queue {
     in_flight_messages: usize,
     in_flight_bytes: usize,
     state: State,
-    /// The writer's waker. Absent means a wake is pending or the writer is running: a push
-    /// wakes only when it finds one, so a burst wakes the writer once.
+    /// The idle writer's waker. Absent means a wake is pending or the writer is running: a
+    /// push wakes only when it finds one, so a burst wakes the writer once.
     waker: Option<Waker>,
+    /// The busy writer's waker, for the end of its wait: woken only when the member turns
+    /// slow or leaves, never by a push.
+    interrupt: Option<Waker>,
 }
 
 /// A member's outbound queue.
@@ -87,6 +99,7 @@ impl Outbox {
                 in_flight_bytes: 0,
                 state: State::Open,
                 waker: None,
+                interrupt: None,
             }),
         }
     }
@@ -111,12 +124,10 @@ impl Outbox {
                     queue.state = State::Slow;
                     let freed = mem::take(&mut queue.items);
                     queue.bytes = queue.in_flight_bytes;
-                    let waker = queue.waker.take();
+                    let wakers = (queue.waker.take(), queue.interrupt.take());
                     drop(queue);
                     drop(freed);
-                    if let Some(waker) = waker {
-                        waker.wake();
-                    }
+                    wake(wakers);
                     Pushed::Disconnected
                 }
             };
@@ -155,14 +166,18 @@ impl Outbox {
         Poll::Ready(Drained::Batch)
     }
 
-    /// Ready once the member is disconnected as slow (while its writer is busy writing).
-    pub(crate) fn poll_slow(&self, cx: &Context<'_>) -> Poll<()> {
+    /// Ready once the member is disconnected as slow or leaves the hub (while its writer is
+    /// busy writing).
+    pub(crate) fn poll_interrupt(&self, cx: &Context<'_>) -> Poll<Interrupt> {
         let mut queue = self.queue.lock();
-        if queue.state == State::Slow {
-            return Poll::Ready(());
+        match queue.state {
+            State::Slow => Poll::Ready(Interrupt::Slow),
+            State::Closed => Poll::Ready(Interrupt::Closed),
+            State::Open => {
+                register(&mut queue.interrupt, cx);
+                Poll::Pending
+            }
         }
-        register(&mut queue.waker, cx);
-        Poll::Pending
     }
 
     /// The batch taken by the last drain is on the wire: it no longer counts.
@@ -186,11 +201,9 @@ impl Outbox {
         if queue.state == State::Open {
             queue.state = State::Closed;
         }
-        let waker = queue.waker.take();
+        let wakers = (queue.waker.take(), queue.interrupt.take());
         drop(queue);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        wake(wakers);
     }
 
     /// Whether the member overflowed.
@@ -201,6 +214,15 @@ impl Outbox {
     /// Bytes queued and being written.
     pub(crate) fn buffered_amount(&self) -> usize {
         self.queue.lock().bytes
+    }
+}
+
+fn wake((idle, busy): (Option<Waker>, Option<Waker>)) {
+    if let Some(waker) = idle {
+        waker.wake();
+    }
+    if let Some(waker) = busy {
+        waker.wake();
     }
 }
 

@@ -67,6 +67,7 @@ impl fmt::Debug for ClientInfo {
 
 /// One member of a room, as presence lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PresenceEntry {
     /// The connection.
     pub conn: ConnId,
@@ -76,7 +77,6 @@ pub struct PresenceEntry {
 
 /// Whether a presence event is a join or a leave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum PresenceKind {
     /// The connection joined the room.
     Join,
@@ -96,13 +96,20 @@ pub struct PresenceEvent<'a> {
     pub conn: ConnId,
     /// What the application said about it.
     pub info: &'a ClientInfo,
+    /// The room's version after this change: the count of its joins and leaves on this node.
+    /// A client that took a [`PresenceSnapshot`](crate::PresenceSnapshot) applies only the
+    /// events newer than it (and, per connection, newer than the last one it applied), so a
+    /// join that overtakes a leave on the way does no harm.
+    pub version: u64,
 }
 
 /// Where presence lives: the in-process store by default ([`LocalPresence`], the hub's own
 /// rooms), a shared store (Redis, say) when a cluster must see every node's members.
 ///
 /// The hub calls [`joined`](Self::joined) and [`left`](Self::left) after each change, outside
-/// its locks; calls for one room may come from several tasks at once.
+/// its locks; calls for one room may come from several tasks at once, and the two calls for
+/// one connection can arrive in either order when a join races the connection's end: key
+/// entries by connection, and let them expire.
 pub trait Presence: Send + Sync + fmt::Debug + 'static {
     /// `entry` joined `room` on this node.
     fn joined(&self, room: &RoomName, entry: &PresenceEntry) {

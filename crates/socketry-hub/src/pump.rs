@@ -1,11 +1,22 @@
 //! The writer task of an attached connection: it drains the member's queue into the socket.
 
-use std::{collections::VecDeque, future::poll_fn, sync::Arc};
+use std::{
+    collections::VecDeque,
+    future::poll_fn,
+    sync::{Arc, atomic::Ordering},
+};
 
 use socketry::{CloseCode, WebSocketWriter};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    time::Instant,
+};
 
-use crate::{ClientInfo, Hub, Member, hub::MemberState, outbox::Drained};
+use crate::{
+    ClientInfo, Hub, Member,
+    hub::MemberState,
+    outbox::{Drained, Interrupt},
+};
 
 /// The close code of a member disconnected because its queue overflowed: 3008, as
 /// Centrifugo's `DisconnectSlow` (3000–3999 are for libraries, RFC 6455 §7.4.2).
@@ -46,46 +57,107 @@ impl Hub {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let state = self.register(info);
+        let _ = state.control.set(writer.handle());
         tokio::spawn(pump(self.clone(), state.clone(), writer));
         self.member(state)
     }
+}
+
+/// How the writer task ended.
+enum End {
+    /// The member left the hub and its queue is written (or its time ran out).
+    Left,
+    /// It overflowed: close it with the slow code.
+    Slow,
+    /// The connection failed or is closing.
+    Failed,
 }
 
 async fn pump<S>(hub: Hub, state: Arc<MemberState>, mut writer: WebSocketWriter<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let end = write_queue(&hub, &state, &mut writer).await;
+    let handle = writer.handle();
+    match end {
+        End::Slow => {
+            handle.set_close_timeout(hub.config().slow_close_timeout);
+            let _ = handle.start_close(SLOW_CLOSE_CODE, SLOW_CLOSE_REASON);
+        }
+        // A write that failed (a write timeout, say) leaves the connection useless: close it
+        // rather than leave its reader running beside a member that is out of the hub.
+        End::Failed => {
+            let _ = handle.start_close(CloseCode::INTERNAL_ERROR, "write failed");
+        }
+        End::Left => {}
+    }
+    hub.remove_and_settle(&state);
+    let close = {
+        let mut closing = state.closing.lock();
+        closing.writer_ended = true;
+        closing.frame.take()
+    };
+    if let Some((code, reason)) = close
+        && matches!(end, End::Left)
+    {
+        let _ = handle.start_close(code, &reason);
+    }
+    drop(writer);
+    state.writer_done.store(true, Ordering::Release);
+    state.writer_done_notify.notify_waiters();
+}
+
+/// Writes the member's queue until it leaves, overflows, or the connection fails. Once the
+/// member left, what remains gets `slow_close_timeout` to go out: a peer that stopped reading
+/// must not keep the task, its socket and its queue forever.
+async fn write_queue<S>(hub: &Hub, state: &MemberState, writer: &mut WebSocketWriter<S>) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut batch = VecDeque::new();
-    let slow = loop {
+    let mut deadline: Option<Instant> = None;
+    loop {
         match poll_fn(|cx| state.outbox.poll_drain(cx, &mut batch)).await {
             Drained::Batch => {}
-            Drained::Slow => break true,
-            Drained::Closed => break false,
+            Drained::Slow => return End::Slow,
+            Drained::Closed => return End::Left,
         }
         let written = {
             let write = writer.send_prepared_batch(batch.iter().map(|message| &**message));
-            tokio::select! {
-                biased;
-                // The socket may be stuck behind a peer that does not read: overflow must end
-                // the wait, not wait for it.
-                () = poll_fn(|cx| state.outbox.poll_slow(cx)) => None,
-                result = write => Some(result),
+            tokio::pin!(write);
+            loop {
+                tokio::select! {
+                    biased;
+                    // The socket may be stuck behind a peer that does not read: overflow and
+                    // departure must end the wait, not wait for it.
+                    interrupt = poll_fn(|cx| state.outbox.poll_interrupt(cx)), if deadline.is_none() => {
+                        match interrupt {
+                            Interrupt::Slow => break Err(End::Slow),
+                            Interrupt::Closed => {
+                                deadline = Some(Instant::now() + hub.config().slow_close_timeout);
+                            }
+                        }
+                    }
+                    () = sleep_until(deadline), if deadline.is_some() => break Err(End::Left),
+                    result = &mut write => break Ok(result),
+                }
             }
         };
         state.outbox.written(&mut batch);
         match written {
-            None => break true,
-            Some(Ok(())) => {}
-            Some(Err(err)) => {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
                 tracing::debug!(conn = %state.id, error = %err, "hub: write failed");
-                break false;
+                return End::Failed;
             }
+            Err(end) => return end,
         }
-    };
-    if slow {
-        let handle = writer.handle();
-        handle.set_close_timeout(hub.config().slow_close_timeout);
-        let _ = handle.start_close(SLOW_CLOSE_CODE, SLOW_CLOSE_REASON);
     }
-    hub.remove_and_settle(&state);
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }

@@ -71,6 +71,7 @@ async fn presence_stays_exact_while_connections_come_and_go_during_publishing() 
 async fn nothing_is_left_after_ten_thousand_connections_come_and_go() {
     const CONNECTIONS: usize = 10_000;
     const AT_ONCE: usize = 500;
+    support::raise_file_limit();
     let hub = Hub::default();
     let addr = hub_server(hub.clone()).await;
     for batch in 0..CONNECTIONS / AT_ONCE {

@@ -15,6 +15,7 @@ const MESSAGES: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_subscribers_receive_every_message_in_order() {
+    support::raise_file_limit();
     let hub = Hub::default();
     let addr = hub_server(hub.clone()).await;
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
@@ -57,6 +58,7 @@ async fn ten_thousand_subscribers_receive_every_message_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run by ten_thousand_subscribers_receive_every_message_in_order"]
 async fn subscriber_process() {
+    support::raise_file_limit();
     let addr = std::env::var("HUB_ADDR").unwrap().parse().unwrap();
     let connecting = tokio::sync::Semaphore::new(256);
     let connecting = std::sync::Arc::new(connecting);

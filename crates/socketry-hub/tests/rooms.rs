@@ -2,7 +2,7 @@
 
 mod support;
 
-use socketry::Message;
+use socketry::{CloseCode, Message};
 use socketry_hub::{
     ClientInfo, Hub, HubConfig, HubError, MAX_ROOM_NAME_LEN, PresenceKind, RoomOptions,
 };
@@ -92,13 +92,10 @@ async fn presence_lists_members_with_their_info_and_rooms_can_announce_joins_and
             RoomOptions::default().presence_events(|event| {
                 let verb = match event.kind {
                     PresenceKind::Join => "join",
-                    _ => "leave",
+                    PresenceKind::Leave => "leave",
                 };
-                Some(Message::text(format!(
-                    "{verb} {} {}",
-                    event.room,
-                    event.info.user()
-                )))
+                let (room, user, version) = (event.room, event.info.user(), event.version);
+                Some(Message::text(format!("{verb} {room} {user} v{version}")))
             })
         } else {
             RoomOptions::default()
@@ -126,7 +123,7 @@ async fn presence_lists_members_with_their_info_and_rooms_can_announce_joins_and
     let mut first = client(addr).await;
     eventually("first join", || hub.room_size("chat:main") == 1).await;
     let mut second = client(addr).await;
-    assert_eq!(next_text(&mut first).await, "join chat:main user2");
+    assert_eq!(next_text(&mut first).await, "join chat:main user2 v2");
     eventually("second join", || hub.room_size("quiet") == 2).await;
 
     let mut members = hub.presence("chat:main").await.unwrap();
@@ -135,10 +132,13 @@ async fn presence_lists_members_with_their_info_and_rooms_can_announce_joins_and
     assert_eq!(users, ["user1", "user2"]);
     assert_eq!(&members[1].info.data()[..], b"{\"n\":2}");
     assert_eq!(hub.presence_count("chat:main").await.unwrap(), 2);
+    let snapshot = hub.local_presence("chat:main");
+    assert_eq!((snapshot.version, snapshot.members.len()), (2, 2));
 
     second.close(socketry::CloseCode::NORMAL, "").await.unwrap();
     bounded(async { while second.recv().await.is_some() {} }).await;
-    assert_eq!(next_text(&mut first).await, "leave chat:main user2");
+    assert_eq!(next_text(&mut first).await, "leave chat:main user2 v3");
+    assert_eq!(hub.local_presence("chat:main").version, 3);
     eventually("the leave", || hub.room_size("quiet") == 1).await;
     // The quiet room asked for no events: the next message is a publication.
     hub.publish("quiet", "after").unwrap();
@@ -177,4 +177,62 @@ async fn room_names_and_room_counts_are_bounded() {
     assert!(!again.unwrap(), "already a member");
     assert!(matches!(three, Err(HubError::TooManyRooms { limit: 2 })));
     assert!(hub.publish("bad\nname", "x").is_err());
+}
+
+#[tokio::test]
+async fn control_messages_and_messages_larger_than_a_queue_are_refused_not_fanned_out() {
+    let hub = Hub::new(HubConfig::default().max_queue_bytes(64 * 1024));
+    let addr = hub_server(hub.clone()).await;
+    let mut a = member_of(addr, "r").await;
+    eventually("join", || hub.room_size("r") == 1).await;
+    let close = Message::Close(Some(socketry::CloseFrame::new(
+        CloseCode::GOING_AWAY,
+        "bye",
+    )));
+    assert!(matches!(
+        hub.publish("r", close),
+        Err(HubError::ControlMessage)
+    ));
+    assert!(matches!(
+        hub.publish("r", Message::Ping("x".into())),
+        Err(HubError::ControlMessage)
+    ));
+    let huge = "x".repeat(64 * 1024);
+    assert!(matches!(
+        hub.publish("r", huge),
+        Err(HubError::TooLarge { limit: 65536, .. })
+    ));
+    // The member was neither closed nor disconnected as slow: the next message arrives.
+    hub.publish("r", "still here").unwrap();
+    assert_eq!(next_text(&mut a).await, "still here");
+    assert_eq!(hub.stats().slow_disconnects, 0);
+}
+
+#[tokio::test]
+async fn disconnect_writes_what_was_queued_then_closes_with_the_code() {
+    let hub = Hub::default();
+    let addr = hub_server(hub.clone()).await;
+    let mut a = member_of(addr, "r").await;
+    eventually("join", || hub.room_size("r") == 1).await;
+    let conn = hub.local_members("r")[0].conn;
+    for i in 0..3 {
+        hub.publish("r", format!("queued {i}")).unwrap();
+    }
+    hub.disconnect(conn, CloseCode::from(4003), "banned")
+        .unwrap();
+    assert_eq!(hub.room_size("r"), 0, "out of the hub at once");
+    for i in 0..3 {
+        assert_eq!(next_text(&mut a).await, format!("queued {i}"));
+    }
+    match bounded(a.recv()).await {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), 4003);
+            assert_eq!(frame.reason, "banned");
+        }
+        other => panic!("expected the close, got {other:?}"),
+    }
+    assert!(matches!(
+        hub.disconnect(conn, CloseCode::NORMAL, ""),
+        Err(HubError::Gone(_))
+    ));
 }

@@ -190,3 +190,45 @@ async fn the_drop_policy_counts_every_message_a_member_missed() {
         "every missing message was counted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_of_a_member_that_left_gives_up_on_a_stalled_peer_within_the_timeout() {
+    // A raw socketry server whose connection ends on the server's side (its reader loop
+    // stops) while the peer has stopped reading and data is still queued for it.
+    let hub = Hub::new(
+        HubConfig::default()
+            .overflow(Overflow::Drop)
+            .slow_close_timeout(Duration::from_millis(300)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (writer_tx, writer_rx) = tokio::sync::oneshot::channel();
+    let (end_tx, end_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_hub = hub.clone();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let ws = socketry::accept(tcp).await.unwrap();
+        let (reader, writer) = ws.split();
+        let member = server_hub.attach(writer, socketry_hub::ClientInfo::default());
+        member.join("feed").unwrap();
+        writer_tx.send(member.writer()).unwrap();
+        let _ = end_rx.await;
+        drop((member, reader)); // the application is done with this connection
+    });
+    let stalled = stalled_peer(addr).await;
+    let writer = bounded(writer_rx).await.unwrap();
+    for seq in 0..2000 {
+        hub.publish("feed", numbered(seq, 8 * 1024)).unwrap();
+    }
+    assert!(hub.stats().drops > 0, "the peer's socket is full");
+    end_tx.send(()).unwrap();
+    eventually("the member to leave", || hub.stats().connections == 0).await;
+    let started = std::time::Instant::now();
+    eventually("the writer task to give up", || writer.is_finished()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the writer waited {:?} on a peer that does not read",
+        started.elapsed()
+    );
+    drop(stalled);
+}

@@ -40,7 +40,12 @@ pub async fn hub_server(hub: Hub) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
+        loop {
+            // Out of file descriptors (EMFILE) is worth a retry, not the end of the server.
+            let Ok((tcp, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            };
             let hub = hub.clone();
             tokio::spawn(async move {
                 let Ok(ws) = socketry::accept(tcp).await else {
@@ -98,8 +103,11 @@ pub async fn next_text(ws: &mut Client) -> String {
 
 /// A peer that completes the handshake and then never reads again (a stalled browser tab).
 pub async fn stalled_peer(addr: SocketAddr) -> TcpStream {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    // A small receive buffer, so the server's socket fills soon.
+    // A small receive buffer, so that the server's socket fills soon whatever the kernel's
+    // autotuning would give.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
     let request = format!(
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -122,6 +130,13 @@ pub async fn raw_send_text(tcp: &mut TcpStream, text: &str) {
     let mut frame = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
     frame.extend_from_slice(payload); // mask 0: the payload goes as it is
     tcp.write_all(&frame).await.unwrap();
+}
+
+/// Raises this process's soft limit on open files to the hard limit (a test with thousands
+/// of sockets needs more than the common default of 1024).
+pub fn raise_file_limit() {
+    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    rlimit::Resource::NOFILE.set(hard, hard).unwrap();
 }
 
 /// The process's resident set, in bytes.
