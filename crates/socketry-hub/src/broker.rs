@@ -100,6 +100,27 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     /// [`HubError::Broker`] if it cannot be sent; nothing is delivered anywhere then.
     fn publish(&self, hub: &Hub, publication: Publication) -> Result<PublishReport, HubError>;
 
+    /// Carries several publications, in order (by default one [`publish`](Self::publish)
+    /// each; [`LocalBroker`] delivers consecutive ones to a room in one pass).
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish); the publications before the failing one went out.
+    fn publish_batch(
+        &self,
+        hub: &Hub,
+        publications: Vec<Publication>,
+    ) -> Result<PublishReport, HubError> {
+        let mut total = PublishReport::default();
+        for publication in publications {
+            let report = self.publish(hub, publication)?;
+            total.delivered += report.delivered;
+            total.dropped += report.dropped;
+            total.disconnected += report.disconnected;
+        }
+        Ok(total)
+    }
+
     /// Called once, when the hub is built: a broker that receives from other nodes keeps
     /// `hub.downgrade()` to deliver into it.
     fn attach(&self, hub: &Hub) {
@@ -125,5 +146,13 @@ pub struct LocalBroker;
 impl Broker for LocalBroker {
     fn publish(&self, hub: &Hub, publication: Publication) -> Result<PublishReport, HubError> {
         Ok(hub.deliver_local(&publication))
+    }
+
+    fn publish_batch(
+        &self,
+        hub: &Hub,
+        publications: Vec<Publication>,
+    ) -> Result<PublishReport, HubError> {
+        Ok(hub.deliver_local_batch(&publications))
     }
 }

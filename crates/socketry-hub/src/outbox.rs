@@ -44,6 +44,15 @@ pub(crate) enum Interrupt {
     Closed,
 }
 
+/// What a push of several messages did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PushedAll {
+    pub(crate) queued: usize,
+    pub(crate) dropped: usize,
+    /// A message overflowed the queue under [`Overflow::Disconnect`]: the member is now slow.
+    pub(crate) disconnected: bool,
+}
+
 /// What the writer gets when it asks for work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Drained {
@@ -104,22 +113,49 @@ impl Outbox {
         }
     }
 
-    /// Queues `message` (`size` bytes on the wire), or applies `overflow` if it does not fit.
+    /// Queues `message`, or applies `overflow` if it does not fit.
     pub(crate) fn push(
         &self,
         message: &Arc<PreparedMessage>,
-        size: usize,
         overflow: Overflow,
         bounds: Bounds,
     ) -> Pushed {
+        let pushed = self.push_all(std::slice::from_ref(message), overflow, bounds);
+        if pushed.queued > 0 {
+            Pushed::Queued
+        } else if pushed.dropped > 0 {
+            Pushed::Dropped
+        } else if pushed.disconnected {
+            Pushed::Disconnected
+        } else {
+            Pushed::Gone
+        }
+    }
+
+    /// Queues `messages` in order under one lock, applying `overflow` to each that does not
+    /// fit (under [`Overflow::Disconnect`], the first that does not fit ends it).
+    pub(crate) fn push_all(
+        &self,
+        messages: &[Arc<PreparedMessage>],
+        overflow: Overflow,
+        bounds: Bounds,
+    ) -> PushedAll {
+        let mut pushed = PushedAll::default();
         let mut queue = self.queue.lock();
         if queue.state != State::Open {
-            return Pushed::Gone;
+            return pushed;
         }
-        let messages = queue.items.len() + queue.in_flight_messages;
-        if messages >= bounds.messages || queue.bytes + size > bounds.bytes {
-            return match overflow {
-                Overflow::Drop => Pushed::Dropped,
+        for message in messages {
+            let size = message.server_frame().len();
+            let count = queue.items.len() + queue.in_flight_messages;
+            if count < bounds.messages && queue.bytes + size <= bounds.bytes {
+                queue.items.push_back(message.clone());
+                queue.bytes += size;
+                pushed.queued += 1;
+                continue;
+            }
+            match overflow {
+                Overflow::Drop => pushed.dropped += 1,
                 Overflow::Disconnect => {
                     queue.state = State::Slow;
                     let freed = mem::take(&mut queue.items);
@@ -128,18 +164,22 @@ impl Outbox {
                     drop(queue);
                     drop(freed);
                     wake(wakers);
-                    Pushed::Disconnected
+                    pushed.queued = 0;
+                    pushed.disconnected = true;
+                    return pushed;
                 }
-            };
+            }
         }
-        queue.items.push_back(message.clone());
-        queue.bytes += size;
-        let waker = queue.waker.take();
+        let waker = if pushed.queued > 0 {
+            queue.waker.take()
+        } else {
+            None
+        };
         drop(queue);
         if let Some(waker) = waker {
             waker.wake();
         }
-        Pushed::Queued
+        pushed
     }
 
     /// Moves every queued message into `batch` (which must be empty), or says why there are

@@ -236,3 +236,33 @@ async fn disconnect_writes_what_was_queued_then_closes_with_the_code() {
         Err(HubError::Gone(_))
     ));
 }
+
+#[tokio::test]
+async fn publish_batch_delivers_every_message_in_order_and_refuses_a_bad_batch_whole() {
+    let hub = Hub::default();
+    let addr = hub_server(hub.clone()).await;
+    let mut a = member_of(addr, "r").await;
+    let mut b = member_of(addr, "r").await;
+    eventually("joins", || hub.room_size("r") == 2).await;
+    let report = hub
+        .publish_batch("r", (0..100).map(|i| format!("m{i}")))
+        .unwrap();
+    assert_eq!(report.delivered, 200);
+    for ws in [&mut a, &mut b] {
+        for i in 0..100 {
+            assert_eq!(next_text(ws).await, format!("m{i}"));
+        }
+    }
+    let bad = [Message::text("fine"), Message::Ping("no".into())];
+    assert!(matches!(
+        hub.publish_batch("r", bad),
+        Err(HubError::ControlMessage)
+    ));
+    hub.publish("r", "after").unwrap();
+    assert_eq!(
+        next_text(&mut a).await,
+        "after",
+        "nothing of the bad batch went out"
+    );
+    assert_eq!(hub.stats().deliveries, 202);
+}

@@ -968,18 +968,18 @@ impl Connection {
             return self.send(prepared.message().clone());
         }
         self.ensure_data_allowed()?;
-        let frame = match &self.deflate {
+        match &self.deflate {
             Some(deflate) if deflate.should_compress(prepared.message().len()) => {
                 if !deflate.is_stateless_sender() {
                     // With context takeover the compressor's window must see every message
                     // this connection sends, so it compresses this one itself.
                     return self.send(prepared.message().clone());
                 }
-                prepared.compressed_frame(deflate.send_window_bits(), deflate.level())
+                let frame = prepared.compressed_frame(deflate.send_window_bits(), deflate.level());
+                self.out.push_encoded(&frame);
             }
-            _ => prepared.server_frame().clone(),
-        };
-        self.out.push_encoded(frame);
+            _ => self.out.push_encoded(prepared.server_frame()),
+        }
         Ok(())
     }
 

@@ -84,17 +84,18 @@ impl Outgoing {
     }
 
     /// Queues bytes that are already whole frames (a prepared message), by reference.
-    pub(crate) fn push_encoded(&mut self, frames: Bytes) {
+    pub(crate) fn push_encoded(&mut self, frames: &Bytes) {
         self.len += frames.len();
         if frames.len() < ZERO_COPY_THRESHOLD {
-            // Small: a copy keeps many of them in one contiguous write.
-            self.tail.extend_from_slice(&frames);
+            // Small: a copy keeps many of them in one contiguous write (and costs no
+            // reference count, which a broadcast would pay once per member).
+            self.tail.extend_from_slice(frames);
             return;
         }
         if !self.tail.is_empty() {
             self.chunks.push_back(self.tail.split().freeze());
         }
-        self.chunks.push_back(frames);
+        self.chunks.push_back(frames.clone());
     }
 
     /// Whether the queue holds a write buffer (allocated memory).

@@ -704,9 +704,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
         I: IntoIterator<Item = &'a PreparedMessage>,
     {
         self.with_core(|core| {
-            messages
-                .into_iter()
-                .try_for_each(|message| core.queue_with(|conn| conn.send_prepared(message)))
+            core.queue_with(|conn| {
+                messages
+                    .into_iter()
+                    .try_for_each(|message| conn.send_prepared(message))
+            })
         })?;
         self.flush().await
     }

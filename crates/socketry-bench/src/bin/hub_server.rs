@@ -7,9 +7,11 @@
 //! A connection to `/sub` joins the room `bench`; one to `/pub` does not. Every text or
 //! binary message any connection sends is published to the room (every member gets it, the
 //! sender too if it is one): Bun's `server.publish`, Socket.IO's `io.to(room).emit`, the
-//! `clients.forEach(send)` loop of Node `ws`. `--threads 1` (the default) runs a
+//! `clients.forEach(send)` loop of Node `ws`. The messages one read of a connection brought
+//! go out as one `Hub::publish_batch` (one pass over the room's members). `--threads 1` (the default) runs a
 //! current-thread runtime: the server uses one core, as Bun's and Node's do.
 
+use futures_util::FutureExt;
 use socketry::Message;
 use socketry_hub::{ClientInfo, Hub};
 use tokio::net::TcpListener;
@@ -58,10 +60,27 @@ async fn serve(addr: String) -> Result<(), Box<dyn std::error::Error>> {
             if request.uri().path() != "/pub" && member.join(ROOM).is_err() {
                 return;
             }
-            while let Some(Ok(message)) = reader.recv().await {
-                if matches!(message, Message::Text(_) | Message::Binary(_)) {
-                    let _ = hub.publish(ROOM, message);
+            // What one read brought is published as one batch (one pass over the room), as
+            // uWebSockets drains a topic once per event-loop iteration.
+            let mut batch = Vec::new();
+            let mut open = true;
+            while open {
+                match reader.recv().await {
+                    Some(Ok(message)) => batch.push(message),
+                    _ => break,
                 }
+                while batch.len() < 64 {
+                    match reader.recv().now_or_never() {
+                        Some(Some(Ok(message))) => batch.push(message),
+                        Some(_) => {
+                            open = false;
+                            break;
+                        }
+                        None => break, // nothing more buffered: the recv is cancel-safe
+                    }
+                }
+                batch.retain(|m| matches!(m, Message::Text(_) | Message::Binary(_)));
+                let _ = hub.publish_batch(ROOM, batch.drain(..));
             }
         });
     }
