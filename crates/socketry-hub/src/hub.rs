@@ -3,7 +3,7 @@
 use std::{
     fmt,
     sync::{
-        Arc, OnceLock, Weak,
+        Arc, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
@@ -26,11 +26,13 @@ use crate::{
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PublishReport {
-    /// Members whose queue took the message.
+    /// Deliveries: a message queued for a member (a batch of 3 to 2 members counts 6).
     pub delivered: usize,
-    /// Members whose queue was full under [`Overflow::Drop`].
+    /// Deliveries not made because a member's queue was full under [`Overflow::Drop`].
     pub dropped: usize,
-    /// Members disconnected as slow by this publication ([`Overflow::Disconnect`]).
+    /// Members disconnected as slow by this publication ([`Overflow::Disconnect`]). What a
+    /// batch had queued for such a member before it overflowed is freed with its queue, and
+    /// not counted in `delivered`.
     pub disconnected: usize,
 }
 
@@ -84,8 +86,9 @@ pub(crate) struct MemberState {
     pub(crate) outbox: Outbox,
     pub(crate) joined: Mutex<Joined>,
     pub(crate) dropped: AtomicU64,
-    /// Closes the connection from outside ([`Hub::disconnect`]); set by `attach`.
-    pub(crate) control: OnceLock<ControlHandle>,
+    /// Closes the connection from outside ([`Hub::disconnect`]): set by `attach`, taken when
+    /// the writer task ends (it keeps the transport alive).
+    pub(crate) control: Mutex<Option<ControlHandle>>,
     /// The writer task ended (what [`WriterHandle::finish`](crate::WriterHandle::finish)
     /// waits for).
     pub(crate) writer_done: AtomicBool,
@@ -120,6 +123,9 @@ pub(crate) struct HubInner {
     deliveries: AtomicU64,
     drops: AtomicU64,
     slow_disconnects: AtomicU64,
+    /// Versions of presence changes: one clock for every room, so that a room made again
+    /// under an old name never goes back to versions its clients have seen.
+    pub(crate) presence_clock: AtomicU64,
     pub(crate) metrics: Metrics,
 }
 
@@ -228,6 +234,7 @@ impl HubBuilder {
                 deliveries: AtomicU64::new(0),
                 drops: AtomicU64::new(0),
                 slow_disconnects: AtomicU64::new(0),
+                presence_clock: AtomicU64::new(0),
                 metrics: Metrics::new(),
             }),
         };
@@ -324,7 +331,7 @@ impl Hub {
             outbox: Outbox::new(),
             joined: Mutex::default(),
             dropped: AtomicU64::new(0),
-            control: OnceLock::new(),
+            control: Mutex::new(None),
             writer_done: AtomicBool::new(false),
             writer_done_notify: Notify::new(),
             closing: Mutex::default(),
@@ -414,7 +421,7 @@ impl Hub {
     /// Only data messages that fit in a member's queue are published: a control message would
     /// reach each member as a control frame (a close closing the whole room), and one larger
     /// than the queue bound would disconnect every member as slow.
-    fn check(&self, message: &PreparedMessage) -> Result<(), HubError> {
+    pub(crate) fn check(&self, message: &PreparedMessage) -> Result<(), HubError> {
         if message.message().is_control() {
             return Err(HubError::ControlMessage);
         }
@@ -428,7 +435,7 @@ impl Hub {
 
     /// Closes connection `conn` with `code` and `reason` and takes it out of the hub (a kick,
     /// a ban, a logout elsewhere). What was queued for it is written first, if it can be
-    /// within the close timeout.
+    /// within [`HubConfig::slow_close_timeout`]; the closing handshake then has as long.
     ///
     /// # Errors
     ///
@@ -469,7 +476,12 @@ impl Hub {
             }
         };
         self.remove_and_settle(state);
-        if send_now && let Some(control) = state.control.get() {
+        let control = if send_now {
+            state.control.lock().clone()
+        } else {
+            None
+        };
+        if let Some(control) = control {
             control.start_close(code, reason)?;
         }
         Ok(())
@@ -565,13 +577,32 @@ impl Hub {
         overflow: Option<Overflow>,
         messages: &[Arc<PreparedMessage>],
     ) -> (PublishReport, Vec<Arc<MemberState>>) {
+        match self.room(room) {
+            Some(room) => self.fan_out_to(&room, except, overflow, messages),
+            None => {
+                self.count(&PublishReport::default(), messages.len() as u64);
+                (PublishReport::default(), Vec::new())
+            }
+        }
+    }
+
+    /// A presence event to the room it is about (this very room, not whatever room has its
+    /// name by now): returns the members it made slow.
+    pub(crate) fn fan_out_room(&self, room: &Room, event: &Publication) -> Vec<Arc<MemberState>> {
+        let messages = std::slice::from_ref(&event.message);
+        self.fan_out_to(room, event.except, event.overflow, messages)
+            .1
+    }
+
+    fn fan_out_to(
+        &self,
+        room: &Room,
+        except: Option<ConnId>,
+        overflow: Option<Overflow>,
+        messages: &[Arc<PreparedMessage>],
+    ) -> (PublishReport, Vec<Arc<MemberState>>) {
         let mut report = PublishReport::default();
         let mut slow = Vec::new();
-        let publications = messages.len() as u64;
-        let Some(room) = self.room(room) else {
-            self.count(&report, publications);
-            return (report, slow);
-        };
         let overflow = overflow.unwrap_or(self.inner.config.overflow);
         let bounds = self.inner.bounds;
         {
@@ -594,7 +625,7 @@ impl Hub {
                 }
             }
         }
-        self.count(&report, publications);
+        self.count(&report, messages.len() as u64);
         (report, slow)
     }
 
@@ -711,8 +742,8 @@ impl Hub {
                 user = member.info.user(),
                 "hub: slow member disconnected (its queue overflowed)"
             );
-            for event in self.remove(&member) {
-                slow.extend(self.fan_out(&event).1);
+            for (room, event) in self.remove(&member) {
+                slow.extend(self.fan_out_room(&room, &event));
             }
         }
     }

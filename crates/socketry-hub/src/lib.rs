@@ -16,8 +16,13 @@
 //! - **Slow consumers**: each member's queue is bounded in bytes and in messages
 //!   ([`HubConfig`]: 1 MiB and 4096 by default). A publication that does not fit disconnects
 //!   the member with [`SLOW_CLOSE_CODE`] (3008, the default) or is dropped for it
-//!   ([`Overflow::Drop`], per publication). A slow member never delays the others and holds
-//!   at most its bound. [`Member::buffered_amount`] and [`Hub::stats`] show where things stand.
+//!   ([`Overflow::Drop`], per publication). A slow member never delays the others, and its
+//!   queue holds at most its bound in frames (a message sent to one member only, rather than
+//!   shared, costs about twice its frame: the message and its frame).
+//!   [`Member::buffered_amount`] and [`Hub::stats`] show where things stand.
+//! - **Compression**: a room's message is compressed once per window size when the server
+//!   side negotiates `server_no_context_takeover` (`DeflateConfig::server_no_context_takeover`);
+//!   with context takeover each connection must compress its own copy, in its writer.
 //! - **Presence**: the members of a room with what the application said about them
 //!   ([`ClientInfo`]), join and leave events for rooms that ask ([`RoomOptions`]), versioned so
 //!   that a client combines them with a snapshot ([`Hub::local_presence`]) exactly, and a

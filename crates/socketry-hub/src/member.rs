@@ -108,7 +108,8 @@ impl Member {
     ///
     /// # Errors
     ///
-    /// [`HubError::Gone`] once the connection left the hub.
+    /// [`HubError::Gone`] once the connection left the hub; [`HubError::ControlMessage`],
+    /// [`HubError::TooLarge`].
     pub fn send(&self, message: impl Into<Outgoing>) -> Result<Delivery, HubError> {
         let policy = self.hub.config().overflow;
         self.hub
@@ -143,8 +144,12 @@ impl Member {
     ///
     /// # Errors
     ///
-    /// [`HubError::Connection`] for a code that may not be sent.
+    /// [`HubError::Connection`] for a code that may not be sent; [`HubError::Gone`] if the
+    /// connection left the hub already (someone else is closing it).
     pub fn disconnect(&self, code: CloseCode, reason: &str) -> Result<(), HubError> {
+        if self.is_gone() {
+            return Err(HubError::Gone(self.state.id));
+        }
         self.hub.disconnect_member(&self.state, code, reason)
     }
 
@@ -166,7 +171,8 @@ pub struct WriterHandle {
 
 impl WriterHandle {
     /// Takes the connection out of the hub (as dropping its [`Member`] does) and waits, at
-    /// most `timeout`, until its writer task wrote what was queued and ended.
+    /// most `timeout`, until its writer task ended: it wrote what was queued, or gave up on a
+    /// peer that did not take it within [`HubConfig::slow_close_timeout`](crate::HubConfig::slow_close_timeout).
     pub async fn finish(&self, timeout: Duration) {
         self.hub.remove_and_settle(&self.state);
         let done = async {

@@ -246,6 +246,16 @@ impl Outbox {
         wake(wakers);
     }
 
+    /// Frees what is queued (its writer ended: nobody will write it).
+    pub(crate) fn clear(&self) {
+        let freed = {
+            let mut queue = self.queue.lock();
+            queue.bytes = queue.in_flight_bytes;
+            mem::take(&mut queue.items)
+        };
+        drop(freed);
+    }
+
     /// Whether the member overflowed.
     pub(crate) fn is_slow(&self) -> bool {
         self.queue.lock().state == State::Slow
@@ -271,5 +281,146 @@ fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
     match slot {
         Some(waker) if waker.will_wake(cx.waker()) => {}
         _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::atomic::{AtomicUsize, Ordering},
+        task::Wake,
+    };
+
+    use socketry::Message;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn message(len: usize) -> Arc<PreparedMessage> {
+        Arc::new(PreparedMessage::new(Message::binary(vec![0u8; len])))
+    }
+
+    const BOUNDS: Bounds = Bounds {
+        bytes: 1000,
+        messages: 4,
+    };
+
+    #[test]
+    fn a_batch_that_overflows_midway_frees_the_queue_and_wakes_both_writer_states() {
+        let outbox = Outbox::new();
+        let (idle, busy) = (Arc::new(Counting::default()), Arc::new(Counting::default()));
+        // The writer took one batch (in flight) and waits busy; then parks idle on an empty
+        // queue: both its wakers are registered.
+        let first = message(100);
+        assert_eq!(
+            outbox.push(&first, Overflow::Disconnect, BOUNDS),
+            Pushed::Queued
+        );
+        let mut batch = VecDeque::new();
+        let idle_waker = Waker::from(idle.clone());
+        let busy_waker = Waker::from(busy.clone());
+        assert_eq!(
+            outbox.poll_drain(&Context::from_waker(&idle_waker), &mut batch),
+            Poll::Ready(Drained::Batch)
+        );
+        assert!(
+            outbox
+                .poll_interrupt(&Context::from_waker(&busy_waker))
+                .is_pending()
+        );
+        let mut empty = VecDeque::new();
+        assert!(
+            outbox
+                .poll_drain(&Context::from_waker(&idle_waker), &mut empty)
+                .is_pending()
+        );
+        // Three more fit (four messages with the one in flight); the fourth overflows.
+        let messages: Vec<_> = (0..5).map(|_| message(100)).collect();
+        let pushed = outbox.push_all(&messages, Overflow::Disconnect, BOUNDS);
+        assert!(pushed.disconnected);
+        assert_eq!(
+            pushed.queued, 0,
+            "what the batch queued went with the queue"
+        );
+        assert_eq!(
+            outbox.buffered_amount(),
+            first.server_frame().len(),
+            "only the batch in flight"
+        );
+        assert_eq!(idle.0.load(Ordering::SeqCst), 1);
+        assert_eq!(busy.0.load(Ordering::SeqCst), 1);
+        assert!(outbox.is_slow());
+        // Later pushes find it gone; the writer's next look says slow.
+        assert_eq!(
+            outbox.push(&first, Overflow::Disconnect, BOUNDS),
+            Pushed::Gone
+        );
+        outbox.written(&mut batch);
+        assert_eq!(outbox.buffered_amount(), 0);
+        assert_eq!(
+            outbox.poll_drain(&Context::from_waker(&idle_waker), &mut batch),
+            Poll::Ready(Drained::Slow)
+        );
+    }
+
+    #[test]
+    fn the_drop_policy_skips_what_does_not_fit_and_keeps_what_does_in_order() {
+        let outbox = Outbox::new();
+        let big = message(600);
+        let small = message(100);
+        let batch = [big.clone(), big, small.clone(), small];
+        let pushed = outbox.push_all(&batch, Overflow::Drop, BOUNDS);
+        // 600 fits, the second 600 would make 1200 > 1000, the two small ones fit.
+        assert_eq!(
+            (pushed.queued, pushed.dropped, pushed.disconnected),
+            (3, 1, false)
+        );
+        let mut drained = VecDeque::new();
+        let waker = Waker::from(Arc::new(Counting::default()));
+        let _ = outbox.poll_drain(&Context::from_waker(&waker), &mut drained);
+        let sizes: Vec<_> = drained.iter().map(|m| m.message().len()).collect();
+        assert_eq!(sizes, [600, 100, 100]);
+    }
+
+    #[test]
+    fn a_push_wakes_an_idle_writer_once_per_burst_and_never_a_busy_one() {
+        let outbox = Outbox::new();
+        let idle = Arc::new(Counting::default());
+        let busy = Arc::new(Counting::default());
+        let idle_waker = Waker::from(idle.clone());
+        let mut batch = VecDeque::new();
+        assert!(
+            outbox
+                .poll_drain(&Context::from_waker(&idle_waker), &mut batch)
+                .is_pending()
+        );
+        for _ in 0..3 {
+            outbox.push(&message(10), Overflow::Disconnect, BOUNDS);
+        }
+        assert_eq!(idle.0.load(Ordering::SeqCst), 1, "one wake for the burst");
+        let _ = outbox.poll_drain(&Context::from_waker(&idle_waker), &mut batch);
+        // Busy writing: only the interrupt waker is registered; pushes do not wake it.
+        let busy_waker = Waker::from(busy.clone());
+        assert!(
+            outbox
+                .poll_interrupt(&Context::from_waker(&busy_waker))
+                .is_pending()
+        );
+        outbox.push(&message(10), Overflow::Disconnect, BOUNDS);
+        assert_eq!(busy.0.load(Ordering::SeqCst), 0);
+        outbox.close();
+        assert_eq!(
+            busy.0.load(Ordering::SeqCst),
+            1,
+            "leaving ends the busy wait"
+        );
     }
 }

@@ -56,17 +56,21 @@ impl Hub {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        // Outside a runtime this panics here, before the hub has any entry for the connection.
+        let runtime = tokio::runtime::Handle::current();
         let state = self.register(info);
-        let _ = state.control.set(writer.handle());
-        tokio::spawn(pump(self.clone(), state.clone(), writer));
+        *state.control.lock() = Some(writer.handle());
+        runtime.spawn(pump(self.clone(), state.clone(), writer));
         self.member(state)
     }
 }
 
 /// How the writer task ended.
 enum End {
-    /// The member left the hub and its queue is written (or its time ran out).
+    /// The member left the hub and its queue is written.
     Left,
+    /// The member left the hub and its queue could not be written in time.
+    TimedOut,
     /// It overflowed: close it with the slow code.
     Slow,
     /// The connection failed or is closing.
@@ -89,20 +93,32 @@ where
         End::Failed => {
             let _ = handle.start_close(CloseCode::INTERNAL_ERROR, "write failed");
         }
-        End::Left => {}
+        End::Left | End::TimedOut => {}
     }
     hub.remove_and_settle(&state);
+    // Whatever is still queued will not be written: freed now, not when the last handle on
+    // the member goes.
+    state.outbox.clear();
     let close = {
         let mut closing = state.closing.lock();
         closing.writer_ended = true;
         closing.frame.take()
     };
-    if let Some((code, reason)) = close
-        && matches!(end, End::Left)
-    {
-        let _ = handle.start_close(code, &reason);
+    match (end, close) {
+        (End::Left | End::TimedOut, Some((code, reason))) => {
+            handle.set_close_timeout(hub.config().slow_close_timeout);
+            let _ = handle.start_close(code, &reason);
+        }
+        // The peer does not take what it is sent: close it, briefly, rather than leave the
+        // socket and the batch in its buffer to whoever holds the reader.
+        (End::TimedOut, None) => {
+            handle.set_close_timeout(hub.config().slow_close_timeout);
+            let _ = handle.start_close(CloseCode::GOING_AWAY, "not reading");
+        }
+        _ => {}
     }
     drop(writer);
+    drop(state.control.lock().take());
     state.writer_done.store(true, Ordering::Release);
     state.writer_done_notify.notify_waiters();
 }
@@ -134,11 +150,14 @@ where
                         match interrupt {
                             Interrupt::Slow => break Err(End::Slow),
                             Interrupt::Closed => {
-                                deadline = Some(Instant::now() + hub.config().slow_close_timeout);
+                                // A timeout too large for the clock means no deadline.
+                                deadline = Instant::now()
+                                    .checked_add(hub.config().slow_close_timeout)
+                                    .or_else(|| Some(far_future()));
                             }
                         }
                     }
-                    () = sleep_until(deadline), if deadline.is_some() => break Err(End::Left),
+                    () = sleep_until(deadline), if deadline.is_some() => break Err(End::TimedOut),
                     result = &mut write => break Ok(result),
                 }
             }
@@ -153,6 +172,11 @@ where
             Err(end) => return end,
         }
     }
+}
+
+/// About 30 years from now: a deadline that does not come.
+fn far_future() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(86_400 * 365 * 30)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -28,8 +28,8 @@ pub(crate) struct Room {
     pub(crate) members: RwLock<IndexMap<ConnId, Arc<MemberState>>>,
     /// The member count, readable without the lock.
     pub(crate) size: AtomicUsize,
-    /// Counts the joins and leaves, bumped under the write lock: presence events carry it,
-    /// and a snapshot says up to which event it is current.
+    /// The version of its last join or leave (from the hub's clock, set under the write
+    /// lock): presence events carry it, and a snapshot says up to which event it is current.
     version: AtomicU64,
     /// Set under the write lock when the last member leaves: a join that holds this room
     /// starts over with a new one.
@@ -128,7 +128,7 @@ impl Hub {
             }
             members.insert(member.id, member.clone());
             room_arc.size.fetch_add(1, Ordering::Relaxed);
-            let version = room_arc.version.fetch_add(1, Ordering::Relaxed) + 1;
+            let version = self.next_version(&room_arc);
             drop(members);
             joined.rooms.push(name.clone());
             break (name, created, room_arc, version);
@@ -145,8 +145,11 @@ impl Hub {
         guarded("Presence::joined", || inner.presence.joined(&name, &entry));
         tracing::debug!(conn = %member.id, room = %name, "hub: joined");
         let event = room_arc.events.clone();
-        if let Some(event) = event_publication(event, PresenceKind::Join, name, member, version) {
-            self.deliver_local(&event);
+        if let Some(event) =
+            self.event_publication(event, PresenceKind::Join, name, member, version)
+        {
+            let slow = self.fan_out_room(&room_arc, &event);
+            self.settle(slow);
         }
         Ok(true)
     }
@@ -167,15 +170,16 @@ impl Hub {
             let left = self.detach(&name, member);
             (name, left)
         };
-        if let Some(event) = left.and_then(|left| self.after_leave(name, member, left)) {
-            self.deliver_local(&event);
+        if let Some((room, event)) = left.and_then(|left| self.after_leave(name, member, left)) {
+            let slow = self.fan_out_room(&room, &event);
+            self.settle(slow);
         }
         Ok(true)
     }
 
-    /// Takes a member out of the hub and of every room; returns the leave events to send.
-    /// Idempotent.
-    pub(crate) fn remove(&self, member: &Arc<MemberState>) -> Vec<Publication> {
+    /// Takes a member out of the hub and of every room; returns the leave events to send, with
+    /// their rooms. Idempotent.
+    pub(crate) fn remove(&self, member: &Arc<MemberState>) -> Vec<(Arc<Room>, Publication)> {
         let rooms = {
             let mut joined = member.joined.lock();
             if joined.left {
@@ -203,8 +207,8 @@ impl Hub {
     /// does).
     pub(crate) fn remove_and_settle(&self, member: &Arc<MemberState>) {
         let mut slow = Vec::new();
-        for event in self.remove(member) {
-            slow.extend(self.fan_out(&event).1);
+        for (room, event) in self.remove(member) {
+            slow.extend(self.fan_out_room(&room, &event));
         }
         self.settle(slow);
     }
@@ -219,7 +223,7 @@ impl Hub {
             let mut members = room.members.write();
             members.swap_remove(&member.id)?;
             room.size.fetch_sub(1, Ordering::Relaxed);
-            let version = room.version.fetch_add(1, Ordering::Relaxed) + 1;
+            let version = self.next_version(&room);
             let emptied = members.is_empty();
             if emptied {
                 room.removed.store(true, Ordering::Release);
@@ -246,7 +250,7 @@ impl Hub {
         name: RoomName,
         member: &Arc<MemberState>,
         left: Left,
-    ) -> Option<Publication> {
+    ) -> Option<(Arc<Room>, Publication)> {
         let inner = &self.inner;
         inner.metrics.members.decrement(1.0);
         guarded("Presence::left", || inner.presence.left(&name, member.id));
@@ -256,7 +260,17 @@ impl Hub {
         }
         tracing::debug!(conn = %member.id, room = %name, "hub: left");
         let events = left.room.events.clone();
-        event_publication(events, PresenceKind::Leave, name, member, left.version)
+        let event =
+            self.event_publication(events, PresenceKind::Leave, name, member, left.version)?;
+        Some((left.room, event))
+    }
+
+    /// The version of a change to `room`, made under its write lock (so a room's versions
+    /// grow in the order of its changes), from the hub's one clock.
+    fn next_version(&self, room: &Room) -> u64 {
+        let version = self.inner.presence_clock.fetch_add(1, Ordering::Relaxed) + 1;
+        room.version.store(version, Ordering::Relaxed);
+        version
     }
 
     fn room_options(&self, room: &str) -> RoomOptions {
@@ -370,33 +384,37 @@ fn guarded(what: &'static str, f: impl FnOnce()) {
     }
 }
 
-/// The event publication for a join or a leave, if the room asks for events (user code,
-/// called outside every lock; a panic there sends nothing).
-fn event_publication(
-    format: Option<EventFormatter>,
-    kind: PresenceKind,
-    room: RoomName,
-    member: &MemberState,
-    version: u64,
-) -> Option<Publication> {
-    let format = format?;
-    let event = PresenceEvent {
-        kind,
-        room: &room,
-        conn: member.id,
-        info: &member.info,
-        version,
-    };
-    let message = match catch_unwind(AssertUnwindSafe(|| format(&event))) {
-        Ok(message) => message?,
-        Err(_) => {
-            tracing::error!(room = %room, "hub: the presence event formatter panicked");
+impl Hub {
+    /// The event publication for a join or a leave, if the room asks for events (user code,
+    /// called outside every lock; a panic there sends nothing).
+    fn event_publication(
+        &self,
+        format: Option<EventFormatter>,
+        kind: PresenceKind,
+        room: RoomName,
+        member: &MemberState,
+        version: u64,
+    ) -> Option<Publication> {
+        let format = format?;
+        let event = PresenceEvent {
+            kind,
+            room: &room,
+            conn: member.id,
+            info: &member.info,
+            version,
+        };
+        let message = match catch_unwind(AssertUnwindSafe(|| format(&event))) {
+            Ok(message) => message?,
+            Err(_) => {
+                tracing::error!(room = %room, "hub: the presence event formatter panicked");
+                return None;
+            }
+        };
+        let message = PreparedMessage::new(message);
+        if let Err(err) = self.check(&message) {
+            tracing::error!(room = %room, error = %err, "hub: presence event not sent");
             return None;
         }
-    };
-    if message.is_control() {
-        tracing::error!(room = %room, "hub: a presence event must be a text or binary message");
-        return None;
+        Some(Publication::new(room, message).except(member.id))
     }
-    Some(Publication::new(room, PreparedMessage::new(message)).except(member.id))
 }

@@ -123,7 +123,12 @@ async fn presence_lists_members_with_their_info_and_rooms_can_announce_joins_and
     let mut first = client(addr).await;
     eventually("first join", || hub.room_size("chat:main") == 1).await;
     let mut second = client(addr).await;
-    assert_eq!(next_text(&mut first).await, "join chat:main user2 v2");
+    let join = next_text(&mut first).await;
+    let join_version: u64 = join
+        .strip_prefix("join chat:main user2 v")
+        .unwrap()
+        .parse()
+        .unwrap();
     eventually("second join", || hub.room_size("quiet") == 2).await;
 
     let mut members = hub.presence("chat:main").await.unwrap();
@@ -133,12 +138,22 @@ async fn presence_lists_members_with_their_info_and_rooms_can_announce_joins_and
     assert_eq!(&members[1].info.data()[..], b"{\"n\":2}");
     assert_eq!(hub.presence_count("chat:main").await.unwrap(), 2);
     let snapshot = hub.local_presence("chat:main");
-    assert_eq!((snapshot.version, snapshot.members.len()), (2, 2));
+    // The snapshot is current to the join it saw last.
+    assert_eq!(
+        (snapshot.version, snapshot.members.len()),
+        (join_version, 2)
+    );
 
     second.close(socketry::CloseCode::NORMAL, "").await.unwrap();
     bounded(async { while second.recv().await.is_some() {} }).await;
-    assert_eq!(next_text(&mut first).await, "leave chat:main user2 v3");
-    assert_eq!(hub.local_presence("chat:main").version, 3);
+    let leave = next_text(&mut first).await;
+    let leave_version: u64 = leave
+        .strip_prefix("leave chat:main user2 v")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(leave_version > join_version);
+    assert_eq!(hub.local_presence("chat:main").version, leave_version);
     eventually("the leave", || hub.room_size("quiet") == 1).await;
     // The quiet room asked for no events: the next message is a publication.
     hub.publish("quiet", "after").unwrap();
@@ -265,4 +280,45 @@ async fn publish_batch_delivers_every_message_in_order_and_refuses_a_bad_batch_w
         "nothing of the bad batch went out"
     );
     assert_eq!(hub.stats().deliveries, 202);
+}
+
+#[tokio::test]
+async fn presence_events_too_large_for_a_queue_are_not_sent_and_disconnect_nobody() {
+    // A 200-byte queue and events of 300 bytes: an event that went out would overflow every
+    // member, disconnect it as slow, and its own leave event would go on to the next one.
+    let hub = Hub::new(HubConfig::default().max_queue_bytes(200).room_options(|_| {
+        RoomOptions::default().presence_events(|_| Some(Message::text("e".repeat(300))))
+    }));
+    let addr = hub_server(hub.clone()).await;
+    let mut a = member_of(addr, "r").await;
+    let mut b = member_of(addr, "r").await;
+    let c = member_of(addr, "r").await;
+    eventually("joins", || hub.room_size("r") == 3).await;
+    drop(c);
+    eventually("the leave", || hub.room_size("r") == 2).await;
+    hub.publish("r", "small").unwrap();
+    assert_eq!(next_text(&mut a).await, "small");
+    assert_eq!(next_text(&mut b).await, "small");
+    assert_eq!(hub.stats().slow_disconnects, 0);
+}
+
+#[tokio::test]
+async fn presence_versions_never_go_back_when_a_room_is_made_again() {
+    let hub = Hub::default();
+    let addr = hub_server(hub.clone()).await;
+    let mut a = member_of(addr, "r").await;
+    eventually("join", || hub.room_size("r") == 1).await;
+    let first = hub.local_presence("r").version;
+    a.send("leave r").await.unwrap();
+    eventually("leave", || hub.room_size("r") == 0).await;
+    assert_eq!(
+        hub.stats().rooms,
+        0,
+        "the room is gone with its last member"
+    );
+    a.send("join r").await.unwrap();
+    eventually("join again", || hub.room_size("r") == 1).await;
+    // The same name, a new room: its versions continue from the old room's, so a client
+    // holding events of the old room cannot take them for news of the new one.
+    assert!(hub.local_presence("r").version > first + 1);
 }
