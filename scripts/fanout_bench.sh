@@ -96,21 +96,10 @@ for rep in $(seq "$REPS"); do
 done
 
 echo "== fanout: idle memory ($IDLE idle connections; the hub's in one room)"
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 for server in socketry socketry-hub; do
   start_server "$server"
-  before=$(rss_kib "$server_pid")
-  fifo="$OUT/idle.fifo"; rm -f "$fifo"; mkfifo "$fifo"
-  "$BIN/bench_load" "ws://127.0.0.1:$PORT/sub" --idle "$IDLE" --hold 30 > "$fifo" &
-  load_pid=$!
-  read -r _ready < "$fifo"
-  sleep 1
-  after=$(rss_kib "$server_pid")
-  kill "$load_pid" 2> /dev/null || true
-  wait "$load_pid" 2> /dev/null || true
-  rm -f "$fifo"
+  per=$(idle_kib_per_connection "$BIN" "$server_pid" "ws://127.0.0.1:$PORT/sub" "$IDLE" "$OUT")
   stop_server
-  per=$(python3 -c "print(round(($after - $before) / $IDLE, 2))")
   echo "{\"kind\":\"idle\",\"server\":\"$server\",\"connections\":$IDLE,\"kib_per_connection\":$per}" >> "$RESULTS"
   printf '  %-14s %s KiB/connection\n' "$server" "$per"
 done

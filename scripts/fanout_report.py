@@ -7,9 +7,11 @@
 import datetime
 import json
 import os
-import platform
 import statistics
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_report import machine  # noqa: E402  (one description of the machine for both reports)
 
 SERVERS = ["socketry-hub", "bun", "socketio", "node-ws"]
 NAMES = {
@@ -54,19 +56,6 @@ def medians(runs):
                                            "load_us_per_delivery", "p50_us", "p99_us")}
         result[key]["reps"] = len(group)
     return result
-
-
-def machine():
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {model}, Linux {platform.release()}"
 
 
 def table(runs):

@@ -9,3 +9,20 @@ wait_port() {
   echo "nothing listens on port $1" >&2
   return 1
 }
+
+# idle_kib_per_connection BIN_DIR SERVER_PID URL COUNT WORKDIR: opens COUNT idle connections to
+# URL with bench_load, and prints the server's RSS growth per connection, in KiB.
+idle_kib_per_connection() {
+  local bin="$1" pid="$2" url="$3" count="$4" work="$5" before after fifo load_pid
+  before=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+  fifo="$work/idle.fifo"; rm -f "$fifo"; mkfifo "$fifo"
+  "$bin/bench_load" "$url" --idle "$count" --hold 30 > "$fifo" &
+  load_pid=$!
+  read -r _ready < "$fifo"
+  sleep 1
+  after=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+  kill "$load_pid" 2> /dev/null || true
+  wait "$load_pid" 2> /dev/null || true
+  rm -f "$fifo"
+  python3 -c "print(round(($after - $before) / $count, 2))"
+}

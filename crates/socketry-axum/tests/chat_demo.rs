@@ -36,16 +36,9 @@ async fn join(addr: &str, name: &str, room: &str) -> Client {
 /// The next JSON message of `kind`.
 async fn next_of(ws: &mut Client, kind: &str) -> serde_json::Value {
     loop {
-        let message = tokio::time::timeout(TIMEOUT, ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if let Message::Text(text) = message {
-            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if value["type"] == kind {
-                return value;
-            }
+        let value = next_any(ws).await;
+        if value["type"] == kind {
+            return value;
         }
     }
 }
