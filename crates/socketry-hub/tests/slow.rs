@@ -245,3 +245,64 @@ async fn the_writer_of_a_member_that_left_gives_up_on_a_stalled_peer_within_the_
     .await;
     drop(writer);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_times_out_takes_the_member_out_and_closes_with_1011() {
+    // Drop policy, so the queue never overflows: only the connection's write timeout can end
+    // this member, and it must not leave the connection open beside a member out of the hub.
+    let hub = Hub::new(HubConfig::default().overflow(Overflow::Drop));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_hub = hub.clone();
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let config = WebSocketConfig::default().write_timeout(Some(Duration::from_millis(300)));
+        let ws = socketry::Acceptor::new()
+            .config(config)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let (mut reader, writer) = ws.split();
+        let member = server_hub.attach(writer, socketry_hub::ClientInfo::default());
+        member.join("feed").unwrap();
+        // The reader sees the connection end (the close the writer's failure started).
+        while let Some(Ok(_)) = reader.recv().await {}
+        let _ = gone_tx.send(member.is_gone());
+    });
+    let stalled = stalled_peer(addr).await;
+    eventually("join", || hub.room_size("feed") == 1).await;
+    let started = std::time::Instant::now();
+    let mut seq = 0;
+    while hub.room_size("feed") == 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the write never timed out"
+        );
+        hub.publish("feed", numbered(seq, 8 * 1024)).unwrap();
+        seq += 1;
+        if seq % 64 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(hub.stats().connections, 0, "out of the hub");
+    assert_eq!(
+        hub.stats().slow_disconnects,
+        0,
+        "a write failure, not an overflow"
+    );
+    // The peer, reading at last, finds what it had room for and then the 1011 close.
+    let mut ws = WebSocket::from_raw(stalled, Role::Client, WebSocketConfig::default());
+    let close = loop {
+        match bounded(ws.recv()).await {
+            Some(Ok(Message::Text(_))) => {}
+            Some(Ok(Message::Close(frame))) => break frame,
+            other => panic!("stalled peer got {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1011));
+    assert!(
+        bounded(gone_rx).await.unwrap(),
+        "the member knew it was gone"
+    );
+}
