@@ -50,19 +50,6 @@ echo "== bench: npm ci (ws, for the compression row)"
 (cd interop/node && npm ci --no-audit --no-fund --silent)
 
 ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
-CPUS=$(nproc)
-# Prefixes, not functions: `taskset` execs the program, so `$!` is the server's own PID.
-PIN_SERVER=(); PIN_LOAD=()
-if [ "$CPUS" -ge 2 ]; then PIN_SERVER=(taskset -c 0); PIN_LOAD=(taskset -c 1); fi
-
-server_pid=""
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2> /dev/null || true
-    wait "$server_pid" 2> /dev/null || true
-    server_pid=""
-  fi
-}
 trap stop_server EXIT
 # start_server NAME [extra args]: NAME is a bench_server implementation or node-ws.
 start_server() {

@@ -51,17 +51,6 @@ echo "== fanout: npm ci (Bun's binary, Socket.IO, ws)"
 BUN="$PEERS/node_modules/@oven/bun-linux-x64/bin/bun"
 
 ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
-PIN_SERVER=(); PIN_LOAD=()
-if [ "$(nproc)" -ge 2 ]; then PIN_SERVER=(taskset -c 0); PIN_LOAD=(taskset -c 1); fi
-
-server_pid=""
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2> /dev/null || true
-    wait "$server_pid" 2> /dev/null || true
-    server_pid=""
-  fi
-}
 trap stop_server EXIT
 # start_server NAME: socketry-hub | bun | socketio | node-ws | socketry (plain, for idle memory)
 start_server() {

@@ -26,3 +26,17 @@ idle_kib_per_connection() {
   rm -f "$fifo"
   python3 -c "print(round(($after - $before) / $count, 2))"
 }
+
+# Benchmark servers: PIN_SERVER / PIN_LOAD are command prefixes (not functions: `taskset` execs
+# the program, so `$!` is the server's own PID) that put the server on CPU 0 and the load on
+# CPU 1; stop_server kills the one in $server_pid and waits for it.
+PIN_SERVER=(); PIN_LOAD=()
+if [ "$(nproc)" -ge 2 ]; then PIN_SERVER=(taskset -c 0); PIN_LOAD=(taskset -c 1); fi
+server_pid=""
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2> /dev/null || true
+    wait "$server_pid" 2> /dev/null || true
+    server_pid=""
+  fi
+}
