@@ -183,7 +183,9 @@ impl Outbox {
     }
 
     /// Moves every queued message into `batch` (which must be empty), or says why there are
-    /// none. The batch counts against the bounds until [`written`](Self::written).
+    /// none. The batch counts against the bounds until the next drain or
+    /// [`written`](Self::written): a drain retires the batch before it, which the writer has
+    /// written (one lock per write, not two).
     pub(crate) fn poll_drain(
         &self,
         cx: &Context<'_>,
@@ -191,6 +193,7 @@ impl Outbox {
     ) -> Poll<Drained> {
         debug_assert!(batch.is_empty());
         let mut queue = self.queue.lock();
+        retire(&mut queue);
         match queue.state {
             State::Slow => return Poll::Ready(Drained::Slow),
             State::Closed if queue.items.is_empty() => return Poll::Ready(Drained::Closed),
@@ -222,17 +225,8 @@ impl Outbox {
 
     /// The batch taken by the last drain is on the wire: it no longer counts.
     pub(crate) fn written(&self, batch: &mut VecDeque<Arc<PreparedMessage>>) {
-        {
-            let mut queue = self.queue.lock();
-            queue.bytes -= queue.in_flight_bytes;
-            queue.in_flight_bytes = 0;
-            queue.in_flight_messages = 0;
-        }
-        // Outside the lock: the last reference to a large message may be freed here.
-        batch.clear();
-        if batch.capacity() > KEEP_CAPACITY {
-            *batch = VecDeque::new();
-        }
+        retire(&mut self.queue.lock());
+        release(batch);
     }
 
     /// The member left: its writer sends what is queued, then ends.
@@ -265,6 +259,22 @@ impl Outbox {
     pub(crate) fn buffered_amount(&self) -> usize {
         self.queue.lock().bytes
     }
+}
+
+/// Empties a written batch, outside the queue's lock: the last reference to a large message
+/// may be freed here.
+pub(crate) fn release(batch: &mut VecDeque<Arc<PreparedMessage>>) {
+    batch.clear();
+    if batch.capacity() > KEEP_CAPACITY {
+        *batch = VecDeque::new();
+    }
+}
+
+/// The batch in flight is written: it no longer counts against the bounds.
+fn retire(queue: &mut Queue) {
+    queue.bytes -= queue.in_flight_bytes;
+    queue.in_flight_bytes = 0;
+    queue.in_flight_messages = 0;
 }
 
 fn wake((idle, busy): (Option<Waker>, Option<Waker>)) {
@@ -314,34 +324,23 @@ mod tests {
     };
 
     #[test]
-    fn a_batch_that_overflows_midway_frees_the_queue_and_wakes_both_writer_states() {
+    fn a_batch_that_overflows_midway_frees_the_queue_and_ends_the_busy_wait() {
         let outbox = Outbox::new();
-        let (idle, busy) = (Arc::new(Counting::default()), Arc::new(Counting::default()));
-        // The writer took one batch (in flight) and waits busy; then parks idle on an empty
-        // queue: both its wakers are registered.
+        let busy = Arc::new(Counting::default());
+        // The writer took one batch (in flight) and waits for its write.
         let first = message(100);
         assert_eq!(
             outbox.push(&first, Overflow::Disconnect, BOUNDS),
             Pushed::Queued
         );
         let mut batch = VecDeque::new();
-        let idle_waker = Waker::from(idle.clone());
         let busy_waker = Waker::from(busy.clone());
+        let cx = Context::from_waker(&busy_waker);
         assert_eq!(
-            outbox.poll_drain(&Context::from_waker(&idle_waker), &mut batch),
+            outbox.poll_drain(&cx, &mut batch),
             Poll::Ready(Drained::Batch)
         );
-        assert!(
-            outbox
-                .poll_interrupt(&Context::from_waker(&busy_waker))
-                .is_pending()
-        );
-        let mut empty = VecDeque::new();
-        assert!(
-            outbox
-                .poll_drain(&Context::from_waker(&idle_waker), &mut empty)
-                .is_pending()
-        );
+        assert!(outbox.poll_interrupt(&cx).is_pending());
         // Three more fit (four messages with the one in flight); the fourth overflows.
         let messages: Vec<_> = (0..5).map(|_| message(100)).collect();
         let pushed = outbox.push_all(&messages, Overflow::Disconnect, BOUNDS);
@@ -355,18 +354,48 @@ mod tests {
             first.server_frame().len(),
             "only the batch in flight"
         );
-        assert_eq!(idle.0.load(Ordering::SeqCst), 1);
         assert_eq!(busy.0.load(Ordering::SeqCst), 1);
         assert!(outbox.is_slow());
-        // Later pushes find it gone; the writer's next look says slow.
+        // Later pushes find it gone; the writer's next look says slow, and retires the batch.
         assert_eq!(
             outbox.push(&first, Overflow::Disconnect, BOUNDS),
             Pushed::Gone
         );
-        outbox.written(&mut batch);
-        assert_eq!(outbox.buffered_amount(), 0);
+        release(&mut batch);
         assert_eq!(
-            outbox.poll_drain(&Context::from_waker(&idle_waker), &mut batch),
+            outbox.poll_drain(&cx, &mut batch),
+            Poll::Ready(Drained::Slow)
+        );
+        assert_eq!(outbox.buffered_amount(), 0);
+    }
+
+    #[test]
+    fn an_overflow_wakes_an_idle_writer_and_the_next_drain_retires_the_written_batch() {
+        let outbox = Outbox::new();
+        let idle = Arc::new(Counting::default());
+        let idle_waker = Waker::from(idle.clone());
+        let cx = Context::from_waker(&idle_waker);
+        let first = message(100);
+        outbox.push(&first, Overflow::Disconnect, BOUNDS);
+        let mut batch = VecDeque::new();
+        assert_eq!(
+            outbox.poll_drain(&cx, &mut batch),
+            Poll::Ready(Drained::Batch)
+        );
+        // Written: the next drain retires it and parks the writer.
+        release(&mut batch);
+        assert!(outbox.poll_drain(&cx, &mut batch).is_pending());
+        assert_eq!(outbox.buffered_amount(), 0);
+        let messages: Vec<_> = (0..5).map(|_| message(100)).collect();
+        assert!(
+            outbox
+                .push_all(&messages, Overflow::Disconnect, BOUNDS)
+                .disconnected,
+            "four fit, the fifth overflows"
+        );
+        assert_eq!(idle.0.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            outbox.poll_drain(&cx, &mut batch),
             Poll::Ready(Drained::Slow)
         );
     }

@@ -15,7 +15,7 @@ use tokio::{
 use crate::{
     ClientInfo, Hub, Member,
     hub::MemberState,
-    outbox::{Drained, Interrupt},
+    outbox::{Drained, Interrupt, release},
 };
 
 /// The close code of a member disconnected because its queue overflowed: 3008, as
@@ -131,9 +131,17 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut batch = VecDeque::new();
+    // The batch last written: the next drain retires it from the bounds, and it is freed
+    // right after, outside the queue's lock (and before any wait for more).
+    let mut spent = VecDeque::new();
     let mut deadline: Option<Instant> = None;
     loop {
-        match poll_fn(|cx| state.outbox.poll_drain(cx, &mut batch)).await {
+        let drained = poll_fn(|cx| {
+            let drained = state.outbox.poll_drain(cx, &mut batch);
+            release(&mut spent);
+            drained
+        });
+        match drained.await {
             Drained::Batch => {}
             Drained::Slow => return End::Slow,
             Drained::Closed => return End::Left,
@@ -144,6 +152,9 @@ where
             loop {
                 tokio::select! {
                     biased;
+                    // First: a write that completes at once (the usual case) needs no look at
+                    // the queue's state.
+                    result = &mut write => break Ok(result),
                     // The socket may be stuck behind a peer that does not read: overflow and
                     // departure must end the wait, not wait for it.
                     interrupt = poll_fn(|cx| state.outbox.poll_interrupt(cx)), if deadline.is_none() => {
@@ -158,18 +169,20 @@ where
                         }
                     }
                     () = sleep_until(deadline), if deadline.is_some() => break Err(End::TimedOut),
-                    result = &mut write => break Ok(result),
                 }
             }
         };
-        state.outbox.written(&mut batch);
         match written {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => std::mem::swap(&mut batch, &mut spent),
             Ok(Err(err)) => {
+                state.outbox.written(&mut batch);
                 tracing::debug!(conn = %state.id, error = %err, "hub: write failed");
                 return End::Failed;
             }
-            Err(end) => return end,
+            Err(end) => {
+                state.outbox.written(&mut batch);
+                return end;
+            }
         }
     }
 }
