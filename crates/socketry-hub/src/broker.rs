@@ -4,7 +4,7 @@ use std::{fmt, sync::Arc};
 
 use socketry::PreparedMessage;
 
-use crate::{ConnId, Hub, HubError, Overflow, PublishReport, RoomName};
+use crate::{BoxFuture, BrokerStats, ConnId, Hub, HubError, Overflow, PublishReport, RoomName};
 
 /// A message on its way to a room's members.
 #[derive(Debug, Clone)]
@@ -135,6 +135,18 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     /// This node's last member left `room`.
     fn unsubscribe(&self, room: &RoomName) {
         let _ = room;
+    }
+
+    /// Ready once publications to `room` from other nodes reach this node: the broker's
+    /// subscription is confirmed ([`Hub::subscribed`]). At once for a single process.
+    fn subscribed<'a>(&'a self, room: &'a str) -> BoxFuture<'a, ()> {
+        let _ = room;
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Its counters, for a broker between nodes ([`Hub::broker_stats`]).
+    fn stats(&self) -> Option<BrokerStats> {
+        None
     }
 }
 

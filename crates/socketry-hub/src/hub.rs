@@ -14,8 +14,8 @@ use socketry::{CloseCode, ControlHandle, Message, PreparedMessage};
 use tokio::sync::Notify;
 
 use crate::{
-    Broker, ClientInfo, ConnId, HubConfig, HubError, LocalBroker, LocalPresence, Member, NodeId,
-    Overflow, Presence, Publication, RoomName,
+    Broker, BrokerStats, ClientInfo, ConnId, HubConfig, HubError, LocalBroker, LocalPresence,
+    Member, NodeId, Overflow, Presence, Publication, RoomName,
     id::IdSource,
     metrics::Metrics,
     outbox::{Bounds, Outbox, Pushed},
@@ -320,6 +320,29 @@ impl Hub {
     /// A handle that does not keep the hub alive.
     pub fn downgrade(&self) -> WeakHub {
         WeakHub(Arc::downgrade(&self.inner))
+    }
+
+    /// Waits until publications to `room` from other nodes reach this node: a member that
+    /// joined is subscribed at the broker a moment later, not at once. Ready at once with
+    /// the default [`LocalBroker`]; with a broker between nodes, it waits while the broker is
+    /// away (bound it with a timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # async fn run(member: socketry_hub::Member, hub: socketry_hub::Hub) -> Result<(), socketry_hub::HubError> {
+    /// member.join("lobby")?;
+    /// hub.subscribed("lobby").await;
+    /// // Publications to "lobby" on every node now reach this member.
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribed(&self, room: &str) {
+        self.inner.broker.subscribed(room).await;
+    }
+
+    /// The broker's counters, when it is one between nodes ([`BrokerStats`]).
+    pub fn broker_stats(&self) -> Option<BrokerStats> {
+        self.inner.broker.stats()
     }
 
     /// Adds a connection whose queue someone else drains (the writer task of

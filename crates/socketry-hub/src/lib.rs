@@ -34,6 +34,9 @@
 //!   built: install the recorder (exporter) before.
 //! - **Across nodes**: publishing goes through a [`Broker`] and presence through a
 //!   [`Presence`] store; the defaults ([`LocalBroker`], [`LocalPresence`]) are one process.
+//!   `RedisBroker` (feature `redis`) carries publications between nodes over Redis pub/sub,
+//!   one subscription per room per node, bounded while Redis is away; what travels, in which
+//!   order, and what happens when Redis goes away: `docs/scale-out.md` in the repository.
 //!
 //! # Examples
 //!
@@ -67,6 +70,7 @@
 #![deny(missing_docs)]
 
 mod broker;
+mod cluster;
 mod error;
 mod hub;
 mod id;
@@ -76,10 +80,13 @@ mod options;
 mod outbox;
 mod presence;
 mod pump;
+#[cfg(feature = "redis")]
+mod redis_broker;
 mod room_name;
 mod rooms;
 
 pub use broker::{Broker, LocalBroker, Publication};
+pub use cluster::{BrokerStats, PublishBuffer};
 pub use error::HubError;
 pub use hub::{Delivery, Hub, HubBuilder, HubStats, Outgoing, PublishReport, WeakHub};
 pub use id::{ConnId, NodeId};
@@ -90,6 +97,9 @@ pub use presence::{
     BoxFuture, ClientInfo, LocalPresence, Presence, PresenceEntry, PresenceEvent, PresenceKind,
 };
 pub use pump::{SLOW_CLOSE_CODE, SLOW_CLOSE_REASON};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_broker::{RedisBroker, RedisBrokerBuilder};
 pub use room_name::{MAX_ROOM_NAME_LEN, RoomName};
 pub use rooms::PresenceSnapshot;
 pub use socketry;

@@ -19,6 +19,21 @@ pub mod names {
     pub const DROPS: &str = "socketry_hub_drops_total";
     /// Counter: members disconnected as slow ([`Overflow::Disconnect`](crate::Overflow::Disconnect)).
     pub const SLOW_DISCONNECTS: &str = "socketry_hub_slow_disconnects_total";
+    /// Counter (label `broker`): publications a broker between nodes accepted.
+    pub const BROKER_PUBLISHED: &str = "socketry_hub_broker_published_total";
+    /// Counter (label `broker`): publications refused because the publish buffer was full.
+    pub const BROKER_REJECTED: &str = "socketry_hub_broker_rejected_total";
+    /// Counter (label `broker`): publications that may not have reached the other nodes
+    /// (in flight when the connection failed).
+    pub const BROKER_LOST: &str = "socketry_hub_broker_lost_total";
+    /// Counter (label `broker`): publications received from other nodes.
+    pub const BROKER_RECEIVED: &str = "socketry_hub_broker_received_total";
+    /// Counter (label `broker`): malformed envelopes skipped.
+    pub const BROKER_INVALID: &str = "socketry_hub_broker_invalid_total";
+    /// Counter (label `broker`): connections to the broker lost and dialled again.
+    pub const BROKER_RECONNECTS: &str = "socketry_hub_broker_reconnects_total";
+    /// Gauge (label `broker`): 1 while the subscriber connection is up.
+    pub const BROKER_CONNECTED: &str = "socketry_hub_broker_connected";
 }
 
 #[derive(Debug)]

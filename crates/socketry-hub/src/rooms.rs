@@ -367,6 +367,17 @@ impl Hub {
             .map_or(0, |entry| entry.value().size.load(Ordering::Relaxed))
     }
 
+    /// The rooms that have members on this node.
+    #[cfg(feature = "redis")]
+    pub(crate) fn local_rooms(&self) -> Vec<RoomName> {
+        self.inner
+            .rooms
+            .iter()
+            .filter(|entry| entry.value().size.load(Ordering::Relaxed) > 0)
+            .map(|entry| entry.key().clone())
+            .collect()
+    }
+
     /// The room `room`, if it has members on this node.
     pub(crate) fn room(&self, room: &str) -> Option<Arc<Room>> {
         self.inner

@@ -2,6 +2,8 @@
 //! clients drive it with text commands, clients, a stalled raw peer, bounded waits.
 #![allow(dead_code, unreachable_pub)] // each test file uses a different subset
 
+pub mod brokers;
+
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 use socketry::{MaybeTlsStream, Message, WebSocket};

@@ -1,0 +1,206 @@
+//! The hub across nodes on a real `redis-server` (started by the test on a free loopback
+//! port, stopped by PID): two hubs in one process stand for two nodes, each with its own
+//! WebSocket server, its own `RedisBroker` and its own connections to Redis.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::time::Duration;
+
+use socketry_hub::{Hub, HubError, PublishBuffer, RedisBroker};
+use support::{bounded, brokers::RedisServer, eventually, hub_server, member_of, next_text};
+
+fn node(redis: &RedisServer, buffer: PublishBuffer) -> Hub {
+    let broker = RedisBroker::builder(redis.url())
+        .prefix("test")
+        .publish_buffer(buffer)
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("broker");
+    Hub::builder().broker(broker).build()
+}
+
+/// `PUBSUB NUMSUB channel` as seen by Redis: how many connections subscribe to it.
+fn subscribers(redis: &RedisServer, room: &str) -> usize {
+    let reply = redis.command(&["PUBSUB", "NUMSUB", &format!("test:room:{room}")]);
+    let count = reply.lines().last().unwrap_or_default();
+    count
+        .trim_start_matches(':')
+        .parse()
+        .expect("an integer reply")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_two_nodes_get_every_publication_once_in_order() {
+    let redis = RedisServer::start();
+    let (a, b) = (
+        node(&redis, PublishBuffer::default()),
+        node(&redis, PublishBuffer::default()),
+    );
+    let (addr_a, addr_b) = (hub_server(a.clone()).await, hub_server(b.clone()).await);
+    let mut on_a = member_of(addr_a, "lobby").await;
+    let mut on_b = member_of(addr_b, "lobby").await;
+    let mut also_on_b = member_of(addr_b, "lobby").await;
+    eventually("members joined", || {
+        a.room_size("lobby") == 1 && b.room_size("lobby") == 2
+    })
+    .await;
+    bounded(a.subscribed("lobby")).await;
+    bounded(b.subscribed("lobby")).await;
+    // One subscription per node, not per member.
+    assert_eq!(subscribers(&redis, "lobby"), 2);
+
+    for i in 0..200 {
+        a.publish("lobby", format!("a{i}")).unwrap();
+        if i % 2 == 0 {
+            b.publish("lobby", format!("b{i}")).unwrap();
+        }
+    }
+    for ws in [&mut on_a, &mut on_b, &mut also_on_b] {
+        let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+        while from_a.len() < 200 || from_b.len() < 100 {
+            let text = next_text(ws).await;
+            match text.as_bytes()[0] {
+                b'a' => from_a.push(text),
+                _ => from_b.push(text),
+            }
+        }
+        // Each publisher's order holds on every node; nothing came twice (an echo of a
+        // node's own publication would show up here as an extra message).
+        assert_eq!(
+            from_a,
+            (0..200).map(|i| format!("a{i}")).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            from_b,
+            (0..200)
+                .step_by(2)
+                .map(|i| format!("b{i}"))
+                .collect::<Vec<_>>()
+        );
+    }
+    // Nothing more is on its way: a marker published after everything arrives next.
+    a.publish("lobby", "end").unwrap();
+    for ws in [&mut on_a, &mut on_b, &mut also_on_b] {
+        assert_eq!(next_text(ws).await, "end");
+    }
+    let (stats_a, stats_b) = (a.broker_stats().unwrap(), b.broker_stats().unwrap());
+    eventually("publications acknowledged", || {
+        a.broker_stats().unwrap().published == 201
+    })
+    .await;
+    assert_eq!(stats_a.received, 100, "B's publications, once each");
+    assert_eq!(stats_b.received, 201, "A's publications, once per node");
+    assert_eq!((stats_a.invalid, stats_a.lost, stats_a.rejected), (0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_subscribes_on_its_first_member_and_unsubscribes_after_its_last() {
+    let redis = RedisServer::start();
+    let (a, b) = (
+        node(&redis, PublishBuffer::default()),
+        node(&redis, PublishBuffer::default()),
+    );
+    let addr_b = hub_server(b.clone()).await;
+    assert_eq!(subscribers(&redis, "quiet"), 0);
+    let first = member_of(addr_b, "quiet").await;
+    let second = member_of(addr_b, "quiet").await;
+    eventually("joined", || b.room_size("quiet") == 2).await;
+    bounded(b.subscribed("quiet")).await;
+    assert_eq!(subscribers(&redis, "quiet"), 1);
+    // A publishes to a room it has no member in: no subscription needed to publish.
+    a.publish("quiet", "hello").unwrap();
+    drop(first);
+    eventually("one left", || b.room_size("quiet") == 1).await;
+    assert_eq!(subscribers(&redis, "quiet"), 1, "a member is still there");
+    drop(second);
+    eventually("the last left", || b.room_size("quiet") == 0).await;
+    let deadline = tokio::time::Instant::now() + support::TIMEOUT;
+    while subscribers(&redis, "quiet") != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never unsubscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(subscribers(&redis, "quiet"), 0);
+    assert_eq!(a.room_size("quiet"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_away_local_delivery_goes_on_and_the_buffer_bound_is_an_error() {
+    let mut redis = RedisServer::start();
+    let buffer = PublishBuffer {
+        messages: 20,
+        bytes: 1 << 20,
+    };
+    let (a, b) = (node(&redis, buffer), node(&redis, buffer));
+    let (addr_a, addr_b) = (hub_server(a.clone()).await, hub_server(b.clone()).await);
+    let mut on_a = member_of(addr_a, "r").await;
+    let mut on_b = member_of(addr_b, "r").await;
+    eventually("joined", || a.room_size("r") == 1 && b.room_size("r") == 1).await;
+    bounded(a.subscribed("r")).await;
+    bounded(b.subscribed("r")).await;
+    a.publish("r", "before").unwrap();
+    assert_eq!(next_text(&mut on_a).await, "before");
+    assert_eq!(next_text(&mut on_b).await, "before");
+
+    redis.kill();
+    eventually("the subscriber saw the loss", || {
+        !a.broker_stats().unwrap().connected
+    })
+    .await;
+    // The publisher finds out on its next pipeline; what it had in flight then counts as
+    // lost. Everything after waits in the buffer until the bound, then fails.
+    let (mut accepted, mut refused) = (0u64, 0u64);
+    for i in 0..100 {
+        match a.publish("r", format!("during {i}")) {
+            Ok(_) => {
+                accepted += 1;
+                assert_eq!(next_text(&mut on_a).await, format!("during {i}"));
+            }
+            Err(HubError::Broker(_)) => refused += 1,
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert!(refused > 0, "the bound was reached");
+    assert!(accepted >= 20, "the buffer took its bound: {accepted}");
+    let stats = a.broker_stats().unwrap();
+    assert_eq!(stats.rejected, refused, "every refusal is counted");
+
+    redis.restart();
+    bounded(a.subscribed("r")).await;
+    bounded(b.subscribed("r")).await;
+    eventually("the buffer is flushed", || {
+        let s = a.broker_stats().unwrap();
+        s.published + s.lost == 1 + accepted
+    })
+    .await;
+    let stats = a.broker_stats().unwrap();
+    assert!(stats.reconnects >= 1);
+    // Once both subscribe again, publications cross again.
+    a.publish("r", "after").unwrap();
+    assert_eq!(next_text(&mut on_a).await, "after");
+    loop {
+        // B may get some of what waited in A's buffer first (if it subscribed in time).
+        let text = next_text(&mut on_b).await;
+        if text == "after" {
+            break;
+        }
+        assert!(text.starts_with("during "), "unexpected {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_envelope_is_counted_and_skipped() {
+    let redis = RedisServer::start();
+    let a = node(&redis, PublishBuffer::default());
+    let addr_a = hub_server(a.clone()).await;
+    let mut on_a = member_of(addr_a, "r").await;
+    eventually("joined", || a.room_size("r") == 1).await;
+    bounded(a.subscribed("r")).await;
+    redis.command(&["PUBLISH", "test:room:r", "not an envelope"]);
+    eventually("counted", || a.broker_stats().unwrap().invalid == 1).await;
+    // The member got nothing of it: the next message is the next publication.
+    let b = node(&redis, PublishBuffer::default());
+    b.publish("r", "valid").unwrap();
+    assert_eq!(next_text(&mut on_a).await, "valid");
+}
