@@ -3,7 +3,13 @@
 //! ```sh
 //! cargo run --example chat            # then open http://127.0.0.1:3000/ in two browser tabs
 //! cargo run --example chat -- --addr 127.0.0.1:3001
+//! # two nodes sharing rooms through Redis (one page on each port chats with the other):
+//! cargo run --example chat --features redis -- --redis redis://127.0.0.1:6379 --addr 127.0.0.1:3001
+//! cargo run --example chat --features redis -- --redis redis://127.0.0.1:6379 --addr 127.0.0.1:3002
 //! ```
+//!
+//! With `--redis`, messages reach the room's members on every node; the presence list and
+//! its events are still those of the node the page is on (presence across nodes is next).
 //!
 //! Users pick a name and a room, see who is present, and every message fans out to the room
 //! through a socketry-hub `Hub`: framed once, queued per member under a bound, written by the
@@ -23,8 +29,8 @@ use socketry_axum::{
 
 /// Every room announces joins and leaves. A member whose queue passes the default 1 MiB (a
 /// tab that stopped reading) is disconnected with 3008 and leaves its room.
-fn chat_hub() -> Hub {
-    Hub::new(HubConfig::default().room_options(|_room| {
+fn chat_hub(redis: Option<&str>) -> Hub {
+    let config = HubConfig::default().room_options(|_room| {
         RoomOptions::default().presence_events(|event| {
             let kind = match event.kind {
                 PresenceKind::Join => "join",
@@ -34,7 +40,21 @@ fn chat_hub() -> Hub {
             let text = json!({ "type": kind, "id": id, "user": user, "version": event.version });
             Some(Message::text(text.to_string()))
         })
-    }))
+    });
+    let builder = Hub::builder().config(config);
+    match redis {
+        None => builder.build(),
+        #[cfg(feature = "redis")]
+        Some(url) => {
+            let broker = socketry_axum::hub::RedisBroker::builder(url)
+                .prefix("chat")
+                .build()
+                .expect("a valid Redis URL");
+            builder.broker(broker).build()
+        }
+        #[cfg(not(feature = "redis"))]
+        Some(_) => panic!("--redis needs the example built with `--features redis`"),
+    }
 }
 
 struct ChatController(Hub);
@@ -47,6 +67,9 @@ impl Controller for ChatController {
         let room: String = request.query_or("room", "lobby").chars().take(32).collect();
         let member = conn.attach(&self.0, ClientInfo::new(&name))?;
         member.join(&room)?;
+        // With a broker between nodes, the subscription to the room is on its way: wait a
+        // moment for it (a node whose broker is away still serves its own members).
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.0.subscribed(&room)).await;
         // Who is here, as of which join or leave: the others hear of us through the room's
         // join event, and the page applies only the events newer than this snapshot.
         let snapshot = self.0.local_presence(&room);
@@ -75,6 +98,10 @@ async fn main() -> std::io::Result<()> {
         .position(|a| a == "--addr")
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
+    let redis = args
+        .iter()
+        .position(|a| a == "--redis")
+        .and_then(|i| args.get(i + 1).cloned());
     let shutdown = Shutdown::new();
     let settings = Settings::default().shutdown(shutdown.clone()).config(
         WebSocketConfig::default()
@@ -86,7 +113,7 @@ async fn main() -> std::io::Result<()> {
                 DeflateConfig::default().server_no_context_takeover(true),
             )),
     );
-    let chat = Upgrader::new(ChatController(chat_hub())).settings(settings);
+    let chat = Upgrader::new(ChatController(chat_hub(redis.as_deref()))).settings(settings);
     let app = chat
         .route(Router::new(), "/ws")
         .route("/", get(|| async { Html(include_str!("chat.html")) }));

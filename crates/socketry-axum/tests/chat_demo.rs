@@ -139,24 +139,7 @@ async fn next_any(ws: &mut Client) -> serde_json::Value {
 
 #[tokio::test]
 async fn two_users_chat_in_one_room() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(chat_binary())
-        .args(["--addr", &addr])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the chat example is built by cargo test");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(TIMEOUT, stdout.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(first, format!("chat: open http://{addr}/"));
+    let (mut child, addr) = start_chat(&[]).await;
 
     let mut http = TcpStream::connect(&addr).await.unwrap();
     http.write_all(
@@ -237,4 +220,83 @@ async fn two_users_chat_in_one_room() {
         "nothing waited for the 5 s shutdown deadline: {:?}",
         started.elapsed()
     );
+}
+
+/// The chat's `redis` build runs on a real `redis-server` (the hub's test helper starts it on
+/// a free port and stops it by PID).
+#[cfg(feature = "redis")]
+#[path = "../../socketry-hub/tests/support/brokers.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod brokers;
+
+/// Starts the chat example on a free port with `args`; returns the process and its address.
+async fn start_chat(args: &[&str]) -> (tokio::process::Child, String) {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(chat_binary())
+        .args(["--addr", &addr])
+        .args(args)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the chat example is built by cargo test");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(TIMEOUT, stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, format!("chat: open http://{addr}/"));
+    (child, addr)
+}
+
+/// Two chat processes on one Redis: a message sent on one node reaches the room's members on
+/// both, once each, and another room hears nothing.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn two_chat_nodes_share_a_room_through_redis() {
+    let redis = brokers::RedisServer::start();
+    let url = redis.url();
+    let (_one, addr_one) = start_chat(&["--redis", &url]).await;
+    let (_two, addr_two) = start_chat(&["--redis", &url]).await;
+    let mut ann = join(&addr_one, "ann", "blue").await;
+    let _ = next_of(&mut ann, "presence").await;
+    let mut bob = join(&addr_two, "bob", "blue").await;
+    let _ = next_of(&mut bob, "presence").await;
+    let mut eve = join(&addr_two, "eve", "red").await;
+    let _ = next_of(&mut eve, "presence").await;
+    // The presence snapshot is sent after the room's subscription is confirmed (or two
+    // seconds passed): from here on, publications cross.
+    for i in 0..20 {
+        ann.send(Message::text(format!("ann {i}"))).await.unwrap();
+        bob.send(Message::text(format!("bob {i}"))).await.unwrap();
+    }
+    for ws in [&mut ann, &mut bob] {
+        let (mut from_ann, mut from_bob) = (Vec::new(), Vec::new());
+        while from_ann.len() < 20 || from_bob.len() < 20 {
+            let message = next_of(ws, "message").await;
+            let text = message["text"].as_str().unwrap().to_owned();
+            match message["from"].as_str().unwrap() {
+                "ann" => from_ann.push(text),
+                _ => from_bob.push(text),
+            }
+        }
+        assert_eq!(
+            from_ann,
+            (0..20).map(|i| format!("ann {i}")).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            from_bob,
+            (0..20).map(|i| format!("bob {i}")).collect::<Vec<_>>()
+        );
+    }
+    // Nothing came twice: the next message on each is a new one.
+    ann.send(Message::text("last")).await.unwrap();
+    assert_eq!(next_of(&mut bob, "message").await["text"], "last");
+    assert_eq!(next_of(&mut ann, "message").await["text"], "last");
+    let quiet = tokio::time::timeout(Duration::from_millis(200), eve.next()).await;
+    assert!(quiet.is_err(), "{quiet:?}");
 }
