@@ -325,7 +325,8 @@ impl Hub {
     /// Waits until publications to `room` from other nodes reach this node: a member that
     /// joined is subscribed at the broker a moment later, not at once. Ready at once with
     /// the default [`LocalBroker`]; with a broker between nodes, it waits while the broker is
-    /// away (bound it with a timeout).
+    /// away, and for a room without members on this node (which has no subscription), so
+    /// bound it with a timeout.
     ///
     /// # Examples
     ///

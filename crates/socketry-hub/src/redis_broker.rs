@@ -70,14 +70,16 @@ impl RedisBrokerBuilder {
     /// The wait before dialling Redis again: from `min` (100 ms by default), doubling up to
     /// `max` (5 s), with jitter.
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.backoff = (min, max);
+        // A zero wait would dial in a hot loop while Redis is away.
+        let min = min.max(Duration::from_millis(1));
+        self.backoff = (min, max.max(min));
         self
     }
 
     /// How long a dial or a command may take before the connection counts as lost (5 s by
     /// default).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = timeout.clamp(Duration::from_millis(10), Duration::from_secs(86_400));
         self
     }
 
@@ -115,8 +117,8 @@ impl RedisBrokerBuilder {
                 hub: OnceLock::new(),
                 backoff: self.backoff,
                 timeout: self.timeout,
-                generation: AtomicU64::new(0),
-                down: AtomicBool::new(false),
+                current: parking_lot::Mutex::new(Arc::default()),
+                epoch: tokio::time::Instant::now(),
                 shutdown,
             }),
             runtime,
@@ -129,17 +131,19 @@ impl RedisBrokerBuilder {
 ///
 /// **Order.** Publications one publisher makes to a room reach every member, on every node,
 /// in the order they were made. Members on the publisher's node get them at once; members on
-/// other nodes get them through Redis, later. Publications from *different* nodes to a room
-/// are ordered by Redis as it receives them, so members on two nodes can see two
-/// publishers' messages interleaved differently (members on one node all see the same
-/// order).
+/// other nodes get them through Redis, later. Publications of *different* publishers are not
+/// ordered against each other: two members can see them interleaved differently.
 ///
-/// **Delivery** is at most once, as with every pub/sub: a publication that was in flight when
-/// the connection failed may be lost (counted in [`BrokerStats::lost`]); a node that
-/// joins a room gets what is published after its subscription is confirmed
+/// **Delivery** is at most once and never twice, as with every pub/sub: a publication that was
+/// in flight when the connection failed may be lost (counted in [`BrokerStats::lost`]), and
+/// what other nodes publish while this node's subscriber is down does not reach it; a node
+/// that joins a room gets what is published after its subscription is confirmed
 /// ([`Hub::subscribed`]). While Redis is away, publications wait in the bounded
 /// [`PublishBuffer`]; once it is full, publishing fails with [`HubError::Broker`] (counted in
-/// [`BrokerStats::rejected`]); local members get nothing of a publication that failed.
+/// [`BrokerStats::rejected`]) and local members get nothing of that publication either.
+///
+/// Deliveries from Redis run in the Redis client's connection task: a [`Presence`](crate::Presence)
+/// plug-in or event formatter they call (when they disconnect a slow member) must not block.
 ///
 /// # Examples
 ///
@@ -169,12 +173,20 @@ struct Shared {
     hub: OnceLock<WeakHub>,
     backoff: (Duration, Duration),
     timeout: Duration,
-    /// Counts the subscriber's connections, so that the end of an old one is not taken for
-    /// the end of the current one.
-    generation: AtomicU64,
-    /// The subscriber's current connection ended.
-    down: AtomicBool,
+    epoch: tokio::time::Instant,
+    /// The subscriber's current connection: pushes from an older one are ignored.
+    current: parking_lot::Mutex<Arc<ConnState>>,
     shutdown: watch::Sender<bool>,
+}
+
+/// One subscriber connection, as its pushes see it.
+#[derive(Debug, Default)]
+struct ConnState {
+    /// The connection ended (its `Disconnection` push came).
+    down: AtomicBool,
+    /// When it last brought anything, in milliseconds since the broker was built: traffic is
+    /// proof of life, and a ping waits behind a backlog of messages.
+    last_push_ms: AtomicU64,
 }
 
 impl RedisBroker {
@@ -287,24 +299,39 @@ impl Shared {
             .await
     }
 
-    /// A push from the subscriber connection of `generation`: a message to deliver, or the
-    /// connection's end.
-    fn on_push(&self, generation: u64, info: PushInfo) {
+    /// A push from the subscriber connection `conn`: a message to deliver, or the
+    /// connection's end. Runs in the redis client's connection task, as it parses.
+    fn on_push(&self, conn: &Arc<ConnState>, info: PushInfo) {
+        if !Arc::ptr_eq(conn, &self.current.lock()) {
+            // An old connection that is still being torn down: its messages came or will
+            // come on the new one.
+            return;
+        }
+        conn.last_push_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         match info.kind {
             PushKind::Message => {
                 let mut data = info.data.into_iter();
-                if let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
-                    (data.next(), data.next())
-                {
-                    self.deliver(&channel, Bytes::from(payload));
+                match (data.next(), data.next()) {
+                    (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) => {
+                        self.deliver(&channel, Bytes::from(payload));
+                    }
+                    _ => self.stats.add(Stat::Invalid, 1),
                 }
             }
-            PushKind::Disconnection if self.generation.load(Ordering::Acquire) == generation => {
-                self.down.store(true, Ordering::Release);
+            PushKind::Disconnection => {
+                conn.down.store(true, Ordering::Release);
                 self.subs.changed.notify_one();
             }
             _ => {}
         }
+    }
+
+    /// Whether `conn` brought anything within the last `timeout`.
+    fn heard_lately(&self, conn: &ConnState) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        now.saturating_sub(conn.last_push_ms.load(Ordering::Relaxed))
+            < self.timeout.as_millis() as u64
     }
 
     fn deliver(&self, channel: &[u8], payload: Bytes) {
@@ -317,12 +344,15 @@ impl Shared {
             self.stats.add(Stat::Invalid, 1);
             return;
         };
+        // This node delivered its own publications when they were made: skipped before they
+        // are framed.
+        if envelope::origin(&payload) == Some(hub.node()) {
+            return;
+        }
         match envelope::decode(room, payload) {
-            // This node delivered its own publications when they were made.
-            Ok(received) if received.origin == hub.node() => {}
             Ok(received) => {
                 self.stats.add(Stat::Received, 1);
-                hub.deliver_local(&received.publication);
+                hub.deliver_local(&received);
             }
             Err(err) => {
                 self.stats.add(Stat::Invalid, 1);
@@ -342,10 +372,7 @@ async fn publisher(shared: Arc<Shared>) {
         loop {
             let Some(c) = conn.as_mut() else {
                 match shared.dial(AsyncConnectionConfig::new()).await {
-                    Ok(c) => {
-                        backoff.reset();
-                        conn = Some(c);
-                    }
+                    Ok(c) => conn = Some(c),
                     Err(err) => {
                         tracing::debug!(error = %err, "hub: redis publisher cannot connect");
                         if !shared.pause(backoff.delay()).await {
@@ -365,13 +392,27 @@ async fn publisher(shared: Arc<Shared>) {
             }
             let sent = batch.len() as u64;
             match pipe.query_async::<()>(c).await {
-                Ok(()) => shared.stats.add(Stat::Published, sent),
+                Ok(()) => {
+                    backoff.reset();
+                    shared.stats.add(Stat::Published, sent);
+                }
                 Err(err) => {
                     // Some of the pipeline may have gone out: sending it again could deliver
                     // twice, so it counts as lost (pub/sub is at most once).
                     tracing::warn!(error = %err, lost = sent, "hub: redis publish failed");
                     shared.stats.add(Stat::Lost, sent);
-                    conn = None;
+                    // A server's refusal leaves the connection usable; a broken one is
+                    // dialled again. Either way, wait before the next try.
+                    if err.is_connection_dropped()
+                        || err.is_unrecoverable_error()
+                        || err.is_io_error()
+                        || err.is_timeout()
+                    {
+                        conn = None;
+                    }
+                    if !shared.pause(backoff.delay()).await {
+                        return;
+                    }
                 }
             }
             break;
@@ -386,54 +427,74 @@ async fn subscriber(shared: Arc<Shared>) {
     let mut backoff = Backoff::new(shared.backoff.0, shared.backoff.1);
     let mut first = true;
     while !shared.is_shut_down() {
-        let generation = shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        shared.down.store(false, Ordering::Release);
+        let state = Arc::new(ConnState::default());
+        *shared.current.lock() = state.clone();
         let pushes = {
-            let shared = shared.clone();
+            let (shared, state) = (shared.clone(), state.clone());
             move |info: PushInfo| -> Result<(), std::convert::Infallible> {
-                shared.on_push(generation, info);
+                shared.on_push(&state, info);
                 Ok(())
             }
         };
-        let conn = match shared
+        match shared
             .dial(AsyncConnectionConfig::new().set_push_sender(pushes))
             .await
         {
-            Ok(conn) => conn,
-            Err(err) => {
-                tracing::debug!(error = %err, "hub: redis subscriber cannot connect");
-                if !shared.pause(backoff.delay()).await {
-                    return;
+            Ok(conn) => {
+                if !first {
+                    shared.stats.add(Stat::Reconnects, 1);
+                    tracing::info!("hub: redis subscriber connected again");
                 }
-                continue;
+                first = false;
+                shared.stats.set_connected(true);
+                let healthy = hold_subscriptions(&shared, &state, conn).await;
+                // Unconfirmed first: whoever sees `connected` false and waits for
+                // `subscribed` must not find a stale confirmation.
+                shared.subs.lost();
+                shared.stats.set_connected(false);
+                // Only a connection that subscribed everything and then lived on resets the
+                // backoff: one that fails at once (a refused SUBSCRIBE, a server that closes
+                // it again) must not be dialled in a hot loop.
+                if healthy {
+                    backoff.reset();
+                }
             }
-        };
-        backoff.reset();
-        if !first {
-            shared.stats.add(Stat::Reconnects, 1);
-            tracing::info!("hub: redis subscriber connected again");
+            Err(err) => tracing::debug!(error = %err, "hub: redis subscriber cannot connect"),
         }
-        first = false;
-        shared.stats.set_connected(true);
-        hold_subscriptions(&shared, conn).await;
-        shared.stats.set_connected(false);
-        shared.subs.lost();
+        if !shared.pause(backoff.delay()).await {
+            return;
+        }
     }
 }
 
 /// Keeps `conn` subscribed to the rooms with local members until it fails or the broker
-/// shuts down.
-async fn hold_subscriptions(shared: &Shared, mut conn: MultiplexedConnection) {
-    let Some(hub) = shared.hub() else { return };
-    // A new connection has no subscriptions: every room with members is to subscribe.
+/// shuts down; `true` if it was healthy for a while (every subscription made, and at least
+/// one `timeout` of life) before it ended.
+async fn hold_subscriptions(
+    shared: &Shared,
+    state: &ConnState,
+    mut conn: MultiplexedConnection,
+) -> bool {
+    let Some(hub) = shared.hub() else {
+        return false;
+    };
+    let started = tokio::time::Instant::now();
+    // A new connection has no subscriptions: every room with members is to subscribe. Marks
+    // are recorded from here on (they are not while no connection is up: this replaces them).
+    shared.subs.connected();
     for room in hub.local_rooms() {
         shared.subs.mark_dirty(&room);
     }
     drop(hub);
+    let healthy = |settled: bool| settled && started.elapsed() >= shared.timeout;
     let mut actual: HashSet<RoomName> = HashSet::new();
+    let mut settled = false;
     let mut shutdown = shared.shutdown.subscribe();
+    let mut next_ping = tokio::time::Instant::now() + shared.timeout;
     loop {
-        let Some(hub) = shared.hub() else { return };
+        let Some(hub) = shared.hub() else {
+            return false;
+        };
         let (mut join, mut leave) = (Vec::new(), Vec::new());
         for room in shared.subs.take_dirty() {
             // The hub's count decides: the calls that marked it can have raced.
@@ -448,7 +509,7 @@ async fn hold_subscriptions(shared: &Shared, mut conn: MultiplexedConnection) {
             let channels: Vec<String> = chunk.iter().map(|r| shared.channel(r)).collect();
             if let Err(err) = conn.subscribe(&channels).await {
                 tracing::warn!(error = %err, "hub: redis subscribe failed");
-                return;
+                return false;
             }
             actual.extend(chunk.iter().cloned());
             shared.subs.confirm(chunk, &[]);
@@ -457,26 +518,31 @@ async fn hold_subscriptions(shared: &Shared, mut conn: MultiplexedConnection) {
             let channels: Vec<String> = chunk.iter().map(|r| shared.channel(r)).collect();
             if let Err(err) = conn.unsubscribe(&channels).await {
                 tracing::warn!(error = %err, "hub: redis unsubscribe failed");
-                return;
+                return healthy(settled);
             }
             for room in chunk {
                 actual.remove(room);
             }
             shared.subs.confirm(&[], chunk);
         }
-        if shared.down.load(Ordering::Acquire) {
+        settled = true;
+        if state.down.load(Ordering::Acquire) {
             tracing::warn!("hub: redis subscriber connection lost");
-            return;
+            return healthy(settled);
         }
         tokio::select! {
             () = shared.subs.changed.notified() => {}
-            () = shut_down(&mut shutdown) => return,
+            () = shut_down(&mut shutdown) => return false,
             // A server that stops answering without closing the connection (a host that
-            // went away) is found by a ping that times out.
-            () = tokio::time::sleep(shared.timeout) => {
-                if let Err(err) = redis::cmd("PING").query_async::<()>(&mut conn).await {
+            // went away) is found by a ping, sent only when nothing else came for a while:
+            // messages are proof of life, and a ping's answer waits behind them.
+            () = tokio::time::sleep_until(next_ping) => {
+                next_ping = tokio::time::Instant::now() + shared.timeout;
+                if !shared.heard_lately(state)
+                    && let Err(err) = redis::cmd("PING").query_async::<()>(&mut conn).await
+                {
                     tracing::warn!(error = %err, "hub: redis subscriber connection lost");
-                    return;
+                    return healthy(settled);
                 }
             }
         }

@@ -113,7 +113,15 @@ async fn gauges_and_counters_follow_connections_rooms_deliveries_and_drops() {
 
     // Everyone leaves: the gauges return to zero.
     drop((a, b, stalled));
-    eventually("every leave", || hub.stats().connections == 0).await;
+    // A connection leaves the hub's table before its rooms: wait for all of it.
+    eventually("every leave", || {
+        let stats = hub.stats();
+        stats.connections == 0
+            && stats.rooms == 0
+            && recorder.get(names::ROOMS) == 0.0
+            && recorder.get(names::MEMBERS) == 0.0
+    })
+    .await;
     assert_eq!(recorder.get(names::CONNECTIONS), 0.0);
     assert_eq!(recorder.get(names::ROOMS), 0.0);
     assert_eq!(recorder.get(names::MEMBERS), 0.0);

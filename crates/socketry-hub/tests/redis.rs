@@ -87,7 +87,7 @@ async fn members_on_two_nodes_get_every_publication_once_in_order() {
     }
     let (stats_a, stats_b) = (a.broker_stats().unwrap(), b.broker_stats().unwrap());
     eventually("publications acknowledged", || {
-        a.broker_stats().unwrap().published == 201
+        a.broker_stats().unwrap().published == 201 && b.broker_stats().unwrap().published == 100
     })
     .await;
     assert_eq!(stats_a.received, 100, "B's publications, once each");
@@ -128,10 +128,7 @@ async fn a_node_subscribes_on_its_first_member_and_unsubscribes_after_its_last()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_redis_is_away_local_delivery_goes_on_and_the_buffer_bound_is_an_error() {
     let mut redis = RedisServer::start();
-    let buffer = PublishBuffer {
-        messages: 20,
-        bytes: 1 << 20,
-    };
+    let buffer = PublishBuffer::new(20, 1 << 20);
     let (a, b) = (node(&redis, buffer), node(&redis, buffer));
     let (addr_a, addr_b) = (hub_server(a.clone()).await, hub_server(b.clone()).await);
     let mut on_a = member_of(addr_a, "r").await;
@@ -144,10 +141,17 @@ async fn while_redis_is_away_local_delivery_goes_on_and_the_buffer_bound_is_an_e
     assert_eq!(next_text(&mut on_b).await, "before");
 
     redis.kill();
-    eventually("the subscriber saw the loss", || {
-        !a.broker_stats().unwrap().connected
+    // The `Disconnection` push tells both at once (their pings would take the 2 s timeout).
+    let lost = tokio::time::Instant::now();
+    eventually("the subscribers saw the loss", || {
+        !a.broker_stats().unwrap().connected && !b.broker_stats().unwrap().connected
     })
     .await;
+    assert!(
+        lost.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        lost.elapsed()
+    );
     // The publisher finds out on its next pipeline; what it had in flight then counts as
     // lost. Everything after waits in the buffer until the bound, then fails.
     let (mut accepted, mut refused) = (0u64, 0u64);
@@ -203,4 +207,96 @@ async fn a_malformed_envelope_is_counted_and_skipped() {
     let b = node(&redis, PublishBuffer::default());
     b.publish("r", "valid").unwrap();
     assert_eq!(next_text(&mut on_a).await, "valid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_hub_closes_its_redis_connections() {
+    let redis = RedisServer::start();
+    // Connections other than the one that asks.
+    let clients = || {
+        let reply = redis.command(&["CLIENT", "LIST"]);
+        reply.lines().filter(|l| l.contains("addr=")).count() - 1
+    };
+    assert_eq!(clients(), 0);
+    let a = node(&redis, PublishBuffer::default());
+    a.publish("r", "x").unwrap();
+    eventually("published", || a.broker_stats().unwrap().published == 1).await;
+    eventually("subscriber up", || a.broker_stats().unwrap().connected).await;
+    assert_eq!(clients(), 2, "the publisher's and the subscriber's");
+    drop(a);
+    let deadline = tokio::time::Instant::now() + support::TIMEOUT;
+    while clients() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "connections stay");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_follow_members_through_churn() {
+    let redis = RedisServer::start();
+    let a = node(&redis, PublishBuffer::default());
+    let addr_a = hub_server(a.clone()).await;
+    // Rooms 0-9 flap: members come and go quickly; rooms with an even number keep one.
+    let mut keep = Vec::new();
+    for round in 0..5 {
+        let mut passing = Vec::new();
+        for room in 0..10 {
+            passing.push(member_of(addr_a, &format!("flap{room}")).await);
+            if round == 4 && room % 2 == 0 {
+                keep.push(member_of(addr_a, &format!("flap{room}")).await);
+            }
+        }
+        drop(passing);
+    }
+    eventually("the churn settles", || {
+        (0..10).all(|room| a.room_size(&format!("flap{room}")) == usize::from(room % 2 == 0))
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + support::TIMEOUT;
+    loop {
+        let counts: Vec<usize> = (0..10)
+            .map(|room| subscribers(&redis, &format!("flap{room}")))
+            .collect();
+        if counts == [1, 0, 1, 0, 1, 0, 1, 0, 1, 0] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis subscriptions {counts:?} do not match the rooms' members"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(keep);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_is_dialled_again() {
+    let redis = RedisServer::start();
+    let broker = RedisBroker::builder(redis.url())
+        .prefix("test")
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let a = Hub::builder().broker(broker).build();
+    let b = node(&redis, PublishBuffer::default());
+    let addr_a = hub_server(a.clone()).await;
+    let mut on_a = member_of(addr_a, "r").await;
+    eventually("joined", || a.room_size("r") == 1).await;
+    bounded(a.subscribed("r")).await;
+    // The server keeps its connections open but answers nothing for 2 s: only the ping,
+    // sent when nothing came for a timeout, finds that out.
+    redis.command(&["CLIENT", "PAUSE", "2000", "ALL"]);
+    eventually("the silence noticed", || {
+        !a.broker_stats().unwrap().connected
+    })
+    .await;
+    eventually("dialled again", || {
+        let stats = a.broker_stats().unwrap();
+        stats.connected && stats.reconnects >= 1
+    })
+    .await;
+    bounded(a.subscribed("r")).await;
+    b.publish("r", "across").unwrap();
+    assert_eq!(next_text(&mut on_a).await, "across");
 }

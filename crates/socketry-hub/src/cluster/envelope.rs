@@ -38,13 +38,6 @@ pub(crate) enum EnvelopeError {
     Utf8,
 }
 
-/// A publication as it arrived from another node.
-#[derive(Debug)]
-pub(crate) struct Received {
-    pub(crate) origin: NodeId,
-    pub(crate) publication: Publication,
-}
-
 /// Encodes `publication`, published on `origin`.
 pub(crate) fn encode(origin: NodeId, publication: &Publication) -> Bytes {
     let message = publication.message.message();
@@ -73,8 +66,14 @@ pub(crate) fn encode(origin: NodeId, publication: &Publication) -> Bytes {
     out.freeze()
 }
 
+/// The node an envelope was published on, read without decoding it.
+pub(crate) fn origin(envelope: &[u8]) -> Option<NodeId> {
+    (envelope.len() >= HEADER && envelope[0] == VERSION)
+        .then(|| NodeId::from_u64(u64_at(envelope, 2)))
+}
+
 /// Decodes an envelope that arrived for `room`. The message is framed here, once per node.
-pub(crate) fn decode(room: RoomName, mut envelope: Bytes) -> Result<Received, EnvelopeError> {
+pub(crate) fn decode(room: RoomName, mut envelope: Bytes) -> Result<Publication, EnvelopeError> {
     if envelope.len() < HEADER {
         return Err(EnvelopeError::Short);
     }
@@ -85,7 +84,6 @@ pub(crate) fn decode(room: RoomName, mut envelope: Bytes) -> Result<Received, En
     if flags & !(BINARY | EXCEPT | OVERFLOW_MASK) != 0 {
         return Err(EnvelopeError::Flags(flags));
     }
-    let origin = NodeId::from_u64(u64_at(&envelope, 2));
     let mut start = HEADER;
     let except = if flags & EXCEPT != 0 {
         if envelope.len() < HEADER + EXCEPT_LEN {
@@ -114,10 +112,7 @@ pub(crate) fn decode(room: RoomName, mut envelope: Bytes) -> Result<Received, En
     let mut publication = Publication::new(room, PreparedMessage::new(message));
     publication.except = except;
     publication.overflow = overflow;
-    Ok(Received {
-        origin,
-        publication,
-    })
+    Ok(publication)
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
@@ -141,28 +136,23 @@ mod tests {
         let sent = Publication::new(room(), PreparedMessage::new(Message::text("héllo")))
             .except(except)
             .overflow(Overflow::Drop);
-        let received = decode(room(), encode(node, &sent)).unwrap();
-        assert_eq!(received.origin, node);
-        assert_eq!(received.publication.except, Some(except));
-        assert_eq!(received.publication.overflow, Some(Overflow::Drop));
+        let envelope = encode(node, &sent);
+        assert_eq!(origin(&envelope), Some(node));
+        let received = decode(room(), envelope).unwrap();
+        assert_eq!(received.except, Some(except));
+        assert_eq!(received.overflow, Some(Overflow::Drop));
+        assert_eq!(received.message.message(), &Message::text("héllo"));
         assert_eq!(
-            received.publication.message.message(),
-            &Message::text("héllo")
-        );
-        assert_eq!(
-            received.publication.message.server_frame(),
+            received.message.server_frame(),
             sent.message.server_frame(),
             "framed the same on both nodes"
         );
 
         let binary = Publication::new(room(), PreparedMessage::new(Message::binary(vec![0, 255])));
         let received = decode(room(), encode(node, &binary)).unwrap();
-        assert_eq!(
-            received.publication.message.message(),
-            &Message::binary(vec![0, 255])
-        );
-        assert_eq!(received.publication.except, None);
-        assert_eq!(received.publication.overflow, None);
+        assert_eq!(received.message.message(), &Message::binary(vec![0, 255]));
+        assert_eq!(received.except, None);
+        assert_eq!(received.overflow, None);
     }
 
     #[test]

@@ -41,7 +41,7 @@ impl Backoff {
     /// once do not all come back at once).
     pub(crate) fn delay(&mut self) -> Duration {
         let step = self.next;
-        self.next = (self.next * 2).min(self.max);
+        self.next = self.next.saturating_mul(2).min(self.max);
         let half = step / 2;
         half + step.saturating_sub(half).mul_f64(rand::random::<f64>())
     }

@@ -12,12 +12,29 @@ use crate::RoomName;
 
 /// How many publications (and how many bytes of them) wait for a broker that is slow or
 /// away, before publishing fails with [`HubError::Broker`](crate::HubError::Broker).
+///
+/// # Examples
+///
+/// ```
+/// use socketry_hub::PublishBuffer;
+///
+/// let small = PublishBuffer::new(100, 1 << 20);
+/// assert_eq!((small.messages, small.bytes), (100, 1 << 20));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PublishBuffer {
     /// At most this many publications wait (10,000 by default).
     pub messages: usize,
     /// At most this many bytes of envelopes wait (16 MiB by default).
     pub bytes: usize,
+}
+
+impl PublishBuffer {
+    /// At most `messages` publications and `bytes` bytes of them wait.
+    pub fn new(messages: usize, bytes: usize) -> Self {
+        Self { messages, bytes }
+    }
 }
 
 impl Default for PublishBuffer {

@@ -10,7 +10,7 @@ use crate::metrics::names;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BrokerStats {
-    /// Publications the broker accepted.
+    /// Publications the broker's server acknowledged.
     pub published: u64,
     /// Publications refused because the publish buffer was full (the publisher got an error).
     pub rejected: u64,
@@ -21,7 +21,8 @@ pub struct BrokerStats {
     pub received: u64,
     /// Envelopes that arrived malformed and were skipped.
     pub invalid: u64,
-    /// Times a connection to the broker was lost and dialled again.
+    /// Times the subscriber connection was lost and dialled again (what other nodes
+    /// published meanwhile did not reach this node).
     pub reconnects: u64,
     /// Whether the subscriber connection is up now.
     pub connected: bool,

@@ -3,7 +3,8 @@
 //! The hub says when a room gets its first local member and loses its last; those calls can
 //! race, so they only mark the room *dirty*, and the subscriber task decides from the hub's
 //! own count ([`Hub::room_size`](crate::Hub::room_size)) whether to subscribe. State, not a
-//! queue of commands: its size is the number of rooms, whatever the churn.
+//! queue of commands: its size is at most the number of rooms, whatever the churn, and
+//! nothing is recorded while no connection is up (the next one starts from the hub's rooms).
 
 use std::collections::HashSet;
 
@@ -14,6 +15,9 @@ use crate::RoomName;
 
 #[derive(Debug, Default)]
 struct State {
+    /// A connection is up: marks are recorded (while none is, the next one starts from the
+    /// hub's rooms, so marks would only grow the set).
+    connected: bool,
     dirty: HashSet<RoomName>,
     confirmed: HashSet<RoomName>,
 }
@@ -29,8 +33,18 @@ pub(crate) struct Subscriptions {
 
 impl Subscriptions {
     pub(crate) fn mark_dirty(&self, room: &RoomName) {
-        self.state.lock().dirty.insert(room.clone());
+        let mut state = self.state.lock();
+        if !state.connected {
+            return;
+        }
+        state.dirty.insert(room.clone());
+        drop(state);
         self.changed.notify_one();
+    }
+
+    /// A connection is up: marks count from now on.
+    pub(crate) fn connected(&self) {
+        self.state.lock().connected = true;
     }
 
     pub(crate) fn take_dirty(&self) -> Vec<RoomName> {
@@ -50,7 +64,11 @@ impl Subscriptions {
 
     /// The connection is gone: nothing is subscribed until it is back.
     pub(crate) fn lost(&self) {
-        self.state.lock().confirmed.clear();
+        let mut state = self.state.lock();
+        state.connected = false;
+        state.dirty.clear();
+        state.confirmed.clear();
+        drop(state);
         self.confirmed_changed.notify_waiters();
     }
 
