@@ -6,10 +6,13 @@
 //! # two nodes sharing rooms through Redis (one page on each port chats with the other):
 //! cargo run --example chat --features redis -- --redis redis://127.0.0.1:6379 --addr 127.0.0.1:3001
 //! cargo run --example chat --features redis -- --redis redis://127.0.0.1:6379 --addr 127.0.0.1:3002
+//! # or through NATS:
+//! cargo run --example chat --features nats -- --nats nats://127.0.0.1:4222 --addr 127.0.0.1:3001
 //! ```
 //!
-//! With `--redis`, messages reach the room's members on every node; the presence list and
-//! its events are still those of the node the page is on (presence across nodes is next).
+//! With `--redis` or `--nats`, messages reach the room's members on every node; the presence
+//! list and its events are still those of the node the page is on (presence across nodes is
+//! next).
 //!
 //! Users pick a name and a room, see who is present, and every message fans out to the room
 //! through a socketry-hub `Hub`: framed once, queued per member under a bound, written by the
@@ -29,7 +32,15 @@ use socketry_axum::{
 
 /// Every room announces joins and leaves. A member whose queue passes the default 1 MiB (a
 /// tab that stopped reading) is disconnected with 3008 and leaves its room.
-fn chat_hub(redis: Option<&str>) -> Hub {
+/// Which broker carries the rooms between nodes, from the command line.
+#[cfg_attr(not(all(feature = "redis", feature = "nats")), allow(dead_code))]
+enum Cluster {
+    None,
+    Redis(String),
+    Nats(String),
+}
+
+fn chat_hub(cluster: Cluster) -> Hub {
     let config = HubConfig::default().room_options(|_room| {
         RoomOptions::default().presence_events(|event| {
             let kind = match event.kind {
@@ -42,18 +53,28 @@ fn chat_hub(redis: Option<&str>) -> Hub {
         })
     });
     let builder = Hub::builder().config(config);
-    match redis {
-        None => builder.build(),
+    match cluster {
+        Cluster::None => builder.build(),
         #[cfg(feature = "redis")]
-        Some(url) => {
+        Cluster::Redis(url) => {
             let broker = socketry_axum::hub::RedisBroker::builder(url)
                 .prefix("chat")
                 .build()
                 .expect("a valid Redis URL");
             builder.broker(broker).build()
         }
-        #[cfg(not(feature = "redis"))]
-        Some(_) => panic!("--redis needs the example built with `--features redis`"),
+        #[cfg(feature = "nats")]
+        Cluster::Nats(url) => {
+            let broker = socketry_axum::hub::NatsBroker::builder(url)
+                .prefix("chat")
+                .build()
+                .expect("a tokio runtime");
+            builder.broker(broker).build()
+        }
+        #[allow(unreachable_patterns)]
+        Cluster::Redis(_) | Cluster::Nats(_) => {
+            panic!("--redis and --nats need the example built with `--features redis` / `nats`")
+        }
     }
 }
 
@@ -98,10 +119,16 @@ async fn main() -> std::io::Result<()> {
         .position(|a| a == "--addr")
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
-    let redis = args
-        .iter()
-        .position(|a| a == "--redis")
-        .and_then(|i| args.get(i + 1).cloned());
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let cluster = match (value("--redis"), value("--nats")) {
+        (Some(url), _) => Cluster::Redis(url),
+        (None, Some(url)) => Cluster::Nats(url),
+        (None, None) => Cluster::None,
+    };
     let shutdown = Shutdown::new();
     let settings = Settings::default().shutdown(shutdown.clone()).config(
         WebSocketConfig::default()
@@ -113,7 +140,7 @@ async fn main() -> std::io::Result<()> {
                 DeflateConfig::default().server_no_context_takeover(true),
             )),
     );
-    let chat = Upgrader::new(ChatController(chat_hub(redis.as_deref()))).settings(settings);
+    let chat = Upgrader::new(ChatController(chat_hub(cluster))).settings(settings);
     let app = chat
         .route(Router::new(), "/ws")
         .route("/", get(|| async { Html(include_str!("chat.html")) }));

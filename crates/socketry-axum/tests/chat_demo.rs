@@ -224,7 +224,7 @@ async fn two_users_chat_in_one_room() {
 
 /// The chat's `redis` build runs on a real `redis-server` (the hub's test helper starts it on
 /// a free port and stops it by PID).
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 #[path = "../../socketry-hub/tests/support/brokers.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod brokers;
@@ -253,15 +253,11 @@ async fn start_chat(args: &[&str]) -> (tokio::process::Child, String) {
     (child, addr)
 }
 
-/// Two chat processes on one Redis: a message sent on one node reaches the room's members on
-/// both, once each, and another room hears nothing.
-#[cfg(feature = "redis")]
-#[tokio::test]
-async fn two_chat_nodes_share_a_room_through_redis() {
-    let redis = brokers::RedisServer::start();
-    let url = redis.url();
-    let (_one, addr_one) = start_chat(&["--redis", &url]).await;
-    let (_two, addr_two) = start_chat(&["--redis", &url]).await;
+/// Two chat processes on one broker: a message sent on one node reaches the room's members
+/// on both, once each and in order, and another room hears nothing.
+async fn two_chat_nodes_share_a_room(flag: &str, url: &str) {
+    let (_one, addr_one) = start_chat(&[flag, url]).await;
+    let (_two, addr_two) = start_chat(&[flag, url]).await;
     let mut ann = join(&addr_one, "ann", "blue").await;
     let _ = next_of(&mut ann, "presence").await;
     let mut bob = join(&addr_two, "bob", "blue").await;
@@ -299,4 +295,18 @@ async fn two_chat_nodes_share_a_room_through_redis() {
     assert_eq!(next_of(&mut ann, "message").await["text"], "last");
     let quiet = tokio::time::timeout(Duration::from_millis(200), eve.next()).await;
     assert!(quiet.is_err(), "{quiet:?}");
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn two_chat_nodes_share_a_room_through_redis() {
+    let redis = brokers::RedisServer::start();
+    two_chat_nodes_share_a_room("--redis", &redis.url()).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+async fn two_chat_nodes_share_a_room_through_nats() {
+    let nats = brokers::NatsServer::start();
+    two_chat_nodes_share_a_room("--nats", &nats.url()).await;
 }

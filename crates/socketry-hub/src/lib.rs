@@ -34,9 +34,9 @@
 //!   built: install the recorder (exporter) before.
 //! - **Across nodes**: publishing goes through a [`Broker`] and presence through a
 //!   [`Presence`] store; the defaults ([`LocalBroker`], [`LocalPresence`]) are one process.
-//!   `RedisBroker` (feature `redis`) carries publications between nodes over Redis pub/sub,
-//!   one subscription per room per node, bounded while Redis is away; what travels, in which
-//!   order, and what happens when Redis goes away: `docs/scale-out.md` in the repository.
+//!   `RedisBroker` (feature `redis`) and `NatsBroker` (feature `nats`) carry publications
+//!   between nodes, one subscription per room per node, bounded while the broker is away; what travels, in which
+//!   order, and what happens when the broker goes away: `docs/scale-out.md` in the repository.
 //!
 //! # Examples
 //!
@@ -76,6 +76,8 @@ mod hub;
 mod id;
 mod member;
 mod metrics;
+#[cfg(feature = "nats")]
+mod nats_broker;
 mod options;
 mod outbox;
 mod presence;
@@ -92,6 +94,9 @@ pub use hub::{Delivery, Hub, HubBuilder, HubStats, Outgoing, PublishReport, Weak
 pub use id::{ConnId, NodeId};
 pub use member::{Member, WriterHandle};
 pub use metrics::names as metric_names;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use nats_broker::{NatsBroker, NatsBrokerBuilder};
 pub use options::{EventFormatter, HubConfig, Overflow, RoomOptions};
 pub use presence::{
     BoxFuture, ClientInfo, LocalPresence, Presence, PresenceEntry, PresenceEvent, PresenceKind,

@@ -32,6 +32,9 @@ pub mod names {
     pub const BROKER_INVALID: &str = "socketry_hub_broker_invalid_total";
     /// Counter (label `broker`): connections to the broker lost and dialled again.
     pub const BROKER_RECONNECTS: &str = "socketry_hub_broker_reconnects_total";
+    /// Counter (label `broker`): times the broker's client dropped messages because this
+    /// node read a room too slowly (NATS slow-consumer events).
+    pub const BROKER_SLOW_CONSUMER_EVENTS: &str = "socketry_hub_broker_slow_consumer_events_total";
     /// Gauge (label `broker`): 1 while the subscriber connection is up.
     pub const BROKER_CONNECTED: &str = "socketry_hub_broker_connected";
 }

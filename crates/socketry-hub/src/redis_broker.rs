@@ -18,7 +18,7 @@
 use std::{
     collections::HashSet,
     sync::{
-        Arc, OnceLock,
+        Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -29,12 +29,11 @@ use redis::{
     AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
     aio::MultiplexedConnection,
 };
-use tokio::{runtime::Handle, sync::watch};
+use tokio::runtime::Handle;
 
 use crate::{
-    BoxFuture, Broker, BrokerStats, Hub, HubError, Publication, PublishBuffer, PublishReport,
-    RoomName, WeakHub,
-    cluster::{Backoff, Outbound, Stat, StatCounters, Subscriptions, envelope},
+    HubError, PublishBuffer, RoomName,
+    cluster::{Backoff, NodeLink, Stat, broker_over_link, shut_down},
 };
 
 /// Publications sent in one pipeline at most.
@@ -106,27 +105,21 @@ impl RedisBrokerBuilder {
             .set_protocol(ProtocolVersion::RESP3);
         let client = Client::open(info.set_redis_settings(settings))
             .map_err(|e| HubError::Broker(Box::new(e)))?;
-        let (shutdown, _) = watch::channel(false);
         Ok(RedisBroker {
             shared: Arc::new(Shared {
+                link: NodeLink::new("redis", self.buffer, self.backoff),
                 client,
                 channel_prefix: format!("{}:room:", self.prefix),
-                outbound: Outbound::new(self.buffer),
-                subs: Subscriptions::default(),
-                stats: StatCounters::new("redis"),
-                hub: OnceLock::new(),
-                backoff: self.backoff,
                 timeout: self.timeout,
-                current: parking_lot::Mutex::new(Arc::default()),
                 epoch: tokio::time::Instant::now(),
-                shutdown,
+                current: parking_lot::Mutex::new(Arc::default()),
             }),
             runtime,
         })
     }
 }
 
-/// A [`Broker`] over Redis pub/sub (Redis 7, or 6.2 and later): a node subscribes to the
+/// A [`Broker`](crate::Broker) over Redis pub/sub (Redis 7, or 6.2 and later): a node subscribes to the
 /// rooms it has members in, so a publication costs one Redis message per subscribed node.
 ///
 /// **Order.** Publications one publisher makes to a room reach every member, on every node,
@@ -135,12 +128,12 @@ impl RedisBrokerBuilder {
 /// ordered against each other: two members can see them interleaved differently.
 ///
 /// **Delivery** is at most once and never twice, as with every pub/sub: a publication that was
-/// in flight when the connection failed may be lost (counted in [`BrokerStats::lost`]), and
+/// in flight when the connection failed may be lost (counted in [`BrokerStats::lost`](crate::BrokerStats::lost)), and
 /// what other nodes publish while this node's subscriber is down does not reach it; a node
 /// that joins a room gets what is published after its subscription is confirmed
-/// ([`Hub::subscribed`]). While Redis is away, publications wait in the bounded
+/// ([`Hub::subscribed`](crate::Hub::subscribed)). While Redis is away, publications wait in the bounded
 /// [`PublishBuffer`]; once it is full, publishing fails with [`HubError::Broker`] (counted in
-/// [`BrokerStats::rejected`]) and local members get nothing of that publication either.
+/// [`BrokerStats::rejected`](crate::BrokerStats::rejected)) and local members get nothing of that publication either.
 ///
 /// Deliveries from Redis run in the Redis client's connection task: a [`Presence`](crate::Presence)
 /// plug-in or event formatter they call (when they disconnect a slow member) must not block.
@@ -165,18 +158,13 @@ pub struct RedisBroker {
 
 #[derive(Debug)]
 struct Shared {
+    link: NodeLink,
     client: Client,
     channel_prefix: String,
-    outbound: Outbound,
-    subs: Subscriptions,
-    stats: StatCounters,
-    hub: OnceLock<WeakHub>,
-    backoff: (Duration, Duration),
     timeout: Duration,
     epoch: tokio::time::Instant,
     /// The subscriber's current connection: pushes from an older one are ignored.
     current: parking_lot::Mutex<Arc<ConnState>>,
-    shutdown: watch::Sender<bool>,
 }
 
 /// One subscriber connection, as its pushes see it.
@@ -201,90 +189,24 @@ impl RedisBroker {
             timeout: Duration::from_secs(5),
         }
     }
-
-    fn forward(&self, hub: &Hub, publications: &[Publication]) -> Result<(), HubError> {
-        let items = publications
-            .iter()
-            .map(|p| (p.room.clone(), envelope::encode(hub.node(), p)))
-            .collect::<Vec<_>>();
-        let count = items.len() as u64;
-        self.shared.outbound.push_all(items).map_err(|full| {
-            self.shared.stats.add(Stat::Rejected, count);
-            tracing::warn!(error = %full, "hub: redis publication refused");
-            HubError::Broker(Box::new(full))
-        })
-    }
 }
 
-impl Drop for RedisBroker {
-    fn drop(&mut self) {
-        self.shared.shutdown.send_replace(true);
-        let dropped = self.shared.outbound.close();
-        self.shared.stats.add(Stat::Lost, dropped as u64);
-    }
-}
-
-impl Broker for RedisBroker {
-    fn publish(&self, hub: &Hub, publication: Publication) -> Result<PublishReport, HubError> {
-        self.forward(hub, std::slice::from_ref(&publication))?;
-        Ok(hub.deliver_local(&publication))
+impl RedisBroker {
+    fn link(&self) -> &NodeLink {
+        &self.shared.link
     }
 
-    fn publish_batch(
-        &self,
-        hub: &Hub,
-        publications: Vec<Publication>,
-    ) -> Result<PublishReport, HubError> {
-        self.forward(hub, &publications)?;
-        Ok(hub.deliver_local_batch(&publications))
-    }
-
-    fn attach(&self, hub: &Hub) {
-        assert!(
-            self.shared.hub.set(hub.downgrade()).is_ok(),
-            "a RedisBroker serves one hub"
-        );
+    fn start(&self) {
         self.runtime.spawn(publisher(self.shared.clone()));
         self.runtime.spawn(subscriber(self.shared.clone()));
     }
-
-    fn subscribe(&self, room: &RoomName) {
-        self.shared.subs.mark_dirty(room);
-    }
-
-    fn unsubscribe(&self, room: &RoomName) {
-        self.shared.subs.mark_dirty(room);
-    }
-
-    fn subscribed<'a>(&'a self, room: &'a str) -> BoxFuture<'a, ()> {
-        Box::pin(self.shared.subs.wait_confirmed(room))
-    }
-
-    fn stats(&self) -> Option<BrokerStats> {
-        Some(self.shared.stats.snapshot())
-    }
 }
 
-impl Shared {
-    fn hub(&self) -> Option<Hub> {
-        self.hub.get().and_then(WeakHub::upgrade)
-    }
+broker_over_link!(RedisBroker);
 
+impl Shared {
     fn channel(&self, room: &str) -> String {
         format!("{}{room}", self.channel_prefix)
-    }
-
-    fn is_shut_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-
-    /// Sleeps `delay`; `false` if the broker shut down meanwhile.
-    async fn pause(&self, delay: Duration) -> bool {
-        let mut shutdown = self.shutdown.subscribe();
-        tokio::select! {
-            () = tokio::time::sleep(delay) => !self.is_shut_down(),
-            () = shut_down(&mut shutdown) => false,
-        }
     }
 
     async fn dial(
@@ -316,12 +238,12 @@ impl Shared {
                     (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) => {
                         self.deliver(&channel, Bytes::from(payload));
                     }
-                    _ => self.stats.add(Stat::Invalid, 1),
+                    _ => self.link.stats.add(Stat::Invalid, 1),
                 }
             }
             PushKind::Disconnection => {
                 conn.down.store(true, Ordering::Release);
-                self.subs.changed.notify_one();
+                self.link.subs.changed.notify_one();
             }
             _ => {}
         }
@@ -335,29 +257,13 @@ impl Shared {
     }
 
     fn deliver(&self, channel: &[u8], payload: Bytes) {
-        let Some(hub) = self.hub() else { return };
         let room = std::str::from_utf8(channel)
             .ok()
             .and_then(|c| c.strip_prefix(self.channel_prefix.as_str()))
             .and_then(|room| RoomName::new(room).ok());
-        let Some(room) = room else {
-            self.stats.add(Stat::Invalid, 1);
-            return;
-        };
-        // This node delivered its own publications when they were made: skipped before they
-        // are framed.
-        if envelope::origin(&payload) == Some(hub.node()) {
-            return;
-        }
-        match envelope::decode(room, payload) {
-            Ok(received) => {
-                self.stats.add(Stat::Received, 1);
-                hub.deliver_local(&received);
-            }
-            Err(err) => {
-                self.stats.add(Stat::Invalid, 1);
-                tracing::warn!(error = %err, "hub: malformed envelope from redis skipped");
-            }
+        match room {
+            Some(room) => self.link.deliver(room, payload),
+            None => self.link.stats.add(Stat::Invalid, 1),
         }
     }
 }
@@ -365,18 +271,18 @@ impl Shared {
 /// Sends what waits in the publish buffer, a pipeline at a time, dialling again when the
 /// connection fails.
 async fn publisher(shared: Arc<Shared>) {
-    let mut backoff = Backoff::new(shared.backoff.0, shared.backoff.1);
+    let mut backoff = Backoff::new(shared.link.backoff.0, shared.link.backoff.1);
     let mut conn: Option<MultiplexedConnection> = None;
     let mut batch = Vec::new();
-    while shared.outbound.take(MAX_PIPELINE, &mut batch).await {
+    while shared.link.outbound.take(MAX_PIPELINE, &mut batch).await {
         loop {
             let Some(c) = conn.as_mut() else {
                 match shared.dial(AsyncConnectionConfig::new()).await {
                     Ok(c) => conn = Some(c),
                     Err(err) => {
                         tracing::debug!(error = %err, "hub: redis publisher cannot connect");
-                        if !shared.pause(backoff.delay()).await {
-                            shared.stats.add(Stat::Lost, batch.len() as u64);
+                        if !shared.link.pause(backoff.delay()).await {
+                            shared.link.stats.add(Stat::Lost, batch.len() as u64);
                             return;
                         }
                     }
@@ -394,13 +300,13 @@ async fn publisher(shared: Arc<Shared>) {
             match pipe.query_async::<()>(c).await {
                 Ok(()) => {
                     backoff.reset();
-                    shared.stats.add(Stat::Published, sent);
+                    shared.link.stats.add(Stat::Published, sent);
                 }
                 Err(err) => {
                     // Some of the pipeline may have gone out: sending it again could deliver
                     // twice, so it counts as lost (pub/sub is at most once).
                     tracing::warn!(error = %err, lost = sent, "hub: redis publish failed");
-                    shared.stats.add(Stat::Lost, sent);
+                    shared.link.stats.add(Stat::Lost, sent);
                     // A server's refusal leaves the connection usable; a broken one is
                     // dialled again. Either way, wait before the next try.
                     if err.is_connection_dropped()
@@ -410,7 +316,7 @@ async fn publisher(shared: Arc<Shared>) {
                     {
                         conn = None;
                     }
-                    if !shared.pause(backoff.delay()).await {
+                    if !shared.link.pause(backoff.delay()).await {
                         return;
                     }
                 }
@@ -424,9 +330,9 @@ async fn publisher(shared: Arc<Shared>) {
 /// Holds the subscriptions of the rooms that have members here, dialling again (and
 /// subscribing every room again) when the connection drops.
 async fn subscriber(shared: Arc<Shared>) {
-    let mut backoff = Backoff::new(shared.backoff.0, shared.backoff.1);
+    let mut backoff = Backoff::new(shared.link.backoff.0, shared.link.backoff.1);
     let mut first = true;
-    while !shared.is_shut_down() {
+    while !shared.link.is_shut_down() {
         let state = Arc::new(ConnState::default());
         *shared.current.lock() = state.clone();
         let pushes = {
@@ -442,16 +348,16 @@ async fn subscriber(shared: Arc<Shared>) {
         {
             Ok(conn) => {
                 if !first {
-                    shared.stats.add(Stat::Reconnects, 1);
+                    shared.link.stats.add(Stat::Reconnects, 1);
                     tracing::info!("hub: redis subscriber connected again");
                 }
                 first = false;
-                shared.stats.set_connected(true);
+                shared.link.stats.set_connected(true);
                 let healthy = hold_subscriptions(&shared, &state, conn).await;
                 // Unconfirmed first: whoever sees `connected` false and waits for
                 // `subscribed` must not find a stale confirmation.
-                shared.subs.lost();
-                shared.stats.set_connected(false);
+                shared.link.subs.lost();
+                shared.link.stats.set_connected(false);
                 // Only a connection that subscribed everything and then lived on resets the
                 // backoff: one that fails at once (a refused SUBSCRIBE, a server that closes
                 // it again) must not be dialled in a hot loop.
@@ -461,7 +367,7 @@ async fn subscriber(shared: Arc<Shared>) {
             }
             Err(err) => tracing::debug!(error = %err, "hub: redis subscriber cannot connect"),
         }
-        if !shared.pause(backoff.delay()).await {
+        if !shared.link.pause(backoff.delay()).await {
             return;
         }
     }
@@ -475,28 +381,28 @@ async fn hold_subscriptions(
     state: &ConnState,
     mut conn: MultiplexedConnection,
 ) -> bool {
-    let Some(hub) = shared.hub() else {
+    let Some(hub) = shared.link.hub() else {
         return false;
     };
     let started = tokio::time::Instant::now();
     // A new connection has no subscriptions: every room with members is to subscribe. Marks
     // are recorded from here on (they are not while no connection is up: this replaces them).
-    shared.subs.connected();
+    shared.link.subs.connected();
     for room in hub.local_rooms() {
-        shared.subs.mark_dirty(&room);
+        shared.link.subs.mark_dirty(&room);
     }
     drop(hub);
     let healthy = |settled: bool| settled && started.elapsed() >= shared.timeout;
     let mut actual: HashSet<RoomName> = HashSet::new();
     let mut settled = false;
-    let mut shutdown = shared.shutdown.subscribe();
+    let mut shutdown = shared.link.shutdown_signal();
     let mut next_ping = tokio::time::Instant::now() + shared.timeout;
     loop {
-        let Some(hub) = shared.hub() else {
+        let Some(hub) = shared.link.hub() else {
             return false;
         };
         let (mut join, mut leave) = (Vec::new(), Vec::new());
-        for room in shared.subs.take_dirty() {
+        for room in shared.link.subs.take_dirty() {
             // The hub's count decides: the calls that marked it can have raced.
             match (hub.room_size(&room) > 0, actual.contains(&room)) {
                 (true, false) => join.push(room),
@@ -512,7 +418,7 @@ async fn hold_subscriptions(
                 return false;
             }
             actual.extend(chunk.iter().cloned());
-            shared.subs.confirm(chunk, &[]);
+            shared.link.subs.confirm(chunk, &[]);
         }
         for chunk in leave.chunks(MAX_SUBSCRIBE) {
             let channels: Vec<String> = chunk.iter().map(|r| shared.channel(r)).collect();
@@ -523,7 +429,7 @@ async fn hold_subscriptions(
             for room in chunk {
                 actual.remove(room);
             }
-            shared.subs.confirm(&[], chunk);
+            shared.link.subs.confirm(&[], chunk);
         }
         settled = true;
         if state.down.load(Ordering::Acquire) {
@@ -531,7 +437,7 @@ async fn hold_subscriptions(
             return healthy(settled);
         }
         tokio::select! {
-            () = shared.subs.changed.notified() => {}
+            () = shared.link.subs.changed.notified() => {}
             () = shut_down(&mut shutdown) => return false,
             // A server that stops answering without closing the connection (a host that
             // went away) is found by a ping, sent only when nothing else came for a while:
@@ -547,10 +453,4 @@ async fn hold_subscriptions(
             }
         }
     }
-}
-
-/// Ready once the broker shuts down (the guard `wait_for` returns is not kept: it must not be
-/// held across an await).
-async fn shut_down(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|down| *down).await;
 }

@@ -368,7 +368,7 @@ impl Hub {
     }
 
     /// The rooms that have members on this node.
-    #[cfg(feature = "redis")]
+    #[cfg(any(feature = "redis", feature = "nats"))]
     pub(crate) fn local_rooms(&self) -> Vec<RoomName> {
         self.inner
             .rooms

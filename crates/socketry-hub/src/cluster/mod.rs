@@ -1,32 +1,39 @@
 //! What every broker between nodes shares: the envelope, the bounded queue of publications
 //! waiting for the broker, the rooms to subscribe, the reconnection backoff and the counters.
 // Without a broker feature only the public types are used.
-#![cfg_attr(not(feature = "redis"), allow(dead_code))]
+#![cfg_attr(not(any(feature = "redis", feature = "nats")), allow(dead_code))]
 
 pub(crate) mod envelope;
+#[cfg(any(feature = "redis", feature = "nats"))]
+mod node;
 mod outbound;
 mod stats;
 mod subscriptions;
 
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) use node::{NodeLink, broker_over_link, shut_down};
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub(crate) use outbound::Outbound;
 pub use outbound::PublishBuffer;
 pub use stats::BrokerStats;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub(crate) use stats::{Stat, StatCounters};
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub(crate) use subscriptions::Subscriptions;
 
 use std::time::Duration;
 
-/// Exponential backoff with jitter between reconnection attempts.
+/// Exponential backoff with jitter between reconnection attempts (the NATS client counts its
+/// attempts itself: [`jittered`]).
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct Backoff {
     min: Duration,
     max: Duration,
     next: Duration,
 }
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl Backoff {
     pub(crate) fn new(min: Duration, max: Duration) -> Self {
         Self {
@@ -37,18 +44,30 @@ impl Backoff {
     }
 
     /// How long to wait before the next attempt: a random time between half the current
-    /// step and the step, which doubles up to the maximum (so nodes that lost the broker at
-    /// once do not all come back at once).
+    /// step and the step, which doubles up to the maximum.
     pub(crate) fn delay(&mut self) -> Duration {
         let step = self.next;
         self.next = self.next.saturating_mul(2).min(self.max);
-        let half = step / 2;
-        half + step.saturating_sub(half).mul_f64(rand::random::<f64>())
+        jitter(step)
     }
 
     pub(crate) fn reset(&mut self) {
         self.next = self.min;
     }
+}
+
+/// The wait before attempt `attempt` (from 0): `min` doubled per attempt up to `max`, with
+/// jitter.
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+pub(crate) fn jittered(min: Duration, max: Duration, attempt: usize) -> Duration {
+    jitter(min.saturating_mul(1 << attempt.min(20) as u32).min(max))
+}
+
+/// A random time between half of `step` and `step`, so that nodes that lost the broker at
+/// once do not all come back at once.
+fn jitter(step: Duration) -> Duration {
+    let half = step / 2;
+    half + step.saturating_sub(half).mul_f64(rand::random::<f64>())
 }
 
 #[cfg(test)]

@@ -24,6 +24,9 @@ pub struct BrokerStats {
     /// Times the subscriber connection was lost and dialled again (what other nodes
     /// published meanwhile did not reach this node).
     pub reconnects: u64,
+    /// Times the broker's client dropped messages because this node read a room too
+    /// slowly (NATS slow-consumer events; each may stand for many messages).
+    pub slow_consumer_events: u64,
     /// Whether the subscriber connection is up now.
     pub connected: bool,
 }
@@ -36,6 +39,7 @@ pub(crate) struct StatCounters {
     received: AtomicU64,
     invalid: AtomicU64,
     reconnects: AtomicU64,
+    slow_consumer_events: AtomicU64,
     connected: AtomicBool,
     metrics: Handles,
 }
@@ -48,6 +52,7 @@ struct Handles {
     received: Counter,
     invalid: Counter,
     reconnects: Counter,
+    slow_consumer_events: Counter,
     connected: Gauge,
 }
 
@@ -59,6 +64,8 @@ pub(crate) enum Stat {
     Received,
     Invalid,
     Reconnects,
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    SlowConsumerEvents,
 }
 
 impl StatCounters {
@@ -72,6 +79,7 @@ impl StatCounters {
             received: AtomicU64::new(0),
             invalid: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            slow_consumer_events: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             metrics: Handles {
                 published: counter!(names::BROKER_PUBLISHED, &label),
@@ -80,6 +88,7 @@ impl StatCounters {
                 received: counter!(names::BROKER_RECEIVED, &label),
                 invalid: counter!(names::BROKER_INVALID, &label),
                 reconnects: counter!(names::BROKER_RECONNECTS, &label),
+                slow_consumer_events: counter!(names::BROKER_SLOW_CONSUMER_EVENTS, &label),
                 connected: gauge!(names::BROKER_CONNECTED, &label),
             },
         }
@@ -96,6 +105,10 @@ impl StatCounters {
             Stat::Received => (&self.received, &self.metrics.received),
             Stat::Invalid => (&self.invalid, &self.metrics.invalid),
             Stat::Reconnects => (&self.reconnects, &self.metrics.reconnects),
+            Stat::SlowConsumerEvents => (
+                &self.slow_consumer_events,
+                &self.metrics.slow_consumer_events,
+            ),
         };
         atomic.fetch_add(n, Ordering::Relaxed);
         metric.increment(n);
@@ -115,6 +128,7 @@ impl StatCounters {
             received: get(&self.received),
             invalid: get(&self.invalid),
             reconnects: get(&self.reconnects),
+            slow_consumer_events: get(&self.slow_consumer_events),
             connected: self.connected.load(Ordering::Relaxed),
         }
     }

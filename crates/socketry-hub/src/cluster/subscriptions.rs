@@ -63,12 +63,21 @@ impl Subscriptions {
     }
 
     /// The connection is gone: nothing is subscribed until it is back.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn lost(&self) {
         let mut state = self.state.lock();
         state.connected = false;
         state.dirty.clear();
         state.confirmed.clear();
         drop(state);
+        self.confirmed_changed.notify_waiters();
+    }
+
+    /// The connection is down but will come back with its subscriptions (a client that
+    /// restores them itself): nothing counts as subscribed meanwhile; marks are kept.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn unconfirm_all(&self) {
+        self.state.lock().confirmed.clear();
         self.confirmed_changed.notify_waiters();
     }
 

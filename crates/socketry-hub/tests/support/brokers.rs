@@ -10,12 +10,31 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// A port nobody listens on now (the kernel's choice for an ephemeral bind).
+/// A port nobody listens on now, for a server to bind. Taken below the kernel's ephemeral
+/// range (32768 and up on Linux), so that no outgoing connection takes it before the server
+/// binds it, and never twice in one process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    for _ in 0..1000 {
+        let port = 20_000 + (rand_u16() % 12_000);
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999");
+}
+
+fn rand_u16() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish() as u16
 }
 
 fn program(name: &str) -> PathBuf {
@@ -163,6 +182,7 @@ fn looks_whole(reply: &[u8]) -> bool {
 pub struct NatsServer {
     child: Process,
     port: u16,
+    monitor: u16,
 }
 
 impl NatsServer {
@@ -171,6 +191,7 @@ impl NatsServer {
         let mut server = Self {
             child: Process::default(),
             port: free_port(),
+            monitor: free_port(),
         };
         server.spawn();
         server
@@ -179,6 +200,7 @@ impl NatsServer {
     fn spawn(&mut self) {
         let child = Command::new(program("nats-server"))
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-m", &self.monitor.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -193,6 +215,20 @@ impl NatsServer {
                     && &buf == b"INFO"
             })
         });
+    }
+
+    /// How many subscriptions to subjects that start with `prefix` the server holds, from
+    /// its monitoring endpoint (`/subsz`; the server has subscriptions of its own).
+    pub fn subscriptions(&self, prefix: &str) -> usize {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.monitor));
+        let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).expect("monitor");
+        tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        tcp.write_all(b"GET /subsz?subs=1&limit=100000 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let mut reply = String::new();
+        tcp.read_to_string(&mut reply).unwrap();
+        assert!(reply.contains("subscriptions_list"), "{reply}");
+        reply.matches(&format!("\"{prefix}")).count()
     }
 
     /// Its URL, for `NatsBroker::builder`.

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)] // each test file uses a different subset
 
 pub mod brokers;
+pub mod cluster;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
