@@ -30,8 +30,6 @@ use socketry_axum::{
     hub::{ClientInfo, Hub, HubConfig, PresenceKind, RoomOptions},
 };
 
-/// Every room announces joins and leaves. A member whose queue passes the default 1 MiB (a
-/// tab that stopped reading) is disconnected with 3008 and leaves its room.
 /// Which broker carries the rooms between nodes, from the command line.
 #[cfg_attr(not(all(feature = "redis", feature = "nats")), allow(dead_code))]
 enum Cluster {
@@ -40,6 +38,8 @@ enum Cluster {
     Nats(String),
 }
 
+/// Every room announces joins and leaves. A member whose queue passes the default 1 MiB (a
+/// tab that stopped reading) is disconnected with 3008 and leaves its room.
 fn chat_hub(cluster: Cluster) -> Hub {
     let config = HubConfig::default().room_options(|_room| {
         RoomOptions::default().presence_events(|event| {
@@ -125,7 +125,8 @@ async fn main() -> std::io::Result<()> {
             .and_then(|i| args.get(i + 1).cloned())
     };
     let cluster = match (value("--redis"), value("--nats")) {
-        (Some(url), _) => Cluster::Redis(url),
+        (Some(_), Some(_)) => panic!("--redis or --nats, not both"),
+        (Some(url), None) => Cluster::Redis(url),
         (None, Some(url)) => Cluster::Nats(url),
         (None, None) => Cluster::None,
     };

@@ -27,6 +27,13 @@ use crate::{
 
 /// Publications taken from the buffer at once.
 const MAX_BATCH: usize = 512;
+/// Commands the client's own channel holds (async-nats's default is 2048): what waits there
+/// is beyond the publish buffer's bound.
+const CLIENT_CAPACITY: usize = 128;
+/// How often the client's connection state is looked at.
+const POLL: Duration = Duration::from_millis(500);
+/// How soon an unconfirmed subscription is confirmed again.
+const RETRY: Duration = Duration::from_millis(100);
 
 /// Builds a [`NatsBroker`].
 #[derive(Debug, Clone)]
@@ -37,9 +44,18 @@ pub struct NatsBrokerBuilder {
     buffer: PublishBuffer,
     backoff: (Duration, Duration),
     subscription_capacity: usize,
+    timeout: Duration,
 }
 
 impl NatsBrokerBuilder {
+    /// How long a dial, or the confirmation of a subscription, may take, and how often the
+    /// client pings a quiet server (5 s by default; async-nats finds a server gone silent
+    /// after two unanswered pings).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.clamp(Duration::from_millis(10), Duration::from_secs(86_400));
+        self
+    }
+
     /// The first token of the subjects (`socketry` by default): a room's subject is
     /// `<prefix>.room.<room>`, the room as it is when it holds only ASCII letters, digits,
     /// `-` and `_`, else `~` and its bytes in hex. Nodes that share rooms use the same prefix.
@@ -76,18 +92,32 @@ impl NatsBrokerBuilder {
     ///
     /// # Errors
     ///
-    /// [`HubError::Broker`] outside a tokio runtime (the broker's tasks run on the runtime
-    /// it is built in).
+    /// [`HubError::Broker`] for a URL the client refuses, a prefix that is not a run of
+    /// valid subject tokens, or outside a tokio runtime (the broker's tasks run on the
+    /// runtime it is built in).
     pub fn build(self) -> Result<NatsBroker, HubError> {
         let runtime = Handle::try_current().map_err(|e| HubError::Broker(Box::new(e)))?;
+        for url in self.url.split(',') {
+            url.trim()
+                .parse::<async_nats::ServerAddr>()
+                .map_err(|e| HubError::Broker(Box::new(e)))?;
+        }
+        let valid_token = |t: &str| {
+            !t.is_empty() && !t.contains(|c: char| c.is_whitespace() || c == '*' || c == '>')
+        };
+        if !self.prefix.split('.').all(valid_token) {
+            return Err(HubError::Broker(
+                format!("{:?} is not a NATS subject prefix", self.prefix).into(),
+            ));
+        }
         Ok(NatsBroker {
             shared: Arc::new(Shared {
                 link: NodeLink::new("nats", self.buffer, self.backoff),
                 url: self.url,
                 subject_prefix: format!("{}.room.", self.prefix),
                 subscription_capacity: self.subscription_capacity,
-                connected_once: AtomicBool::new(false),
-                reconfirm: AtomicBool::new(false),
+                timeout: self.timeout,
+                stopped: Arc::new(AtomicBool::new(false)),
             }),
             runtime,
         })
@@ -100,10 +130,10 @@ impl NatsBrokerBuilder {
 /// Order, delivery and the publish buffer are as with the Redis broker (`docs/scale-out.md`):
 /// one publisher's publications reach every member in order, never twice, at most once; while
 /// NATS is away they wait in the bounded [`PublishBuffer`] (and in the client's own command
-/// channel), past which publishing fails with [`HubError::Broker`]. [`BrokerStats::published`](crate::BrokerStats::published)
-/// counts what was handed to the client, which sends it once connected. When the client
-/// reconnects it subscribes every room again itself; what other nodes published meanwhile
-/// does not reach this node.
+/// channel of 128), past which publishing fails with [`HubError::Broker`].
+/// [`BrokerStats::published`](crate::BrokerStats::published) counts what was handed to the
+/// client. When the client reconnects it subscribes every room again itself; what other
+/// nodes published meanwhile does not reach this node.
 ///
 /// # Examples
 ///
@@ -128,9 +158,9 @@ struct Shared {
     url: String,
     subject_prefix: String,
     subscription_capacity: usize,
-    connected_once: AtomicBool,
-    /// The client connected again: the subscriptions it restored are to be confirmed.
-    reconfirm: AtomicBool,
+    timeout: Duration,
+    /// Set when the broker is dropped: the client's reconnection loop stops dialling.
+    stopped: Arc<AtomicBool>,
 }
 
 impl NatsBroker {
@@ -143,6 +173,7 @@ impl NatsBroker {
             buffer: PublishBuffer::default(),
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
             subscription_capacity: 8192,
+            timeout: Duration::from_secs(5),
         }
     }
 }
@@ -164,26 +195,18 @@ impl Shared {
         format!("{}{}", self.subject_prefix, subject_token(room))
     }
 
+    /// What the client reports. Its events can be dropped (its channel is bounded), so the
+    /// connection's state is read from the client itself; events only wake the loop.
     fn on_event(&self, event: Event) {
         match event {
-            Event::Connected => {
-                self.link.stats.set_connected(true);
-                if self.connected_once.swap(true, Ordering::AcqRel) {
-                    self.link.stats.add(Stat::Reconnects, 1);
-                    tracing::info!("hub: nats connected again");
-                    self.reconfirm.store(true, Ordering::Release);
-                    self.link.subs.changed.notify_one();
-                }
-            }
-            Event::Disconnected => {
-                self.link.subs.unconfirm_all();
-                self.link.stats.set_connected(false);
-                tracing::warn!("hub: nats connection lost");
-            }
+            Event::Connected | Event::Disconnected => self.link.subs.changed.notify_one(),
             Event::SlowConsumer(sid) => {
+                // One event per message the client dropped for a full subscription.
                 self.link.stats.add(Stat::SlowConsumerEvents, 1);
-                tracing::warn!(sid, "hub: nats dropped messages for a slow subscription");
+                tracing::debug!(sid, "hub: nats dropped a message for a slow subscription");
             }
+            Event::ServerError(err) => tracing::warn!(error = %err, "hub: nats server error"),
+            Event::ClientError(err) => tracing::warn!(error = %err, "hub: nats client error"),
             other => tracing::debug!(event = %other, "hub: nats event"),
         }
     }
@@ -208,30 +231,46 @@ fn subject_token(room: &str) -> Cow<'_, str> {
 
 async fn run(shared: Arc<Shared>) {
     let (min, max) = shared.link.backoff;
-    let events = shared.clone();
+    let events = Arc::downgrade(&shared);
+    let stopped = shared.stopped.clone();
     let options = ConnectOptions::new()
         .retry_on_initial_connect()
         .max_reconnects(None)
+        .no_echo()
         .subscription_capacity(shared.subscription_capacity)
-        .reconnect_delay_callback(move |attempts| jittered(min, max, attempts.saturating_sub(1)))
+        // Small: what waits here is outside the publish buffer's bound.
+        .client_capacity(CLIENT_CAPACITY)
+        .connection_timeout(shared.timeout)
+        .ping_interval(shared.timeout)
+        .reconnect_delay_callback(move |attempts| {
+            if stopped.load(Ordering::Acquire) {
+                // The broker is gone: the client's reconnection loop waits for good.
+                return Duration::from_secs(86_400 * 365);
+            }
+            jittered(min, max, attempts.saturating_sub(1))
+        })
         .event_callback(move |event| {
-            let events = events.clone();
-            async move { events.on_event(event) }
-        });
-    let client = loop {
-        match options.clone().connect(shared.url.as_str()).await {
-            Ok(client) => break client,
-            Err(err) => {
-                // With retry_on_initial_connect, only what retrying cannot mend (a bad URL).
-                tracing::error!(error = %err, "hub: nats client cannot start");
-                if !shared.link.pause(Duration::from_secs(5)).await {
-                    return;
+            let events = events.upgrade();
+            async move {
+                if let Some(shared) = events {
+                    shared.on_event(event);
                 }
             }
+        });
+    let client = match options.connect(shared.url.as_str()).await {
+        Ok(client) => client,
+        Err(err) => {
+            // With retry_on_initial_connect only what retrying cannot mend (the URL was
+            // checked when the broker was built).
+            tracing::error!(error = %err, "hub: nats client cannot start");
+            return;
         }
     };
     tokio::spawn(publisher(shared.clone(), client.clone()));
     manage_subscriptions(&shared, &client).await;
+    shared.stopped.store(true, Ordering::Release);
+    // Sends what the client holds and closes it, if NATS is there to take it.
+    let _ = tokio::time::timeout(shared.timeout, client.drain()).await;
 }
 
 /// Hands what waits in the publish buffer to the client, in order.
@@ -239,12 +278,16 @@ async fn publisher(shared: Arc<Shared>, client: Client) {
     let mut batch = Vec::new();
     let mut shutdown = shared.link.shutdown_signal();
     while shared.link.outbound.take(MAX_BATCH, &mut batch).await {
-        for (room, envelope) in batch.drain(..) {
+        let mut items = batch.drain(..);
+        while let Some((room, envelope)) = items.next() {
             // The client's own channel is bounded: while NATS is away this waits, and the
             // publish buffer fills behind it.
             let sent = tokio::select! {
                 sent = client.publish(shared.subject(&room), envelope) => sent,
-                () = shut_down(&mut shutdown) => return,
+                () = shut_down(&mut shutdown) => {
+                    shared.link.stats.add(Stat::Lost, 1 + items.len() as u64);
+                    return;
+                }
             };
             match sent {
                 Ok(()) => shared.link.stats.add(Stat::Published, 1),
@@ -255,6 +298,14 @@ async fn publisher(shared: Arc<Shared>, client: Client) {
             }
         }
     }
+}
+
+/// Whether the client is connected now, and how many times it connected so far.
+fn connection(client: &Client) -> (bool, u64) {
+    (
+        client.connection_state() == async_nats::connection::State::Connected,
+        client.statistics().connects.load(Ordering::Relaxed),
+    )
 }
 
 /// Holds one subscription per room with local members, each read by its own task (so each
@@ -268,54 +319,102 @@ async fn manage_subscriptions(shared: &Arc<Shared>, client: &Client) {
         }
     }
     let mut readers: HashMap<RoomName, JoinHandle<()>> = HashMap::new();
-    // Subscribed, not yet confirmed by a flush (one that failed is tried again).
+    // Subscribed, not yet confirmed by a round trip.
     let mut unconfirmed: Vec<RoomName> = Vec::new();
     let mut shutdown = shared.link.shutdown_signal();
+    let (mut was_up, mut seen_connects) = (false, 0);
+    let confirm_subject = format!("{}_confirm", shared.subject_prefix);
     loop {
+        // The connection, from the client (its events can be lost): a new connection means
+        // the client restored every subscription, to be confirmed again.
+        let (up, connects) = connection(client);
+        if connects > seen_connects {
+            if seen_connects > 0 {
+                shared
+                    .link
+                    .stats
+                    .add(Stat::Reconnects, connects - seen_connects);
+                tracing::info!("hub: nats connected again");
+            }
+            seen_connects = connects;
+            unconfirmed = readers.keys().cloned().collect();
+        }
+        if up != was_up {
+            shared.link.stats.set_connected(up);
+            if !up {
+                subs.unconfirm_all();
+                tracing::warn!("hub: nats connection lost");
+            }
+            was_up = up;
+        }
+        // What to do, decided with the hub held; done without it (the awaits below can
+        // wait for NATS, and the hub must stay free to go).
         let Some(hub) = shared.link.hub() else { break };
-        let (mut joined, mut left) = (Vec::new(), Vec::new());
+        let (mut join, mut left) = (Vec::new(), Vec::new());
         for room in subs.take_dirty() {
-            match (hub.room_size(&room) > 0, readers.contains_key(&room)) {
-                (true, false) => match client.subscribe(shared.subject(&room)).await {
-                    Ok(subscriber) => {
-                        let reader = tokio::spawn(read(shared.clone(), room.clone(), subscriber));
-                        readers.insert(room.clone(), reader);
-                        joined.push(room);
-                    }
-                    Err(err) => {
-                        // Only a client that is closing refuses: nothing to retry.
-                        tracing::warn!(error = %err, "hub: nats subscribe failed");
-                    }
-                },
-                (false, true) => {
-                    // Dropping the subscriber (with its task) unsubscribes.
-                    if let Some(reader) = readers.remove(&room) {
-                        reader.abort();
-                    }
-                    left.push(room);
-                }
+            let reading = readers.get(&room).is_some_and(|r| !r.is_finished());
+            match (hub.room_size(&room) > 0, reading) {
+                (true, false) => join.push(room),
+                (false, _) if readers.contains_key(&room) => left.push(room),
                 _ => {}
             }
         }
         drop(hub);
-        subs.confirm(&[], &left);
-        unconfirmed.retain(|room| readers.contains_key(room));
-        unconfirmed.extend(joined);
-        if shared.reconfirm.swap(false, Ordering::AcqRel) {
-            unconfirmed = readers.keys().cloned().collect();
+        for room in left.iter() {
+            // Dropping the subscriber (with its task) unsubscribes.
+            if let Some(reader) = readers.remove(room) {
+                reader.abort();
+            }
         }
-        if !unconfirmed.is_empty() {
-            // A flush's answer comes after the server processed every SUB before it.
-            match client.flush().await {
-                Ok(()) => subs.confirm(&std::mem::take(&mut unconfirmed), &[]),
-                Err(err) => tracing::debug!(error = %err, "hub: nats flush failed, retrying"),
+        subs.confirm(&[], &left);
+        for room in join {
+            let subscribed = tokio::select! {
+                subscribed = client.subscribe(shared.subject(&room)) => subscribed,
+                () = shut_down(&mut shutdown) => break,
+            };
+            match subscribed {
+                Ok(subscriber) => {
+                    let reader = tokio::spawn(read(shared.clone(), room.clone(), subscriber));
+                    if let Some(old) = readers.insert(room.clone(), reader) {
+                        old.abort();
+                    }
+                    unconfirmed.push(room);
+                }
+                Err(err) => {
+                    tracing::warn!(room = %room, error = %err, "hub: nats subscribe failed");
+                    subs.mark_dirty(&room);
+                }
+            }
+        }
+        if shared.link.is_shut_down() {
+            break;
+        }
+        unconfirmed.retain(|room| readers.contains_key(room));
+        if up && !unconfirmed.is_empty() {
+            // A request's answer (here: that nobody answers) comes after the server
+            // processed every SUB sent before it on this connection; a flush only says they
+            // left the socket.
+            let round_trip = tokio::select! {
+                answer = tokio::time::timeout(
+                    shared.timeout,
+                    client.request(confirm_subject.clone(), bytes::Bytes::new()),
+                ) => answer,
+                () = shut_down(&mut shutdown) => break,
+            };
+            let answered = matches!(&round_trip, Ok(Err(err))
+                if err.kind() == async_nats::RequestErrorKind::NoResponders)
+                || matches!(&round_trip, Ok(Ok(_)));
+            // Confirmed only if the connection that carried the SUBs is still the one up.
+            if answered && connection(client) == (true, seen_connects) {
+                subs.confirm(&std::mem::take(&mut unconfirmed), &[]);
             }
         }
         let retry = !unconfirmed.is_empty();
         tokio::select! {
             () = subs.changed.notified() => {}
             () = shut_down(&mut shutdown) => break,
-            () = tokio::time::sleep(Duration::from_millis(100)), if retry => {}
+            // The client's state is polled too: its events may be lost.
+            () = tokio::time::sleep(if retry { RETRY } else { POLL }) => {}
         }
     }
     for (_, reader) in readers {

@@ -79,6 +79,12 @@ async fn while_nats_is_away_local_delivery_goes_on_and_the_client_resubscribes()
         !a.broker_stats().unwrap().connected && !b.broker_stats().unwrap().connected
     })
     .await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), a.subscribed("r"))
+            .await
+            .is_err(),
+        "nothing counts as subscribed while NATS is away"
+    );
     // The client's own command channel takes some; then the publish buffer fills; then
     // publishing fails, and each refusal is counted.
     let (mut accepted, mut refused) = (0u64, 0u64);
@@ -112,4 +118,45 @@ async fn while_nats_is_away_local_delivery_goes_on_and_the_client_resubscribes()
         }
         assert!(text.starts_with("during "), "unexpected {text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_hub_closes_its_nats_connection() {
+    let nats = NatsServer::start();
+    assert_eq!(nats.connections(), 0);
+    let a = node(&nats, PublishBuffer::default());
+    a.publish("r", "x").unwrap();
+    eventually("connected", || a.broker_stats().unwrap().connected).await;
+    eventually("published", || a.broker_stats().unwrap().published == 1).await;
+    assert_eq!(nats.connections(), 1);
+    drop(a);
+    let deadline = tokio::time::Instant::now() + support::TIMEOUT;
+    while nats.connections() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the connection stays"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_that_is_no_subject_is_refused_when_the_broker_is_built() {
+    let err = NatsBroker::builder("nats://127.0.0.1:4222")
+        .prefix("bad prefix")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, HubError::Broker(_)), "{err}");
+    assert!(
+        NatsBroker::builder("nats://127.0.0.1:4222")
+            .prefix("a..b")
+            .build()
+            .is_err()
+    );
+    assert!(
+        NatsBroker::builder("nats://127.0.0.1:4222")
+            .prefix("ok.prefix")
+            .build()
+            .is_ok()
+    );
 }

@@ -10,7 +10,8 @@ use crate::metrics::names;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BrokerStats {
-    /// Publications the broker's server acknowledged.
+    /// Publications the broker's server acknowledged (Redis), or that were handed to the
+    /// client (NATS, whose core protocol acknowledges nothing).
     pub published: u64,
     /// Publications refused because the publish buffer was full (the publisher got an error).
     pub rejected: u64,
@@ -24,8 +25,8 @@ pub struct BrokerStats {
     /// Times the subscriber connection was lost and dialled again (what other nodes
     /// published meanwhile did not reach this node).
     pub reconnects: u64,
-    /// Times the broker's client dropped messages because this node read a room too
-    /// slowly (NATS slow-consumer events; each may stand for many messages).
+    /// Messages the broker's client dropped because this node read a room too slowly (NATS
+    /// slow-consumer events, one per message; a lower bound, as the client can drop events).
     pub slow_consumer_events: u64,
     /// Whether the subscriber connection is up now.
     pub connected: bool,

@@ -220,15 +220,34 @@ impl NatsServer {
     /// How many subscriptions to subjects that start with `prefix` the server holds, from
     /// its monitoring endpoint (`/subsz`; the server has subscriptions of its own).
     pub fn subscriptions(&self, prefix: &str) -> usize {
+        let reply = self.monitor("/subsz?subs=1&limit=100000");
+        assert!(reply.contains("subscriptions_list"), "{reply}");
+        reply.matches(&format!("\"{prefix}")).count()
+    }
+
+    /// How many clients are connected (`/connz`).
+    pub fn connections(&self) -> usize {
+        let reply = self.monitor("/connz");
+        let at = reply
+            .find("\"num_connections\"")
+            .expect("num_connections in /connz");
+        let digits: String = reply[at + 17..]
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().expect("a count")
+    }
+
+    fn monitor(&self, path: &str) -> String {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.monitor));
         let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).expect("monitor");
         tcp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        tcp.write_all(b"GET /subsz?subs=1&limit=100000 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        tcp.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
             .unwrap();
         let mut reply = String::new();
         tcp.read_to_string(&mut reply).unwrap();
-        assert!(reply.contains("subscriptions_list"), "{reply}");
-        reply.matches(&format!("\"{prefix}")).count()
+        reply
     }
 
     /// Its URL, for `NatsBroker::builder`.
