@@ -65,6 +65,7 @@ impl NodeLink {
     }
 
     /// Sleeps `delay`; `false` if the broker shut down meanwhile.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) async fn pause(&self, delay: Duration) -> bool {
         let mut shutdown = self.shutdown_signal();
         tokio::select! {
