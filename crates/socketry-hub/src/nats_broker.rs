@@ -233,7 +233,10 @@ async fn run(shared: Arc<Shared>) {
     let (min, max) = shared.link.backoff;
     let events = Arc::downgrade(&shared);
     let stopped = shared.stopped.clone();
+    let node = shared.link.hub().map(|hub| hub.node().to_string());
     let options = ConnectOptions::new()
+        // Operators see which node a connection is (`/connz`, `nats server report`).
+        .name(format!("socketry-hub {}", node.unwrap_or_default()))
         .retry_on_initial_connect()
         .max_reconnects(None)
         .no_echo()

@@ -123,15 +123,16 @@ async fn while_nats_is_away_local_delivery_goes_on_and_the_client_resubscribes()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_hub_closes_its_nats_connection() {
     let nats = NatsServer::start();
-    assert_eq!(nats.connections(), 0);
     let a = node(&nats, PublishBuffer::default());
+    // The client names itself after its node.
+    let name = format!("socketry-hub {}", a.node());
     a.publish("r", "x").unwrap();
     eventually("connected", || a.broker_stats().unwrap().connected).await;
     eventually("published", || a.broker_stats().unwrap().published == 1).await;
-    assert_eq!(nats.connections(), 1);
+    assert_eq!(nats.connections_named(&name), 1);
     drop(a);
     let deadline = tokio::time::Instant::now() + support::TIMEOUT;
-    while nats.connections() > 0 {
+    while nats.connections_named(&name) > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the connection stays"

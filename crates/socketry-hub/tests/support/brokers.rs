@@ -225,18 +225,11 @@ impl NatsServer {
         reply.matches(&format!("\"{prefix}")).count()
     }
 
-    /// How many clients are connected (`/connz`).
-    pub fn connections(&self) -> usize {
-        let reply = self.monitor("/connz");
-        let at = reply
-            .find("\"num_connections\"")
-            .expect("num_connections in /connz");
-        let digits: String = reply[at + 17..]
-            .chars()
-            .skip_while(|c| !c.is_ascii_digit())
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().expect("a count")
+    /// How many connected clients have `name` in their name (`/connz`).
+    pub fn connections_named(&self, name: &str) -> usize {
+        let reply = self.monitor("/connz?limit=100000");
+        assert!(reply.contains("num_connections"), "{reply}");
+        reply.matches(name).count()
     }
 
     fn monitor(&self, path: &str) -> String {
