@@ -19,6 +19,7 @@ use crate::{
     id::IdSource,
     metrics::Metrics,
     outbox::{Bounds, Outbox, Pushed},
+    presence::ChangeQueue,
     rooms::Room,
 };
 
@@ -85,6 +86,8 @@ pub(crate) struct MemberState {
     pub(crate) info: Arc<ClientInfo>,
     pub(crate) outbox: Outbox,
     pub(crate) joined: Mutex<Joined>,
+    /// Its joins and leaves on their way to the presence store and the rooms, in order.
+    pub(crate) changes: Mutex<ChangeQueue>,
     pub(crate) dropped: AtomicU64,
     /// Closes the connection from outside ([`Hub::disconnect`]): set by `attach`, taken when
     /// the writer task ends (it keeps the transport alive).
@@ -239,6 +242,7 @@ impl HubBuilder {
             }),
         };
         hub.inner.broker.attach(&hub);
+        hub.inner.presence.attach(&hub);
         hub
     }
 }
@@ -354,6 +358,7 @@ impl Hub {
             info: Arc::new(info),
             outbox: Outbox::new(),
             joined: Mutex::default(),
+            changes: Mutex::default(),
             dropped: AtomicU64::new(0),
             control: Mutex::new(None),
             writer_done: AtomicBool::new(false),
@@ -766,9 +771,7 @@ impl Hub {
                 user = member.info.user(),
                 "hub: slow member disconnected (its queue overflowed)"
             );
-            for (room, event) in self.remove(&member) {
-                slow.extend(self.fan_out_room(&room, &event));
-            }
+            slow.extend(self.remove(&member));
         }
     }
 

@@ -1,11 +1,11 @@
 //! Presence: who is in a room, the events when that changes, and the [`Presence`] store
 //! behind it.
 
-use std::{fmt, future::Future, pin::Pin, sync::Arc};
+use std::{collections::VecDeque, fmt, future::Future, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 
-use crate::{ConnId, Hub, HubError, RoomName};
+use crate::{ConnId, Hub, HubError, RoomName, rooms::Room};
 
 /// A future the [`Presence`] and [`Broker`](crate::Broker) traits return (boxed, so that the
 /// hub holds them as trait objects).
@@ -73,6 +73,22 @@ pub struct PresenceEntry {
     pub conn: ConnId,
     /// What the application said about it.
     pub info: Arc<ClientInfo>,
+    /// A version no older than the join that put it there, from the clock of the
+    /// connection's node: compare it only with the versions of this connection's events
+    /// ([`PresenceEvent::version`]). In what [`Presence::joined`] and [`Presence::left`] get,
+    /// the version of that very change.
+    pub version: u64,
+}
+
+impl PresenceEntry {
+    /// An entry, for a [`Presence`] store that reads its members back from storage.
+    pub fn new(conn: ConnId, info: Arc<ClientInfo>, version: u64) -> Self {
+        Self {
+            conn,
+            info,
+            version,
+        }
+    }
 }
 
 /// Whether a presence event is a join or a leave.
@@ -96,29 +112,49 @@ pub struct PresenceEvent<'a> {
     pub conn: ConnId,
     /// What the application said about it.
     pub info: &'a ClientInfo,
-    /// The room's version after this change: the count of its joins and leaves on this node.
-    /// A client that took a [`PresenceSnapshot`](crate::PresenceSnapshot) applies only the
-    /// events newer than it (and, per connection, newer than the last one it applied), so a
-    /// join that overtakes a leave on the way does no harm.
+    /// The version of this change, from the clock of the connection's node (which grows
+    /// with every join and leave there). A connection's events reach every member in the
+    /// order of their versions; a client keeps, per connection, the highest version it has
+    /// seen, from a snapshot's entries ([`PresenceEntry::version`]) or from events, and
+    /// applies only what is newer: then snapshot and events combine exactly, whichever
+    /// arrives first.
     pub version: u64,
 }
 
 /// Where presence lives: the in-process store by default ([`LocalPresence`], the hub's own
-/// rooms), a shared store (Redis, say) when a cluster must see every node's members.
+/// rooms), a shared store (`RedisPresence`, say) when a cluster must see every node's members.
 ///
 /// The hub calls [`joined`](Self::joined) and [`left`](Self::left) after each change, outside
-/// its locks; calls for one room may come from several tasks at once, and the two calls for
-/// one connection can arrive in either order when a join races the connection's end: key
-/// entries by connection, and let them expire.
+/// its locks. Calls for one room may come from several tasks at once; the calls for one
+/// connection come one at a time, in the order of their versions.
+///
+/// Join and leave events: a store that is local to the node lets the hub send them to the
+/// room's members at once (the default). A shared store returns `true` from
+/// [`announces`](Self::announces) and sends each event itself with [`Hub::announce`] once
+/// the change is recorded where every node reads, in the order it got the changes: then a
+/// member on any node that reads presence after joining, and applies the events as
+/// [`PresenceEvent::version`] says, ends up with exactly the room's members.
 pub trait Presence: Send + Sync + fmt::Debug + 'static {
-    /// `entry` joined `room` on this node.
+    /// Called once, when the hub is built (a store keeps a [`Hub::downgrade`] to announce
+    /// through).
+    fn attach(&self, hub: &Hub) {
+        let _ = hub;
+    }
+
+    /// `entry` joined `room` on this node (`entry.version` is the change's).
     fn joined(&self, room: &RoomName, entry: &PresenceEntry) {
         let _ = (room, entry);
     }
 
-    /// `conn` left `room` on this node.
-    fn left(&self, room: &RoomName, conn: ConnId) {
-        let _ = (room, conn);
+    /// `entry` left `room` on this node (`entry.version` is the change's).
+    fn left(&self, room: &RoomName, entry: &PresenceEntry) {
+        let _ = (room, entry);
+    }
+
+    /// Whether this store sends the join and leave events itself, with [`Hub::announce`],
+    /// after it recorded the change (`false` by default: the hub sends them at once).
+    fn announces(&self) -> bool {
+        false
     }
 
     /// The members of `room`.
@@ -130,6 +166,34 @@ pub trait Presence: Send + Sync + fmt::Debug + 'static {
 
     /// How many members `room` has.
     fn count<'a>(&'a self, hub: &'a Hub, room: &'a str) -> BoxFuture<'a, Result<usize, HubError>>;
+}
+
+/// A join or a leave waiting to reach the [`Presence`] store and the room, in its member's
+/// order.
+pub(crate) struct Change {
+    pub(crate) kind: PresenceKind,
+    pub(crate) room: RoomName,
+    /// The room it changed (not whatever room has its name by the time it is sent).
+    pub(crate) room_arc: Arc<Room>,
+    pub(crate) version: u64,
+}
+
+/// A member's changes not yet handed on, and whether a task is handing them on: pushed
+/// under the member's `joined` lock (so in version order), handed on outside it, by one
+/// task at a time.
+#[derive(Default)]
+pub(crate) struct ChangeQueue {
+    pub(crate) pending: VecDeque<Change>,
+    pub(crate) busy: bool,
+}
+
+impl fmt::Debug for ChangeQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangeQueue")
+            .field("pending", &self.pending.len())
+            .field("busy", &self.busy)
+            .finish()
+    }
 }
 
 /// Presence of one process: the hub's own rooms, read where they are.

@@ -19,8 +19,8 @@ use parking_lot::RwLock;
 use socketry::PreparedMessage;
 
 use crate::{
-    ConnId, Hub, HubError, PresenceEntry, PresenceEvent, PresenceKind, Publication, RoomName,
-    RoomOptions, hub::MemberState, options::EventFormatter, room_name,
+    ConnId, Hub, HubError, PresenceEntry, PresenceEvent, PresenceKind, Publication, PublishReport,
+    RoomName, RoomOptions, hub::MemberState, options::EventFormatter, presence::Change, room_name,
 };
 
 /// A room with members on this node.
@@ -51,9 +51,7 @@ impl Room {
 
 /// A member taken out of a room.
 struct Left {
-    room: Arc<Room>,
     emptied: bool,
-    version: u64,
 }
 
 /// The members of a room on this node, with the version of the room they are current to:
@@ -77,7 +75,7 @@ impl Hub {
         room_name::check(room)?;
         let inner = &self.inner;
         let mut options: Option<RoomOptions> = None;
-        let (name, created, room_arc, version) = loop {
+        let (name, created) = loop {
             // A room made now gets options from user code: asked before any lock is taken.
             let exists = inner
                 .rooms
@@ -131,26 +129,22 @@ impl Hub {
             let version = self.next_version(&room_arc);
             drop(members);
             joined.rooms.push(name.clone());
-            break (name, created, room_arc, version);
+            member.changes.lock().pending.push_back(Change {
+                kind: PresenceKind::Join,
+                room: name.clone(),
+                room_arc,
+                version,
+            });
+            break (name, created);
         };
         inner.metrics.members.increment(1.0);
         if created {
             inner.metrics.rooms.increment(1.0);
             guarded("Broker::subscribe", || inner.broker.subscribe(&name));
         }
-        let entry = PresenceEntry {
-            conn: member.id,
-            info: member.info.clone(),
-        };
-        guarded("Presence::joined", || inner.presence.joined(&name, &entry));
         tracing::debug!(conn = %member.id, room = %name, "hub: joined");
-        let event = room_arc.events.clone();
-        if let Some(event) =
-            self.event_publication(event, PresenceKind::Join, name, member, version)
-        {
-            let slow = self.fan_out_room(&room_arc, &event);
-            self.settle(slow);
-        }
+        let slow = self.hand_on_changes(member);
+        self.settle(slow);
         Ok(true)
     }
 
@@ -170,51 +164,49 @@ impl Hub {
             let left = self.detach(&name, member);
             (name, left)
         };
-        if let Some((room, event)) = left.and_then(|left| self.after_leave(name, member, left)) {
-            let slow = self.fan_out_room(&room, &event);
-            self.settle(slow);
+        if let Some(left) = left {
+            self.after_leave(&name, member, left);
         }
+        let slow = self.hand_on_changes(member);
+        self.settle(slow);
         Ok(true)
     }
 
-    /// Takes a member out of the hub and of every room; returns the leave events to send, with
-    /// their rooms. Idempotent.
-    pub(crate) fn remove(&self, member: &Arc<MemberState>) -> Vec<(Arc<Room>, Publication)> {
-        let rooms = {
+    /// Takes a member out of the hub and of every room, and hands on the leaves; returns
+    /// the members their events made slow. Idempotent.
+    pub(crate) fn remove(&self, member: &Arc<MemberState>) -> Vec<Arc<MemberState>> {
+        let lefts: Vec<_> = {
             let mut joined = member.joined.lock();
             if joined.left {
                 return Vec::new();
             }
             joined.left = true;
+            member.outbox.close();
+            // Out of every room under the lock (no user code), so that the leaves queue
+            // behind any change of this member still on its way.
             std::mem::take(&mut joined.rooms)
+                .into_iter()
+                .filter_map(|name| self.detach(&name, member).map(|left| (name, left)))
+                .collect()
         };
-        member.outbox.close();
         self.inner.conns.remove(&member.id);
         self.inner.metrics.connections.decrement(1.0);
         tracing::trace!(conn = %member.id, "hub: connection removed");
-        // Out of every room first, then the user code: a panic there leaves no ghost behind.
-        let lefts: Vec<_> = rooms
-            .into_iter()
-            .filter_map(|name| self.detach(&name, member).map(|left| (name, left)))
-            .collect();
-        lefts
-            .into_iter()
-            .filter_map(|(name, left)| self.after_leave(name, member, left))
-            .collect()
+        for (name, left) in lefts {
+            self.after_leave(&name, member, left);
+        }
+        self.hand_on_changes(member)
     }
 
     /// Removes a member and sends the leave events (what a dropped [`Member`](crate::Member)
     /// does).
     pub(crate) fn remove_and_settle(&self, member: &Arc<MemberState>) {
-        let mut slow = Vec::new();
-        for (room, event) in self.remove(member) {
-            slow.extend(self.fan_out_room(&room, &event));
-        }
+        let slow = self.remove(member);
         self.settle(slow);
     }
 
-    /// Takes `member` out of the room `name`: whether it was in it, and whether the room is
-    /// gone with it. No user code.
+    /// Takes `member` out of the room `name` (under its `joined` lock) and queues the leave:
+    /// whether it was in it, and whether the room is gone with it. No user code.
     fn detach(&self, name: &RoomName, member: &Arc<MemberState>) -> Option<Left> {
         let inner = &self.inner;
         // The member is in this room, so the room is not removed and the map holds it.
@@ -236,33 +228,73 @@ impl Hub {
                 .rooms
                 .remove_if(name, |_, current| Arc::ptr_eq(current, &room));
         }
-        Some(Left {
-            room,
-            emptied,
+        member.changes.lock().pending.push_back(Change {
+            kind: PresenceKind::Leave,
+            room: name.clone(),
+            room_arc: room,
             version,
-        })
+        });
+        Some(Left { emptied })
     }
 
-    /// What follows a leave, outside the hub's locks: metrics, presence, the broker, the
-    /// leave event to send.
-    fn after_leave(
-        &self,
-        name: RoomName,
-        member: &Arc<MemberState>,
-        left: Left,
-    ) -> Option<(Arc<Room>, Publication)> {
+    /// What follows a leave, outside the hub's locks: metrics and the broker.
+    fn after_leave(&self, name: &RoomName, member: &Arc<MemberState>, left: Left) {
         let inner = &self.inner;
         inner.metrics.members.decrement(1.0);
-        guarded("Presence::left", || inner.presence.left(&name, member.id));
         if left.emptied {
             inner.metrics.rooms.decrement(1.0);
-            guarded("Broker::unsubscribe", || inner.broker.unsubscribe(&name));
+            guarded("Broker::unsubscribe", || inner.broker.unsubscribe(name));
         }
         tracing::debug!(conn = %member.id, room = %name, "hub: left");
-        let events = left.room.events.clone();
-        let event =
-            self.event_publication(events, PresenceKind::Leave, name, member, left.version)?;
-        Some((left.room, event))
+    }
+
+    /// Hands a member's queued joins and leaves on to the presence store and (unless the
+    /// store announces them itself) to the rooms' members, in the order they were made:
+    /// one task at a time per member, outside every lock. Returns the members the events
+    /// made slow.
+    fn hand_on_changes(&self, member: &MemberState) -> Vec<Arc<MemberState>> {
+        {
+            let mut queue = member.changes.lock();
+            if queue.busy {
+                return Vec::new(); // the task handing them on takes ours too
+            }
+            queue.busy = true;
+        }
+        let mut slow = Vec::new();
+        loop {
+            let change = {
+                let mut queue = member.changes.lock();
+                match queue.pending.pop_front() {
+                    Some(change) => change,
+                    None => {
+                        queue.busy = false;
+                        return slow;
+                    }
+                }
+            };
+            slow.extend(self.hand_on(member, change));
+        }
+    }
+
+    fn hand_on(&self, member: &MemberState, change: Change) -> Vec<Arc<MemberState>> {
+        let presence = &self.inner.presence;
+        let entry = PresenceEntry::new(member.id, member.info.clone(), change.version);
+        match change.kind {
+            PresenceKind::Join => {
+                guarded("Presence::joined", || presence.joined(&change.room, &entry))
+            }
+            PresenceKind::Leave => {
+                guarded("Presence::left", || presence.left(&change.room, &entry))
+            }
+        }
+        if presence.announces() {
+            return Vec::new();
+        }
+        let events = change.room_arc.events.clone();
+        match self.event_publication(events, change.kind, change.room, &entry) {
+            Some(event) => self.fan_out_room(&change.room_arc, &event),
+            None => Vec::new(),
+        }
     }
 
     /// The version of a change to `room`, made under its write lock (so a room's versions
@@ -340,14 +372,14 @@ impl Hub {
             return PresenceSnapshot::default();
         };
         let members = room.members.read();
+        // One version for every entry: the snapshot is whole as of the room's last change,
+        // so each member joined at that version or before.
+        let version = room.version.load(Ordering::Relaxed);
         PresenceSnapshot {
-            version: room.version.load(Ordering::Relaxed),
+            version,
             members: members
                 .values()
-                .map(|member| PresenceEntry {
-                    conn: member.id,
-                    info: member.info.clone(),
-                })
+                .map(|member| PresenceEntry::new(member.id, member.info.clone(), version))
                 .collect(),
         }
     }
@@ -396,6 +428,62 @@ fn guarded(what: &'static str, f: impl FnOnce()) {
 }
 
 impl Hub {
+    /// Sends the event of a join or a leave that a shared [`Presence`](crate::Presence)
+    /// store has recorded (one whose [`announces`](crate::Presence::announces) is `true`)
+    /// to the room's members on every node, through the broker, if the room's
+    /// [`RoomOptions`] ask for events. The formatter runs here, in the caller's task.
+    ///
+    /// # Errors
+    ///
+    /// What [`publish_with`](Self::publish_with) returns.
+    pub fn announce(
+        &self,
+        kind: PresenceKind,
+        room: &RoomName,
+        entry: &PresenceEntry,
+    ) -> Result<PublishReport, HubError> {
+        match self.event_for(kind, room, entry) {
+            Some(event) => self.publish_with(event),
+            None => Ok(PublishReport::default()),
+        }
+    }
+
+    /// As [`announce`](Self::announce), to this node's members only: for a change no node
+    /// announced (a node that died, found by the others).
+    pub fn announce_local(
+        &self,
+        kind: PresenceKind,
+        room: &RoomName,
+        entry: &PresenceEntry,
+    ) -> PublishReport {
+        match self.event_for(kind, room, entry) {
+            Some(event) => self.deliver_local(&event),
+            None => PublishReport::default(),
+        }
+    }
+
+    /// The event for a change, formatted as the room's options say (those of the room on
+    /// this node, or the ones it would get).
+    fn event_for(
+        &self,
+        kind: PresenceKind,
+        room: &RoomName,
+        entry: &PresenceEntry,
+    ) -> Option<Publication> {
+        let format = match self.room(room) {
+            Some(local) => local.events.clone(),
+            None => self.room_options(room).events,
+        };
+        self.event_publication(format, kind, room.clone(), entry)
+    }
+
+    /// A version newer than every one this node has given out, for a store that writes
+    /// its members again (after its record was lost).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn next_presence_version(&self) -> u64 {
+        self.inner.presence_clock.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// The event publication for a join or a leave, if the room asks for events (user code,
     /// called outside every lock; a panic there sends nothing).
     fn event_publication(
@@ -403,16 +491,15 @@ impl Hub {
         format: Option<EventFormatter>,
         kind: PresenceKind,
         room: RoomName,
-        member: &MemberState,
-        version: u64,
+        entry: &PresenceEntry,
     ) -> Option<Publication> {
         let format = format?;
         let event = PresenceEvent {
             kind,
             room: &room,
-            conn: member.id,
-            info: &member.info,
-            version,
+            conn: entry.conn,
+            info: &entry.info,
+            version: entry.version,
         };
         let message = match catch_unwind(AssertUnwindSafe(|| format(&event))) {
             Ok(message) => message?,
@@ -426,6 +513,81 @@ impl Hub {
             tracing::error!(room = %room, error = %err, "hub: presence event not sent");
             return None;
         }
-        Some(Publication::new(room, message).except(member.id))
+        Some(Publication::new(room, message).except(entry.conn))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Barrier;
+
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::{BoxFuture, ClientInfo, Presence};
+
+    /// Writes down every call, in the order the calls came.
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<(ConnId, PresenceKind, u64)>>);
+
+    impl Presence for Arc<Recorder> {
+        fn joined(&self, _: &RoomName, entry: &PresenceEntry) {
+            // Slow, so that the connection's end comes while the join is on its way.
+            std::thread::sleep(std::time::Duration::from_micros(50));
+            (self.0.lock()).push((entry.conn, PresenceKind::Join, entry.version));
+        }
+
+        fn left(&self, _: &RoomName, entry: &PresenceEntry) {
+            (self.0.lock()).push((entry.conn, PresenceKind::Leave, entry.version));
+        }
+
+        fn members<'a>(
+            &'a self,
+            hub: &'a Hub,
+            room: &'a str,
+        ) -> BoxFuture<'a, Result<Vec<PresenceEntry>, HubError>> {
+            Box::pin(async move { Ok(hub.local_members(room)) })
+        }
+
+        fn count<'a>(
+            &'a self,
+            hub: &'a Hub,
+            room: &'a str,
+        ) -> BoxFuture<'a, Result<usize, HubError>> {
+            Box::pin(async move { Ok(hub.room_size(room)) })
+        }
+    }
+
+    #[test]
+    fn a_join_racing_the_connections_end_reaches_the_store_before_the_leave() {
+        let recorder = Arc::new(Recorder::default());
+        let hub = Hub::builder().presence(recorder.clone()).build();
+        let barrier = Barrier::new(2);
+        for _ in 0..500 {
+            let member = hub.register(ClientInfo::new("racer"));
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    barrier.wait();
+                    let _ = hub.join_member(&member, "r");
+                });
+                barrier.wait();
+                hub.remove_and_settle(&member);
+            });
+        }
+        // Per connection, the calls came in the order of their versions, and a connection
+        // that joined left after it.
+        let calls = recorder.0.lock();
+        let mut last: std::collections::HashMap<ConnId, (PresenceKind, u64)> = Default::default();
+        for &(conn, kind, version) in calls.iter() {
+            if let Some(&(_, before)) = last.get(&conn) {
+                assert!(
+                    version > before,
+                    "{conn}: {kind:?} v{version} after v{before}"
+                );
+            }
+            last.insert(conn, (kind, version));
+        }
+        assert!(last.values().all(|(kind, _)| *kind == PresenceKind::Leave));
+        assert_eq!(hub.room_size("r"), 0);
     }
 }
