@@ -35,8 +35,10 @@
 //! - **Across nodes**: publishing goes through a [`Broker`] and presence through a
 //!   [`Presence`] store; the defaults ([`LocalBroker`], [`LocalPresence`]) are one process.
 //!   `RedisBroker` (feature `redis`) and `NatsBroker` (feature `nats`) carry publications
-//!   between nodes, one subscription per room per node, bounded while the broker is away; what travels, in which
-//!   order, and what happens when the broker goes away: `docs/scale-out.md` in the repository.
+//!   between nodes, one subscription per room per node, bounded while the broker is away;
+//!   `RedisPresence` (feature `redis`) keeps every node's members in Redis under leases and
+//!   sends join and leave events to every node. What travels, in which order, and what
+//!   happens when the broker goes away: `docs/scale-out.md` in the repository.
 //!
 //! # Examples
 //!
@@ -84,6 +86,8 @@ mod presence;
 mod pump;
 #[cfg(feature = "redis")]
 mod redis_broker;
+#[cfg(feature = "redis")]
+mod redis_presence;
 mod room_name;
 mod rooms;
 
@@ -105,6 +109,9 @@ pub use pump::{SLOW_CLOSE_CODE, SLOW_CLOSE_REASON};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_broker::{RedisBroker, RedisBrokerBuilder};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_presence::{PresenceStats, PresenceStatsHandle, RedisPresence, RedisPresenceBuilder};
 pub use room_name::{MAX_ROOM_NAME_LEN, RoomName};
 pub use rooms::PresenceSnapshot;
 pub use socketry;
