@@ -6,13 +6,15 @@
 //! # two nodes sharing rooms through Redis (one page on each port chats with the other):
 //! cargo run --example chat --features redis -- --redis redis://127.0.0.1:6379 --addr 127.0.0.1:3001
 //! cargo run --example chat --features redis -- --redis redis://127.0.0.1:6379 --addr 127.0.0.1:3002
-//! # or through NATS:
-//! cargo run --example chat --features nats -- --nats nats://127.0.0.1:4222 --addr 127.0.0.1:3001
+//! # or messages through NATS, presence in Redis:
+//! cargo run --example chat --features redis,nats -- --nats nats://127.0.0.1:4222 \
+//!     --redis redis://127.0.0.1:6379 --addr 127.0.0.1:3001
 //! ```
 //!
-//! With `--redis` or `--nats`, messages reach the room's members on every node; the presence
-//! list and its events are still those of the node the page is on (presence across nodes is
-//! next).
+//! With `--redis`, messages reach the room's members on every node and the presence list
+//! shows every node's members (kept in Redis under a lease: a node that dies leaves the list
+//! within `--presence-ttl` seconds, 60 by default). With `--nats` alone, messages cross
+//! nodes and presence is the node's own.
 //!
 //! Users pick a name and a room, see who is present, and every message fans out to the room
 //! through a socketry-hub `Hub`: framed once, queued per member under a bound, written by the
@@ -30,12 +32,14 @@ use socketry_axum::{
     hub::{ClientInfo, Hub, HubConfig, PresenceKind, RoomOptions},
 };
 
-/// Which broker carries the rooms between nodes, from the command line.
+/// What the nodes share, from the command line: the broker that carries the rooms between
+/// them, and where presence lives.
+#[derive(Default)]
 #[cfg_attr(not(all(feature = "redis", feature = "nats")), allow(dead_code))]
-enum Cluster {
-    None,
-    Redis(String),
-    Nats(String),
+struct Cluster {
+    redis: Option<String>,
+    nats: Option<String>,
+    presence_ttl: Option<Duration>,
 }
 
 /// Every room announces joins and leaves. A member whose queue passes the default 1 MiB (a
@@ -53,29 +57,48 @@ fn chat_hub(cluster: Cluster) -> Hub {
         })
     });
     let builder = Hub::builder().config(config);
-    match cluster {
-        Cluster::None => builder.build(),
-        #[cfg(feature = "redis")]
-        Cluster::Redis(url) => {
-            let broker = socketry_axum::hub::RedisBroker::builder(url)
-                .prefix("chat")
-                .build()
-                .expect("a valid Redis URL");
-            builder.broker(broker).build()
-        }
+    match (cluster.nats, cluster.redis) {
+        (None, None) => builder.build(),
         #[cfg(feature = "nats")]
-        Cluster::Nats(url) => {
+        (Some(url), redis) => {
             let broker = socketry_axum::hub::NatsBroker::builder(url)
                 .prefix("chat")
                 .build()
                 .expect("a tokio runtime");
-            builder.broker(broker).build()
+            let builder = builder.broker(broker);
+            match redis {
+                Some(url) => builder
+                    .presence(redis_presence(url, cluster.presence_ttl))
+                    .build(),
+                None => builder.build(),
+            }
+        }
+        #[cfg(feature = "redis")]
+        (None, Some(url)) => {
+            let broker = socketry_axum::hub::RedisBroker::builder(&url)
+                .prefix("chat")
+                .build()
+                .expect("a valid Redis URL");
+            let presence = redis_presence(url, cluster.presence_ttl);
+            builder.broker(broker).presence(presence).build()
         }
         #[allow(unreachable_patterns)]
-        Cluster::Redis(_) | Cluster::Nats(_) => {
-            panic!("--redis and --nats need the example built with `--features redis` / `nats`")
-        }
+        _ => panic!("--redis and --nats need the example built with `--features redis` / `nats`"),
     }
+}
+
+#[cfg(feature = "redis")]
+fn redis_presence(url: String, ttl: Option<Duration>) -> socketry_axum::hub::RedisPresence {
+    let mut builder = socketry_axum::hub::RedisPresence::builder(url).prefix("chat");
+    if let Some(ttl) = ttl {
+        builder = builder.ttl(ttl).refresh_interval(ttl / 3);
+    }
+    builder.build().expect("a valid Redis URL")
+}
+
+#[cfg(all(feature = "nats", not(feature = "redis")))]
+fn redis_presence(_: String, _: Option<Duration>) -> socketry_axum::hub::LocalPresence {
+    panic!("--redis needs the example built with `--features redis`")
 }
 
 struct ChatController(Hub);
@@ -91,15 +114,20 @@ impl Controller for ChatController {
         // With a broker between nodes, the subscription to the room is on its way: wait a
         // moment for it (a node whose broker is away still serves its own members).
         let _ = tokio::time::timeout(Duration::from_secs(2), self.0.subscribed(&room)).await;
-        // Who is here, as of which join or leave: the others hear of us through the room's
-        // join event, and the page applies only the events newer than this snapshot.
-        let snapshot = self.0.local_presence(&room);
-        let users: Vec<_> = (snapshot.members.iter())
-            .map(|entry| json!({ "id": entry.conn.to_string(), "user": entry.info.user() }))
+        // Who is here, on every node (this node's alone if the presence store is away). Each
+        // entry has a version: the page keeps, per connection, the newest it has seen, from
+        // here or from join and leave events, so the order they come in does not matter.
+        let members = match self.0.presence(&room).await {
+            Ok(members) => members,
+            Err(_) => self.0.local_members(&room),
+        };
+        let users: Vec<_> = (members.iter())
+            .map(|entry| {
+                let (id, user) = (entry.conn.to_string(), entry.info.user());
+                json!({ "id": id, "user": user, "version": entry.version })
+            })
             .collect();
-        let version = snapshot.version;
-        let presence =
-            json!({ "type": "presence", "room": room, "users": users, "version": version });
+        let presence = json!({ "type": "presence", "room": room, "users": users });
         member.send(presence.to_string())?;
         while let Some(message) = conn.recv().await {
             if let Message::Text(text) = message? {
@@ -124,11 +152,11 @@ async fn main() -> std::io::Result<()> {
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1).cloned())
     };
-    let cluster = match (value("--redis"), value("--nats")) {
-        (Some(_), Some(_)) => panic!("--redis or --nats, not both"),
-        (Some(url), None) => Cluster::Redis(url),
-        (None, Some(url)) => Cluster::Nats(url),
-        (None, None) => Cluster::None,
+    let cluster = Cluster {
+        redis: value("--redis"),
+        nats: value("--nats"),
+        presence_ttl: value("--presence-ttl")
+            .map(|secs| Duration::from_secs_f64(secs.parse().expect("--presence-ttl SECONDS"))),
     };
     let shutdown = Shutdown::new();
     let settings = Settings::default().shutdown(shutdown.clone()).config(

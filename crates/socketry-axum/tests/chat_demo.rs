@@ -162,13 +162,7 @@ async fn two_users_chat_in_one_room() {
     let joined = next_of(&mut ann, "join").await;
     assert_eq!(joined["user"], "bob");
     let snapshot = next_of(&mut bob, "presence").await;
-    let users: Vec<_> = snapshot["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["user"].as_str().unwrap())
-        .collect();
-    assert_eq!(users, ["ann", "bob"]);
+    assert_eq!(users(&snapshot), ["ann", "bob"]);
     let mut eve = join(&addr, "eve", "red").await;
     let _ = next_of(&mut eve, "presence").await;
 
@@ -255,13 +249,22 @@ async fn start_chat(args: &[&str]) -> (tokio::process::Child, String) {
 
 /// Two chat processes on one broker: a message sent on one node reaches the room's members
 /// on both, once each and in order, and another room hears nothing.
-async fn two_chat_nodes_share_a_room(flag: &str, url: &str) {
-    let (_one, addr_one) = start_chat(&[flag, url]).await;
-    let (_two, addr_two) = start_chat(&[flag, url]).await;
+#[cfg(any(feature = "redis", feature = "nats"))]
+async fn two_chat_nodes_share_a_room(args: &[&str], shared_presence: bool) {
+    let (_one, addr_one) = start_chat(args).await;
+    let (_two, addr_two) = start_chat(args).await;
     let mut ann = join(&addr_one, "ann", "blue").await;
     let _ = next_of(&mut ann, "presence").await;
     let mut bob = join(&addr_two, "bob", "blue").await;
-    let _ = next_of(&mut bob, "presence").await;
+    let snapshot = next_of(&mut bob, "presence").await;
+    if shared_presence {
+        // Bob's node lists ann, who is on the other node, and ann hears bob join there.
+        assert_eq!(users(&snapshot), ["ann", "bob"]);
+        let joined = next_of(&mut ann, "join").await;
+        assert_eq!(joined["user"], "bob");
+    } else {
+        assert_eq!(users(&snapshot), ["bob"]);
+    }
     let mut eve = join(&addr_two, "eve", "red").await;
     let _ = next_of(&mut eve, "presence").await;
     // The presence snapshot is sent after the room's subscription is confirmed (or two
@@ -297,16 +300,65 @@ async fn two_chat_nodes_share_a_room(flag: &str, url: &str) {
     assert!(quiet.is_err(), "{quiet:?}");
 }
 
+/// The user names of a presence snapshot, sorted.
+fn users(snapshot: &serde_json::Value) -> Vec<String> {
+    let mut users: Vec<String> = (snapshot["users"].as_array().unwrap().iter())
+        .map(|u| u["user"].as_str().unwrap().to_owned())
+        .collect();
+    users.sort();
+    users
+}
+
 #[cfg(feature = "redis")]
 #[tokio::test]
-async fn two_chat_nodes_share_a_room_through_redis() {
+async fn two_chat_nodes_share_a_room_and_its_presence_through_redis() {
     let redis = brokers::RedisServer::start();
-    two_chat_nodes_share_a_room("--redis", &redis.url()).await;
+    two_chat_nodes_share_a_room(&["--redis", &redis.url()], true).await;
 }
 
 #[cfg(feature = "nats")]
 #[tokio::test]
 async fn two_chat_nodes_share_a_room_through_nats() {
     let nats = brokers::NatsServer::start();
-    two_chat_nodes_share_a_room("--nats", &nats.url()).await;
+    two_chat_nodes_share_a_room(&["--nats", &nats.url()], false).await;
+}
+
+#[cfg(all(feature = "nats", feature = "redis"))]
+#[tokio::test]
+async fn two_chat_nodes_share_a_room_through_nats_and_its_presence_through_redis() {
+    let (nats, redis) = (brokers::NatsServer::start(), brokers::RedisServer::start());
+    let args = ["--nats", &nats.url(), "--redis", &redis.url()];
+    two_chat_nodes_share_a_room(&args, true).await;
+}
+
+/// A chat node SIGKILLed: its users leave the presence of the pages on the other node once
+/// its lease runs out (2 s here), with a leave event newer than their join.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_sigkilled_chat_node_leaves_the_presence_of_the_other_within_its_ttl() {
+    let redis = brokers::RedisServer::start();
+    let args = ["--redis", &redis.url(), "--presence-ttl", "2"];
+    let (_one, addr_one) = start_chat(&args).await;
+    let (mut two, addr_two) = start_chat(&args).await;
+    let mut ann = join(&addr_one, "ann", "blue").await;
+    let _ = next_of(&mut ann, "presence").await;
+    let mut bob = join(&addr_two, "bob", "blue").await;
+    assert_eq!(users(&next_of(&mut bob, "presence").await), ["ann", "bob"]);
+    let joined = next_of(&mut ann, "join").await;
+    assert_eq!(joined["user"], "bob");
+    two.start_kill().unwrap();
+    two.wait().await.unwrap();
+    let killed = std::time::Instant::now();
+    let left = next_of(&mut ann, "leave").await;
+    assert_eq!(left["id"], joined["id"]);
+    assert!(left["version"].as_u64() > joined["version"].as_u64());
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        killed.elapsed()
+    );
+    // A page that joins now does not see bob.
+    let mut cat = join(&addr_one, "cat", "blue").await;
+    assert_eq!(users(&next_of(&mut cat, "presence").await), ["ann", "cat"]);
+    drop(bob);
 }
