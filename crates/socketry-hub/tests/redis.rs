@@ -249,3 +249,75 @@ async fn a_server_that_stops_answering_is_dialled_again() {
     b.publish("r", "across").unwrap();
     assert_eq!(next_text(&mut on_a).await, "across");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_frozen_for_10_s_publishing_never_waits_and_buffering_stays_bounded() {
+    let redis = RedisServer::start();
+    let buffer = PublishBuffer::new(1_000, 1 << 20);
+    let (a, b) = (node(&redis, buffer), node(&redis, buffer));
+    let (addr_a, addr_b) = (hub_server(a.clone()).await, hub_server(b.clone()).await);
+    let mut on_a = member_of(addr_a, "r").await;
+    let mut on_b = member_of(addr_b, "r").await;
+    eventually("joined", || a.room_size("r") == 1 && b.room_size("r") == 1).await;
+    bounded(a.subscribed("r")).await;
+    bounded(b.subscribed("r")).await;
+    a.publish("r", "before").unwrap();
+    assert_eq!(next_text(&mut on_a).await, "before");
+    assert_eq!(next_text(&mut on_b).await, "before");
+
+    redis.freeze();
+    let frozen = tokio::time::Instant::now();
+    let (mut accepted, mut refused, mut slowest) = (0u64, 0u64, Duration::ZERO);
+    let mut i = 0;
+    while frozen.elapsed() < Duration::from_secs(10) {
+        let started = std::time::Instant::now();
+        let published = a.publish("r", format!("during {i}"));
+        slowest = slowest.max(started.elapsed());
+        match published {
+            Ok(_) => {
+                accepted += 1;
+                // Local members are not held up by the broker.
+                assert_eq!(next_text(&mut on_a).await, format!("during {i}"));
+            }
+            Err(HubError::Broker(_)) => refused += 1,
+            Err(other) => panic!("unexpected error {other}"),
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    redis.thaw();
+    // Publishing only queues (or refuses): it never waits for Redis.
+    assert!(
+        slowest < Duration::from_millis(100),
+        "a publish took {slowest:?}"
+    );
+    assert!(refused > 0, "the bound was reached: {accepted} accepted");
+    let stats = a.broker_stats().unwrap();
+    assert_eq!(stats.rejected, refused, "every refusal is counted");
+    // Everything accepted is published or counted lost once Redis answers again: nothing
+    // stays held.
+    eventually("the buffer is flushed", || {
+        let s = a.broker_stats().unwrap();
+        s.published + s.lost == 1 + accepted
+    })
+    .await;
+    bounded(a.subscribed("r")).await;
+    bounded(b.subscribed("r")).await;
+    a.publish("r", "after").unwrap();
+    assert_eq!(next_text(&mut on_a).await, "after");
+    // B gets some of what was accepted meanwhile, each once and in order, then "after".
+    let mut last = None;
+    loop {
+        let text = next_text(&mut on_b).await;
+        if text == "after" {
+            break;
+        }
+        let n: u64 = text
+            .strip_prefix("during ")
+            .expect("a publication")
+            .parse()
+            .unwrap();
+        assert!(last.is_none_or(|last| n > last), "{n} after {last:?}");
+        last = Some(n);
+    }
+}
