@@ -157,6 +157,139 @@ impl RedisServer {
     }
 }
 
+/// A Redis Cluster of this test's own: `masters` servers with `--cluster-enabled yes`, joined
+/// by `redis-cli --cluster create` (no replicas), each slot served once the call returns.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| {
+                let bus = free_port().to_string();
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus,
+                    "--cluster-node-timeout",
+                    "5000",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+        let status = Command::new(program("redis-cli"))
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let cluster = Self { nodes };
+        wait_until("every node sees the cluster ok", || {
+            cluster.nodes.iter().all(|node| {
+                redis_command(node.addr(), &["CLUSTER", "INFO"])
+                    .is_ok_and(|info| info.contains("cluster_state:ok"))
+            })
+        });
+        cluster
+    }
+
+    /// The seeds' URLs, one per master.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    pub fn node(&self, i: usize) -> &RedisServer {
+        &self.nodes[i]
+    }
+
+    /// Kills node `i` (SIGKILL) and starts it again on its port with its cluster config;
+    /// returns once every node sees the cluster ok again.
+    pub fn restart(&mut self, i: usize) {
+        self.nodes[i].restart();
+        wait_until("the cluster is ok again", || {
+            self.nodes.iter().all(|node| {
+                redis_command(node.addr(), &["CLUSTER", "INFO"])
+                    .is_ok_and(|info| info.contains("cluster_state:ok"))
+            })
+        });
+    }
+
+    /// Kills node `i` (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The slot of a key or channel, as the cluster computes it.
+    pub fn slot(&self, name: &str) -> u16 {
+        let reply = self.nodes[0].command(&["CLUSTER", "KEYSLOT", name]);
+        reply
+            .trim()
+            .trim_start_matches(':')
+            .parse()
+            .expect("a slot")
+    }
+
+    /// The node that serves `slot` now.
+    pub fn owner(&self, slot: u16) -> usize {
+        let owner = self.slot_owner_id(slot);
+        (0..self.nodes.len())
+            .find(|&i| self.id(i) == owner)
+            .expect("an owner")
+    }
+
+    /// The id of the node that serves `slot`, from `CLUSTER NODES`.
+    fn slot_owner_id(&self, slot: u16) -> String {
+        let text = self.nodes[0].command(&["CLUSTER", "NODES"]);
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if fields.len() < 9 || !fields[2].contains("master") {
+                continue;
+            }
+            for range in &fields[8..] {
+                let (from, to) = match range.split_once('-') {
+                    Some((a, b)) => (a.parse::<u16>(), b.parse::<u16>()),
+                    None => (range.parse::<u16>(), range.parse::<u16>()),
+                };
+                if let (Ok(from), Ok(to)) = (from, to)
+                    && (from..=to).contains(&slot)
+                {
+                    return fields[0].to_owned();
+                }
+            }
+        }
+        panic!("no master serves slot {slot}")
+    }
+
+    /// The id of node `i`.
+    pub fn id(&self, i: usize) -> String {
+        let reply = self.nodes[i].command(&["CLUSTER", "MYID"]);
+        reply.lines().nth(1).unwrap_or_default().to_owned()
+    }
+
+    /// Moves an empty `slot` to node `to` (what resharding does once the keys are copied).
+    pub fn move_slot(&self, slot: u16, to: usize) {
+        let from = self.owner(slot);
+        let slot = slot.to_string();
+        let (from_id, to_id) = (self.id(from), self.id(to));
+        self.nodes[to].command(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
+        self.nodes[from].command(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+        for node in &self.nodes {
+            node.command(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+        }
+    }
+}
+
 /// One RESP2 command on a new connection; the reply's raw text, read until it looks whole.
 pub fn redis_command(addr: SocketAddr, args: &[&str]) -> std::io::Result<String> {
     let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;

@@ -14,6 +14,13 @@
 //!
 //! Both dial again with backoff when their connection drops; the subscriber then subscribes
 //! every room again. Publications meanwhile wait in the publish buffer, up to its bound.
+//!
+//! On a Redis Cluster ([`RedisBroker::cluster_builder`]) the same runs per master, with
+//! sharded pub/sub (`sharded.rs`).
+
+mod resp;
+mod sharded;
+mod slots;
 
 use std::{
     collections::HashSet,
@@ -45,7 +52,9 @@ const MAX_SUBSCRIBE: usize = 256;
 #[derive(Debug, Clone)]
 #[must_use = "call build() to make the broker"]
 pub struct RedisBrokerBuilder {
-    url: String,
+    /// The server's URL, or a cluster's seeds.
+    urls: Vec<String>,
+    sharded: bool,
     prefix: String,
     buffer: PublishBuffer,
     backoff: (Duration, Duration),
@@ -91,24 +100,41 @@ impl RedisBrokerBuilder {
     /// [`HubError::Broker`] for a URL the client refuses, or outside a tokio runtime (the
     /// broker's tasks run on the runtime it is built in).
     pub fn build(self) -> Result<RedisBroker, HubError> {
+        let broker = |e: redis::RedisError| HubError::Broker(Box::new(e));
         let runtime = Handle::try_current().map_err(|e| HubError::Broker(Box::new(e)))?;
-        let info = self
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| HubError::Broker(Box::new(e)))?;
+        let infos = (self.urls.iter())
+            .map(|url| url.as_str().into_connection_info().map_err(broker))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(first) = infos.first().cloned() else {
+            return Err(HubError::Broker(
+                "a Redis Cluster needs at least one seed URL".into(),
+            ));
+        };
+        let cluster = if self.sharded {
+            if infos
+                .iter()
+                .any(|info| !matches!(info.addr(), redis::ConnectionAddr::Tcp(..)))
+            {
+                return Err(HubError::Broker(
+                    "a Redis Cluster is reached over redis:// (TCP) for now".into(),
+                ));
+            }
+            Some(sharded::Cluster::new(infos))
+        } else {
+            None
+        };
         // RESP3: the subscriber's messages come as pushes on a connection that also takes
         // commands.
-        let settings = info
+        let settings = first
             .redis_settings()
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(settings))
-            .map_err(|e| HubError::Broker(Box::new(e)))?;
+        let client = Client::open(first.set_redis_settings(settings)).map_err(broker)?;
         Ok(RedisBroker {
             shared: Arc::new(Shared {
                 link: NodeLink::new("redis", self.buffer, self.backoff),
                 client,
+                cluster,
                 channel_prefix: format!("{}:room:", self.prefix),
                 timeout: self.timeout,
                 epoch: tokio::time::Instant::now(),
@@ -160,6 +186,8 @@ pub struct RedisBroker {
 struct Shared {
     link: NodeLink,
     client: Client,
+    /// Set for a Redis Cluster: sharded pub/sub, per master.
+    cluster: Option<sharded::Cluster>,
     channel_prefix: String,
     timeout: Duration,
     epoch: tokio::time::Instant,
@@ -182,11 +210,39 @@ impl RedisBroker {
     /// `rediss://` for TLS when the `redis` crate's TLS feature is on).
     pub fn builder(url: impl Into<String>) -> RedisBrokerBuilder {
         RedisBrokerBuilder {
-            url: url.into(),
+            urls: vec![url.into()],
+            sharded: false,
             prefix: "socketry".into(),
             buffer: PublishBuffer::default(),
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
             timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// A builder for a broker on a Redis Cluster (7.0 or later), reached first through
+    /// `seeds` (`redis://host:port` of any of its nodes; the rest are found with
+    /// `CLUSTER SLOTS`). Rooms use sharded pub/sub: a room's channel lives on the master of
+    /// its slot, so a publication costs one message on one shard per subscribed node, and
+    /// the cluster's other shards never see it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use socketry_hub::{Hub, RedisBroker};
+    ///
+    /// # async fn run() -> Result<(), socketry_hub::HubError> {
+    /// let seeds = ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"];
+    /// let broker = RedisBroker::cluster_builder(seeds).prefix("chat").build()?;
+    /// let hub = Hub::builder().broker(broker).build();
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster_builder<S: Into<String>>(
+        seeds: impl IntoIterator<Item = S>,
+    ) -> RedisBrokerBuilder {
+        RedisBrokerBuilder {
+            urls: seeds.into_iter().map(Into::into).collect(),
+            sharded: true,
+            ..Self::builder("")
         }
     }
 }
@@ -197,8 +253,13 @@ impl RedisBroker {
     }
 
     fn start(&self) {
-        self.runtime.spawn(publisher(self.shared.clone()));
-        self.runtime.spawn(subscriber(self.shared.clone()));
+        if self.shared.cluster.is_some() {
+            self.runtime.spawn(sharded::publisher(self.shared.clone()));
+            self.runtime.spawn(sharded::subscriber(self.shared.clone()));
+        } else {
+            self.runtime.spawn(publisher(self.shared.clone()));
+            self.runtime.spawn(subscriber(self.shared.clone()));
+        }
     }
 }
 
@@ -213,12 +274,30 @@ impl Shared {
         &self,
         config: AsyncConnectionConfig,
     ) -> redis::RedisResult<MultiplexedConnection> {
+        self.dial_with(&self.client, config).await
+    }
+
+    /// A connection to the server of `client`, with this broker's timeouts.
+    async fn dial_client(&self, client: &Client) -> redis::RedisResult<MultiplexedConnection> {
+        self.dial_with(client, AsyncConnectionConfig::new()).await
+    }
+
+    async fn dial_with(
+        &self,
+        client: &Client,
+        config: AsyncConnectionConfig,
+    ) -> redis::RedisResult<MultiplexedConnection> {
         let config = config
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
-        self.client
+        client
             .get_multiplexed_async_connection_with_config(&config)
             .await
+    }
+
+    /// Milliseconds since the broker was built.
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     /// A push from the subscriber connection `conn`: a message to deliver, or the
@@ -229,8 +308,7 @@ impl Shared {
             // come on the new one.
             return;
         }
-        conn.last_push_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        conn.last_push_ms.store(self.now_ms(), Ordering::Relaxed);
         match info.kind {
             PushKind::Message => {
                 let mut data = info.data.into_iter();
@@ -251,7 +329,7 @@ impl Shared {
 
     /// Whether `conn` brought anything within the last `timeout`.
     fn heard_lately(&self, conn: &ConnState) -> bool {
-        let now = self.epoch.elapsed().as_millis() as u64;
+        let now = self.now_ms();
         now.saturating_sub(conn.last_push_ms.load(Ordering::Relaxed))
             < self.timeout.as_millis() as u64
     }
