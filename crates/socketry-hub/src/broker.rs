@@ -4,7 +4,10 @@ use std::{fmt, sync::Arc};
 
 use socketry::PreparedMessage;
 
-use crate::{BoxFuture, BrokerStats, ConnId, Hub, HubError, Overflow, PublishReport, RoomName};
+use crate::{
+    BoxFuture, BrokerStats, ConnId, HistoryRead, Hub, HubError, Overflow, Position, PublishReport,
+    RoomName, history::HistoryLimits,
+};
 
 /// A message on its way to a room's members.
 #[derive(Debug, Clone)]
@@ -18,6 +21,10 @@ pub struct Publication {
     pub except: Option<ConnId>,
     /// What happens where it does not fit; `None` is the hub's default.
     pub overflow: Option<Overflow>,
+    /// Set by the hub for a room that keeps history: the broker numbers and keeps it.
+    pub(crate) history: Option<HistoryLimits>,
+    /// Its place in the room's history, once the broker numbered it.
+    pub(crate) position: Option<Position>,
 }
 
 impl Publication {
@@ -40,7 +47,28 @@ impl Publication {
             message: message.into(),
             except: None,
             overflow: None,
+            history: None,
+            position: None,
         }
+    }
+
+    /// Its place in its room's history, for a room that keeps one (set by the broker that
+    /// numbered it).
+    pub fn position(&self) -> Option<&Position> {
+        self.position.as_ref()
+    }
+
+    /// Whether its room keeps history: the broker must number it
+    /// ([`with_position`](Self::with_position)) before it is delivered.
+    pub fn keeps_history(&self) -> bool {
+        self.history.is_some()
+    }
+
+    /// The publication numbered at `position`, for a broker that keeps history.
+    #[must_use]
+    pub fn with_position(mut self, position: Position) -> Self {
+        self.position = Some(position);
+        self
     }
 
     /// Every member but `conn` gets it.
@@ -148,6 +176,27 @@ pub trait Broker: Send + Sync + fmt::Debug + 'static {
     fn stats(&self) -> Option<BrokerStats> {
         None
     }
+
+    /// What `room`'s history holds after `since` (its current position, and the
+    /// publications after `since` if it is of the current epoch), for a broker that keeps
+    /// history: one that numbers the publications of rooms that keep it
+    /// ([`Publication::keeps_history`]) and delivers them, on every node, in that order.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Broker`] if the history cannot be read (by default: this broker keeps
+    /// none).
+    fn history<'a>(
+        &'a self,
+        hub: &'a Hub,
+        room: &'a RoomName,
+        since: Option<&'a Position>,
+    ) -> BoxFuture<'a, Result<HistoryRead, HubError>> {
+        let _ = (hub, room, since);
+        Box::pin(std::future::ready(Err(HubError::Broker(
+            "this broker keeps no history".into(),
+        ))))
+    }
 }
 
 /// The broker of one process: a publication reaches the room's members on this node, at once,
@@ -157,6 +206,9 @@ pub struct LocalBroker;
 
 impl Broker for LocalBroker {
     fn publish(&self, hub: &Hub, publication: Publication) -> Result<PublishReport, HubError> {
+        if publication.keeps_history() {
+            return Ok(hub.publish_to_local_history(publication));
+        }
         Ok(hub.deliver_local(&publication))
     }
 
@@ -165,6 +217,25 @@ impl Broker for LocalBroker {
         hub: &Hub,
         publications: Vec<Publication>,
     ) -> Result<PublishReport, HubError> {
+        if publications.iter().any(Publication::keeps_history) {
+            let mut total = PublishReport::default();
+            for publication in publications {
+                let report = self.publish(hub, publication)?;
+                total.delivered += report.delivered;
+                total.dropped += report.dropped;
+                total.disconnected += report.disconnected;
+            }
+            return Ok(total);
+        }
         Ok(hub.deliver_local_batch(&publications))
+    }
+
+    fn history<'a>(
+        &'a self,
+        hub: &'a Hub,
+        room: &'a RoomName,
+        since: Option<&'a Position>,
+    ) -> BoxFuture<'a, Result<HistoryRead, HubError>> {
+        Box::pin(std::future::ready(Ok(hub.inner.history.read(room, since))))
     }
 }

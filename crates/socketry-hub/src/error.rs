@@ -40,6 +40,10 @@ pub enum HubError {
     /// The connection refused the operation (an invalid close code, say).
     #[error("connection: {0}")]
     Connection(#[from] socketry::Error),
+    /// A position a client sent back that is none (`<offset>:<epoch>`, the epoch 1 to 32
+    /// letters and digits).
+    #[error("invalid history position {0:?}")]
+    InvalidPosition(String),
     /// The broker could not carry the publication or the presence change.
     #[error("broker: {0}")]
     Broker(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -16,10 +16,12 @@ use tokio::sync::Notify;
 use crate::{
     Broker, BrokerStats, ClientInfo, ConnId, HubConfig, HubError, LocalBroker, LocalPresence,
     Member, NodeId, Overflow, Presence, Publication, RoomName,
+    history::LocalHistory,
     id::IdSource,
     metrics::Metrics,
     outbox::{Bounds, Outbox, Pushed},
     presence::ChangeQueue,
+    recovery::Held,
     rooms::Room,
 };
 
@@ -88,6 +90,10 @@ pub(crate) struct MemberState {
     pub(crate) joined: Mutex<Joined>,
     /// Its joins and leaves on their way to the presence store and the rooms, in order.
     pub(crate) changes: Mutex<ChangeQueue>,
+    /// Live publications held back while it recovers rooms ([`Member::join_since`]), and
+    /// whether any room is being recovered (read before the lock is taken).
+    pub(crate) held: Mutex<Vec<Held>>,
+    pub(crate) holding: AtomicBool,
     pub(crate) dropped: AtomicU64,
     /// Closes the connection from outside ([`Hub::disconnect`]): set by `attach`, taken when
     /// the writer task ends (it keeps the transport alive).
@@ -114,6 +120,9 @@ pub(crate) struct Joined {
     pub(crate) left: bool,
 }
 
+/// Rooms whose history one process keeps at most (quiet ones are forgotten first).
+const MAX_LOCAL_HISTORY_ROOMS: usize = 100_000;
+
 pub(crate) struct HubInner {
     pub(crate) config: HubConfig,
     bounds: Bounds,
@@ -130,6 +139,8 @@ pub(crate) struct HubInner {
     /// under an old name never goes back to versions its clients have seen.
     pub(crate) presence_clock: AtomicU64,
     pub(crate) metrics: Metrics,
+    /// The history of rooms that keep one, for [`LocalBroker`].
+    pub(crate) history: LocalHistory,
 }
 
 /// Rooms, presence and broadcast for the connections of one process, bounded per connection.
@@ -239,6 +250,7 @@ impl HubBuilder {
                 slow_disconnects: AtomicU64::new(0),
                 presence_clock: AtomicU64::new(0),
                 metrics: Metrics::new(),
+                history: LocalHistory::new(MAX_LOCAL_HISTORY_ROOMS),
             }),
         };
         hub.inner.broker.attach(&hub);
@@ -359,6 +371,8 @@ impl Hub {
             outbox: Outbox::new(),
             joined: Mutex::default(),
             changes: Mutex::default(),
+            held: Mutex::default(),
+            holding: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             control: Mutex::new(None),
             writer_done: AtomicBool::new(false),
@@ -442,9 +456,14 @@ impl Hub {
     /// hub.publish_with(cursor)?;
     /// # Ok::<(), socketry_hub::HubError>(())
     /// ```
-    pub fn publish_with(&self, publication: Publication) -> Result<PublishReport, HubError> {
+    pub fn publish_with(&self, mut publication: Publication) -> Result<PublishReport, HubError> {
         self.check(&publication.message)?;
+        publication.history = self.history_of(&publication.room).map(|h| h.limits);
         self.inner.broker.publish(self, publication)
+    }
+
+    pub(crate) fn bounds(&self) -> Bounds {
+        self.inner.bounds
     }
 
     /// Only data messages that fit in a member's queue are published: a control message would
@@ -573,6 +592,9 @@ impl Hub {
     /// Delivers `publication` to this node's members of its room: what a [`Broker`] calls,
     /// for publications of this node and for those that arrive from others.
     pub fn deliver_local(&self, publication: &Publication) -> PublishReport {
+        if let Some(position) = &publication.position {
+            return self.deliver_positioned(publication, position);
+        }
         if let Err(err) = self.check(&publication.message) {
             tracing::warn!(room = %publication.room, error = %err, "hub: publication not delivered");
             return PublishReport::default();
@@ -720,18 +742,21 @@ impl Hub {
         messages: impl IntoIterator<Item = M>,
     ) -> Result<PublishReport, HubError> {
         let room = RoomName::new(room)?;
+        let history = self.history_of(&room).map(|h| h.limits);
         let publications = messages
             .into_iter()
             .map(|message| {
                 let message = message.into().0;
                 self.check(&message)?;
-                Ok(Publication::new(room.clone(), message))
+                let mut publication = Publication::new(room.clone(), message);
+                publication.history = history;
+                Ok(publication)
             })
             .collect::<Result<Vec<_>, HubError>>()?;
         self.inner.broker.publish_batch(self, publications)
     }
 
-    fn count(&self, report: &PublishReport, publications: u64) {
+    pub(crate) fn count(&self, report: &PublishReport, publications: u64) {
         let inner = &self.inner;
         if publications > 0 {
             inner

@@ -74,6 +74,7 @@
 mod broker;
 mod cluster;
 mod error;
+mod history;
 mod hub;
 mod id;
 mod member;
@@ -84,6 +85,7 @@ mod options;
 mod outbox;
 mod presence;
 mod pump;
+mod recovery;
 #[cfg(feature = "redis")]
 mod redis_broker;
 #[cfg(feature = "redis")]
@@ -94,6 +96,7 @@ mod rooms;
 pub use broker::{Broker, LocalBroker, Publication};
 pub use cluster::{BrokerStats, PublishBuffer};
 pub use error::HubError;
+pub use history::{History, HistoryRead, LostReason, Position, PositionFormatter, Recovery};
 pub use hub::{Delivery, Hub, HubBuilder, HubStats, Outgoing, PublishReport, WeakHub};
 pub use id::{ConnId, NodeId};
 pub use member::{Member, WriterHandle};

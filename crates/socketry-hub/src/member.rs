@@ -5,8 +5,8 @@ use std::{fmt, sync::Arc, sync::atomic::Ordering, time::Duration};
 use socketry::CloseCode;
 
 use crate::{
-    ClientInfo, ConnId, Delivery, Hub, HubError, Outgoing, Publication, PublishReport, RoomName,
-    hub::MemberState,
+    ClientInfo, ConnId, Delivery, Hub, HubError, Outgoing, Position, Publication, PublishReport,
+    Recovery, RoomName, hub::MemberState,
 };
 
 /// A connection in the hub: it joins and leaves rooms, publishes, and sends to its own
@@ -59,6 +59,40 @@ impl Member {
     /// connection left the hub (it ended, or was disconnected as slow).
     pub fn join(&self, room: &str) -> Result<bool, HubError> {
         self.hub.join_member(&self.state, room)
+    }
+
+    /// Joins `room`; if it keeps history ([`RoomOptions::history`](crate::RoomOptions::history))
+    /// and `since` is the last position this client saw there (sent back by a client that
+    /// reconnects), first sends what it missed since, in order, before anything newer,
+    /// nothing twice. [`Recovery`] says whether that was possible; if not (the history was
+    /// trimmed or started again), the member is in the room all the same and the client
+    /// should load the room's state afresh.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join). A history that cannot be read is no error:
+    /// [`Recovery::Lost`] with [`LostReason::Unavailable`](crate::LostReason::Unavailable).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use socketry_hub::{Member, Position, Recovery};
+    ///
+    /// # async fn run(member: Member, since: Option<&str>) -> Result<(), socketry_hub::HubError> {
+    /// let since: Option<Position> = since.and_then(|s| s.parse().ok());
+    /// match member.join_since("chat:lobby", since).await? {
+    ///     Recovery::Recovered { missed } => println!("sent {missed} missed messages"),
+    ///     Recovery::Lost { .. } => { member.send(r#"{"type":"resync"}"#)?; }
+    ///     _ => {}
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn join_since(
+        &self,
+        room: &str,
+        since: Option<Position>,
+    ) -> Result<Recovery, HubError> {
+        self.hub.join_since(&self.state, room, since).await
     }
 
     /// Leaves `room`. `Ok(false)` if it was not in it.

@@ -4,7 +4,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use socketry::Message;
 
-use crate::presence::PresenceEvent;
+use crate::{History, presence::PresenceEvent};
 
 /// What happens to a publication that does not fit in a member's outbound queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,6 +31,7 @@ pub type EventFormatter = Arc<dyn Fn(&PresenceEvent<'_>) -> Option<Message> + Se
 #[non_exhaustive]
 pub struct RoomOptions {
     pub(crate) events: Option<EventFormatter>,
+    pub(crate) history: Option<History>,
 }
 
 impl RoomOptions {
@@ -65,12 +66,25 @@ impl RoomOptions {
         self.events = Some(Arc::new(format));
         self
     }
+
+    /// Keeps the room's last publications and numbers them ([`History`]), so that a member
+    /// that comes back with the last [`Position`](crate::Position) it saw gets what it
+    /// missed ([`Member::join_since`](crate::Member::join_since)). The hub's broker keeps
+    /// the history: in this process for [`LocalBroker`](crate::LocalBroker), in Redis
+    /// Streams for `RedisBroker`. Every member, on every node, gets a room's publications in
+    /// the order of their positions.
+    #[must_use]
+    pub fn history(mut self, history: History) -> Self {
+        self.history = Some(history);
+        self
+    }
 }
 
 impl fmt::Debug for RoomOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RoomOptions")
             .field("presence_events", &self.events.is_some())
+            .field("history", &self.history)
             .finish()
     }
 }

@@ -35,6 +35,7 @@ pub(crate) struct Room {
     /// starts over with a new one.
     removed: AtomicBool,
     events: Option<EventFormatter>,
+    pub(crate) history: Option<crate::History>,
 }
 
 impl Room {
@@ -45,6 +46,7 @@ impl Room {
             version: AtomicU64::new(0),
             removed: AtomicBool::new(false),
             events: options.events,
+            history: options.history,
         }
     }
 }
@@ -305,7 +307,7 @@ impl Hub {
         version
     }
 
-    fn room_options(&self, room: &str) -> RoomOptions {
+    pub(crate) fn room_options(&self, room: &str) -> RoomOptions {
         let config = &self.inner.config;
         catch_unwind(AssertUnwindSafe(|| config.options_for(room))).unwrap_or_else(|_| {
             tracing::error!(

@@ -58,13 +58,40 @@ pub async fn hub_server(hub: Hub) -> SocketAddr {
                 let member = hub.attach(writer, ClientInfo::new("user"));
                 while let Some(Ok(message)) = reader.recv().await {
                     if let Message::Text(text) = message {
-                        obey(&member, &text);
+                        if let Some(rest) = text.strip_prefix("recover ") {
+                            recover(&member, rest).await;
+                        } else {
+                            obey(&member, &text);
+                        }
                     }
                 }
             });
         }
     });
     addr
+}
+
+/// `recover R POS` (`-` for none): joins R with recovery from POS, then sends
+/// `recovery recovered N`, `recovery lost REASON CURRENT` or `recovery fresh CURRENT`.
+async fn recover(member: &Member, rest: &str) {
+    let (room, since) = rest.split_once(' ').unwrap_or((rest, "-"));
+    let since = since.parse().ok();
+    let current = |p: &Option<socketry_hub::Position>| {
+        p.as_ref()
+            .map_or_else(|| "-".to_owned(), ToString::to_string)
+    };
+    let reply = match member.join_since(room, since).await {
+        Ok(socketry_hub::Recovery::Recovered { missed }) => format!("recovery recovered {missed}"),
+        Ok(socketry_hub::Recovery::Lost { reason, current: c }) => {
+            format!("recovery lost {reason:?} {}", current(&c))
+        }
+        Ok(socketry_hub::Recovery::Fresh { current: c }) => {
+            format!("recovery fresh {}", current(&c))
+        }
+        Ok(other) => format!("recovery {other:?}"),
+        Err(err) => format!("recovery error {err}"),
+    };
+    let _ = member.send(reply);
 }
 
 fn obey(member: &Member, command: &str) {
