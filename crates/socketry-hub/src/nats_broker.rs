@@ -22,7 +22,7 @@ use tokio::{runtime::Handle, task::JoinHandle};
 
 use crate::{
     HubError, PublishBuffer, RoomName,
-    cluster::{NodeLink, Stat, broker_over_link, jittered, shut_down},
+    cluster::{NodeLink, Queued, Stat, broker_over_link, jittered, shut_down},
 };
 
 /// Publications taken from the buffer at once.
@@ -188,6 +188,24 @@ impl NatsBroker {
     }
 }
 
+impl NatsBroker {
+    /// NATS core keeps nothing: rooms that keep history are delivered unnumbered.
+    fn numbers_history(&self) -> bool {
+        false
+    }
+
+    fn read_history<'a>(
+        &'a self,
+        room: &'a RoomName,
+        since: Option<&'a crate::Position>,
+    ) -> crate::BoxFuture<'a, Result<crate::HistoryRead, HubError>> {
+        let _ = (room, since);
+        Box::pin(std::future::ready(Err(HubError::Broker(
+            "NatsBroker keeps no history".into(),
+        ))))
+    }
+}
+
 broker_over_link!(NatsBroker);
 
 impl Shared {
@@ -282,7 +300,7 @@ async fn publisher(shared: Arc<Shared>, client: Client) {
     let mut shutdown = shared.link.shutdown_signal();
     while shared.link.outbound.take(MAX_BATCH, &mut batch).await {
         let mut items = batch.drain(..);
-        while let Some((room, envelope)) = items.next() {
+        while let Some(Queued { room, envelope, .. }) = items.next() {
             // The client's own channel is bounded: while NATS is away this waits, and the
             // publish buffer fills behind it.
             let sent = tokio::select! {

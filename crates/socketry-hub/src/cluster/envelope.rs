@@ -11,13 +11,18 @@
 //!
 //! The room is the channel or subject's name, not part of the envelope. The origin lets a
 //! node skip its own publications, which it delivered at once when they were published.
+//!
+//! A publication the broker numbered for its room's history (Redis puts it together in the
+//! script that keeps it) comes as version 2: byte 0 is 2, then `<offset> <epoch> ` in ASCII,
+//! then the version 1 envelope. Every node delivers those, its own included.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use socketry::{Message, PreparedMessage, Utf8Bytes};
 
-use crate::{ConnId, NodeId, Overflow, Publication, RoomName};
+use crate::{ConnId, NodeId, Overflow, Position, Publication, RoomName};
 
 const VERSION: u8 = 1;
+const NUMBERED: u8 = 2;
 const BINARY: u8 = 1;
 const EXCEPT: u8 = 1 << 1;
 const OVERFLOW_SHIFT: u8 = 2;
@@ -36,6 +41,8 @@ pub(crate) enum EnvelopeError {
     Flags(u8),
     #[error("text payload is not UTF-8")]
     Utf8,
+    #[error("malformed history position")]
+    Position,
 }
 
 /// Encodes `publication`, published on `origin`.
@@ -74,6 +81,11 @@ pub(crate) fn origin(envelope: &[u8]) -> Option<NodeId> {
 
 /// Decodes an envelope that arrived for `room`. The message is framed here, once per node.
 pub(crate) fn decode(room: RoomName, mut envelope: Bytes) -> Result<Publication, EnvelopeError> {
+    if envelope.first() == Some(&NUMBERED) {
+        let (position, rest) = numbered(&envelope).ok_or(EnvelopeError::Position)?;
+        let rest = envelope.split_off(rest);
+        return Ok(decode(room, rest)?.with_position(position));
+    }
     if envelope.len() < HEADER {
         return Err(EnvelopeError::Short);
     }
@@ -113,6 +125,17 @@ pub(crate) fn decode(room: RoomName, mut envelope: Bytes) -> Result<Publication,
     publication.except = except;
     publication.overflow = overflow;
     Ok(publication)
+}
+
+/// The position of a version 2 envelope, and where its version 1 envelope starts.
+fn numbered(envelope: &[u8]) -> Option<(Position, usize)> {
+    let text = envelope.get(1..envelope.len().min(1 + 64))?;
+    let first = text.iter().position(|&b| b == b' ')?;
+    let second = first + 1 + text[first + 1..].iter().position(|&b| b == b' ')?;
+    let offset: u64 = std::str::from_utf8(&text[..first]).ok()?.parse().ok()?;
+    let epoch = std::str::from_utf8(&text[first + 1..second]).ok()?;
+    let position = format!("{offset}:{epoch}").parse::<Position>().ok()?;
+    Some((position, 1 + second + 1))
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
@@ -193,5 +216,33 @@ mod tests {
         let mut bad = ok[..HEADER].to_vec();
         bad.extend_from_slice(&[0xff, 0xfe]);
         assert_eq!(decode(room(), bad.into()).unwrap_err(), EnvelopeError::Utf8);
+        for bad in [
+            &b"\x02"[..],
+            b"\x02x y ",
+            b"\x0212 ",
+            b"\x0212 a-b ",
+            b"\x02 ab ",
+        ] {
+            assert_eq!(
+                decode(room(), Bytes::copy_from_slice(bad)).unwrap_err(),
+                EnvelopeError::Position,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_numbered_envelope_carries_its_position_and_is_not_skipped_by_its_origin() {
+        let node = NodeId::from_u64(3);
+        let inner = encode(
+            node,
+            &Publication::new(room(), PreparedMessage::new(Message::text("hi"))),
+        );
+        let mut numbered = b"\x0242 9f3a ".to_vec();
+        numbered.extend_from_slice(&inner);
+        assert_eq!(origin(&numbered), None, "its origin delivers it too");
+        let received = decode(room(), numbered.into()).unwrap();
+        assert_eq!(received.position, Some(Position::new(42, "9f3a")));
+        assert_eq!(received.message.message(), &Message::text("hi"));
     }
 }

@@ -12,9 +12,9 @@ mod subscriptions;
 
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub(crate) use node::{NodeLink, broker_over_link, shut_down};
-#[cfg(any(feature = "redis", feature = "nats"))]
-pub(crate) use outbound::Outbound;
 pub use outbound::PublishBuffer;
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) use outbound::{Outbound, Queued};
 pub use stats::BrokerStats;
 #[cfg(any(feature = "redis", feature = "nats"))]
 pub(crate) use stats::{Stat, StatCounters};

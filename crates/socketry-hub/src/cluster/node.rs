@@ -7,7 +7,7 @@ use std::{sync::OnceLock, time::Duration};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::{Outbound, PublishBuffer, Stat, StatCounters, Subscriptions, envelope};
+use super::{Outbound, PublishBuffer, Queued, Stat, StatCounters, Subscriptions, envelope};
 use crate::{Hub, HubError, Publication, RoomName, WeakHub};
 
 #[derive(Debug)]
@@ -85,7 +85,11 @@ impl NodeLink {
     pub(crate) fn forward(&self, hub: &Hub, publications: &[Publication]) -> Result<(), HubError> {
         let items = publications
             .iter()
-            .map(|p| (p.room.clone(), envelope::encode(hub.node(), p)))
+            .map(|p| Queued {
+                room: p.room.clone(),
+                envelope: envelope::encode(hub.node(), p),
+                history: p.history,
+            })
             .collect::<Vec<_>>();
         let count = items.len() as u64;
         self.outbound.push_all(items).map_err(|full| {
@@ -99,7 +103,8 @@ impl NodeLink {
     pub(crate) fn deliver(&self, room: RoomName, payload: Bytes) {
         let Some(hub) = self.hub() else { return };
         // This node delivered its own publications when they were made: skipped before they
-        // are framed.
+        // are framed. (Numbered ones come back to their node too: they are delivered
+        // everywhere in the order the broker numbered them.)
         if envelope::origin(&payload) == Some(hub.node()) {
             return;
         }
@@ -131,20 +136,44 @@ macro_rules! broker_over_link {
             fn publish(
                 &self,
                 hub: &$crate::Hub,
-                publication: $crate::Publication,
+                mut publication: $crate::Publication,
             ) -> Result<$crate::PublishReport, $crate::HubError> {
+                if !self.numbers_history() {
+                    publication.history = None;
+                }
                 self.link()
                     .forward(hub, std::slice::from_ref(&publication))?;
+                // A numbered publication comes back from the broker, here as everywhere.
+                if publication.history.is_some() {
+                    return Ok($crate::PublishReport::default());
+                }
                 Ok(hub.deliver_local(&publication))
             }
 
             fn publish_batch(
                 &self,
                 hub: &$crate::Hub,
-                publications: Vec<$crate::Publication>,
+                mut publications: Vec<$crate::Publication>,
             ) -> Result<$crate::PublishReport, $crate::HubError> {
+                if !self.numbers_history() {
+                    for publication in &mut publications {
+                        publication.history = None;
+                    }
+                }
                 self.link().forward(hub, &publications)?;
+                if publications.iter().any(|p| p.history.is_some()) {
+                    publications.retain(|p| p.history.is_none());
+                }
                 Ok(hub.deliver_local_batch(&publications))
+            }
+
+            fn history<'a>(
+                &'a self,
+                _hub: &'a $crate::Hub,
+                room: &'a $crate::RoomName,
+                since: Option<&'a $crate::Position>,
+            ) -> $crate::BoxFuture<'a, Result<$crate::HistoryRead, $crate::HubError>> {
+                self.read_history(room, since)
             }
 
             fn attach(&self, hub: &$crate::Hub) {

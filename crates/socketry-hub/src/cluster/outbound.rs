@@ -8,7 +8,17 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::RoomName;
+use crate::{RoomName, history::HistoryLimits};
+
+/// A publication waiting for the broker: its room, its envelope, and the room's history
+/// bounds if the broker is to number and keep it.
+#[derive(Debug, Clone)]
+pub(crate) struct Queued {
+    pub(crate) room: RoomName,
+    pub(crate) envelope: Bytes,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // only Redis keeps history
+    pub(crate) history: Option<HistoryLimits>,
+}
 
 /// How many publications (and how many bytes of them) wait for a broker that is slow or
 /// away, before publishing fails with [`HubError::Broker`](crate::HubError::Broker).
@@ -58,7 +68,7 @@ pub(crate) struct Full {
 
 #[derive(Debug, Default)]
 struct State {
-    items: VecDeque<(RoomName, Bytes)>,
+    items: VecDeque<Queued>,
     bytes: usize,
     closed: bool,
 }
@@ -80,8 +90,8 @@ impl Outbound {
     }
 
     /// Queues every item, or none if they do not all fit.
-    pub(crate) fn push_all(&self, items: Vec<(RoomName, Bytes)>) -> Result<(), Full> {
-        let size: usize = items.iter().map(|(_, envelope)| envelope.len()).sum();
+    pub(crate) fn push_all(&self, items: Vec<Queued>) -> Result<(), Full> {
+        let size: usize = items.iter().map(|q| q.envelope.len()).sum();
         let mut state = self.state.lock();
         if state.closed
             || state.items.len() + items.len() > self.bound.messages
@@ -101,7 +111,7 @@ impl Outbound {
 
     /// Waits for queued items and moves up to `max` of them into `batch`, in order; `false`
     /// once the queue is closed.
-    pub(crate) async fn take(&self, max: usize, batch: &mut Vec<(RoomName, Bytes)>) -> bool {
+    pub(crate) async fn take(&self, max: usize, batch: &mut Vec<Queued>) -> bool {
         loop {
             // `notify_one` keeps a permit when nobody waits, so a push between the check and
             // the wait is not missed.
@@ -113,7 +123,7 @@ impl Outbound {
                 if !state.items.is_empty() {
                     let n = state.items.len().min(max);
                     let taken: Vec<_> = state.items.drain(..n).collect();
-                    state.bytes -= taken.iter().map(|(_, e)| e.len()).sum::<usize>();
+                    state.bytes -= taken.iter().map(|q| q.envelope.len()).sum::<usize>();
                     batch.extend(taken);
                     return true;
                 }
@@ -139,8 +149,12 @@ impl Outbound {
 mod tests {
     use super::*;
 
-    fn item(len: usize) -> (RoomName, Bytes) {
-        (RoomName::new("r").unwrap(), Bytes::from(vec![0; len]))
+    fn item(len: usize) -> Queued {
+        Queued {
+            room: RoomName::new("r").unwrap(),
+            envelope: Bytes::from(vec![0; len]),
+            history: None,
+        }
     }
 
     #[tokio::test]

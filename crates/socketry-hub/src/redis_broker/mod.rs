@@ -18,6 +18,7 @@
 //! On a Redis Cluster ([`RedisBroker::cluster_builder`]) the same runs per master, with
 //! sharded pub/sub (`sharded.rs`).
 
+mod history;
 mod resp;
 mod sharded;
 mod slots;
@@ -40,7 +41,7 @@ use tokio::runtime::Handle;
 
 use crate::{
     HubError, PublishBuffer, RoomName,
-    cluster::{Backoff, NodeLink, Stat, broker_over_link, shut_down},
+    cluster::{Backoff, NodeLink, Queued, Stat, broker_over_link, shut_down},
 };
 
 /// Publications sent in one pipeline at most.
@@ -136,6 +137,8 @@ impl RedisBrokerBuilder {
                 client,
                 cluster,
                 channel_prefix: format!("{}:room:", self.prefix),
+                key_prefix: format!("{}:", self.prefix),
+                reader: parking_lot::Mutex::new(None),
                 timeout: self.timeout,
                 epoch: tokio::time::Instant::now(),
                 current: parking_lot::Mutex::new(Arc::default()),
@@ -189,6 +192,10 @@ struct Shared {
     /// Set for a Redis Cluster: sharded pub/sub, per master.
     cluster: Option<sharded::Cluster>,
     channel_prefix: String,
+    /// What the history keys start with (`<prefix>:`).
+    key_prefix: String,
+    /// A connection for history reads, dialled on the first.
+    reader: parking_lot::Mutex<Option<MultiplexedConnection>>,
     timeout: Duration,
     epoch: tokio::time::Instant,
     /// The subscriber's current connection: pushes from an older one are ignored.
@@ -250,6 +257,24 @@ impl RedisBroker {
 impl RedisBroker {
     fn link(&self) -> &NodeLink {
         &self.shared.link
+    }
+
+    /// On one server, rooms that keep history are numbered in Redis (not yet on a cluster).
+    fn numbers_history(&self) -> bool {
+        self.shared.cluster.is_none()
+    }
+
+    fn read_history<'a>(
+        &'a self,
+        room: &'a RoomName,
+        since: Option<&'a crate::Position>,
+    ) -> crate::BoxFuture<'a, Result<crate::HistoryRead, HubError>> {
+        if !self.numbers_history() {
+            return Box::pin(std::future::ready(Err(HubError::Broker(
+                "history is not kept on a Redis Cluster yet".into(),
+            ))));
+        }
+        Box::pin(self.shared.read_history(room, since))
     }
 
     fn start(&self) {
@@ -368,11 +393,32 @@ async fn publisher(shared: Arc<Shared>) {
                 continue;
             };
             let mut pipe = redis::pipe();
-            for (room, envelope) in &batch {
-                pipe.cmd("PUBLISH")
-                    .arg(shared.channel(room))
-                    .arg(&envelope[..])
-                    .ignore();
+            for Queued {
+                room,
+                envelope,
+                history,
+            } in &batch
+            {
+                match history {
+                    // Numbered, kept and published in one step (`history.rs`).
+                    Some(limits) => pipe
+                        .cmd("EVAL")
+                        .arg(history::PUBLISH)
+                        .arg(2)
+                        .arg(shared.stream_key(room))
+                        .arg(shared.meta_key(room))
+                        .arg(shared.channel(room))
+                        .arg(&envelope[..])
+                        .arg(limits.max_len)
+                        .arg(limits.ttl.as_millis() as u64)
+                        .arg(&*crate::history::new_epoch())
+                        .ignore(),
+                    None => pipe
+                        .cmd("PUBLISH")
+                        .arg(shared.channel(room))
+                        .arg(&envelope[..])
+                        .ignore(),
+                };
             }
             let sent = batch.len() as u64;
             match pipe.query_async::<()>(c).await {

@@ -33,7 +33,7 @@ use super::{
 };
 use crate::{
     RoomName,
-    cluster::{Backoff, Stat, shut_down},
+    cluster::{Backoff, Queued, Stat, shut_down},
 };
 
 /// A bulk string larger than this ends a subscriber connection (Redis's own limit for a
@@ -125,7 +125,7 @@ pub(super) async fn publisher(shared: Arc<Shared>) {
             let mut groups: Vec<(Addr, Vec<usize>)> = Vec::new();
             let mut retry = Vec::new();
             for &i in &pending {
-                let channel = shared.channel(&batch[i].0);
+                let channel = shared.channel(&batch[i].room);
                 match map.owner(slots::slot(channel.as_bytes())) {
                     Some(owner) => match groups.iter_mut().find(|(addr, _)| addr == owner) {
                         Some((_, group)) => group.push(i),
@@ -155,7 +155,7 @@ pub(super) async fn publisher(shared: Arc<Shared>) {
                 let mut pipe = redis::pipe();
                 pipe.ignore_errors();
                 for &i in &group {
-                    let (room, envelope) = &batch[i];
+                    let Queued { room, envelope, .. } = &batch[i];
                     pipe.cmd("SPUBLISH")
                         .arg(shared.channel(room))
                         .arg(&envelope[..]);
