@@ -29,7 +29,7 @@ use serde_json::json;
 use socketry::{DeflateConfig, Message, WebSocketConfig};
 use socketry_axum::{
     Conn, Controller, Request, Settings, Shutdown, Upgrader,
-    hub::{ClientInfo, Hub, HubConfig, PresenceKind, RoomOptions},
+    hub::{ClientInfo, History, Hub, HubConfig, PresenceKind, Recovery, RoomOptions},
 };
 
 /// What the nodes share, from the command line: the broker that carries the rooms between
@@ -46,15 +46,28 @@ struct Cluster {
 /// tab that stopped reading) is disconnected with 3008 and leaves its room.
 fn chat_hub(cluster: Cluster) -> Hub {
     let config = HubConfig::default().room_options(|_room| {
-        RoomOptions::default().presence_events(|event| {
-            let kind = match event.kind {
-                PresenceKind::Join => "join",
-                PresenceKind::Leave => "leave",
-            };
-            let (id, user) = (event.conn.to_string(), event.info.user());
-            let text = json!({ "type": kind, "id": id, "user": user, "version": event.version });
-            Some(Message::text(text.to_string()))
-        })
+        RoomOptions::default()
+            // The last 100 messages of each room, for pages that reconnect: each message
+            // gets its position (`"pos"`), which the page sends back as `?since=`.
+            .history(
+                History::new(|position, message| {
+                    let json = String::from_utf8_lossy(message.as_payload());
+                    let rest = json.strip_prefix('{').unwrap_or("}");
+                    let comma = if rest.starts_with('}') { "" } else { "," };
+                    Message::text(format!("{{\"pos\":\"{position}\"{comma}{rest}"))
+                })
+                .max_len(100),
+            )
+            .presence_events(|event| {
+                let kind = match event.kind {
+                    PresenceKind::Join => "join",
+                    PresenceKind::Leave => "leave",
+                };
+                let (id, user) = (event.conn.to_string(), event.info.user());
+                let text =
+                    json!({ "type": kind, "id": id, "user": user, "version": event.version });
+                Some(Message::text(text.to_string()))
+            })
     });
     let builder = Hub::builder().config(config);
     match (cluster.nats, cluster.redis) {
@@ -110,9 +123,19 @@ impl Controller for ChatController {
         let name: String = request.query_or("name", "guest").chars().take(32).collect();
         let room: String = request.query_or("room", "lobby").chars().take(32).collect();
         let member = conn.attach(&self.0, ClientInfo::new(&name))?;
-        member.join(&room)?;
-        // With a broker between nodes, the subscription to the room is on its way: wait a
-        // moment for it (a node whose broker is away still serves its own members).
+        // A page that reconnects sends the last position it saw (`?since=`): what it missed
+        // comes first, in order, then the live messages. (This also waits, a moment at
+        // most, for the broker's subscription to the room.)
+        let recovery = match member.join_since(&room, request.since()).await? {
+            Recovery::Recovered { missed } => json!({ "type": "recovery", "missed": missed }),
+            Recovery::Lost { reason, .. } => {
+                json!({ "type": "recovery", "lost": format!("{reason:?}") })
+            }
+            _ => json!({ "type": "recovery" }),
+        };
+        member.send(recovery.to_string())?;
+        // With a broker between nodes, a fresh join's subscription may still be on its way:
+        // a moment for it, so that the presence read below misses no event.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.0.subscribed(&room)).await;
         // Who is here, on every node (this node's alone if the presence store is away). Each
         // entry has a version: the page keeps, per connection, the newest it has seen, from

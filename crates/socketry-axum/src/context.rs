@@ -93,6 +93,26 @@ impl Request {
         self.query(key).unwrap_or(default)
     }
 
+    /// The history position a reconnecting client sent back: the `since` query parameter
+    /// (`?since=<offset>:<epoch>`, the last position it saw), for
+    /// [`Member::join_since`](socketry_hub::Member::join_since). `None` without one, or for
+    /// one that is no position.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn serve(conn: &mut socketry_axum::Conn, request: &socketry_axum::Request, hub: &socketry_axum::hub::Hub) -> Result<(), socketry_axum::hub::HubError> {
+    /// let member = conn.attach(hub, socketry_axum::hub::ClientInfo::new("ann"))?;
+    /// // Joins, sending first what the client missed since its last position.
+    /// let recovery = member.join_since("chat:lobby", request.since()).await?;
+    /// # let _ = recovery;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "hub")]
+    pub fn since(&self) -> Option<socketry_hub::Position> {
+        self.query("since")?.parse().ok()
+    }
+
     /// A cookie's value.
     pub fn cookie(&self, name: &str) -> Option<&str> {
         self.cookies.get(name).map(String::as_str)

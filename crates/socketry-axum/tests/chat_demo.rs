@@ -167,7 +167,10 @@ async fn two_users_chat_in_one_room() {
     let _ = next_of(&mut eve, "presence").await;
 
     ann.send(Message::text("hello bob")).await.unwrap();
-    let message = next_of(&mut bob, "message").await;
+    let mut message = next_of(&mut bob, "message").await;
+    // Each message has its position in the room's history, for a page that reconnects.
+    let pos = message.as_object_mut().unwrap().remove("pos").unwrap();
+    assert!(pos.as_str().unwrap().starts_with("1:"), "{pos}");
     assert_eq!(
         message,
         serde_json::json!({"type": "message", "from": "ann", "text": "hello bob"})
@@ -361,4 +364,73 @@ async fn a_sigkilled_chat_node_leaves_the_presence_of_the_other_within_its_ttl()
     let mut cat = join(&addr_one, "cat", "blue").await;
     assert_eq!(users(&next_of(&mut cat, "presence").await), ["ann", "cat"]);
     drop(bob);
+}
+
+/// A page that reconnects with the last position it saw (`?since=`) gets what it missed, in
+/// order, then a `recovery` message that counts them; on the other node too, through Redis.
+async fn a_page_back_with_its_position_gets_what_it_missed(addr_gone: &str, addr_back: &str) {
+    let mut ann = join(addr_gone, "ann", "green").await;
+    let _ = next_of(&mut ann, "presence").await;
+    let mut bob = join(addr_back, "bob", "green").await;
+    let _ = next_of(&mut bob, "presence").await;
+    bob.send(Message::text("seen")).await.unwrap();
+    let seen = next_of(&mut ann, "message").await;
+    assert_eq!(seen["text"], "seen");
+    let since = seen["pos"].as_str().unwrap().to_owned();
+    assert_eq!(next_of(&mut bob, "message").await["text"], "seen", "bob's own echo");
+    ann.close(None).await.unwrap();
+    for i in 0..5 {
+        bob.send(Message::text(format!("missed {i}")))
+            .await
+            .unwrap();
+    }
+    for i in 0..5 {
+        assert_eq!(
+            next_of(&mut bob, "message").await["text"],
+            format!("missed {i}")
+        );
+    }
+    let stream = TcpStream::connect(addr_back).await.unwrap();
+    let url = format!("ws://{addr_back}/ws?name=ann&room=green&since={since}");
+    let mut back = tokio_tungstenite::client_async(url, stream)
+        .await
+        .unwrap()
+        .0;
+    for i in 0..5 {
+        let message = next_any(&mut back).await;
+        assert_eq!(message["type"], "message", "{message}");
+        assert_eq!(message["text"], format!("missed {i}"));
+    }
+    let recovery = next_any(&mut back).await;
+    assert_eq!(
+        recovery,
+        serde_json::json!({"type": "recovery", "missed": 5})
+    );
+    // A position from a history that is no more: told, not replayed.
+    let stream = TcpStream::connect(addr_back).await.unwrap();
+    let url = format!("ws://{addr_back}/ws?name=ann&room=green&since=3:gone");
+    let mut stale = tokio_tungstenite::client_async(url, stream)
+        .await
+        .unwrap()
+        .0;
+    let recovery = next_any(&mut stale).await;
+    assert_eq!(
+        recovery,
+        serde_json::json!({"type": "recovery", "lost": "EpochChanged"})
+    );
+}
+
+#[tokio::test]
+async fn a_page_back_with_its_position_gets_what_it_missed_on_one_node() {
+    let (_chat, addr) = start_chat(&[]).await;
+    a_page_back_with_its_position_gets_what_it_missed(&addr, &addr).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_page_back_on_the_other_node_gets_what_it_missed_through_redis() {
+    let redis = brokers::RedisServer::start();
+    let (_one, addr_one) = start_chat(&["--redis", &redis.url()]).await;
+    let (_two, addr_two) = start_chat(&["--redis", &redis.url()]).await;
+    a_page_back_with_its_position_gets_what_it_missed(&addr_one, &addr_two).await;
 }

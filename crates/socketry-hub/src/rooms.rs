@@ -445,7 +445,12 @@ impl Hub {
         entry: &PresenceEntry,
     ) -> Result<PublishReport, HubError> {
         match self.event_for(kind, room, entry) {
-            Some(event) => self.publish_with(event),
+            // Through the broker, but outside the room's history: presence is state, read
+            // afresh on reconnection, not replayed.
+            Some(event) => {
+                self.check(&event.message)?;
+                self.inner.broker.publish(self, event)
+            }
             None => Ok(PublishReport::default()),
         }
     }

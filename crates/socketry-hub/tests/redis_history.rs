@@ -113,7 +113,10 @@ async fn a_client_back_on_another_node_gets_the_500_it_missed_in_order_then_the_
     };
     // At least the 500 missed; more if A's first ones were in Redis before the read.
     let missed: usize = reply.rsplit(' ').next().unwrap().parse().expect(&reply);
-    assert!(reply.contains("recovered") && (500..=600).contains(&missed), "{reply}");
+    assert!(
+        reply.contains("recovered") && (500..=600).contains(&missed),
+        "{reply}"
+    );
     let stats = a.broker_stats().unwrap();
     assert_eq!((stats.lost, stats.rejected, stats.invalid), (0, 0, 0));
 }
