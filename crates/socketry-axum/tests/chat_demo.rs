@@ -377,7 +377,11 @@ async fn a_page_back_with_its_position_gets_what_it_missed(addr_gone: &str, addr
     let seen = next_of(&mut ann, "message").await;
     assert_eq!(seen["text"], "seen");
     let since = seen["pos"].as_str().unwrap().to_owned();
-    assert_eq!(next_of(&mut bob, "message").await["text"], "seen", "bob's own echo");
+    assert_eq!(
+        next_of(&mut bob, "message").await["text"],
+        "seen",
+        "bob's own echo"
+    );
     ann.close(None).await.unwrap();
     for i in 0..5 {
         bob.send(Message::text(format!("missed {i}")))

@@ -3,7 +3,12 @@
 //! ```text
 //! fanout_load HOST:PORT --proto plain|socketio --shape fanout|all --clients N --size BYTES
 //!             [--window W] [--duration SECS] [--warmup SECS] [--server-pid PID] [--label NAME]
+//!             [--remote HOST:PORT [--remote-pid PID]]
 //! ```
+//!
+//! With `--remote` (the cross-node shape), N more subscribers connect to the second node;
+//! the publisher stays on the first, and a message is done when both nodes' subscribers got
+//! it. Deliveries and latency are then also reported for the remote subscribers alone.
 //!
 //! - `fanout`: N subscribers (`/sub`) and one publisher (`/pub`); the publisher keeps W
 //!   messages in flight (a message is done when N deliveries more have arrived).
@@ -56,6 +61,8 @@ struct Options {
     warmup: Duration,
     server_pid: Option<u32>,
     label: String,
+    remote: Option<SocketAddr>,
+    remote_pid: Option<u32>,
 }
 
 /// Counters shared by the tasks of the one thread.
@@ -65,6 +72,11 @@ struct Shared {
     /// Sample latencies once set (the measured interval).
     measuring: Cell<bool>,
     samples: RefCell<Vec<u32>>,
+    /// Deliveries to and latency samples of the remote node's subscribers.
+    remote_delivered: Cell<u64>,
+    remote_samples: RefCell<Vec<u32>>,
+    /// Messages the fan-out publisher sent, all told.
+    published: Cell<u64>,
     /// The publisher waits until `delivered` reaches this.
     wake_at: Cell<u64>,
     progress: Notify,
@@ -113,6 +125,8 @@ fn parse_args() -> Result<Options, BoxError> {
         warmup: Duration::from_secs_f64(value("--warmup").map_or(Ok(0.5), |v| v.parse())?),
         server_pid: value("--server-pid").map(|v| v.parse()).transpose()?,
         label: value("--label").unwrap_or_else(|| "server".to_owned()),
+        remote: value("--remote").map(|v| v.parse()).transpose()?,
+        remote_pid: value("--remote-pid").map(|v| v.parse()).transpose()?,
     })
 }
 
@@ -122,19 +136,31 @@ async fn run(options: Options) -> Result<(), BoxError> {
         delivered: Cell::new(0),
         measuring: Cell::new(false),
         samples: RefCell::new(Vec::new()),
+        remote_delivered: Cell::new(0),
+        remote_samples: RefCell::new(Vec::new()),
+        published: Cell::new(1),
         wake_at: Cell::new(u64::MAX),
         progress: Notify::new(),
         stop: Cell::new(false),
     });
-    let n = options.clients as u64;
+    let nodes = 1 + u64::from(options.remote.is_some());
+    let n = options.clients as u64 * nodes;
     let mut conns = Vec::with_capacity(options.clients);
     for _ in 0..options.clients {
         conns.push(Conn::open(&options, "/sub").await?);
     }
+    let mut remote = Vec::new();
+    if let Some(addr) = options.remote {
+        for _ in 0..options.clients {
+            let mut conn = Conn::open_at(&options, addr, "/sub").await?;
+            conn.remote = true;
+            remote.push(conn);
+        }
+    }
     match options.shape {
         Shape::FanOut => {
             let publisher = Conn::open(&options, "/pub").await?;
-            for conn in conns {
+            for conn in conns.into_iter().chain(remote) {
                 tokio::task::spawn_local(receive(conn, shared.clone(), None));
             }
             // Every subscriber got a first message: all are in the room.
@@ -159,6 +185,7 @@ async fn run(options: Options) -> Result<(), BoxError> {
         cpu_ticks(options.server_pid),
         cpu_ticks(None),
     );
+    let (remote0, remote_cpu0) = (shared.remote_delivered.get(), cpu_ticks(options.remote_pid));
     let t0 = Instant::now();
     shared.measuring.set(true);
     tokio::time::sleep(options.duration).await;
@@ -169,6 +196,7 @@ async fn run(options: Options) -> Result<(), BoxError> {
         cpu_ticks(options.server_pid),
         cpu_ticks(None),
     );
+    let (remote1, remote_cpu1) = (shared.remote_delivered.get(), cpu_ticks(options.remote_pid));
     shared.stop.set(true);
     let deliveries = (delivered1 - delivered0) as f64;
     let tick = 1.0 / clock_ticks_per_second();
@@ -184,9 +212,32 @@ async fn run(options: Options) -> Result<(), BoxError> {
     };
     let server_us = per_delivery_us(server0.zip(server1).map(|(a, b)| b - a));
     let own_us = per_delivery_us(own0.zip(own1).map(|(a, b)| b - a));
+    let mut remote_samples = shared.remote_samples.take();
+    remote_samples.sort_unstable();
+    let remote_pct = |p: f64| {
+        remote_samples
+            .get(((remote_samples.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let remote = if options.remote.is_some() {
+        let remote_cpu_us = remote_cpu0
+            .zip(remote_cpu1)
+            .map(|(a, b)| (b - a) as f64 * tick * 1e6 / ((remote1 - remote0) as f64).max(1.0));
+        format!(
+            ",\"nodes\":2,\"published\":{},\"remote_deliveries_per_s\":{:.0},\"remote_server_us_per_delivery\":{},\"remote_p50_us\":{},\"remote_p99_us\":{}",
+            shared.published.get(),
+            (remote1 - remote0) as f64 / elapsed,
+            remote_cpu_us.map_or_else(|| "null".to_owned(), |v| format!("{v:.3}")),
+            remote_pct(0.5),
+            remote_pct(0.99),
+        )
+    } else {
+        String::new()
+    };
     println!(
         "{{\"kind\":\"fanout\",\"server\":\"{}\",\"shape\":\"{}\",\"clients\":{},\"size\":{},\"window\":{},\
-         \"deliveries_per_s\":{:.0},\"server_us_per_delivery\":{},\"load_us_per_delivery\":{},\"p50_us\":{},\"p99_us\":{},\"samples\":{}}}",
+         \"deliveries_per_s\":{:.0},\"server_us_per_delivery\":{},\"load_us_per_delivery\":{},\"p50_us\":{},\"p99_us\":{},\"samples\":{}{}}}",
         options.label,
         if options.shape == Shape::FanOut {
             "fanout"
@@ -206,6 +257,7 @@ async fn run(options: Options) -> Result<(), BoxError> {
         pct(0.5),
         pct(0.99),
         samples.len(),
+        remote,
     );
     Ok(())
 }
@@ -221,12 +273,13 @@ async fn wait_for(shared: &Shared, count: u64) {
 
 /// The publisher of the fan-out shape: at most `window` messages not yet delivered to all.
 async fn publish(mut conn: Conn, options: &Options, shared: &Shared) -> Result<(), BoxError> {
-    let n = options.clients as u64;
+    let n = options.clients as u64 * (1 + u64::from(options.remote.is_some()));
     let mut sent: u64 = 1; // the first message went out before the run
     while !shared.stop.get() {
         while sent < shared.delivered.get() / n + options.window {
             conn.send_numbered(options, shared).await?;
             sent += 1;
+            shared.published.set(sent);
         }
         shared.wake_at.set((sent + 1 - options.window) * n);
         let _ = tokio::time::timeout(Duration::from_millis(100), shared.progress.notified()).await;
@@ -254,6 +307,11 @@ async fn receive(mut conn: Conn, shared: Rc<Shared>, round: Option<(Options, u64
         }
         let total = shared.delivered.get() + messages;
         shared.delivered.set(total);
+        if conn.remote {
+            shared
+                .remote_delivered
+                .set(shared.remote_delivered.get() + messages);
+        }
         if total >= shared.wake_at.get() {
             shared.progress.notify_one();
         }
@@ -278,11 +336,17 @@ struct Conn {
     end: usize,
     proto: Proto,
     out: Vec<u8>,
+    /// A subscriber of the remote node.
+    remote: bool,
 }
 
 impl Conn {
     async fn open(options: &Options, path: &str) -> Result<Self, BoxError> {
-        let tcp = TcpStream::connect(options.addr).await?;
+        Self::open_at(options, options.addr, path).await
+    }
+
+    async fn open_at(options: &Options, addr: SocketAddr, path: &str) -> Result<Self, BoxError> {
+        let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let target = match options.proto {
             Proto::Plain => path.to_owned(),
@@ -295,11 +359,12 @@ impl Conn {
             end: 0,
             proto: options.proto,
             out: Vec::with_capacity(options.size + 32),
+            remote: false,
         };
         let request = format!(
             "GET {target} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            options.addr
+            addr
         );
         conn.tcp.write_all(request.as_bytes()).await?;
         loop {
@@ -378,10 +443,12 @@ impl Conn {
                     && let Some(sent) = sent_at(body)
                 {
                     let now = shared.start.elapsed().as_micros() as u64;
-                    shared
-                        .samples
-                        .borrow_mut()
-                        .push(now.saturating_sub(sent) as u32);
+                    let samples = if self.remote {
+                        &shared.remote_samples
+                    } else {
+                        &shared.samples
+                    };
+                    samples.borrow_mut().push(now.saturating_sub(sent) as u32);
                 }
             }
             self.start += next;

@@ -1,8 +1,11 @@
 //! The socketry-hub server of the fan-out benchmark.
 //!
 //! ```text
-//! hub_server ADDR [--threads N]
+//! hub_server ADDR [--threads N] [--redis URL | --nats URL]
 //! ```
+//!
+//! With `--redis` (feature `redis`) or `--nats` (feature `nats`), the hub shares its room with
+//! the other hub_servers on that broker (the cross-node benchmark).
 //!
 //! A connection to `/sub` joins the room `bench`; one to `/pub` does not. Every text or
 //! binary message any connection sends is published to the room (every member gets it, the
@@ -39,12 +42,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .enable_all()
             .build()?
     };
-    runtime.block_on(serve(addr))
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let broker = (value("--redis"), value("--nats"));
+    runtime.block_on(serve(addr, broker))
 }
 
-async fn serve(addr: String) -> Result<(), Box<dyn std::error::Error>> {
+/// The hub, on the broker the command line names.
+fn hub(broker: (Option<String>, Option<String>)) -> Result<Hub, Box<dyn std::error::Error>> {
+    match broker {
+        #[cfg(feature = "redis")]
+        (Some(url), None) => Ok(Hub::builder()
+            .broker(
+                socketry_hub::RedisBroker::builder(url)
+                    .prefix("bench")
+                    .build()?,
+            )
+            .build()),
+        #[cfg(feature = "nats")]
+        (None, Some(url)) => Ok(Hub::builder()
+            .broker(
+                socketry_hub::NatsBroker::builder(url)
+                    .prefix("bench")
+                    .build()?,
+            )
+            .build()),
+        (None, None) => Ok(Hub::default()),
+        _ => Err("--redis or --nats (built with that feature), not both".into()),
+    }
+}
+
+async fn serve(
+    addr: String,
+    broker: (Option<String>, Option<String>),
+) -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(&addr).await?;
-    let hub = Hub::default();
+    let hub = hub(broker)?;
     let acceptor = socketry::Acceptor::new();
     loop {
         let (tcp, _) = listener.accept().await?;
