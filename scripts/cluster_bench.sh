@@ -12,7 +12,8 @@
 #   scripts/cluster_bench.sh --smoke    # every server once, small and brief; writes nothing
 #
 # The servers are not pinned: four processes (two nodes, the broker, the load) share the two
-# cores, as they would on one small host. Tunables: REPS (3), DURATION (4 s), CLIENTS (5000).
+# cores, as they would on one small host. Tunables: REPS (3), DURATION (4 s), CLIENTS (5000),
+# WINDOW (16 publishes in flight).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -22,6 +23,7 @@ SMOKE=0
 REPS="${REPS:-3}"
 DURATION="${DURATION:-4}"
 CLIENTS="${CLIENTS:-5000}"
+WINDOW="${WINDOW:-16}"
 SIZES=(64 1024)
 if [ "$SMOKE" = 1 ]; then REPS=1; DURATION=0.5; CLIENTS=50; SIZES=(64); fi
 OUT="$ROOT/reports/cluster"
@@ -93,7 +95,7 @@ run() {
   redis CONFIG RESETSTAT > /dev/null
   local line numsub=0 n
   "$BIN/fanout_load" "127.0.0.1:$port_a" --proto "$proto" --shape fanout --clients "$clients" \
-    --size "$size" --window 16 --duration "$DURATION" --server-pid "$pid_a" --label "$label" \
+    --size "$size" --window "$WINDOW" --duration "$DURATION" --server-pid "$pid_a" --label "$label" \
     "${remote_args[@]}" > "$OUT/line" &
   local load=$!
   # Redis's subscriptions to the room's channel while the load runs (the nodes unsubscribe
