@@ -101,6 +101,7 @@ impl Request {
     /// # Examples
     ///
     /// ```no_run
+    /// # #[allow(dead_code)]
     /// # async fn serve(conn: &mut socketry_axum::Conn, request: &socketry_axum::Request, hub: &socketry_axum::hub::Hub) -> Result<(), socketry_axum::hub::HubError> {
     /// let member = conn.attach(hub, socketry_axum::hub::ClientInfo::new("ann"))?;
     /// // Joins, sending first what the client missed since its last position.
