@@ -237,6 +237,27 @@ impl ParseId for String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_lease_ran_out_writes_its_members_again_and_announces_them() {
+    // Ended 10 s ago by the server's clock: past the TTL, well short of being forgotten.
+    lease_lost_then_rewritten(&[
+        "EVAL",
+        "local t = redis.call('TIME') \
+         return redis.call('ZADD', KEYS[1], 'XX', 'CH', t[1] * 1000 - 10000, ARGV[1])",
+        "1",
+        "test:presence:nodes",
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_lease_is_gone_from_redis_writes_its_members_again() {
+    // Forgotten (as after a day away, a flush or an eviction): a running node treats a
+    // missing lease like one that ran out, not like a fresh start.
+    lease_lost_then_rewritten(&["ZREM", "test:presence:nodes"]).await;
+}
+
+/// B's lease is ended behind its back by `command` (B's node id appended): B notices at its
+/// next check, writes its members again with newer versions and A's members hear them join.
+async fn lease_lost_then_rewritten(command: &[&str]) {
     let redis = RedisServer::start();
     let ((a, _), (b, stats_b)) = (node(&redis), node(&redis));
     let (addr_a, addr_b) = (hub_server(a.clone()).await, hub_server(b.clone()).await);
@@ -249,7 +270,10 @@ async fn a_node_whose_lease_ran_out_writes_its_members_again_and_announces_them(
     assert!(first.join);
     presence_is(&a, "room", &[id_a, id_b]).await;
     // As if B had been away longer than its lease: it finds out at its next renewal.
-    redis.command(&["ZADD", "test:presence:nodes", "1", &b.node().to_string()]);
+    let node_b = b.node().to_string();
+    let mut command = command.to_vec();
+    command.push(&node_b);
+    assert_eq!(redis.command(&command), ":1\r\n");
     eventually("B to notice", || stats_b.get().evicted == 1).await;
     // A's member may first hear that B's member left (if A looked at the leases first),
     // then hears it join again, newer than anything before.

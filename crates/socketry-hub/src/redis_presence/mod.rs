@@ -355,6 +355,8 @@ struct Shared {
 struct Lease {
     /// Our lease had run out before this renewal.
     lost: bool,
+    /// Redis had no lease of ours (a new node, a restarted server, or one forgotten).
+    missing: bool,
     /// The server's time, in ms.
     now: i64,
     /// Dead nodes (hex ids) and when their leases ended.
@@ -448,6 +450,7 @@ impl Shared {
             .collect();
         Ok(Lease {
             lost: previous >= 0 && previous < now,
+            missing: previous < 0,
             now,
             dead,
         })
@@ -746,7 +749,9 @@ async fn session(
             () = tokio::time::sleep_until(next_check) => {
                 next_check = Instant::now() + shared.check;
                 let lease = shared.lease(&mut conn, node, "run").await?;
-                if lease.lost {
+                // Missing in the middle of a session is lost too: whoever dropped it (a
+                // node forgetting leases ended a day ago, a flush) may have buried ours.
+                if lease.lost || lease.missing {
                     Counters::add(&shared.stats.evicted, 1);
                     tracing::warn!("hub: this node's presence lease ran out; writing its members again");
                     shared.rewrite(&mut conn, node, true).await?;
