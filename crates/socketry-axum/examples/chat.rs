@@ -178,8 +178,10 @@ async fn main() -> std::io::Result<()> {
     let cluster = Cluster {
         redis: value("--redis"),
         nats: value("--nats"),
-        presence_ttl: value("--presence-ttl")
-            .map(|secs| Duration::from_secs_f64(secs.parse().expect("--presence-ttl SECONDS"))),
+        presence_ttl: value("--presence-ttl").map(|secs| {
+            let secs: f64 = secs.parse().expect("--presence-ttl SECONDS");
+            Duration::try_from_secs_f64(secs).expect("--presence-ttl: a positive number")
+        }),
     };
     let shutdown = Shutdown::new();
     let settings = Settings::default().shutdown(shutdown.clone()).config(
@@ -192,7 +194,8 @@ async fn main() -> std::io::Result<()> {
                 DeflateConfig::default().server_no_context_takeover(true),
             )),
     );
-    let chat = Upgrader::new(ChatController(chat_hub(cluster))).settings(settings);
+    let hub = chat_hub(cluster);
+    let chat = Upgrader::new(ChatController(hub.clone())).settings(settings);
     let app = chat
         .route(Router::new(), "/ws")
         .route("/", get(|| async { Html(include_str!("chat.html")) }));
@@ -203,5 +206,8 @@ async fn main() -> std::io::Result<()> {
     };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.on(ctrl_c, Duration::from_secs(5)))
-        .await
+        .await?;
+    // The closed connections' leaves reach the other nodes, and this node's lease ends.
+    hub.shutdown().await;
+    Ok(())
 }

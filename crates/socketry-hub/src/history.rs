@@ -58,6 +58,10 @@ impl Position {
     pub fn epoch(&self) -> &str {
         &self.epoch
     }
+
+    pub(crate) fn epoch_arc(&self) -> Arc<str> {
+        self.epoch.clone()
+    }
 }
 
 impl fmt::Display for Position {
@@ -243,11 +247,10 @@ pub(crate) struct RoomHistory {
     last: Instant,
     ttl: Duration,
     items: VecDeque<(u64, Arc<PreparedMessage>)>,
-    /// Publications numbered but not yet delivered, in order, and whether a task is
-    /// delivering them (one at a time, outside the lock: the position formatter is user
-    /// code).
+    /// Publications numbered but not yet delivered, in order, and the lock of the one
+    /// publisher delivering them (outside this lock: the position formatter is user code).
     pub(crate) pending: VecDeque<(Position, crate::Publication)>,
-    pub(crate) busy: bool,
+    pub(crate) delivering: Arc<Mutex<()>>,
 }
 
 /// A new epoch's name: 8 random hex digits.
@@ -290,7 +293,7 @@ impl LocalHistory {
             ttl: limits.ttl,
             items: VecDeque::new(),
             pending: VecDeque::new(),
-            busy: false,
+            delivering: Arc::default(),
         }));
         match self.rooms.entry(room.clone()) {
             dashmap::mapref::entry::Entry::Occupied(mut entry) => {

@@ -338,6 +338,23 @@ impl Hub {
         WeakHub(Arc::downgrade(&self.inner))
     }
 
+    /// Ends this node's part in a shared presence store, once the server has stopped
+    /// serving (after axum's graceful shutdown, say): a Redis store (`RedisPresence`)
+    /// writes the leaves of the connections that just closed and ends its lease, so the other nodes see this node's members leave now
+    /// rather than a TTL later. Call it before the process exits (the runtime must still
+    /// run); what changes after it reaches this node only. Does nothing with the default
+    /// store.
+    ///
+    /// ```no_run
+    /// # async fn run(hub: socketry_hub::Hub) {
+    /// // ... serve until a signal, then:
+    /// hub.shutdown().await;
+    /// # }
+    /// ```
+    pub async fn shutdown(&self) {
+        self.inner.presence.shutdown().await;
+    }
+
     /// Waits until publications to `room` from other nodes reach this node: a member that
     /// joined is subscribed at the broker a moment later, not at once. Ready at once with
     /// the default [`LocalBroker`]; with a broker between nodes, it waits while the broker is

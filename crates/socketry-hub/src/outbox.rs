@@ -132,6 +132,32 @@ impl Outbox {
         }
     }
 
+    /// Queues all of `messages` if they fit under `bounds` with what is queued, else none:
+    /// the count queued, or `None` (the member is left as it was).
+    pub(crate) fn push_all_or_none(
+        &self,
+        messages: &[Arc<PreparedMessage>],
+        bounds: Bounds,
+    ) -> Option<usize> {
+        let size: usize = messages.iter().map(|m| m.server_frame().len()).sum();
+        let mut queue = self.queue.lock();
+        if queue.state != State::Open {
+            return Some(0);
+        }
+        let count = queue.items.len() + queue.in_flight_messages;
+        if count + messages.len() > bounds.messages || queue.bytes + size > bounds.bytes {
+            return None;
+        }
+        queue.items.extend(messages.iter().cloned());
+        queue.bytes += size;
+        let waker = queue.waker.take();
+        drop(queue);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Some(messages.len())
+    }
+
     /// Queues `messages` in order under one lock, applying `overflow` to each that does not
     /// fit (under [`Overflow::Disconnect`], the first that does not fit ends it).
     pub(crate) fn push_all(

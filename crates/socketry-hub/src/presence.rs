@@ -157,6 +157,12 @@ pub trait Presence: Send + Sync + fmt::Debug + 'static {
         false
     }
 
+    /// Called by [`Hub::shutdown`]: finishes what is pending (a shared store writes this
+    /// node's last changes and tells the others it is gone). Nothing by default.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
     /// The members of `room`.
     fn members<'a>(
         &'a self,

@@ -7,7 +7,10 @@
 //! the next live publication queues after them.
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -21,48 +24,131 @@ use crate::{
 /// How long a recovery waits for the broker's subscription and for the history read.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A room's live publications held back for a recovering member.
+/// One recovery's hold on a room's live publications, or what stays of it after: the top of
+/// the history it read, so that a live publication already sent from the history (it reached
+/// the history before the read and this node after the release) is not sent again.
 #[derive(Debug)]
 pub(crate) struct Held {
     room: RoomName,
-    publications: Vec<(u64, Arc<PreparedMessage>)>,
-    overflowed: bool,
+    state: HeldState,
 }
 
+#[derive(Debug)]
+enum HeldState {
+    /// A recovery in progress (`token` names it): live publications kept back, bounded.
+    Holding {
+        token: u64,
+        publications: Vec<(Position, Arc<PreparedMessage>)>,
+        overflowed: bool,
+    },
+    /// A recovery done: live publications of `epoch` up to `top` were sent from the history.
+    /// Gone at the first one past it.
+    Sent { epoch: Arc<str>, top: u64 },
+}
+
+/// Names each hold, so that two recoveries of one room by one member do not end each other's.
+static HOLDS: AtomicU64 = AtomicU64::new(0);
+
 impl MemberState {
-    fn hold(&self, room: &RoomName) {
+    fn hold(&self, room: &RoomName) -> u64 {
+        let token = HOLDS.fetch_add(1, Ordering::Relaxed);
         let mut held = self.held.lock();
         held.push(Held {
             room: room.clone(),
-            publications: Vec::new(),
-            overflowed: false,
+            state: HeldState::Holding {
+                token,
+                publications: Vec::new(),
+                overflowed: false,
+            },
         });
         self.holding.store(true, Ordering::Release);
+        token
     }
 
-    /// Keeps a live publication back if the member is recovering `room`; `false` if it is
-    /// to be queued as usual.
+    /// Keeps a live publication back if the member is recovering `room`, or drops it if a
+    /// recovery sent it already; `false` if it is to be queued as usual.
     fn held_back(
         &self,
         room: &str,
-        offset: u64,
+        position: &Position,
         message: &Arc<PreparedMessage>,
         max: usize,
     ) -> bool {
         if !self.holding.load(Ordering::Acquire) {
             return false;
         }
-        let mut held = self.held.lock();
-        let Some(held) = held.iter_mut().find(|h| &*h.room == room) else {
-            return false;
-        };
-        if held.publications.len() < max {
-            held.publications.push((offset, message.clone()));
-        } else {
-            held.overflowed = true;
+        let mut all = self.held.lock();
+        let mut kept = false;
+        let mut sent_before = false;
+        let mut passed = None;
+        for (index, held) in all.iter_mut().enumerate() {
+            if &*held.room != room {
+                continue;
+            }
+            match &mut held.state {
+                HeldState::Holding {
+                    publications,
+                    overflowed,
+                    ..
+                } => {
+                    if publications.len() < max {
+                        publications.push((position.clone(), message.clone()));
+                    } else {
+                        *overflowed = true;
+                    }
+                    kept = true;
+                }
+                HeldState::Sent { epoch, top } => {
+                    if **epoch == *position.epoch() && position.offset() <= *top {
+                        sent_before = true;
+                    } else {
+                        passed = Some(index);
+                    }
+                }
+            }
         }
-        true
+        if let Some(index) = passed {
+            all.swap_remove(index);
+            if all.is_empty() {
+                self.holding.store(false, Ordering::Release);
+            }
+        }
+        kept || sent_before
     }
+}
+
+/// Ends a hold when the recovery that made it is dropped before it ended the hold itself
+/// (a caller's timeout or `select!`): otherwise the room's publications would stay held.
+struct HoldGuard<'a> {
+    hub: &'a Hub,
+    member: &'a Arc<MemberState>,
+    room: &'a RoomName,
+    token: Option<u64>,
+}
+
+impl HoldGuard<'_> {
+    /// Ends the hold with what the history gave: see [`Hub::release`].
+    fn release(&mut self, missed: &[Arc<PreparedMessage>], top: Option<&Position>) -> Released {
+        match self.token.take() {
+            Some(token) => self.hub.release(self.member, self.room, token, missed, top),
+            None => Released::default(),
+        }
+    }
+}
+
+impl Drop for HoldGuard<'_> {
+    fn drop(&mut self) {
+        self.release(&[], None);
+    }
+}
+
+/// What ending a hold did.
+#[derive(Debug, Default)]
+struct Released {
+    /// More live publications arrived than the hold keeps.
+    overflowed: bool,
+    /// The missed ones did not fit in the member's queue: none of them were queued.
+    too_much: bool,
 }
 
 impl Hub {
@@ -75,33 +161,28 @@ impl Hub {
     }
 
     /// What [`LocalBroker`](crate::LocalBroker) does with a publication to a room that keeps
-    /// history: numbers and keeps it, then delivers it, in the order of the numbers (one task
-    /// at a time per room, outside the history's lock).
+    /// history: numbers and keeps it, then delivers it, in the order of the numbers (one
+    /// publisher at a time per room, outside the history's lock). The report counts what this
+    /// call delivered, which may be another publisher's publication and not its own.
     pub(crate) fn publish_to_local_history(&self, publication: Publication) -> PublishReport {
         let Some(limits) = publication.history else {
             return self.deliver_local(&publication);
         };
         let store = self.inner.history.room(&publication.room, limits);
-        {
+        let delivering = {
             let mut history = store.lock();
             let position = history.append(publication.message.clone(), limits);
             history.pending.push_back((position, publication));
-            if history.busy {
-                return PublishReport::default(); // the task delivering takes it
-            }
-            history.busy = true;
-        }
+            history.delivering.clone()
+        };
+        // One deliverer at a time, in the order of the numbers; a publisher that finds one
+        // at work waits for it (so what is pending is bounded by the publishers), then
+        // delivers what is left, its own included unless the other took it.
+        let _delivering = delivering.lock();
         let mut total = PublishReport::default();
         loop {
-            let (position, publication) = {
-                let mut history = store.lock();
-                match history.pending.pop_front() {
-                    Some(next) => next,
-                    None => {
-                        history.busy = false;
-                        return total;
-                    }
-                }
+            let Some((position, publication)) = store.lock().pending.pop_front() else {
+                return total;
             };
             let report = self.deliver_local(&publication.with_position(position));
             total.delivered += report.delivered;
@@ -136,7 +217,7 @@ impl Hub {
             publication.except,
             publication.overflow,
             &message,
-            position.offset(),
+            position,
         );
         if !slow.is_empty() {
             self.settle(slow);
@@ -151,7 +232,7 @@ impl Hub {
         except: Option<ConnId>,
         overflow: Option<Overflow>,
         message: &Arc<PreparedMessage>,
-        offset: u64,
+        position: &Position,
     ) -> (PublishReport, Vec<Arc<MemberState>>) {
         let mut report = PublishReport::default();
         let mut slow = Vec::new();
@@ -161,7 +242,7 @@ impl Hub {
         {
             let members = room.members.read();
             for (id, member) in members.iter() {
-                if except == Some(*id) || member.held_back(name, offset, message, max_held) {
+                if except == Some(*id) || member.held_back(name, position, message, max_held) {
                     continue;
                 }
                 let pushed =
@@ -206,24 +287,29 @@ impl Hub {
                 .and_then(|r| r.current);
             return Ok(Recovery::Fresh { current });
         };
-        member.hold(&name);
-        let joined = self.join_member(member, room);
-        let read = match joined {
-            Ok(true) => {
+        let mut hold = HoldGuard {
+            hub: self,
+            member,
+            room: &name,
+            token: Some(member.hold(&name)),
+        };
+        let read = match self.join_member(member, room)? {
+            true => {
                 // From here on, what reaches this node is held back: the history read after
-                // the subscription holds everything before.
-                let _ = tokio::time::timeout(RECOVERY_TIMEOUT, self.subscribed(room)).await;
-                Some(self.read_history(&name, Some(&since)).await)
+                // the subscription holds everything before. Without the subscription, what
+                // is published between the read and it would be missed.
+                match tokio::time::timeout(RECOVERY_TIMEOUT, self.subscribed(room)).await {
+                    Ok(()) => Some(self.read_history(&name, Some(&since)).await),
+                    Err(_) => Some(Err(HubError::Broker(
+                        "the room's broker subscription timed out".into(),
+                    ))),
+                }
             }
             // Already a member: it missed nothing this could send.
-            Ok(false) => None,
-            Err(err) => {
-                self.release(member, &name, &[], 0);
-                return Err(err);
-            }
+            false => None,
         };
         let Some(read) = read else {
-            self.release(member, &name, &[], 0);
+            hold.release(&[], None);
             let current = self
                 .read_history(&name, None)
                 .await
@@ -235,7 +321,7 @@ impl Hub {
             Ok(read) => read,
             Err(err) => {
                 tracing::warn!(room, error = %err, "hub: history not read; recovery lost");
-                self.release(member, &name, &[], 0);
+                hold.release(&[], None);
                 return Ok(Recovery::Lost {
                     reason: LostReason::Unavailable,
                     current: None,
@@ -243,11 +329,16 @@ impl Hub {
             }
         };
         let current = read.current.clone();
-        let top = current.as_ref().map_or(0, Position::offset);
         let same_epoch = current.as_ref().is_some_and(|c| c.epoch() == since.epoch());
-        if !read.contiguous {
-            self.release(member, &name, &[], top);
-            let reason = if same_epoch {
+        // A position past the top of its own epoch: the history went back (a server that
+        // lost writes), so its offsets now name other publications.
+        let behind = same_epoch
+            && current
+                .as_ref()
+                .is_some_and(|c| c.offset() < since.offset());
+        if !read.contiguous || behind {
+            hold.release(&[], current.as_ref());
+            let reason = if same_epoch && !behind {
                 LostReason::Trimmed
             } else {
                 LostReason::EpochChanged
@@ -259,8 +350,8 @@ impl Hub {
                 Arc::new(PreparedMessage::new(history.format(position, message)))
             })
             .collect();
-        let overflowed = self.release(member, &name, &missed, top);
-        if overflowed {
+        let released = hold.release(&missed, current.as_ref());
+        if released.overflowed || released.too_much {
             return Ok(Recovery::Lost {
                 reason: LostReason::TooMuch,
                 current,
@@ -287,35 +378,58 @@ impl Hub {
         }
     }
 
-    /// Ends the hold on `room`: queues `missed`, then the held publications newer than
-    /// `after`, and lets live publications through again, all under the hold lock. Returns
-    /// whether the hold overflowed.
+    /// Ends the hold `token` on `room`: queues `missed` (all of them, or none if they do not
+    /// fit in the member's queue), then the held publications newer than `top`, and lets
+    /// live publications through again (but those up to `top`, sent already), all under the
+    /// hold lock, so that the next live publication queues after these.
     fn release(
         &self,
         member: &Arc<MemberState>,
         room: &RoomName,
+        token: u64,
         missed: &[Arc<PreparedMessage>],
-        after: u64,
-    ) -> bool {
+        top: Option<&Position>,
+    ) -> Released {
         let bounds = self.bounds();
         let overflow = self.inner.config.overflow;
-        let (overflowed, slow) = {
+        let (released, slow) = {
             let mut all = member.held.lock();
-            let Some(index) = all.iter().position(|h| h.room == *room) else {
-                return false;
+            let Some(index) = all.iter().position(|h| {
+                h.room == *room
+                    && matches!(h.state, HeldState::Holding { token: t, .. } if t == token)
+            }) else {
+                return Released::default();
             };
-            let held = all.swap_remove(index);
-            let newer: Vec<Arc<PreparedMessage>> = (held.publications.into_iter())
-                .filter(|(offset, _)| *offset > after)
+            let HeldState::Holding {
+                publications,
+                overflowed,
+                ..
+            } = all.swap_remove(index).state
+            else {
+                unreachable!("found holding above");
+            };
+            let newer: Vec<Arc<PreparedMessage>> = (publications.into_iter())
+                .filter(|(position, _)| {
+                    top.is_none_or(|top| {
+                        position.epoch() != top.epoch() || position.offset() > top.offset()
+                    })
+                })
                 .map(|(_, message)| message)
                 .collect();
+            let mut released = Released {
+                overflowed,
+                too_much: false,
+            };
             let mut slow = false;
             let mut queued = 0;
-            for batch in [missed, &newer[..]] {
-                if batch.is_empty() {
-                    continue;
+            if !missed.is_empty() {
+                match member.outbox.push_all_or_none(missed, bounds) {
+                    Some(pushed) => queued += pushed,
+                    None => released.too_much = true,
                 }
-                let pushed = member.outbox.push_all(batch, overflow, bounds);
+            }
+            if !newer.is_empty() {
+                let pushed = member.outbox.push_all(&newer, overflow, bounds);
                 queued += pushed.queued;
                 member
                     .dropped
@@ -329,15 +443,26 @@ impl Hub {
                 },
                 0,
             );
+            if let Some(top) = top.filter(|_| !missed.is_empty() && !released.too_much) {
+                // One mark per room: the newest recovery's.
+                all.retain(|h| h.room != *room || matches!(h.state, HeldState::Holding { .. }));
+                all.push(Held {
+                    room: room.clone(),
+                    state: HeldState::Sent {
+                        epoch: top.epoch_arc(),
+                        top: top.offset(),
+                    },
+                });
+            }
             // Last, still under the lock: a publication that sees no hold queues after these.
             if all.is_empty() {
                 member.holding.store(false, Ordering::Release);
             }
-            (held.overflowed, slow)
+            (released, slow)
         };
         if slow {
             self.settle(vec![member.clone()]);
         }
-        overflowed
+        released
     }
 }

@@ -262,6 +262,16 @@ impl Hub {
             }
             queue.busy = true;
         }
+        /// Lets the next caller hand changes on if a panic (in a fan-out) ends this one.
+        struct Busy<'a>(&'a MemberState);
+        impl Drop for Busy<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.changes.lock().busy = false;
+                }
+            }
+        }
+        let _busy = Busy(member);
         let mut slow = Vec::new();
         loop {
             let change = {
@@ -302,7 +312,7 @@ impl Hub {
     /// The version of a change to `room`, made under its write lock (so a room's versions
     /// grow in the order of its changes), from the hub's one clock.
     fn next_version(&self, room: &Room) -> u64 {
-        let version = self.inner.presence_clock.fetch_add(1, Ordering::Relaxed) + 1;
+        let version = self.inner.presence_clock.fetch_add(1, Ordering::AcqRel) + 1;
         room.version.store(version, Ordering::Relaxed);
         version
     }
@@ -488,7 +498,7 @@ impl Hub {
     /// its members again (after its record was lost).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn next_presence_version(&self) -> u64 {
-        self.inner.presence_clock.fetch_add(1, Ordering::Relaxed) + 1
+        self.inner.presence_clock.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// The event publication for a join or a leave, if the room asks for events (user code,

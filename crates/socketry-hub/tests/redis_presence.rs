@@ -300,16 +300,67 @@ async fn after_redis_restarts_empty_every_node_writes_its_members_again_even_pas
     let _first_b = member_of(addr_b, "room").await;
     let id_b = only_member(&b, "room").await;
     presence_is(&a, "room", &[id_a, id_b]).await;
+    let rewrites = stats_b.get().rewrites;
     redis.kill();
-    let _second_b = member_of(addr_b, "room").await;
+    // Its join is queued; the next two changes (a join and this one's leave) are dropped.
+    let second_b = member_of(addr_b, "room").await;
+    eventually("B's second member", || b.room_size("room") == 2).await;
     let _third_b = member_of(addr_b, "room").await;
-    eventually("B's three members", || b.room_size("room") == 3).await;
-    assert!(stats_b.get().events_lost >= 1, "{:?}", stats_b.get());
+    eventually("B's third member", || b.room_size("room") == 3).await;
+    drop(second_b);
+    eventually("B's second member gone", || b.room_size("room") == 2).await;
+    assert!(stats_b.get().events_lost >= 2, "{:?}", stats_b.get());
     redis.restart();
+    eventually("B to write its members again", || {
+        let stats = stats_b.get();
+        stats.connected && stats.rewrites > rewrites
+    })
+    .await;
+    // Long enough for what B still had queued to be written: the second member's old join,
+    // if it were written after the rewrite, would bring back a member that left.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let everyone: Vec<ConnId> = std::iter::once(id_a)
         .chain(b.local_members("room").iter().map(|e| e.conn))
         .collect();
+    assert_eq!(everyone.len(), 3);
     presence_is(&a, "room", &everyone).await;
     presence_is(&b, "room", &everyone).await;
-    assert!(stats_b.get().rewrites >= 2, "{:?}", stats_b.get());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_shut_down_leaves_the_others_presence_at_once() {
+    let redis = RedisServer::start();
+    let ((a, _), (b, _)) = (node(&redis), node(&redis));
+    let (addr_a, addr_b) = (hub_server(a.clone()).await, hub_server(b.clone()).await);
+    let mut on_a = member_of(addr_a, "room").await;
+    let id_a = only_member(&a, "room").await;
+    bounded(a.subscribed("room")).await;
+    let _on_b = member_of(addr_b, "room").await;
+    let id_b = only_member(&b, "room").await;
+    let join = next_event(&mut on_a).await;
+    assert!(join.join && join.conn == id_b.to_string());
+    // B's member is still connected: its leave comes from B's ended lease, which A finds at
+    // its next check (a TTL / 12), not from a leave written by B.
+    bounded(b.shutdown()).await;
+    let score = redis.command(&["ZSCORE", "test:presence:nodes", &b.node().to_string()]);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    let ends: f64 = score
+        .lines()
+        .nth(1)
+        .expect("a score")
+        .parse()
+        .expect("a number");
+    assert!(
+        ends < now_ms + 1.0,
+        "B's lease still runs: ends {ends}, now {now_ms}"
+    );
+    let leave = next_event(&mut on_a).await;
+    assert_eq!(
+        (leave.join, leave.conn.as_str()),
+        (false, &*id_b.to_string())
+    );
+    presence_is(&a, "room", &[id_a]).await;
 }

@@ -29,6 +29,7 @@ use redis::{Client, IntoConnectionInfo, RedisResult, aio::MultiplexedConnection}
 use tokio::{
     runtime::Handle,
     sync::{Notify, watch},
+    task::JoinHandle,
     time::Instant,
 };
 
@@ -39,6 +40,10 @@ use crate::{
 
 /// Changes written in one script at most.
 const MAX_BATCH: usize = 256;
+/// Rooms written again in one pipeline.
+const REWRITE_CHUNK: usize = 256;
+/// The longest TTL (a day): so that times computed from it cannot overflow.
+const MAX_TTL: Duration = Duration::from_secs(86_400);
 /// Dead leases are forgotten after this long (then a node that comes back later is taken
 /// for a new one).
 const FORGET_LEASES: Duration = Duration::from_secs(86_400);
@@ -64,17 +69,17 @@ impl RedisPresenceBuilder {
     }
 
     /// How long a node's members outlive it when it stops renewing its lease (60 s by
-    /// default, at least 100 ms). Nodes check each other's leases every `ttl / 12`, so a
+    /// default, from 100 ms to a day; every node sharing rooms should use the same). Nodes check each other's leases every `ttl / 12`, so a
     /// dead node's members leave every room within `ttl + ttl / 12` of its last renewal.
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl.max(Duration::from_millis(100));
+        self.ttl = ttl.clamp(Duration::from_millis(100), MAX_TTL);
         self
     }
 
     /// How often a node renews the lifetime of its room keys and rewrites its room list
     /// (25 s by default; at most half the TTL).
     pub fn refresh_interval(mut self, refresh: Duration) -> Self {
-        self.refresh = refresh.max(Duration::from_millis(10));
+        self.refresh = refresh.clamp(Duration::from_millis(10), MAX_TTL);
         self
     }
 
@@ -129,6 +134,7 @@ impl RedisPresenceBuilder {
                 conn: Mutex::new(None),
                 stats: Counters::default(),
                 shutdown: watch::channel(false).0,
+                task: Mutex::new(None),
             }),
             runtime,
         })
@@ -230,7 +236,20 @@ impl Presence for RedisPresence {
             self.shared.hub.set(hub.downgrade()).is_ok(),
             "a RedisPresence serves one hub"
         );
-        self.runtime.spawn(run(self.shared.clone(), hub.node()));
+        let task = self.runtime.spawn(run(self.shared.clone(), hub.node()));
+        *self.shared.task.lock() = Some(task);
+    }
+
+    /// Writes what is queued (for up to the command timeout), ends this node's lease and
+    /// stops the store's task; waits for it up to three command timeouts.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.shared.shutdown.send_replace(true);
+            let task = self.shared.task.lock().take();
+            if let Some(task) = task {
+                let _ = tokio::time::timeout(self.shared.timeout * 3, task).await;
+            }
+        })
     }
 
     fn joined(&self, room: &RoomName, entry: &PresenceEntry) {
@@ -260,8 +279,9 @@ impl Presence for RedisPresence {
 
 impl Drop for RedisPresence {
     fn drop(&mut self) {
-        // The task ends the lease, so that the others announce this node's members as gone
-        // at their next check instead of a TTL later.
+        // The task ends the lease (if the runtime lets it run: `Hub::shutdown` waits for
+        // it), so that the others announce this node's members as gone at their next check
+        // instead of a TTL later.
         self.shared.shutdown.send_replace(true);
     }
 }
@@ -349,6 +369,8 @@ struct Shared {
     conn: Mutex<Option<MultiplexedConnection>>,
     stats: Counters,
     shutdown: watch::Sender<bool>,
+    /// The store's task, for [`Presence::shutdown`] to wait on.
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// A lease renewal's answer.
@@ -462,22 +484,23 @@ impl Shared {
         &self,
         conn: &mut MultiplexedConnection,
         node: NodeId,
-    ) -> RedisResult<bool> {
+    ) -> RedisResult<Written> {
         let batch: Vec<Change> = {
             let queue = self.queue.lock();
             queue.changes.iter().take(MAX_BATCH).cloned().collect()
         };
         if batch.is_empty() {
-            return Ok(false);
+            return Ok(Written::Nothing);
         }
-        let rooms_key = self.keys.node_rooms(&node.to_string());
-        let mut keys = vec![rooms_key];
+        let node_hex = node.to_string();
+        let mut keys = vec![self.keys.node_rooms(&node_hex), self.keys.leases.clone()];
         keys.extend(batch.iter().map(|change| self.keys.room(&change.room)));
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(scripts::APPLY)
             .arg(keys.len())
             .arg(&keys)
-            .arg(Self::ms(self.ttl * 3));
+            .arg(Self::ms(self.ttl * 3))
+            .arg(&node_hex);
         for change in &batch {
             let kind = match change.kind {
                 PresenceKind::Join => "j",
@@ -489,10 +512,14 @@ impl Shared {
                 .arg(change.entry.version)
                 .arg(record::encode(change.entry.version, &change.entry.info));
         }
-        self.bounded(cmd.query_async::<()>(conn)).await?;
+        let applied: i64 = self.bounded(cmd.query_async(conn)).await?;
+        if applied == 0 {
+            return Ok(Written::LeaseOver);
+        }
         {
             let mut queue = self.queue.lock();
-            // Only this task pops, and pushes go to the back: the front is the batch.
+            // Only this task pops, and pushes go to the back: the front is the batch (a
+            // rewrite, which also drops from the front, runs on this task too).
             queue.changes.drain(..batch.len());
         }
         Counters::add(&self.stats.written, batch.len() as u64);
@@ -506,30 +533,37 @@ impl Shared {
                 }
             }
         }
-        Ok(true)
+        Ok(Written::Some)
     }
 
     /// Writes every member of this node again, with a version newer than all before, and
-    /// removes what Redis has of this node that the hub does not; with `announce`, sends
-    /// a join for each (the others took them for gone).
-    async fn rewrite(
-        &self,
-        conn: &mut MultiplexedConnection,
-        node: NodeId,
-        announce: bool,
-    ) -> RedisResult<()> {
+    /// removes what Redis has of this node that the hub does not; announces a join for each
+    /// member and a leave for each entry removed, at that version (harmless to a client that
+    /// had them: the version rule makes them no-ops; needed by one that missed a change, or
+    /// took this node's members for gone).
+    async fn rewrite(&self, conn: &mut MultiplexedConnection, node: NodeId) -> RedisResult<()> {
         let Some(hub) = self.hub() else {
             return Ok(());
         };
-        self.queue.lock().rewrite = false;
         Counters::add(&self.stats.rewrites, 1);
-        // Newer than every change queued so far, and than `old + 1`, the version the others
-        // give the leaves of our old entries: one skipped.
+        // Newer than every change made so far, and than `old + 1`, the version the others
+        // give the leaves of our old entries: one skipped. Taken before the hub's members
+        // are read, so every change older than it is in what is read below: the queued ones
+        // are dropped (written after the rewrite, an old join would bring back a member
+        // that has left since).
         hub.next_presence_version();
         let version = hub.next_presence_version();
+        {
+            let mut queue = self.queue.lock();
+            queue.rewrite = false;
+            queue
+                .changes
+                .retain(|change| change.entry.version > version);
+        }
         let node_hex = node.to_string();
         let rooms_key = self.keys.node_rooms(&node_hex);
         let local: Vec<RoomName> = hub.local_rooms();
+        drop(hub);
         let written: Vec<String> = self
             .bounded(redis::cmd("SMEMBERS").arg(&rooms_key).query_async(conn))
             .await?;
@@ -541,30 +575,52 @@ impl Shared {
             .filter(|r| !known.contains(r.as_str()))
             .collect();
         rooms.extend(gone);
-        let mut joins = Vec::new();
-        for room in &rooms {
-            let members: Vec<PresenceEntry> = hub
-                .local_members(room)
-                .into_iter()
-                .map(|entry| PresenceEntry::new(entry.conn, entry.info, version))
-                .collect();
-            let mut cmd = eval(scripts::REPLACE, &[&self.keys.room(room), &rooms_key]);
-            cmd.arg(Self::ms(self.ttl * 3))
-                .arg(&prefix)
-                .arg(version)
-                .arg(room);
-            for entry in &members {
-                cmd.arg(record::field(entry.conn))
-                    .arg(record::encode(version, &entry.info));
+        // Pipelined, a chunk of rooms at a time: a node in many rooms rewrites in a few
+        // round trips, and the lease checks between chunks keep running.
+        for chunk in rooms.chunks(REWRITE_CHUNK) {
+            let Some(hub) = self.hub() else {
+                return Ok(());
+            };
+            let mut pipe = redis::pipe();
+            let mut joins = Vec::new();
+            for room in chunk {
+                let members: Vec<PresenceEntry> = hub
+                    .local_members(room)
+                    .into_iter()
+                    .map(|entry| PresenceEntry::new(entry.conn, entry.info, version))
+                    .collect();
+                let mut cmd = eval(scripts::REPLACE, &[&self.keys.room(room), &rooms_key]);
+                cmd.arg(Self::ms(self.ttl * 3))
+                    .arg(&prefix)
+                    .arg(version)
+                    .arg(room);
+                for entry in &members {
+                    cmd.arg(record::field(entry.conn))
+                        .arg(record::encode(version, &entry.info));
+                }
+                pipe.add_command(cmd);
+                joins.push(members);
             }
-            self.bounded(cmd.query_async::<()>(conn)).await?;
-            if announce && let Ok(name) = RoomName::new(room) {
-                joins.extend(members.into_iter().map(|entry| (name.clone(), entry)));
-            }
-        }
-        for (room, entry) in joins {
-            if hub.announce(PresenceKind::Join, &room, &entry).is_err() {
-                Counters::add(&self.stats.events_lost, 1);
+            drop(hub);
+            let deleted: Vec<Vec<Vec<u8>>> = self.bounded(pipe.query_async(conn)).await?;
+            let Some(hub) = self.hub() else {
+                return Ok(());
+            };
+            for ((room, members), deleted) in chunk.iter().zip(joins).zip(deleted) {
+                let Ok(name) = RoomName::new(room) else {
+                    continue;
+                };
+                let leaves = deleted
+                    .chunks_exact(2)
+                    .filter_map(|pair| record::entry(&pair[0], &pair[1]))
+                    .map(|entry| (PresenceKind::Leave, entry));
+                let joins = members.into_iter().map(|entry| (PresenceKind::Join, entry));
+                for (kind, entry) in leaves.chain(joins) {
+                    let entry = PresenceEntry::new(entry.conn, entry.info, version);
+                    if hub.announce(kind, &name, &entry).is_err() {
+                        Counters::add(&self.stats.events_lost, 1);
+                    }
+                }
             }
         }
         Ok(())
@@ -578,7 +634,9 @@ impl Shared {
         let rooms = hub.local_rooms();
         drop(hub);
         let mut cmd = eval(scripts::ROOMS, &[&self.keys.node_rooms(&node.to_string())]);
-        cmd.arg(Self::ms(self.ttl * 3)).arg(&self.keys.room_prefix);
+        cmd.arg(Self::ms(self.ttl * 3))
+            .arg(&self.keys.room_prefix)
+            .arg(record::node_prefix(node));
         for room in &rooms {
             cmd.arg(&**room);
         }
@@ -667,12 +725,23 @@ fn eval(script: &str, keys: &[&str]) -> redis::Cmd {
     cmd
 }
 
+/// What a write of queued changes did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Nothing,
+    Some,
+    /// Refused: this node's lease is over.
+    LeaseOver,
+}
+
 /// The store's task: dial, write everything again, then write changes as they come and
-/// check leases on a schedule; dial again with backoff when the connection fails.
+/// check leases on a schedule; dial again with backoff when the connection fails. On
+/// shutdown, writes what is queued (for up to the command timeout) and ends the lease.
 async fn run(shared: Arc<Shared>, node: NodeId) {
     let mut backoff = Backoff::new(shared.backoff.0, shared.backoff.1);
     let mut shutdown = shared.shutdown.subscribe();
     let mut memory = Memory::default();
+    let mut ended = false;
     loop {
         if *shutdown.borrow() {
             break;
@@ -683,8 +752,7 @@ async fn run(shared: Arc<Shared>, node: NodeId) {
         match dialled {
             Ok(conn) => {
                 *shared.conn.lock() = Some(conn.clone());
-                shared.stats.connected.store(true, Ordering::Relaxed);
-                let ended = session(
+                let session = session(
                     &shared,
                     conn,
                     node,
@@ -695,8 +763,11 @@ async fn run(shared: Arc<Shared>, node: NodeId) {
                 .await;
                 *shared.conn.lock() = None;
                 shared.stats.connected.store(false, Ordering::Relaxed);
-                match ended {
-                    Ok(()) => break,
+                match session {
+                    Ok(lease_ended) => {
+                        ended = lease_ended;
+                        break;
+                    }
                     Err(err) => tracing::warn!(error = %err, "hub: redis presence connection lost"),
                 }
             }
@@ -707,16 +778,17 @@ async fn run(shared: Arc<Shared>, node: NodeId) {
             _ = shutdown.changed() => break,
         }
     }
-    // End the lease: the others announce our members as gone at their next check.
-    if let Ok(mut conn) = shared
-        .bounded(shared.client.get_multiplexed_async_connection())
-        .await
+    if !ended
+        && let Ok(mut conn) = shared
+            .bounded(shared.client.get_multiplexed_async_connection())
+            .await
     {
+        // The others announce our members as gone at their next check.
         let _ = shared.lease(&mut conn, node, "stop").await;
     }
 }
 
-/// One connection's life: `Ok` when the store shuts down.
+/// One connection's life: `Ok` when the store shuts down (whether it ended the lease).
 async fn session(
     shared: &Shared,
     mut conn: MultiplexedConnection,
@@ -724,45 +796,72 @@ async fn session(
     memory: &mut Memory,
     shutdown: &mut watch::Receiver<bool>,
     backoff: &mut Backoff,
-) -> RedisResult<()> {
+) -> RedisResult<bool> {
     let lease = shared.lease(&mut conn, node, "run").await?;
+    shared.stats.connected.store(true, Ordering::Relaxed);
     if lease.lost {
         Counters::add(&shared.stats.evicted, 1);
     }
     // A new connection: what Redis has of us may be stale (a restarted server has nothing).
-    shared.rewrite(&mut conn, node, lease.lost).await?;
+    shared.rewrite(&mut conn, node).await?;
     shared.refresh(&mut conn, node).await?;
     shared.bury_dead(&mut conn, node, &lease, memory).await?;
-    backoff.reset();
     let mut next_check = Instant::now() + shared.check;
     let mut next_refresh = Instant::now() + shared.refresh;
+    let mut lease_over = false;
     loop {
-        if shared.write_changes(&mut conn, node).await? {
+        if *shutdown.borrow() {
+            // Whatever is queued (the leaves of the connections that just closed), then the
+            // lease's end: the others see our members go now, not a TTL later.
+            let deadline = Instant::now() + shared.timeout;
+            while Instant::now() < deadline
+                && shared.write_changes(&mut conn, node).await? == Written::Some
+            {}
+            shared.lease(&mut conn, node, "stop").await?;
+            return Ok(true);
+        }
+        // The schedule first: a steady stream of changes must not starve the lease.
+        if lease_over || Instant::now() >= next_check {
+            next_check = Instant::now() + shared.check;
+            let lease = shared.lease(&mut conn, node, "run").await?;
+            // Missing in the middle of a session is lost too: whoever dropped it (a node
+            // forgetting leases ended a day ago, a flush) may have buried ours.
+            if lease_over || lease.lost || lease.missing {
+                lease_over = false;
+                Counters::add(&shared.stats.evicted, 1);
+                tracing::warn!(
+                    "hub: this node's presence lease ran out; writing its members again"
+                );
+                shared.rewrite(&mut conn, node).await?;
+            }
+            shared.bury_dead(&mut conn, node, &lease, memory).await?;
+            backoff.reset();
             continue;
         }
+        if Instant::now() >= next_refresh {
+            next_refresh = Instant::now() + shared.refresh;
+            shared.refresh(&mut conn, node).await?;
+            continue;
+        }
+        match shared.write_changes(&mut conn, node).await? {
+            Written::Some => {
+                backoff.reset();
+                continue;
+            }
+            Written::LeaseOver => {
+                lease_over = true;
+                continue;
+            }
+            Written::Nothing => {}
+        }
         if shared.queue.lock().rewrite {
-            shared.rewrite(&mut conn, node, false).await?;
+            shared.rewrite(&mut conn, node).await?;
             continue;
         }
         tokio::select! {
             () = shared.queued.notified() => {}
-            () = tokio::time::sleep_until(next_check) => {
-                next_check = Instant::now() + shared.check;
-                let lease = shared.lease(&mut conn, node, "run").await?;
-                // Missing in the middle of a session is lost too: whoever dropped it (a
-                // node forgetting leases ended a day ago, a flush) may have buried ours.
-                if lease.lost || lease.missing {
-                    Counters::add(&shared.stats.evicted, 1);
-                    tracing::warn!("hub: this node's presence lease ran out; writing its members again");
-                    shared.rewrite(&mut conn, node, true).await?;
-                }
-                shared.bury_dead(&mut conn, node, &lease, memory).await?;
-            }
-            () = tokio::time::sleep_until(next_refresh) => {
-                next_refresh = Instant::now() + shared.refresh;
-                shared.refresh(&mut conn, node).await?;
-            }
-            _ = shutdown.changed() => return Ok(()),
+            () = tokio::time::sleep_until(next_check.min(next_refresh)) => {}
+            _ = shutdown.changed() => {}
         }
     }
 }

@@ -14,16 +14,34 @@ macro_rules! now {
     };
 }
 
+/// A Lua function `extend(key, ms)`: makes a key live at least `ms` more, never shortening
+/// what a node with a longer TTL set.
+macro_rules! extend {
+    () => {
+        "local function extend(key, ms)\n\
+           if redis.call('PTTL', key) < tonumber(ms) then redis.call('PEXPIRE', key, ms) end\n\
+         end\n"
+    };
+}
+
 /// Writes joins and leaves, each only if its version is newer than the one the entry has:
 /// after a node wrote its members again with new versions, a change from before that is
 /// queued behind does not undo it.
 ///
-/// KEYS: the node's room set, then one room hash per change. ARGV: the keys' lifetime in
-/// ms, then per change: room, `j` or `l`, field, version, record.
-pub(super) const APPLY: &str = "\
+/// Nothing is written once the node's lease is over (the others took its members for gone
+/// and may have deleted them): it answers 0, and the node renews and writes everyone again.
+///
+/// KEYS: the node's room set, the lease set, then one room hash per change. ARGV: the keys'
+/// lifetime in ms, the node, then per change: room, `j` or `l`, field, version, record.
+pub(super) const APPLY: &str = concat!(
+    now!(),
+    extend!(),
+    "\
 local ttl = ARGV[1]
-for i = 2, #KEYS do
-  local b = 2 + (i - 2) * 5
+local ends = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[2]) or '-1')
+if ends < now then return 0 end
+for i = 3, #KEYS do
+  local b = 3 + (i - 3) * 5
   local room, kind, field, version = ARGV[b], ARGV[b + 1], ARGV[b + 2], tonumber(ARGV[b + 3])
   local current = redis.call('HGET', KEYS[i], field)
   local seen = -1
@@ -31,7 +49,7 @@ for i = 2, #KEYS do
   if version > seen then
     if kind == 'j' then
       redis.call('HSET', KEYS[i], field, ARGV[b + 4])
-      redis.call('PEXPIRE', KEYS[i], ttl)
+      extend(KEYS[i], ttl)
       redis.call('SADD', KEYS[1], room)
     else
       redis.call('HDEL', KEYS[i], field)
@@ -40,7 +58,8 @@ for i = 2, #KEYS do
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
 return 1
-";
+"
+);
 
 /// Renews a node's lease (or, with `stop`, ends it now), drops leases dead for longer than
 /// the garbage time, and lists the dead ones.
@@ -97,38 +116,63 @@ return {alive, redis.call('HGETALL', KEYS[1])}
 "
 );
 
-/// Makes a node's room set exactly `rooms` (what it has members in now) and renews the
-/// lifetime of those rooms' hashes.
+/// Makes a node's room set what it has members in now, plus the rooms where Redis still has
+/// an entry of it (a leave not written yet, or dropped from a full queue: the next rewrite
+/// must find it), and renews the lifetime of those rooms' hashes.
 ///
-/// KEYS: the node's room set. ARGV: lifetime in ms, the prefix of room hashes, then the
-/// rooms. (The room hashes are named from ARGV: presence runs on one Redis server, not a
-/// cluster.)
-pub(super) const ROOMS: &str = "\
-local ttl = ARGV[1]
-redis.call('DEL', KEYS[1])
-for i = 3, #ARGV do
-  redis.call('SADD', KEYS[1], ARGV[i])
-  redis.call('PEXPIRE', ARGV[2] .. ARGV[i], ttl)
+/// KEYS: the node's room set. ARGV: lifetime in ms, the prefix of room hashes, the node's
+/// field prefix, then the rooms. (The room hashes are named from ARGV: presence runs on one
+/// Redis server, not a cluster.)
+pub(super) const ROOMS: &str = concat!(
+    extend!(),
+    "\
+local ttl, prefix, mine = ARGV[1], ARGV[2], ARGV[3]
+local keep = {}
+for i = 4, #ARGV do keep[ARGV[i]] = true end
+for _, room in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if not keep[room] then
+    local cursor, found = '0', false
+    repeat
+      local r = redis.call('HSCAN', prefix .. room, cursor, 'MATCH', mine .. '*', 'COUNT', 100)
+      cursor, found = r[1], #r[2] > 0
+    until cursor == '0' or found
+    if found then keep[room] = true else redis.call('SREM', KEYS[1], room) end
+  end
 end
-if #ARGV > 2 then redis.call('PEXPIRE', KEYS[1], ttl) end
+local any = false
+for room in pairs(keep) do
+  redis.call('SADD', KEYS[1], room)
+  extend(prefix .. room, ttl)
+  any = true
+end
+if any then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1
-";
+"
+);
 
 /// A node's entries in one room made exactly `entries`, all at `version` (newer than every
-/// entry the node wrote before): what the node writes again after a new connection.
+/// entry the node wrote before): what the node writes again after a new connection. Returns
+/// the entries it deleted, `{field, record, ...}`, for their leaves to be announced.
 ///
 /// KEYS: the room hash, the node's room set. ARGV: lifetime in ms, field prefix, version,
 /// room, then `field, record` pairs.
-pub(super) const REPLACE: &str = "\
+pub(super) const REPLACE: &str = concat!(
+    extend!(),
+    "\
 local ttl, prefix, version = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local keep = {}
 for i = 5, #ARGV, 2 do keep[ARGV[i]] = ARGV[i + 1] end
+local deleted = {}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
   local field = all[i]
   if string.sub(field, 1, #prefix) == prefix and not keep[field] then
     local seen = tonumber(string.match(all[i + 1], '^(%d+)')) or -1
-    if seen < version then redis.call('HDEL', KEYS[1], field) end
+    if seen < version then
+      redis.call('HDEL', KEYS[1], field)
+      deleted[#deleted + 1] = field
+      deleted[#deleted + 1] = all[i + 1]
+    end
   end
 end
 local any = false
@@ -137,8 +181,9 @@ for field, record in pairs(keep) do
   any = true
 end
 if any then
-  redis.call('PEXPIRE', KEYS[1], ttl)
+  extend(KEYS[1], ttl)
   redis.call('SADD', KEYS[2], ARGV[4])
 end
-return 1
-";
+return deleted
+"
+);
