@@ -144,18 +144,20 @@ impl History {
         }
     }
 
-    /// Keeps at most the last `max_len` publications (at least 1).
+    /// Keeps the last `max_len` publications (at least 1). On Redis the stream is trimmed
+    /// approximately (`MAXLEN ~`, whole stream nodes of 100 entries), so it may keep up to
+    /// about 100 more; a recovery never gets more than what is kept.
     #[must_use]
     pub fn max_len(mut self, max_len: usize) -> Self {
         self.limits.max_len = max_len.max(1);
         self
     }
 
-    /// Keeps each publication for `ttl` (at least a second); a room quiet for longer starts
-    /// a new epoch.
+    /// Keeps the room's history for `ttl` after its last publication (from a second to a
+    /// year; 5 minutes by default); a room quiet for longer starts a new epoch.
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.limits.ttl = ttl.max(Duration::from_secs(1));
+        self.limits.ttl = ttl.clamp(Duration::from_secs(1), Duration::from_secs(365 * 86_400));
         self
     }
 

@@ -466,3 +466,64 @@ impl Hub {
         released
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use socketry::Message;
+
+    use super::*;
+    use crate::{ClientInfo, HubConfig, RoomOptions};
+
+    fn queued(hub: &Hub, member: &MemberState) -> usize {
+        hub.buffered_amount(member.id).expect("a member")
+    }
+
+    #[test]
+    fn a_live_publication_the_history_sent_already_is_not_sent_again() {
+        let hub = Hub::new(HubConfig::default().room_options(|_| {
+            RoomOptions::default().history(History::new(|_, message| message.clone()))
+        }));
+        let member = hub.register(ClientInfo::new("m"));
+        let name = RoomName::new("r").unwrap();
+        hub.join_member(&member, "r").unwrap();
+        let token = member.hold(&name);
+        let one = Arc::new(PreparedMessage::new(Message::text("one")));
+        let top = Position::new(1, "e");
+        let released = hub.release(&member, &name, token, &[one], Some(&top));
+        assert!(!released.too_much && !released.overflowed);
+        let after_recovery = queued(&hub, &member);
+        assert!(after_recovery > 0);
+        // Offset 1 reaches this node only now (it was in the history the recovery read).
+        let late = Publication::new(name.clone(), PreparedMessage::new(Message::text("one")));
+        hub.deliver_positioned(&late, &top);
+        assert_eq!(queued(&hub, &member), after_recovery, "sent twice");
+        // The next one is queued, and then the mark is gone.
+        let next = Publication::new(name, PreparedMessage::new(Message::text("two")));
+        hub.deliver_positioned(&next, &Position::new(2, "e"));
+        assert!(queued(&hub, &member) > after_recovery);
+        assert!(!member.holding.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn a_recovery_dropped_midway_holds_nothing_back() {
+        let hub = Hub::new(HubConfig::default().room_options(|_| {
+            RoomOptions::default().history(History::new(|_, message| message.clone()))
+        }));
+        let member = hub.register(ClientInfo::new("m"));
+        let name = RoomName::new("r").unwrap();
+        hub.join_member(&member, "r").unwrap();
+        {
+            let _hold = HoldGuard {
+                hub: &hub,
+                member: &member,
+                room: &name,
+                token: Some(member.hold(&name)),
+            };
+            // Dropped here, as a `join_since` future cancelled by the caller's timeout.
+        }
+        assert!(!member.holding.load(Ordering::Acquire));
+        let live = Publication::new(name, PreparedMessage::new(Message::text("live")));
+        hub.deliver_positioned(&live, &Position::new(1, "e"));
+        assert!(queued(&hub, &member) > 0);
+    }
+}

@@ -10,7 +10,11 @@ use support::{Client, eventually, hub_server, member_of, next_text};
 
 /// A hub whose rooms keep the last `max_len` publications; members get `<position> <text>`.
 fn hub(max_len: usize) -> Hub {
-    Hub::new(HubConfig::default().room_options(move |_| {
+    hub_with(HubConfig::default(), max_len)
+}
+
+fn hub_with(config: HubConfig, max_len: usize) -> Hub {
+    Hub::new(config.room_options(move |_| {
         RoomOptions::default().history(
             History::new(|position, message| {
                 Message::text(format!(
@@ -160,4 +164,24 @@ async fn a_room_without_history_joins_plainly_and_its_messages_carry_no_position
     assert_eq!(next_text(&mut ws).await, "recovery fresh -");
     hub.publish("plain", "as is").unwrap();
     assert_eq!(next_text(&mut ws).await, "as is");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_missed_more_than_its_queue_holds_is_told_too_much_and_stays_connected() {
+    // A 64 KiB queue; 200 missed publications of 1 KiB do not fit in it.
+    let hub = hub_with(HubConfig::default().max_queue_bytes(64 * 1024), 1_000);
+    let addr = hub_server(hub.clone()).await;
+    let last = saw_ten_and_left(&hub, addr, "r").await;
+    let big = "x".repeat(1024);
+    for _ in 0..200 {
+        hub.publish("r", big.clone()).unwrap();
+    }
+    let mut back = support::client(addr).await;
+    back.send(format!("recover r {last}")).await.unwrap();
+    let reply = next_text(&mut back).await;
+    assert!(reply.starts_with("recovery lost TooMuch 210:"), "{reply}");
+    // Not disconnected as slow, and live publications come as usual.
+    hub.publish("r", "after").unwrap();
+    let (offset, _, text) = next_numbered(&mut back).await;
+    assert_eq!((offset, text.as_str()), (211, "after"));
 }

@@ -84,8 +84,14 @@ pub(crate) fn decode(room: RoomName, mut envelope: Bytes) -> Result<Publication,
     if envelope.first() == Some(&NUMBERED) {
         let (position, rest) = numbered(&envelope).ok_or(EnvelopeError::Position)?;
         let rest = envelope.split_off(rest);
-        return Ok(decode(room, rest)?.with_position(position));
+        // One position at most: a v1 envelope follows (no recursion on crafted input).
+        return Ok(decode_plain(room, rest)?.with_position(position));
     }
+    decode_plain(room, envelope)
+}
+
+/// Decodes a v1 envelope (no position).
+fn decode_plain(room: RoomName, mut envelope: Bytes) -> Result<Publication, EnvelopeError> {
     if envelope.len() < HEADER {
         return Err(EnvelopeError::Short);
     }

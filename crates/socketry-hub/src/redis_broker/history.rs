@@ -149,7 +149,10 @@ fn parse_read(room: &RoomName, since: Option<&Position>, reply: Value) -> Option
     let contiguous = since.is_some_and(|since| {
         since.epoch() == &*epoch
             && since.offset() <= top
-            && items.first().map_or(top, |(p, _)| p.offset() - 1) == since.offset()
+            && items
+                .first()
+                .map_or(Some(top), |(p, _)| p.offset().checked_sub(1))
+                == Some(since.offset())
     });
     Some(HistoryRead {
         current,

@@ -154,7 +154,11 @@ impl RedisBrokerBuilder {
 /// **Order.** Publications one publisher makes to a room reach every member, on every node,
 /// in the order they were made. Members on the publisher's node get them at once; members on
 /// other nodes get them through Redis, later. Publications of *different* publishers are not
-/// ordered against each other: two members can see them interleaved differently.
+/// ordered against each other: two members can see them interleaved differently. In a room
+/// that keeps history ([`RoomOptions::history`](crate::RoomOptions::history)) there is one
+/// order, the history's: every publication is numbered by Redis and reaches every member,
+/// the publisher's node included, through Redis, in that order (the publisher's
+/// [`PublishReport`](crate::PublishReport) then counts nothing).
 ///
 /// **Delivery** is at most once and never twice, as with every pub/sub: a publication that was
 /// in flight when the connection failed may be lost (counted in [`BrokerStats::lost`](crate::BrokerStats::lost)), and

@@ -5,7 +5,7 @@
 //! through its cluster client, which queues every push in an unbounded channel before the
 //! application sees it. This reader hands each message on as it is parsed.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// One reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,10 @@ pub(super) fn parse(buf: &mut BytesMut, max_bulk: usize) -> Result<Option<Frame>
     let mut at = 0;
     match frame(buf, &mut at, max_bulk, 0)? {
         Some(spans) => {
-            let bytes = buf.split_to(at).freeze();
+            // Copied out: a payload kept in a member's queue must not pin the whole read
+            // buffer (which grows to the largest frame seen).
+            let bytes = Bytes::copy_from_slice(&buf[..at]);
+            buf.advance(at);
             Ok(Some(spans.build(&bytes)))
         }
         None => Ok(None),
