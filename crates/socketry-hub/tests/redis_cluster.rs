@@ -197,3 +197,77 @@ async fn a_killed_master_is_dialled_again_and_its_rooms_subscribed_again() {
     let stats = b.broker_stats().unwrap();
     assert!(stats.reconnects >= 1, "{stats:?}");
 }
+
+/// Calls of `command` on every master, refused ones included (`calls` and `rejected_calls`
+/// in `INFO commandstats`).
+fn calls(cluster: &RedisCluster, command: &str) -> u64 {
+    let key = format!("cmdstat_{command}:");
+    (0..cluster.len())
+        .map(|i| {
+            let info = cluster.node(i).command(&["INFO", "commandstats"]);
+            let Some(fields) = info.lines().find_map(|line| line.strip_prefix(&key)) else {
+                return 0;
+            };
+            (fields.split(','))
+                .filter_map(|field| field.split_once('='))
+                .filter(|(name, _)| *name == "calls" || *name == "rejected_calls")
+                .map(|(_, n)| n.trim().parse::<u64>().unwrap_or(0))
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_subscription_is_asked_again_after_a_backoff_not_in_a_loop() {
+    let cluster = RedisCluster::start(3);
+    // A user that may do everything but SSUBSCRIBE: every subscription gets an error reply.
+    for i in 0..cluster.len() {
+        let node = cluster.node(i);
+        let reply = node.command(&[
+            "ACL",
+            "SETUSER",
+            "limited",
+            "on",
+            ">secret",
+            "~*",
+            "&*",
+            "+@all",
+            "-ssubscribe",
+        ]);
+        assert_eq!(reply, "+OK\r\n");
+        node.command(&["CONFIG", "RESETSTAT"]);
+    }
+    let seed = cluster.urls()[0].replace("redis://", "redis://limited:secret@");
+    let broker = RedisBroker::cluster_builder([seed])
+        .prefix("test")
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("broker");
+    let hub = Hub::builder().broker(broker).build();
+    let addr = hub_server(hub.clone()).await;
+    let _member = member_of(addr, "room").await;
+    eventually("the join", || hub.room_size("room") == 1).await;
+    eventually("a refused subscription", || {
+        calls(&cluster, "ssubscribe") >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // With a backoff from 20 ms to 200 ms, about a dozen rounds in 2 s (a loop without one
+    // makes thousands).
+    let (slots, subscribes) = (
+        calls(&cluster, "cluster|slots"),
+        calls(&cluster, "ssubscribe"),
+    );
+    assert!(slots < 60, "{slots} CLUSTER SLOTS in 2 s");
+    assert!(subscribes < 60, "{subscribes} SSUBSCRIBE in 2 s");
+    // Local delivery goes on meanwhile.
+    assert_eq!(
+        hub.deliver_local(&socketry_hub::Publication::new(
+            socketry_hub::RoomName::new("room").unwrap(),
+            socketry::PreparedMessage::new(socketry::Message::text("local")),
+        ))
+        .delivered,
+        1
+    );
+}

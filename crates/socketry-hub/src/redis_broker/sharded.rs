@@ -202,7 +202,11 @@ pub(super) async fn publisher(shared: Arc<Shared>) {
 
 /// A subscriber connection to one master: written by the holder, read by its own task.
 struct SubConn {
+    /// Tells this connection's reports from those of an earlier one to the same master.
+    id: u64,
     writer: OwnedWriteHalf,
+    /// How long a write may wait (a frozen master with a full socket buffer).
+    timeout: std::time::Duration,
     reader: JoinHandle<()>,
     heard: Arc<Heard>,
     /// When the unanswered ping went out (ms since the broker's epoch).
@@ -226,15 +230,22 @@ impl SubConn {
     async fn send(&mut self, args: &[&[u8]]) -> std::io::Result<()> {
         let mut out = BytesMut::new();
         resp::command(&mut out, args);
-        self.writer.write_all(&out).await
+        match tokio::time::timeout(self.timeout, self.writer.write_all(&out)).await {
+            Ok(written) => written,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
     }
 }
 
-/// What a reader task tells the holder.
+/// What a reader task tells the holder, with the connection's id: a report queued by a
+/// connection since replaced must not touch the new one.
 enum Told {
-    Event(Addr, Event),
-    Down(Addr),
+    Event(Addr, u64, Event),
+    Down(Addr, u64),
 }
+
+/// Numbers subscriber connections.
+static SUB_CONNS: AtomicU64 = AtomicU64::new(0);
 
 /// Dials a master for subscribing: TCP, `AUTH` if the URL has a password, then its reader.
 async fn dial_subscriber(
@@ -270,16 +281,19 @@ async fn dial_subscriber(
     }
     let heard = Arc::new(Heard::default());
     heard.last_ms.store(shared.now_ms(), Ordering::Relaxed);
+    let id = SUB_CONNS.fetch_add(1, Ordering::Relaxed);
     let reader = tokio::spawn(read_replies(
         shared.clone(),
-        addr.clone(),
+        (addr.clone(), id),
         read,
         buf,
         heard.clone(),
         told.clone(),
     ));
     Ok(SubConn {
+        id,
         writer,
+        timeout: shared.timeout,
         reader,
         heard,
         ping_sent_ms: None,
@@ -304,7 +318,7 @@ async fn read_frame(
 /// holder the rest.
 async fn read_replies(
     shared: Arc<Shared>,
-    addr: Addr,
+    (addr, id): (Addr, u64),
     mut read: tokio::net::tcp::OwnedReadHalf,
     mut buf: BytesMut,
     heard: Arc<Heard>,
@@ -318,7 +332,11 @@ async fn read_replies(
                     Event::Message { channel, payload } => shared.deliver(&channel, payload),
                     Event::Pong | Event::Other => {}
                     event => {
-                        if told.send(Told::Event(addr.clone(), event)).await.is_err() {
+                        if told
+                            .send(Told::Event(addr.clone(), id, event))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -327,7 +345,7 @@ async fn read_replies(
             Err(err) => {
                 tracing::warn!(error = %err, master = ?addr, "hub: redis shard subscriber connection lost");
                 heard.down.store(true, Ordering::Release);
-                let _ = told.send(Told::Down(addr)).await;
+                let _ = told.send(Told::Down(addr, id)).await;
                 return;
             }
         }
@@ -358,18 +376,26 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
     let mut lost: HashSet<Addr> = HashSet::new();
     shared.link.subs.connected();
     let mut next_tick = Instant::now() + shared.timeout;
+    // An error reply came: wait a backoff before subscribing again (a persistent error, or a
+    // map that lags the masters', must not make a loop of refreshes and subscriptions).
+    let mut erred = false;
     loop {
-        let Some(hub) = shared.link.hub() else {
-            return;
-        };
+        if erred {
+            erred = false;
+            if !shared.link.pause(backoff.delay()).await {
+                return;
+            }
+        }
         if stale {
             if cluster.refresh(&shared).await {
                 stale = false;
+                let Some(hub) = shared.link.hub() else {
+                    return;
+                };
                 retry.extend(hub.local_rooms());
                 retry.extend(placed.keys().cloned());
             } else {
                 shared.link.stats.set_connected(false);
-                drop(hub);
                 if !shared.link.pause(backoff.delay()).await {
                     return;
                 }
@@ -379,8 +405,21 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
         let map = cluster.map();
         let mut dirty: Vec<RoomName> = shared.link.subs.take_dirty();
         dirty.extend(retry.drain());
-        for room in dirty {
-            let want = hub.room_size(&room) > 0;
+        // Decided with the hub held; done without it (the awaits below can take long).
+        let dirty: Vec<(RoomName, bool)> = {
+            let Some(hub) = shared.link.hub() else {
+                return;
+            };
+            (dirty.into_iter())
+                .map(|room| {
+                    let want = hub.room_size(&room) > 0;
+                    (room, want)
+                })
+                .collect()
+        };
+        // Masters that could not be dialled in this pass: not dialled again for each room.
+        let mut unreachable: HashSet<Addr> = HashSet::new();
+        for (room, want) in dirty {
             let channel = shared.channel(&room);
             let owner = map.owner(slots::slot(channel.as_bytes())).cloned();
             let here = placed.get(&room).map(|p| p.addr.clone());
@@ -406,6 +445,10 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
                 retry.insert(room);
                 continue;
             };
+            if unreachable.contains(&owner) {
+                retry.insert(room);
+                continue;
+            }
             if !conns.contains_key(&owner) {
                 match dial_subscriber(&shared, cluster, &owner, &told_tx).await {
                     Ok(conn) => {
@@ -418,6 +461,7 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
                         tracing::debug!(error = %err, master = ?owner, "hub: redis master unreachable");
                         shared.link.stats.set_connected(false);
                         lost.insert(owner.clone());
+                        unreachable.insert(owner);
                         stale = true;
                         retry.insert(room);
                         continue;
@@ -444,34 +488,48 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
                 },
             );
         }
-        drop(hub);
         if !stale {
             shared.link.stats.set_connected(true);
         }
-        if stale && !retry.is_empty() && !shared.link.pause(backoff.delay()).await {
+        let retrying = stale && !retry.is_empty();
+        if retrying && !shared.link.pause(backoff.delay()).await {
             return;
         }
+        // Retrying: round again at once after the backoff (reports are still read first if
+        // they are there); else at the next tick.
+        let wake = if retrying { Instant::now() } else { next_tick };
         tokio::select! {
             () = shared.link.subs.changed.notified() => {}
             () = shut_down(&mut shutdown) => return,
             told = told.recv() => {
                 let Some(told) = told else { return };
+                let current = |addr: &Addr, id: u64| conns.get(addr).is_some_and(|c| c.id == id);
                 match told {
-                    Told::Event(addr, event) => {
-                        if on_event(&shared, &addr, event, &mut placed, &mut retry) {
-                            stale = true;
+                    Told::Event(addr, id, event) if current(&addr, id) => {
+                        match on_event(&shared, &addr, event, &mut placed, &mut retry) {
+                            Then::Go => {}
+                            Then::Refresh => stale = true,
+                            Then::Wait => {
+                                stale = true;
+                                erred = true;
+                            }
                         }
                     }
-                    Told::Down(addr) => {
+                    Told::Down(addr, id) if current(&addr, id) => {
                         shared.link.stats.set_connected(false);
                         conns.remove(&addr);
                         lost.insert(addr.clone());
                         forget_master(&shared, &addr, &mut placed, &mut retry);
                         stale = true;
                     }
+                    // From a connection replaced since.
+                    Told::Event(..) | Told::Down(..) => {}
                 }
             }
-            () = tokio::time::sleep_until(next_tick) => {
+            () = tokio::time::sleep_until(wake) => 'tick: {
+                if Instant::now() < next_tick {
+                    break 'tick;
+                }
                 next_tick = Instant::now() + shared.timeout;
                 let now = shared.now_ms();
                 let timeout_ms = shared.timeout.as_millis() as u64;
@@ -526,14 +584,23 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
     }
 }
 
-/// A reply from master `addr`; `true` if the slot map must be asked again.
+/// What the holder does after a report.
+enum Then {
+    Go,
+    /// Ask for the slot map again.
+    Refresh,
+    /// Ask again after a backoff (an error reply).
+    Wait,
+}
+
+/// A reply from master `addr`.
 fn on_event(
     shared: &Shared,
     addr: &Addr,
     event: Event,
     placed: &mut HashMap<RoomName, Placed>,
     retry: &mut HashSet<RoomName>,
-) -> bool {
+) -> Then {
     let room_of = |channel: &Bytes| {
         std::str::from_utf8(channel)
             .ok()
@@ -549,7 +616,7 @@ fn on_event(
                 place.confirmed = true;
                 shared.link.subs.confirm(std::slice::from_ref(&room), &[]);
             }
-            false
+            Then::Go
         }
         Event::Unsubscribed(channel) => {
             // Replies come in order: the answer to our own SUNSUBSCRIBE finds the room gone
@@ -563,9 +630,9 @@ fn on_event(
                 placed.remove(&room);
                 shared.link.subs.confirm(&[], std::slice::from_ref(&room));
                 retry.insert(room);
-                return true;
+                return Then::Refresh;
             }
-            false
+            Then::Go
         }
         Event::Error(text) => {
             // `MOVED` to an `SSUBSCRIBE` (the map was stale): which one is not said, so every
@@ -579,9 +646,9 @@ fn on_event(
                 placed.remove(&room);
                 retry.insert(room);
             }
-            true
+            Then::Wait
         }
-        Event::Message { .. } | Event::Pong | Event::Other => false,
+        Event::Message { .. } | Event::Pong | Event::Other => Then::Go,
     }
 }
 

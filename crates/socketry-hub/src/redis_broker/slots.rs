@@ -118,7 +118,6 @@ mod tests {
         assert_eq!(slot(b"foo"), 12_182);
         assert_eq!(slot(b"bar"), 5_061);
         assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
-        assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}"));
         assert_eq!(
             slot(b"foo{}{bar}"),
             crc16(b"foo{}{bar}") % SLOTS,
