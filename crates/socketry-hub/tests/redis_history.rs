@@ -163,3 +163,44 @@ async fn after_trimming_or_a_redis_restart_the_client_is_told_why_it_cannot_reco
     assert_ne!(new_epoch, epoch);
     assert!(offset >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_back_from_an_older_snapshot_starts_a_new_epoch_instead_of_reusing_offsets() {
+    let mut redis = RedisServer::start();
+    let (a, b) = (node(&redis, 100), node(&redis, 100));
+    let last = saw_ten_and_left(&a, &b, "r").await;
+    let epoch = last.split_once(':').unwrap().1.to_owned();
+    // A snapshot at offset 10, then 10 more that clients see but the snapshot has not.
+    assert_eq!(redis.command(&["SAVE"]), "+OK\r\n");
+    for i in 10..20 {
+        b.publish("r", format!("m{i}")).unwrap();
+    }
+    eventually("published", || b.broker_stats().unwrap().published == 20).await;
+    // Killed, and back from the snapshot: the room's epoch is the old one, its top 10.
+    redis.restart();
+    assert_eq!(
+        redis.command(&["HGET", "test:history:meta:r", "top"]),
+        "$2\r\n10\r\n"
+    );
+    // New publications must not be numbered 11.. in the old epoch: those offsets named
+    // other publications for the clients that saw them.
+    let deadline = tokio::time::Instant::now() + support::TIMEOUT;
+    loop {
+        b.publish("r", "after").unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = redis.command(&["HGET", "test:history:meta:r", "epoch"]);
+        if !now.contains(&epoch) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still epoch {epoch}"
+        );
+    }
+    // A client that saw up to 15 of the old epoch is told, not sent the new ones as 16...
+    let addr_a = hub_server(a.clone()).await;
+    let mut back = support::client(addr_a).await;
+    back.send(format!("recover r 15:{epoch}")).await.unwrap();
+    let reply = next_text(&mut back).await;
+    assert!(reply.starts_with("recovery lost EpochChanged"), "{reply}");
+}

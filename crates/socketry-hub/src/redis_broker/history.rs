@@ -15,14 +15,21 @@ use crate::{HistoryRead, HubError, Position, RoomName, cluster::envelope};
 
 /// Numbers, keeps and publishes one publication.
 ///
+/// A room starts a new epoch when it has none, and when its epoch was made by another run
+/// of the server (`run_id` changes at each start): a server restarted from an older
+/// snapshot, or a replica promoted before it had every write, may have gone back, and its
+/// offsets would then name other publications than the ones clients saw.
+///
 /// KEYS: stream, meta. ARGV: channel, envelope, max length, TTL in ms, a new epoch's name
-/// (used if the room has none). Returns the offset.
+/// (used if a new epoch starts). Returns the offset.
 pub(super) const PUBLISH: &str = "\
-local epoch = redis.call('HGET', KEYS[2], 'epoch')
-if not epoch then
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
+local meta = redis.call('HMGET', KEYS[2], 'epoch', 'run')
+local epoch = meta[1]
+if not epoch or meta[2] ~= run then
   epoch = ARGV[5]
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[2], 'epoch', epoch, 'top', 0)
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'top', 0, 'run', run)
 end
 local offset = redis.call('HINCRBY', KEYS[2], 'top', 1)
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], offset .. '-1', 'e', ARGV[2])
