@@ -549,6 +549,9 @@ async fn hold_subscriptions(
             shared.link.subs.confirm(chunk, &[]);
         }
         for chunk in leave.chunks(MAX_SUBSCRIBE) {
+            // Unconfirmed before the command goes out: a member joining meanwhile waits for
+            // the subscription that its join marked, not for this one about to end.
+            shared.link.subs.confirm(&[], chunk);
             let channels: Vec<String> = chunk.iter().map(|r| shared.channel(r)).collect();
             if let Err(err) = conn.unsubscribe(&channels).await {
                 tracing::warn!(error = %err, "hub: redis unsubscribe failed");
@@ -557,7 +560,6 @@ async fn hold_subscriptions(
             for room in chunk {
                 actual.remove(room);
             }
-            shared.link.subs.confirm(&[], chunk);
         }
         settled = true;
         if state.down.load(Ordering::Acquire) {

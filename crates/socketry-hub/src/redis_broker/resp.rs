@@ -100,8 +100,10 @@ fn frame(
                 return Ok(Some(Span::Bulk(None)));
             }
             let len = len as usize;
-            if len > max_bulk {
-                return Err(ParseError::TooLarge(len));
+            // The bound holds for the whole reply too (an array of many large strings), with
+            // room for the headers around a string at the bound.
+            if len > max_bulk || after_line + len > max_bulk + 64 * 1024 {
+                return Err(ParseError::TooLarge(after_line + len));
             }
             if buf.len() < after_line + len + 2 {
                 return Ok(None);
@@ -283,7 +285,15 @@ mod tests {
             assert!(parse(&mut buf, 1 << 20).is_err(), "{input:?}");
         }
         let mut buf = BytesMut::from(&b"$100\r\n"[..]);
-        assert_eq!(parse(&mut buf, 10), Err(ParseError::TooLarge(100)));
+        assert_eq!(parse(&mut buf, 10), Err(ParseError::TooLarge(106)));
+        // Each string under the bound, the whole reply far over it.
+        let mut many = BytesMut::from(&b"*100\r\n"[..]);
+        for _ in 0..100 {
+            many.extend_from_slice(b"$1000\r\n");
+            many.extend_from_slice(&[b'x'; 1000]);
+            many.extend_from_slice(b"\r\n");
+        }
+        assert!(matches!(parse(&mut many, 1000), Err(ParseError::TooLarge(_))));
     }
 
     #[test]
