@@ -207,6 +207,18 @@ async fn a_sigkilled_nodes_members_leave_every_room_within_the_ttl() {
     presence_is(&a, "one", &[id_a]).await;
     presence_is(&a, "two", &[a.local_members("two")[0].conn]).await;
     assert_eq!(stats.get().dead_nodes, 1);
+    // A lease time later, B's entries are gone from Redis too, not only left out of reads.
+    let deadline = tokio::time::Instant::now() + support::TIMEOUT;
+    while ["one", "two"]
+        .iter()
+        .any(|room| redis.command(&["HLEN", &format!("test:presence:room:{room}")]) != ":1\r\n")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B's entries still in Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(on_b);
 }
 

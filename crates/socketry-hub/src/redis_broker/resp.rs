@@ -293,7 +293,10 @@ mod tests {
             many.extend_from_slice(&[b'x'; 1000]);
             many.extend_from_slice(b"\r\n");
         }
-        assert!(matches!(parse(&mut many, 1000), Err(ParseError::TooLarge(_))));
+        assert!(matches!(
+            parse(&mut many, 1000),
+            Err(ParseError::TooLarge(_))
+        ));
     }
 
     #[test]
