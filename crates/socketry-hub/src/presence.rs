@@ -113,11 +113,11 @@ pub struct PresenceEvent<'a> {
     /// What the application said about it.
     pub info: &'a ClientInfo,
     /// The version of this change, from the clock of the connection's node (which grows
-    /// with every join and leave there). A connection's events reach every member in the
-    /// order of their versions; a client keeps, per connection, the highest version it has
-    /// seen, from a snapshot's entries ([`PresenceEntry::version`]) or from events, and
-    /// applies only what is newer: then snapshot and events combine exactly, whichever
-    /// arrives first.
+    /// with every join and leave there). A client keeps, per room and connection, the
+    /// highest version it has seen, from a snapshot's entries ([`PresenceEntry::version`])
+    /// or from events, and applies only what is newer: then snapshot and events combine
+    /// into the room's members whichever arrives first (events may come out of order, as
+    /// when a shared store writes a node's members again; this rule makes that harmless).
     pub version: u64,
 }
 

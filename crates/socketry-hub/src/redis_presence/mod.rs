@@ -150,9 +150,14 @@ impl RedisPresenceBuilder {
 /// [`RedisBroker`](crate::RedisBroker) or [`NatsBroker`](crate::NatsBroker)).
 ///
 /// **Versions.** An entry's version comes from its node's clock, so versions compare only
-/// between one connection's entries and events. A client that keeps, per connection, the
-/// highest version it has seen and applies only what is newer shows the room exactly,
-/// whichever of snapshot and events comes first (the chat example's page does this).
+/// between one connection's entries and events. A client that keeps, per room and
+/// connection, the highest version it has seen and applies only what is newer shows the
+/// room's members whichever of snapshot and events comes first (the chat example's page
+/// does this).
+///
+/// **Shutting down.** Call [`Hub::shutdown`] after the server stopped serving: the leaves of
+/// the connections that just closed are written and announced, and the node's lease ends,
+/// so the other nodes do not wait a TTL to see its members go.
 ///
 /// # Examples
 ///
