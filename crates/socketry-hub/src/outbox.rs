@@ -132,6 +132,12 @@ impl Outbox {
         }
     }
 
+    /// How many messages wait (for tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.queue.lock().items.len()
+    }
+
     /// Queues all of `messages` if they fit under `bounds` with what is queued, else none:
     /// the count queued, or `None` (the member is left as it was).
     pub(crate) fn push_all_or_none(

@@ -49,6 +49,11 @@ enum HeldState {
 /// Names each hold, so that two recoveries of one room by one member do not end each other's.
 static HOLDS: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// This thread is delivering a `LocalBroker` history room's publications.
+    static DELIVERING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl MemberState {
     fn hold(&self, room: &RoomName) -> u64 {
         let token = HOLDS.fetch_add(1, Ordering::Relaxed);
@@ -117,6 +122,20 @@ impl MemberState {
     }
 }
 
+impl MemberState {
+    /// Forgets what recoveries of `room` sent (the member left it).
+    pub(crate) fn forget_sent(&self, room: &str) {
+        if !self.holding.load(Ordering::Acquire) {
+            return;
+        }
+        let mut all = self.held.lock();
+        all.retain(|h| &*h.room != room || matches!(h.state, HeldState::Holding { .. }));
+        if all.is_empty() {
+            self.holding.store(false, Ordering::Release);
+        }
+    }
+}
+
 /// Ends a hold when the recovery that made it is dropped before it ended the hold itself
 /// (a caller's timeout or `select!`): otherwise the room's publications would stay held.
 struct HoldGuard<'a> {
@@ -128,9 +147,16 @@ struct HoldGuard<'a> {
 
 impl HoldGuard<'_> {
     /// Ends the hold with what the history gave: see [`Hub::release`].
-    fn release(&mut self, missed: &[Arc<PreparedMessage>], top: Option<&Position>) -> Released {
+    fn release(
+        &mut self,
+        missed: &[Arc<PreparedMessage>],
+        top: Option<&Position>,
+        recovered: bool,
+    ) -> Released {
         match self.token.take() {
-            Some(token) => self.hub.release(self.member, self.room, token, missed, top),
+            Some(token) => {
+                (self.hub).release(self.member, self.room, token, missed, top, recovered)
+            }
             None => Released::default(),
         }
     }
@@ -138,7 +164,7 @@ impl HoldGuard<'_> {
 
 impl Drop for HoldGuard<'_> {
     fn drop(&mut self) {
-        self.release(&[], None);
+        self.release(&[], None, false);
     }
 }
 
@@ -175,19 +201,44 @@ impl Hub {
             history.pending.push_back((position, publication));
             history.delivering.clone()
         };
-        // One deliverer at a time, in the order of the numbers; a publisher that finds one
-        // at work waits for it (so what is pending is bounded by the publishers), then
-        // delivers what is left, its own included unless the other took it.
-        let _delivering = delivering.lock();
+        // One deliverer at a time per room, in the order of the numbers: a publisher that
+        // finds one at work waits for it (what is pending is bounded by the publishers), then
+        // delivers what is left. A publication made from user code called while delivering
+        // (a formatter) does not wait, which could deadlock: it leaves its publication to
+        // the deliverer at work, which looks again before it stops.
         let mut total = PublishReport::default();
         loop {
-            let Some((position, publication)) = store.lock().pending.pop_front() else {
-                return total;
+            let guard = if DELIVERING.get() {
+                match delivering.try_lock() {
+                    Some(guard) => guard,
+                    None => return total,
+                }
+            } else {
+                delivering.lock()
             };
-            let report = self.deliver_local(&publication.with_position(position));
-            total.delivered += report.delivered;
-            total.dropped += report.dropped;
-            total.disconnected += report.disconnected;
+            DELIVERING.set(true);
+            let mut slow = Vec::new();
+            loop {
+                // Not in the `while let`: its lock would be held through the fan-out.
+                let next = store.lock().pending.pop_front();
+                let Some((position, publication)) = next else {
+                    break;
+                };
+                let (report, made_slow) = self.fan_out_numbered(&publication, &position);
+                total.delivered += report.delivered;
+                total.dropped += report.dropped;
+                total.disconnected += report.disconnected;
+                slow.extend(made_slow);
+            }
+            DELIVERING.set(false);
+            drop(guard);
+            // Outside the lock: leaving rooms runs plug-ins and formatters.
+            if !slow.is_empty() {
+                self.settle(slow);
+            }
+            if store.lock().pending.is_empty() {
+                return total;
+            }
         }
     }
 
@@ -198,8 +249,22 @@ impl Hub {
         publication: &Publication,
         position: &Position,
     ) -> PublishReport {
+        let (report, slow) = self.fan_out_numbered(publication, position);
+        if !slow.is_empty() {
+            self.settle(slow);
+        }
+        report
+    }
+
+    /// [`deliver_positioned`](Self::deliver_positioned) but for settling the members made
+    /// slow, which are returned.
+    fn fan_out_numbered(
+        &self,
+        publication: &Publication,
+        position: &Position,
+    ) -> (PublishReport, Vec<Arc<MemberState>>) {
         let Some(room) = self.room(&publication.room) else {
-            return PublishReport::default();
+            return (PublishReport::default(), Vec::new());
         };
         let message = match &room.history {
             Some(history) => Arc::new(PreparedMessage::new(
@@ -209,20 +274,16 @@ impl Hub {
         };
         if let Err(err) = self.check(&message) {
             tracing::warn!(room = %publication.room, error = %err, "hub: publication not delivered");
-            return PublishReport::default();
+            return (PublishReport::default(), Vec::new());
         }
-        let (report, slow) = self.fan_out_positioned(
+        self.fan_out_positioned(
             &room,
             &publication.room,
             publication.except,
             publication.overflow,
             &message,
             position,
-        );
-        if !slow.is_empty() {
-            self.settle(slow);
-        }
-        report
+        )
     }
 
     fn fan_out_positioned(
@@ -309,7 +370,7 @@ impl Hub {
             false => None,
         };
         let Some(read) = read else {
-            hold.release(&[], None);
+            hold.release(&[], None, false);
             let current = self
                 .read_history(&name, None)
                 .await
@@ -321,7 +382,7 @@ impl Hub {
             Ok(read) => read,
             Err(err) => {
                 tracing::warn!(room, error = %err, "hub: history not read; recovery lost");
-                hold.release(&[], None);
+                hold.release(&[], None, false);
                 return Ok(Recovery::Lost {
                     reason: LostReason::Unavailable,
                     current: None,
@@ -337,7 +398,7 @@ impl Hub {
                 .as_ref()
                 .is_some_and(|c| c.offset() < since.offset());
         if !read.contiguous || behind {
-            hold.release(&[], current.as_ref());
+            hold.release(&[], current.as_ref(), false);
             let reason = if same_epoch && !behind {
                 LostReason::Trimmed
             } else {
@@ -350,7 +411,7 @@ impl Hub {
                 Arc::new(PreparedMessage::new(history.format(position, message)))
             })
             .collect();
-        let released = hold.release(&missed, current.as_ref());
+        let released = hold.release(&missed, current.as_ref(), true);
         if released.overflowed || released.too_much {
             return Ok(Recovery::Lost {
                 reason: LostReason::TooMuch,
@@ -380,8 +441,9 @@ impl Hub {
 
     /// Ends the hold `token` on `room`: queues `missed` (all of them, or none if they do not
     /// fit in the member's queue), then the held publications newer than `top`, and lets
-    /// live publications through again (but those up to `top`, sent already), all under the
-    /// hold lock, so that the next live publication queues after these.
+    /// live publications through again (after a recovery, but those up to `top`, sent
+    /// already), all under the hold lock, so that the next live publication queues after
+    /// these.
     fn release(
         &self,
         member: &Arc<MemberState>,
@@ -389,6 +451,7 @@ impl Hub {
         token: u64,
         missed: &[Arc<PreparedMessage>],
         top: Option<&Position>,
+        recovered: bool,
     ) -> Released {
         let bounds = self.bounds();
         let overflow = self.inner.config.overflow;
@@ -443,7 +506,8 @@ impl Hub {
                 },
                 0,
             );
-            if let Some(top) = top.filter(|_| !missed.is_empty() && !released.too_much) {
+            // Also with nothing missed: a publication at the top may still be on its way.
+            if let Some(top) = top.filter(|_| recovered && !released.too_much) {
                 // One mark per room: the newest recovery's.
                 all.retain(|h| h.room != *room || matches!(h.state, HeldState::Holding { .. }));
                 all.push(Held {
@@ -489,7 +553,7 @@ mod tests {
         let token = member.hold(&name);
         let one = Arc::new(PreparedMessage::new(Message::text("one")));
         let top = Position::new(1, "e");
-        let released = hub.release(&member, &name, token, &[one], Some(&top));
+        let released = hub.release(&member, &name, token, &[one], Some(&top), true);
         assert!(!released.too_much && !released.overflowed);
         let after_recovery = queued(&hub, &member);
         assert!(after_recovery > 0);
@@ -502,6 +566,61 @@ mod tests {
         hub.deliver_positioned(&next, &Position::new(2, "e"));
         assert!(queued(&hub, &member) > after_recovery);
         assert!(!member.holding.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn with_nothing_missed_the_top_still_on_its_way_is_not_sent_again_and_leaving_forgets() {
+        let hub = Hub::new(HubConfig::default().room_options(|_| {
+            RoomOptions::default().history(History::new(|_, message| message.clone()))
+        }));
+        let member = hub.register(ClientInfo::new("m"));
+        let name = RoomName::new("r").unwrap();
+        hub.join_member(&member, "r").unwrap();
+        // The client had seen up to 10, the top: nothing missed.
+        let token = member.hold(&name);
+        let top = Position::new(10, "e");
+        hub.release(&member, &name, token, &[], Some(&top), true);
+        let late = Publication::new(name, PreparedMessage::new(Message::text("ten")));
+        hub.deliver_positioned(&late, &top);
+        assert_eq!(queued(&hub, &member), 0, "sent twice");
+        // Out of the room, the mark goes (it would make every later publication look).
+        assert!(member.holding.load(Ordering::Acquire));
+        hub.leave_member(&member, "r").unwrap();
+        assert!(!member.holding.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn a_formatter_that_publishes_to_its_own_room_does_not_deadlock() {
+        let cell: Arc<std::sync::OnceLock<crate::WeakHub>> = Arc::default();
+        let formatter_hub = cell.clone();
+        let hub = Hub::new(HubConfig::default().room_options(move |_| {
+            let formatter_hub = formatter_hub.clone();
+            RoomOptions::default().history(History::new(move |position, message| {
+                if position.offset() == 1
+                    && let Some(hub) = formatter_hub.get().and_then(crate::WeakHub::upgrade)
+                {
+                    hub.publish("r", "from the formatter").unwrap();
+                }
+                message.clone()
+            }))
+        }));
+        cell.set(hub.downgrade()).unwrap();
+        let member = hub.register(ClientInfo::new("m"));
+        hub.join_member(&member, "r").unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let publisher = hub.clone();
+        std::thread::spawn(move || {
+            publisher.publish("r", "first").unwrap();
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("publishing deadlocked");
+        // Both delivered, the formatter's after the first.
+        let one = queued(&hub, &member);
+        hub.publish("r", "third").unwrap();
+        assert!(one > 0 && queued(&hub, &member) > one);
+        assert_eq!(member.outbox.len(), 3);
     }
 
     #[test]

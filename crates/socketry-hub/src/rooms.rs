@@ -230,6 +230,7 @@ impl Hub {
                 .rooms
                 .remove_if(name, |_, current| Arc::ptr_eq(current, &room));
         }
+        member.forget_sent(name);
         member.changes.lock().pending.push_back(Change {
             kind: PresenceKind::Leave,
             room: name.clone(),

@@ -376,17 +376,15 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
     let mut lost: HashSet<Addr> = HashSet::new();
     shared.link.subs.connected();
     let mut next_tick = Instant::now() + shared.timeout;
-    // An error reply came: wait a backoff before subscribing again (a persistent error, or a
-    // map that lags the masters', must not make a loop of refreshes and subscriptions).
-    let mut erred = false;
+    // Rooms refused by an error reply (a persistent error, or a map that lags the masters')
+    // wait a backoff before they are subscribed again, and so does the next refresh: no loop
+    // of refreshes and subscriptions, and the other rooms go on. The backoff grows with each
+    // error and starts again at the next confirmed subscription.
+    let mut error_backoff = Backoff::new(shared.link.backoff.0, shared.link.backoff.1);
+    let mut delayed: HashMap<RoomName, Instant> = HashMap::new();
+    let mut refresh_after = Instant::now();
     loop {
-        if erred {
-            erred = false;
-            if !shared.link.pause(backoff.delay()).await {
-                return;
-            }
-        }
-        if stale {
+        if stale && Instant::now() >= refresh_after {
             if cluster.refresh(&shared).await {
                 stale = false;
                 let Some(hub) = shared.link.hub() else {
@@ -403,43 +401,67 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
             }
         }
         let map = cluster.map();
+        let now = Instant::now();
+        delayed.retain(|room, due| {
+            if *due <= now {
+                retry.insert(room.clone());
+                false
+            } else {
+                true
+            }
+        });
         let mut dirty: Vec<RoomName> = shared.link.subs.take_dirty();
         dirty.extend(retry.drain());
-        // Decided with the hub held; done without it (the awaits below can take long).
-        let dirty: Vec<(RoomName, bool)> = {
+        // Decided with the hub held, before any await: a room this node leaves, or whose
+        // slot moved, is unconfirmed now (a recovery joining meanwhile waits for the new
+        // subscription, not for this one about to end). The commands go out after.
+        let mut unsubscribe: Vec<(Addr, String)> = Vec::new();
+        let mut subscribe: Vec<(RoomName, Option<Addr>)> = Vec::new();
+        {
             let Some(hub) = shared.link.hub() else {
                 return;
             };
-            (dirty.into_iter())
-                .map(|room| {
-                    let want = hub.room_size(&room) > 0;
-                    (room, want)
-                })
-                .collect()
-        };
-        // Masters that could not be dialled in this pass: not dialled again for each room.
-        let mut unreachable: HashSet<Addr> = HashSet::new();
-        for (room, want) in dirty {
-            let channel = shared.channel(&room);
-            let owner = map.owner(slots::slot(channel.as_bytes())).cloned();
-            let here = placed.get(&room).map(|p| p.addr.clone());
-            if (!want || here.as_ref() != owner.as_ref())
-                && let Some(old) = here
-            {
-                placed.remove(&room);
-                shared.link.subs.confirm(&[], std::slice::from_ref(&room));
-                if let Some(conn) = conns.get_mut(&old)
-                    && conn
-                        .send(&[b"SUNSUBSCRIBE", channel.as_bytes()])
-                        .await
-                        .is_err()
+            for room in dirty {
+                if delayed.contains_key(&room) {
+                    continue; // its time comes
+                }
+                let want = hub.room_size(&room) > 0;
+                let channel = shared.channel(&room);
+                let owner = map.owner(slots::slot(channel.as_bytes())).cloned();
+                let here = placed.get(&room).map(|p| p.addr.clone());
+                if (!want || here.as_ref() != owner.as_ref())
+                    && let Some(old) = here
                 {
-                    conns.remove(&old);
+                    placed.remove(&room);
+                    shared.link.subs.confirm(&[], std::slice::from_ref(&room));
+                    unsubscribe.push((old, channel));
+                }
+                if want && !placed.contains_key(&room) {
+                    subscribe.push((room, owner));
                 }
             }
-            if !want || placed.contains_key(&room) {
-                continue;
+        }
+        for (old, channel) in unsubscribe {
+            if let Some(conn) = conns.get_mut(&old)
+                && conn
+                    .send(&[b"SUNSUBSCRIBE", channel.as_bytes()])
+                    .await
+                    .is_err()
+            {
+                drop_conn(
+                    &shared,
+                    &old,
+                    &mut conns,
+                    &mut lost,
+                    &mut placed,
+                    &mut retry,
+                );
+                stale = true;
             }
+        }
+        // Masters that could not be dialled in this pass: not dialled again for each room.
+        let mut unreachable: HashSet<Addr> = HashSet::new();
+        for (room, owner) in subscribe {
             let Some(owner) = owner else {
                 stale = true;
                 retry.insert(room);
@@ -468,13 +490,21 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
                     }
                 }
             }
+            let channel = shared.channel(&room);
             let conn = conns.get_mut(&owner).expect("dialled above");
             if conn
                 .send(&[b"SSUBSCRIBE", channel.as_bytes()])
                 .await
                 .is_err()
             {
-                conns.remove(&owner);
+                drop_conn(
+                    &shared,
+                    &owner,
+                    &mut conns,
+                    &mut lost,
+                    &mut placed,
+                    &mut retry,
+                );
                 stale = true;
                 retry.insert(room);
                 continue;
@@ -491,13 +521,19 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
         if !stale {
             shared.link.stats.set_connected(true);
         }
-        let retrying = stale && !retry.is_empty();
+        let retrying = stale && !retry.is_empty() && Instant::now() >= refresh_after;
         if retrying && !shared.link.pause(backoff.delay()).await {
             return;
         }
-        // Retrying: round again at once after the backoff (reports are still read first if
-        // they are there); else at the next tick.
-        let wake = if retrying { Instant::now() } else { next_tick };
+        // Retrying: round again at once after the backoff (reports that are there may be
+        // read first); else at the next tick, a delayed room's time or the next refresh.
+        let mut wake = if retrying { Instant::now() } else { next_tick };
+        if let Some(due) = delayed.values().min() {
+            wake = wake.min(*due);
+        }
+        if stale {
+            wake = wake.min(refresh_after.max(Instant::now()));
+        }
         tokio::select! {
             () = shared.link.subs.changed.notified() => {}
             () = shut_down(&mut shutdown) => return,
@@ -508,18 +544,18 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
                     Told::Event(addr, id, event) if current(&addr, id) => {
                         match on_event(&shared, &addr, event, &mut placed, &mut retry) {
                             Then::Go => {}
+                            Then::Confirmed => error_backoff.reset(),
                             Then::Refresh => stale = true,
-                            Then::Wait => {
+                            Then::Wait(rooms) => {
+                                let due = Instant::now() + error_backoff.delay();
+                                delayed.extend(rooms.into_iter().map(|room| (room, due)));
+                                refresh_after = due;
                                 stale = true;
-                                erred = true;
                             }
                         }
                     }
                     Told::Down(addr, id) if current(&addr, id) => {
-                        shared.link.stats.set_connected(false);
-                        conns.remove(&addr);
-                        lost.insert(addr.clone());
-                        forget_master(&shared, &addr, &mut placed, &mut retry);
+                        drop_conn(&shared, &addr, &mut conns, &mut lost, &mut placed, &mut retry);
                         stale = true;
                     }
                     // From a connection replaced since.
@@ -570,10 +606,7 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
                 }
                 for addr in dead {
                     tracing::warn!(master = ?addr, "hub: redis shard subscriber went quiet");
-                    shared.link.stats.set_connected(false);
-                    conns.remove(&addr);
-                    lost.insert(addr.clone());
-                    forget_master(&shared, &addr, &mut placed, &mut retry);
+                    drop_conn(&shared, &addr, &mut conns, &mut lost, &mut placed, &mut retry);
                     stale = true;
                 }
             }
@@ -587,10 +620,29 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
 /// What the holder does after a report.
 enum Then {
     Go,
+    /// A subscription was confirmed.
+    Confirmed,
     /// Ask for the slot map again.
     Refresh,
-    /// Ask again after a backoff (an error reply).
-    Wait,
+    /// An error reply: these rooms are subscribed again after a backoff, and the map asked
+    /// again then.
+    Wait(Vec<RoomName>),
+}
+
+/// Drops the connection to master `addr` (it failed, or a write to it did): everything
+/// subscribed there is to subscribe again, and dialling it again is a reconnection.
+fn drop_conn(
+    shared: &Shared,
+    addr: &Addr,
+    conns: &mut HashMap<Addr, SubConn>,
+    lost: &mut HashSet<Addr>,
+    placed: &mut HashMap<RoomName, Placed>,
+    retry: &mut HashSet<RoomName>,
+) {
+    shared.link.stats.set_connected(false);
+    conns.remove(addr);
+    lost.insert(addr.clone());
+    forget_master(shared, addr, placed, retry);
 }
 
 /// A reply from master `addr`.
@@ -615,6 +667,7 @@ fn on_event(
             {
                 place.confirmed = true;
                 shared.link.subs.confirm(std::slice::from_ref(&room), &[]);
+                return Then::Confirmed;
             }
             Then::Go
         }
@@ -642,11 +695,10 @@ fn on_event(
                 .filter(|(_, p)| p.addr == *addr && !p.confirmed)
                 .map(|(room, _)| room.clone())
                 .collect();
-            for room in unconfirmed {
-                placed.remove(&room);
-                retry.insert(room);
+            for room in &unconfirmed {
+                placed.remove(room);
             }
-            Then::Wait
+            Then::Wait(unconfirmed)
         }
         Event::Message { .. } | Event::Pong | Event::Other => Then::Go,
     }

@@ -41,7 +41,7 @@ use crate::{
 /// Changes written in one script at most.
 const MAX_BATCH: usize = 256;
 /// Rooms written again in one pipeline.
-const REWRITE_CHUNK: usize = 256;
+const REWRITE_CHUNK: usize = 64;
 /// The longest TTL (a day): so that times computed from it cannot overflow.
 const MAX_TTL: Duration = Duration::from_secs(86_400);
 /// Dead leases are forgotten after this long (then a node that comes back later is taken
@@ -553,17 +553,20 @@ impl Shared {
         Counters::add(&self.stats.rewrites, 1);
         // Newer than every change made so far, and than `old + 1`, the version the others
         // give the leaves of our old entries: one skipped. Taken before the hub's members
-        // are read, so every change older than it is in what is read below: the queued ones
-        // are dropped (written after the rewrite, an old join would bring back a member
-        // that has left since).
+        // are read, so every change older than it is in what is read below: the queued
+        // joins older than it are dropped (written after the rewrite, an old join would
+        // bring back a member that has left since). The old leaves stay: written after, they
+        // change nothing in Redis (the versions), but their events reach the clients that
+        // the rewrite cannot tell (it announces the leaves of the entries it finds, and
+        // Redis may have none left: restarted empty, or cleaned up by the others).
         hub.next_presence_version();
         let version = hub.next_presence_version();
         {
             let mut queue = self.queue.lock();
             queue.rewrite = false;
-            queue
-                .changes
-                .retain(|change| change.entry.version > version);
+            queue.changes.retain(|change| {
+                change.kind == PresenceKind::Leave || change.entry.version > version
+            });
         }
         let node_hex = node.to_string();
         let rooms_key = self.keys.node_rooms(&node_hex);
@@ -580,9 +583,13 @@ impl Shared {
             .filter(|r| !known.contains(r.as_str()))
             .collect();
         rooms.extend(gone);
-        // Pipelined, a chunk of rooms at a time: a node in many rooms rewrites in a few
-        // round trips, and the lease checks between chunks keep running.
-        for chunk in rooms.chunks(REWRITE_CHUNK) {
+        // Pipelined, a chunk of rooms at a time (each within the command timeout): a node in
+        // many rooms rewrites in a few round trips, renewing its lease between chunks so that
+        // a long rewrite does not outlive it.
+        for (i, chunk) in rooms.chunks(REWRITE_CHUNK).enumerate() {
+            if i > 0 {
+                self.lease(conn, node, "run").await?;
+            }
             let Some(hub) = self.hub() else {
                 return Ok(());
             };
@@ -848,6 +855,12 @@ async fn session(
             shared.refresh(&mut conn, node).await?;
             continue;
         }
+        // A full queue dropped changes: the rewrite first (it also drops the queued joins it
+        // covers), even while changes keep coming.
+        if shared.queue.lock().rewrite {
+            shared.rewrite(&mut conn, node).await?;
+            continue;
+        }
         match shared.write_changes(&mut conn, node).await? {
             Written::Some => {
                 backoff.reset();
@@ -858,10 +871,6 @@ async fn session(
                 continue;
             }
             Written::Nothing => {}
-        }
-        if shared.queue.lock().rewrite {
-            shared.rewrite(&mut conn, node).await?;
-            continue;
         }
         tokio::select! {
             () = shared.queued.notified() => {}
