@@ -54,6 +54,23 @@ thread_local! {
     static DELIVERING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Marks this thread as delivering until dropped, then puts back what was there (a nested
+/// delivery, of another room from a formatter, must not clear the outer one's mark), on a
+/// panic too.
+struct Delivering(bool);
+
+impl Delivering {
+    fn enter() -> Self {
+        Self(DELIVERING.replace(true))
+    }
+}
+
+impl Drop for Delivering {
+    fn drop(&mut self) {
+        DELIVERING.set(self.0);
+    }
+}
+
 impl MemberState {
     fn hold(&self, room: &RoomName) -> u64 {
         let token = HOLDS.fetch_add(1, Ordering::Relaxed);
@@ -216,7 +233,7 @@ impl Hub {
             } else {
                 delivering.lock()
             };
-            DELIVERING.set(true);
+            let delivering_here = Delivering::enter();
             let mut slow = Vec::new();
             loop {
                 // Not in the `while let`: its lock would be held through the fan-out.
@@ -230,7 +247,7 @@ impl Hub {
                 total.disconnected += report.disconnected;
                 slow.extend(made_slow);
             }
-            DELIVERING.set(false);
+            drop(delivering_here);
             drop(guard);
             // Outside the lock: leaving rooms runs plug-ins and formatters.
             if !slow.is_empty() {
@@ -455,6 +472,10 @@ impl Hub {
     ) -> Released {
         let bounds = self.bounds();
         let overflow = self.inner.config.overflow;
+        // Before the hold lock (the order is joined, then held): a member that left the room
+        // meanwhile gets no mark (it would stay for the member's life).
+        let recovered =
+            recovered && (member.joined.lock().rooms.iter()).any(|joined| joined == room);
         let (released, slow) = {
             let mut all = member.held.lock();
             let Some(index) = all.iter().position(|h| {
@@ -590,15 +611,18 @@ mod tests {
     }
 
     #[test]
-    fn a_formatter_that_publishes_to_its_own_room_does_not_deadlock() {
+    fn a_formatter_that_publishes_to_another_room_then_its_own_does_not_deadlock() {
         let cell: Arc<std::sync::OnceLock<crate::WeakHub>> = Arc::default();
         let formatter_hub = cell.clone();
         let hub = Hub::new(HubConfig::default().room_options(move |_| {
             let formatter_hub = formatter_hub.clone();
-            RoomOptions::default().history(History::new(move |position, message| {
-                if position.offset() == 1
+            RoomOptions::default().history(History::new(move |_position, message| {
+                if message.as_payload() == b"first"
                     && let Some(hub) = formatter_hub.get().and_then(crate::WeakHub::upgrade)
                 {
+                    // Another history room first: its delivery, nested in this one, must
+                    // not leave this thread looking as if it delivered nothing.
+                    hub.publish("other", "aside").unwrap();
                     hub.publish("r", "from the formatter").unwrap();
                 }
                 message.clone()

@@ -8,7 +8,7 @@
 //! drops a subscription because its slot moved, or goes away.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -211,8 +211,17 @@ struct SubConn {
     heard: Arc<Heard>,
     /// When the unanswered ping went out (ms since the broker's epoch).
     ping_sent_ms: Option<u64>,
+    /// The (un)subscriptions sent and not yet answered, in order: replies come in the order
+    /// of the commands, so each reply (an error too) names its command.
+    inflight: VecDeque<(Command, RoomName)>,
 }
 
+/// A command whose reply is awaited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Subscribe,
+    Unsubscribe,
+}
 #[derive(Default)]
 struct Heard {
     /// Milliseconds since the broker's epoch of the last reply or message.
@@ -297,6 +306,7 @@ async fn dial_subscriber(
         reader,
         heard,
         ping_sent_ms: None,
+        inflight: VecDeque::new(),
     })
 }
 
@@ -376,11 +386,11 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
     let mut lost: HashSet<Addr> = HashSet::new();
     shared.link.subs.connected();
     let mut next_tick = Instant::now() + shared.timeout;
-    // Rooms refused by an error reply (a persistent error, or a map that lags the masters')
-    // wait a backoff before they are subscribed again, and so does the next refresh: no loop
-    // of refreshes and subscriptions, and the other rooms go on. The backoff grows with each
-    // error and starts again at the next confirmed subscription.
-    let mut error_backoff = Backoff::new(shared.link.backoff.0, shared.link.backoff.1);
+    // A room refused by an error reply (a persistent error, or a map that lags the masters')
+    // waits a backoff of its own before it is subscribed again, after the next refresh, which
+    // waits too: no loop of refreshes and subscriptions, and the other rooms go on. A room's
+    // backoff grows with each error and ends at its confirmed subscription.
+    let mut errors: HashMap<RoomName, Backoff> = HashMap::new();
     let mut delayed: HashMap<RoomName, Instant> = HashMap::new();
     let mut refresh_after = Instant::now();
     loop {
@@ -403,19 +413,20 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
         let map = cluster.map();
         let now = Instant::now();
         delayed.retain(|room, due| {
-            if *due <= now {
+            // On a new map only.
+            if *due <= now && !stale {
                 retry.insert(room.clone());
                 false
             } else {
                 true
             }
         });
-        let mut dirty: Vec<RoomName> = shared.link.subs.take_dirty();
+        let mut dirty: HashSet<RoomName> = shared.link.subs.take_dirty().into_iter().collect();
         dirty.extend(retry.drain());
         // Decided with the hub held, before any await: a room this node leaves, or whose
         // slot moved, is unconfirmed now (a recovery joining meanwhile waits for the new
         // subscription, not for this one about to end). The commands go out after.
-        let mut unsubscribe: Vec<(Addr, String)> = Vec::new();
+        let mut unsubscribe: Vec<(Addr, RoomName, String)> = Vec::new();
         let mut subscribe: Vec<(RoomName, Option<Addr>)> = Vec::new();
         {
             let Some(hub) = shared.link.hub() else {
@@ -426,6 +437,9 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
                     continue; // its time comes
                 }
                 let want = hub.room_size(&room) > 0;
+                if !want {
+                    errors.remove(&room);
+                }
                 let channel = shared.channel(&room);
                 let owner = map.owner(slots::slot(channel.as_bytes())).cloned();
                 let here = placed.get(&room).map(|p| p.addr.clone());
@@ -434,20 +448,24 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
                 {
                     placed.remove(&room);
                     shared.link.subs.confirm(&[], std::slice::from_ref(&room));
-                    unsubscribe.push((old, channel));
+                    unsubscribe.push((old, room.clone(), channel));
                 }
                 if want && !placed.contains_key(&room) {
                     subscribe.push((room, owner));
                 }
             }
         }
-        for (old, channel) in unsubscribe {
-            if let Some(conn) = conns.get_mut(&old)
-                && conn
-                    .send(&[b"SUNSUBSCRIBE", channel.as_bytes()])
-                    .await
-                    .is_err()
+        for (old, room, channel) in unsubscribe {
+            let Some(conn) = conns.get_mut(&old) else {
+                continue;
+            };
+            if conn
+                .send(&[b"SUNSUBSCRIBE", channel.as_bytes()])
+                .await
+                .is_ok()
             {
+                conn.inflight.push_back((Command::Unsubscribe, room));
+            } else {
                 drop_conn(
                     &shared,
                     &old,
@@ -458,8 +476,7 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
                 );
                 stale = true;
             }
-        }
-        // Masters that could not be dialled in this pass: not dialled again for each room.
+        } // Masters that could not be dialled in this pass: not dialled again for each room.
         let mut unreachable: HashSet<Addr> = HashSet::new();
         for (room, owner) in subscribe {
             let Some(owner) = owner else {
@@ -505,10 +522,12 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
                     &mut placed,
                     &mut retry,
                 );
+                unreachable.insert(owner);
                 stale = true;
                 retry.insert(room);
                 continue;
             }
+            conn.inflight.push_back((Command::Subscribe, room.clone()));
             placed.insert(
                 room,
                 Placed {
@@ -541,20 +560,31 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
                 let Some(told) = told else { return };
                 let current = |addr: &Addr, id: u64| conns.get(addr).is_some_and(|c| c.id == id);
                 match told {
-                    Told::Event(addr, id, event) if current(&addr, id) => {
-                        match on_event(&shared, &addr, event, &mut placed, &mut retry) {
+                                        Told::Event(addr, id, event) if current(&addr, id) => {
+                        let conn = conns.get_mut(&addr).expect("current");
+                        match on_event(&shared, &addr, conn, event, &mut placed, &mut retry) {
                             Then::Go => {}
-                            Then::Confirmed => error_backoff.reset(),
+                            Then::Confirmed(room) => {
+                                errors.remove(&room);
+                            }
                             Then::Refresh => stale = true,
-                            Then::Wait(rooms) => {
-                                let due = Instant::now() + error_backoff.delay();
-                                delayed.extend(rooms.into_iter().map(|room| (room, due)));
-                                refresh_after = due;
+                            Then::Wait(room) => {
+                                let backoff = errors.entry(room.clone()).or_insert_with(|| {
+                                    Backoff::new(shared.link.backoff.0, shared.link.backoff.1)
+                                });
+                                let now = Instant::now();
+                                let due = now + backoff.delay();
+                                delayed.insert(room, due);
+                                // Never later than a refresh already due.
+                                refresh_after = if refresh_after > now {
+                                    refresh_after.min(due)
+                                } else {
+                                    due
+                                };
                                 stale = true;
                             }
                         }
-                    }
-                    Told::Down(addr, id) if current(&addr, id) => {
+                    }Told::Down(addr, id) if current(&addr, id) => {
                         drop_conn(&shared, &addr, &mut conns, &mut lost, &mut placed, &mut retry);
                         stale = true;
                     }
@@ -620,15 +650,14 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
 /// What the holder does after a report.
 enum Then {
     Go,
-    /// A subscription was confirmed.
-    Confirmed,
+    /// The room's subscription was confirmed.
+    Confirmed(RoomName),
     /// Ask for the slot map again.
     Refresh,
-    /// An error reply: these rooms are subscribed again after a backoff, and the map asked
-    /// again then.
-    Wait(Vec<RoomName>),
+    /// An error reply to the room's subscription: subscribe again after its backoff, on a
+    /// new map.
+    Wait(RoomName),
 }
-
 /// Drops the connection to master `addr` (it failed, or a write to it did): everything
 /// subscribed there is to subscribe again, and dialling it again is a reconnection.
 fn drop_conn(
@@ -645,10 +674,11 @@ fn drop_conn(
     forget_master(shared, addr, placed, retry);
 }
 
-/// A reply from master `addr`.
+/// A reply from master `addr`, on its connection `conn`.
 fn on_event(
     shared: &Shared,
     addr: &Addr,
+    conn: &mut SubConn,
     event: Event,
     placed: &mut HashMap<RoomName, Placed>,
     retry: &mut HashSet<RoomName>,
@@ -659,27 +689,43 @@ fn on_event(
             .and_then(|c| c.strip_prefix(shared.channel_prefix.as_str()))
             .and_then(|room| RoomName::new(room).ok())
     };
+    // Takes the command at the head if this reply answers it (`command` for `room`).
+    let answers = |conn: &mut SubConn, command: Command, room: &RoomName| {
+        let head = conn.inflight.front();
+        if head.is_some_and(|(c, r)| *c == command && r == room) {
+            conn.inflight.pop_front();
+            true
+        } else {
+            false
+        }
+    };
+    // No later command for `room` waits: its state is what the last one made it.
+    let settled = |conn: &SubConn, room: &RoomName| conn.inflight.iter().all(|(_, r)| r != room);
     match event {
         Event::Subscribed(channel) => {
-            if let Some(room) = room_of(&channel)
+            let Some(room) = room_of(&channel) else {
+                return Then::Go;
+            };
+            answers(conn, Command::Subscribe, &room);
+            if settled(conn, &room)
                 && let Some(place) = placed.get_mut(&room)
                 && place.addr == *addr
             {
                 place.confirmed = true;
                 shared.link.subs.confirm(std::slice::from_ref(&room), &[]);
-                return Then::Confirmed;
+                return Then::Confirmed(room);
             }
             Then::Go
         }
         Event::Unsubscribed(channel) => {
-            // Replies come in order: the answer to our own SUNSUBSCRIBE finds the room gone
-            // or subscribed again but not yet confirmed. One that finds it confirmed here
-            // is the master's own doing: the slot moved.
-            if let Some(room) = room_of(&channel)
-                && placed
-                    .get(&room)
-                    .is_some_and(|p| p.addr == *addr && p.confirmed)
-            {
+            let Some(room) = room_of(&channel) else {
+                return Then::Go;
+            };
+            if answers(conn, Command::Unsubscribe, &room) {
+                return Then::Go; // the answer to ours
+            }
+            // Not an answer: the master's own doing (the slot moved).
+            if placed.get(&room).is_some_and(|p| p.addr == *addr) {
                 placed.remove(&room);
                 shared.link.subs.confirm(&[], std::slice::from_ref(&room));
                 retry.insert(room);
@@ -688,17 +734,20 @@ fn on_event(
             Then::Go
         }
         Event::Error(text) => {
-            // `MOVED` to an `SSUBSCRIBE` (the map was stale): which one is not said, so every
-            // subscription of this master not yet confirmed is made again.
+            // The answer to the command at the head: a `MOVED` to an `SSUBSCRIBE` (the map
+            // was stale), or a refusal.
             tracing::debug!(master = ?addr, error = %String::from_utf8_lossy(&text), "hub: redis shard subscriber error");
-            let unconfirmed: Vec<RoomName> = (placed.iter())
-                .filter(|(_, p)| p.addr == *addr && !p.confirmed)
-                .map(|(room, _)| room.clone())
-                .collect();
-            for room in &unconfirmed {
-                placed.remove(room);
+            match conn.inflight.pop_front() {
+                Some((Command::Subscribe, room))
+                    if settled(conn, &room)
+                        && placed.get(&room).is_some_and(|p| p.addr == *addr) =>
+                {
+                    placed.remove(&room);
+                    shared.link.subs.confirm(&[], std::slice::from_ref(&room));
+                    Then::Wait(room)
+                }
+                _ => Then::Go,
             }
-            Then::Wait(unconfirmed)
         }
         Event::Message { .. } | Event::Pong | Event::Other => Then::Go,
     }

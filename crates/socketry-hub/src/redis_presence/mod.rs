@@ -551,22 +551,40 @@ impl Shared {
             return Ok(());
         };
         Counters::add(&self.stats.rewrites, 1);
+        let mut old_leaves = Vec::new();
         // Newer than every change made so far, and than `old + 1`, the version the others
         // give the leaves of our old entries: one skipped. Taken before the hub's members
         // are read, so every change older than it is in what is read below: the queued
         // joins older than it are dropped (written after the rewrite, an old join would
-        // bring back a member that has left since). The old leaves stay: written after, they
-        // change nothing in Redis (the versions), but their events reach the clients that
-        // the rewrite cannot tell (it announces the leaves of the entries it finds, and
-        // Redis may have none left: restarted empty, or cleaned up by the others).
+        // bring back a member that has left since). The old leaves are taken out too (the
+        // rewrite removes their entries) but announced: the rewrite announces the leaves of
+        // the entries it finds, and Redis may have none left (restarted empty, or cleaned up
+        // by the others), so the clients would not hear of them otherwise.
         hub.next_presence_version();
         let version = hub.next_presence_version();
         {
             let mut queue = self.queue.lock();
             queue.rewrite = false;
-            queue.changes.retain(|change| {
-                change.kind == PresenceKind::Leave || change.entry.version > version
-            });
+            let mut kept = VecDeque::with_capacity(queue.changes.len());
+            for change in queue.changes.drain(..) {
+                if change.entry.version > version {
+                    kept.push_back(change);
+                } else if change.kind == PresenceKind::Leave {
+                    old_leaves.push(change);
+                }
+            }
+            queue.changes = kept;
+        }
+        // Before Redis has them: harmless under the version rule (a snapshot that still lists
+        // such an entry gives it an older version than its leave), and nothing is lost if the
+        // rewrite fails halfway.
+        for leave in old_leaves {
+            if hub
+                .announce(PresenceKind::Leave, &leave.room, &leave.entry)
+                .is_err()
+            {
+                Counters::add(&self.stats.events_lost, 1);
+            }
         }
         let node_hex = node.to_string();
         let rooms_key = self.keys.node_rooms(&node_hex);
@@ -587,8 +605,16 @@ impl Shared {
         // many rooms rewrites in a few round trips, renewing its lease between chunks so that
         // a long rewrite does not outlive it.
         for (i, chunk) in rooms.chunks(REWRITE_CHUNK).enumerate() {
+            if *self.shutdown.borrow() {
+                break; // the lease ends next: the others announce what is left
+            }
             if i > 0 {
-                self.lease(conn, node, "run").await?;
+                let lease = self.lease(conn, node, "run").await?;
+                if lease.lost || lease.missing {
+                    // What the chunks before wrote may be gone already: all again, after.
+                    Counters::add(&self.stats.evicted, 1);
+                    self.queue.lock().rewrite = true;
+                }
             }
             let Some(hub) = self.hub() else {
                 return Ok(());
