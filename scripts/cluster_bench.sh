@@ -3,7 +3,8 @@
 # each, one publisher on node A (fanout_load --remote). Servers: socketry-hub on one Redis
 # (RedisBroker), on one nats-server (NatsBroker), Socket.IO 4.8 with @socket.io/redis-adapter
 # 8.3 on the same Redis; and, for the "broker costs at most a fifth" target, the single-node
-# hub (and Socket.IO) with all 10,000 subscribers on one process. Sizes 64 B and 1 KiB; 16
+# hub (and Socket.IO) with all 10,000 subscribers on one process, alone and with one process
+# spinning beside it (what sharing the two cores costs, without a broker). Sizes 64 B and 1 KiB; 16
 # publishes in flight. Redis's own counters (INFO commandstats, PUBSUB NUMSUB) give the broker
 # messages per publish. One command:
 #
@@ -93,7 +94,13 @@ run() {
     clients=$((CLIENTS * 2)) # the same subscribers, on one node
   fi
   redis CONFIG RESETSTAT > /dev/null
-  local line numsub=0 n
+  local line numsub=0 n spin=""
+  # The single node with a process spinning beside it: the cores shared as in the two-node
+  # runs, without a broker.
+  if [ "$label" = hub-1node-busy ]; then
+    sh -c 'while :; do :; done' &
+    spin=$!
+  fi
   "$BIN/fanout_load" "127.0.0.1:$port_a" --proto "$proto" --shape fanout --clients "$clients" \
     --size "$size" --window "$WINDOW" --duration "$DURATION" --server-pid "$pid_a" --label "$label" \
     "${remote_args[@]}" > "$OUT/line" &
@@ -108,6 +115,7 @@ run() {
     sleep 0.2
   done
   wait "$load"
+  if [ -n "$spin" ]; then kill "$spin"; wait "$spin" 2> /dev/null || true; fi
   line=$(cat "$OUT/line")
   local publishes
   publishes=$(redis INFO commandstats | awk -F'[:=,]' '/^cmdstat_(publish|eval):/ { n += $3 } END { print n + 0 }')
@@ -121,6 +129,7 @@ echo "== cluster: $REPS x ${#SIZES[@]} sizes, $CLIENTS subscribers per node, ${D
 for rep in $(seq "$REPS"); do
   for size in "${SIZES[@]}"; do
     run hub-1node plain "$size" hub
+    run hub-1node-busy plain "$size" hub
     run hub-redis plain "$size" hub --redis "$REDIS_URL"
     run hub-nats plain "$size" hub --nats "$NATS_URL"
     run socketio-1node socketio "$size" socketio

@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_report import machine  # noqa: E402
 
-LABELS = ["hub-1node", "hub-redis", "hub-nats", "socketio-1node", "socketio-redis"]
+LABELS = ["hub-1node", "hub-1node-busy", "hub-redis", "hub-nats", "socketio-1node", "socketio-redis"]
 BEGIN, END = "<!-- cluster:begin -->", "<!-- cluster:end -->"
 
 
@@ -65,13 +65,17 @@ def table(runs, clients):
         "publisher on node A, 16 publishes in flight; the single-node rows put all "
         f"{2 * clients:,} subscribers on one process. Medians of {max(v['reps'] for v in med.values())} runs. "
         "Deliveries are to all subscribers of both nodes; cross-node ones are node B's. "
-        "Latency is publish to delivery, in ms (p50 / p99), for node B's subscribers.",
+        "Latency is publish to delivery, in ms (p50 / p99), for node B's subscribers. "
+        "The busy row runs the single node with one process spinning on the machine: two nodes "
+        "and Redis share the two cores with the load, the single node does not, and this row "
+        "shows what sharing the cores alone costs.",
         "",
         "| size | server | deliveries/s | cross-node deliveries/s | vs one node | latency B p50 / p99 | broker msgs per publish per node |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     names = {
         "hub-1node": "socketry-hub, one node",
+        "hub-1node-busy": "socketry-hub, one node, one busy process beside it",
         "hub-redis": "socketry-hub + Redis",
         "hub-nats": "socketry-hub + NATS",
         "socketio-1node": "Socket.IO 4.8, one node",
@@ -84,7 +88,7 @@ def table(runs, clients):
             if r is None:
                 continue
             base = one["socketio" if label.startswith("socketio") else "hub"]
-            vs = f"{r['deliveries'] / base['deliveries']:.2f}×" if base and label.endswith(("redis", "nats")) else ""
+            vs = f"{r['deliveries'] / base['deliveries']:.2f}×" if base and label.endswith(("redis", "nats", "busy")) else ""
             msgs = ""
             # Socket.IO's own publications are not counted by the load (it emits per event it
             # gets); ours are: one PUBLISH per publication, to the nodes subscribed.
@@ -95,6 +99,12 @@ def table(runs, clients):
             lines.append(
                 f"| {size_name(size)} | {names[label]} | {m(r['deliveries'])} | "
                 f"{m(r['remote']) if r['remote'] is not None else '–'} | {vs} | {lat} | {msgs} |"
+            )
+        busy, hub = med.get(("hub-1node-busy", size)), med.get(("hub-redis", size))
+        if busy and hub:
+            lines.append(
+                f"| {size_name(size)} | **hub + Redis vs one node with a busy process** | "
+                f"{hub['deliveries'] / busy['deliveries']:.2f}× | | | | |"
             )
         hub, sio = med.get(("hub-redis", size)), med.get(("socketio-redis", size))
         if hub and sio and sio["remote"]:
