@@ -472,11 +472,12 @@ impl Hub {
     ) -> Released {
         let bounds = self.bounds();
         let overflow = self.inner.config.overflow;
-        // Before the hold lock (the order is joined, then held): a member that left the room
-        // meanwhile gets no mark (it would stay for the member's life).
-        let recovered =
-            recovered && (member.joined.lock().rooms.iter()).any(|joined| joined == room);
         let (released, slow) = {
+            // Held across the hold lock (the order is joined, then held), so that a leave
+            // (whose `forget_sent` runs under it) cannot come between: a member that left the
+            // room gets no mark (it would stay for the member's life).
+            let joined = member.joined.lock();
+            let recovered = recovered && joined.rooms.iter().any(|name| name == room);
             let mut all = member.held.lock();
             let Some(index) = all.iter().position(|h| {
                 h.room == *room

@@ -393,10 +393,17 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
     let mut errors: HashMap<RoomName, Backoff> = HashMap::new();
     let mut delayed: HashMap<RoomName, Instant> = HashMap::new();
     let mut refresh_after = Instant::now();
+    // The map is wanted again because of error replies only: refreshed at `refresh_after`,
+    // or when a delayed room is due (whichever comes first). Any other cause (`stale`: a
+    // moved slot, a lost master) refreshes at once.
+    let mut error_stale = false;
     loop {
-        if stale && Instant::now() >= refresh_after {
+        let first_due = delayed.values().min().copied();
+        let error_refresh = refresh_after.min(first_due.unwrap_or(refresh_after));
+        if stale || (error_stale && Instant::now() >= error_refresh) {
             if cluster.refresh(&shared).await {
                 stale = false;
+                error_stale = false;
                 let Some(hub) = shared.link.hub() else {
                     return;
                 };
@@ -414,7 +421,7 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
         let now = Instant::now();
         delayed.retain(|room, due| {
             // On a new map only.
-            if *due <= now && !stale {
+            if *due <= now && !stale && !error_stale {
                 retry.insert(room.clone());
                 false
             } else {
@@ -540,7 +547,7 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
         if !stale {
             shared.link.stats.set_connected(true);
         }
-        let retrying = stale && !retry.is_empty() && Instant::now() >= refresh_after;
+        let retrying = stale && !retry.is_empty();
         if retrying && !shared.link.pause(backoff.delay()).await {
             return;
         }
@@ -548,9 +555,11 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
         // read first); else at the next tick, a delayed room's time or the next refresh.
         let mut wake = if retrying { Instant::now() } else { next_tick };
         if let Some(due) = delayed.values().min() {
-            wake = wake.min(*due);
+            // With the map wanted for errors, a due room waits for it: the refresh is then
+            // due too (see the loop's top).
+            wake = wake.min((*due).max(Instant::now()));
         }
-        if stale {
+        if error_stale {
             wake = wake.min(refresh_after.max(Instant::now()));
         }
         tokio::select! {
@@ -581,7 +590,7 @@ pub(super) async fn subscriber(shared: Arc<Shared>) {
                                 } else {
                                     due
                                 };
-                                stale = true;
+                                error_stale = true;
                             }
                         }
                     }Told::Down(addr, id) if current(&addr, id) => {
@@ -699,8 +708,11 @@ fn on_event(
             false
         }
     };
-    // No later command for `room` waits: its state is what the last one made it.
-    let settled = |conn: &SubConn, room: &RoomName| conn.inflight.iter().all(|(_, r)| r != room);
+    // No unsubscription of `room` waits behind: what this reply says holds (a later
+    // subscription of it, sent again as late, changes nothing).
+    let settled = |conn: &SubConn, room: &RoomName| {
+        (conn.inflight.iter()).all(|(c, r)| r != room || *c != Command::Unsubscribe)
+    };
     match event {
         Event::Subscribed(channel) => {
             let Some(room) = room_of(&channel) else {
@@ -736,7 +748,7 @@ fn on_event(
         Event::Error(text) => {
             // The answer to the command at the head: a `MOVED` to an `SSUBSCRIBE` (the map
             // was stale), or a refusal.
-            tracing::debug!(master = ?addr, error = %String::from_utf8_lossy(&text), "hub: redis shard subscriber error");
+            tracing::warn!(master = ?addr, error = %String::from_utf8_lossy(&text), "hub: redis shard subscriber error");
             match conn.inflight.pop_front() {
                 Some((Command::Subscribe, room))
                     if settled(conn, &room)
