@@ -560,18 +560,23 @@ mod tests {
     use super::*;
     use crate::{ClientInfo, HubConfig, RoomOptions};
 
+    /// A hub whose rooms keep history, and a member of its room `r`.
+    fn member_of_a_history_room() -> (Hub, Arc<MemberState>, RoomName) {
+        let hub = Hub::new(HubConfig::default().room_options(|_| {
+            RoomOptions::default().history(History::new(|_, message| message.clone()))
+        }));
+        let member = hub.register(ClientInfo::new("m"));
+        hub.join_member(&member, "r").unwrap();
+        (hub, member, RoomName::new("r").unwrap())
+    }
+
     fn queued(hub: &Hub, member: &MemberState) -> usize {
         hub.buffered_amount(member.id).expect("a member")
     }
 
     #[test]
     fn a_live_publication_the_history_sent_already_is_not_sent_again() {
-        let hub = Hub::new(HubConfig::default().room_options(|_| {
-            RoomOptions::default().history(History::new(|_, message| message.clone()))
-        }));
-        let member = hub.register(ClientInfo::new("m"));
-        let name = RoomName::new("r").unwrap();
-        hub.join_member(&member, "r").unwrap();
+        let (hub, member, name) = member_of_a_history_room();
         let token = member.hold(&name);
         let one = Arc::new(PreparedMessage::new(Message::text("one")));
         let top = Position::new(1, "e");
@@ -592,12 +597,7 @@ mod tests {
 
     #[test]
     fn with_nothing_missed_the_top_still_on_its_way_is_not_sent_again_and_leaving_forgets() {
-        let hub = Hub::new(HubConfig::default().room_options(|_| {
-            RoomOptions::default().history(History::new(|_, message| message.clone()))
-        }));
-        let member = hub.register(ClientInfo::new("m"));
-        let name = RoomName::new("r").unwrap();
-        hub.join_member(&member, "r").unwrap();
+        let (hub, member, name) = member_of_a_history_room();
         // The client had seen up to 10, the top: nothing missed.
         let token = member.hold(&name);
         let top = Position::new(10, "e");
@@ -650,12 +650,7 @@ mod tests {
 
     #[test]
     fn a_recovery_dropped_midway_holds_nothing_back() {
-        let hub = Hub::new(HubConfig::default().room_options(|_| {
-            RoomOptions::default().history(History::new(|_, message| message.clone()))
-        }));
-        let member = hub.register(ClientInfo::new("m"));
-        let name = RoomName::new("r").unwrap();
-        hub.join_member(&member, "r").unwrap();
+        let (hub, member, name) = member_of_a_history_room();
         {
             let _hold = HoldGuard {
                 hub: &hub,

@@ -111,19 +111,47 @@ async fn only_member(hub: &Hub, room: &str) -> ConnId {
     hub.local_members(room)[0].conn
 }
 
+/// Two nodes on `redis` with a member each in "room"; A's member has heard B's join.
+struct Pair {
+    a: Hub,
+    b: Hub,
+    on_a: Client,
+    on_b: Client,
+    id_a: ConnId,
+    id_b: ConnId,
+    join: Event,
+}
+
+impl Pair {
+    async fn start(redis: &RedisServer) -> Self {
+        let ((a, _), (b, _)) = (node(redis), node(redis));
+        let (addr_a, addr_b) = (hub_server(a.clone()).await, hub_server(b.clone()).await);
+        let mut on_a = member_of(addr_a, "room").await;
+        let id_a = only_member(&a, "room").await;
+        bounded(a.subscribed("room")).await;
+        let on_b = member_of(addr_b, "room").await;
+        let id_b = only_member(&b, "room").await;
+        let join = next_event(&mut on_a).await;
+        assert_eq!((join.join, join.conn.as_str()), (true, &*id_b.to_string()));
+        Self {
+            a,
+            b,
+            on_a,
+            on_b,
+            id_a,
+            id_b,
+            join,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_lists_every_nodes_members_and_joins_and_leaves_reach_the_other_node() {
     let redis = RedisServer::start();
-    let ((a, _), (b, _)) = (node(&redis), node(&redis));
-    let (addr_a, addr_b) = (hub_server(a.clone()).await, hub_server(b.clone()).await);
-    let mut on_a = member_of(addr_a, "room").await;
-    let id_a = only_member(&a, "room").await;
-    bounded(a.subscribed("room")).await;
-    let on_b = member_of(addr_b, "room").await;
-    let id_b = only_member(&b, "room").await;
-    // The join made on B reaches A's member, after Redis has it.
-    let join = next_event(&mut on_a).await;
-    assert_eq!((join.join, join.conn.as_str()), (true, &*id_b.to_string()));
+    // The join made on B reaches A's member, after Redis has it (checked by `Pair::start`).
+    let pair = Pair::start(&redis).await;
+    let (a, b, mut on_a, on_b) = (pair.a, pair.b, pair.on_a, pair.on_b);
+    let (id_a, id_b, join) = (pair.id_a, pair.id_b, pair.join);
     for hub in [&a, &b] {
         let members = presence_is(hub, "room", &[id_a, id_b]).await;
         let entry_b = members.iter().find(|e| e.conn == id_b).unwrap();
@@ -342,15 +370,8 @@ async fn after_redis_restarts_empty_every_node_writes_its_members_again_even_pas
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_shut_down_leaves_the_others_presence_at_once() {
     let redis = RedisServer::start();
-    let ((a, _), (b, _)) = (node(&redis), node(&redis));
-    let (addr_a, addr_b) = (hub_server(a.clone()).await, hub_server(b.clone()).await);
-    let mut on_a = member_of(addr_a, "room").await;
-    let id_a = only_member(&a, "room").await;
-    bounded(a.subscribed("room")).await;
-    let _on_b = member_of(addr_b, "room").await;
-    let id_b = only_member(&b, "room").await;
-    let join = next_event(&mut on_a).await;
-    assert!(join.join && join.conn == id_b.to_string());
+    let pair = Pair::start(&redis).await;
+    let (a, b, mut on_a, id_a, id_b) = (pair.a, pair.b, pair.on_a, pair.id_a, pair.id_b);
     // B's member is still connected: its leave comes from B's ended lease, which A finds at
     // its next check (a TTL / 12), not from a leave written by B.
     bounded(b.shutdown()).await;
