@@ -120,11 +120,12 @@ struct Pair {
     id_a: ConnId,
     id_b: ConnId,
     join: Event,
+    stats_b: PresenceStatsHandle,
 }
 
 impl Pair {
     async fn start(redis: &RedisServer) -> Self {
-        let ((a, _), (b, _)) = (node(redis), node(redis));
+        let ((a, _), (b, stats_b)) = (node(redis), node(redis));
         let (addr_a, addr_b) = (hub_server(a.clone()).await, hub_server(b.clone()).await);
         let mut on_a = member_of(addr_a, "room").await;
         let id_a = only_member(&a, "room").await;
@@ -141,6 +142,7 @@ impl Pair {
             id_a,
             id_b,
             join,
+            stats_b,
         }
     }
 }
@@ -299,15 +301,9 @@ async fn a_node_whose_lease_is_gone_from_redis_writes_its_members_again() {
 /// next check, writes its members again with newer versions and A's members hear them join.
 async fn lease_lost_then_rewritten(command: &[&str]) {
     let redis = RedisServer::start();
-    let ((a, _), (b, stats_b)) = (node(&redis), node(&redis));
-    let (addr_a, addr_b) = (hub_server(a.clone()).await, hub_server(b.clone()).await);
-    let mut on_a = member_of(addr_a, "room").await;
-    let id_a = only_member(&a, "room").await;
-    bounded(a.subscribed("room")).await;
-    let _on_b = member_of(addr_b, "room").await;
-    let id_b = only_member(&b, "room").await;
-    let first = next_event(&mut on_a).await;
-    assert!(first.join);
+    let pair = Pair::start(&redis).await;
+    let (a, b, mut on_a, stats_b) = (pair.a, pair.b, pair.on_a, pair.stats_b);
+    let (id_a, id_b, first) = (pair.id_a, pair.id_b, pair.join);
     presence_is(&a, "room", &[id_a, id_b]).await;
     // As if B had been away longer than its lease: it finds out at its next renewal.
     let node_b = b.node().to_string();
