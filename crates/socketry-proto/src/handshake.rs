@@ -8,10 +8,17 @@ use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, header};
 
 mod client;
+mod http2;
 mod origin;
 mod server;
 
-pub use client::{Accepted, parse_response, validate_response, write_request};
+pub use client::{
+    Accepted, parse_response, validate_connect_response, validate_response, write_request,
+};
+pub use http2::{
+    PROTOCOL, connect_request, connect_response, is_connect_success, is_extended_connect,
+    strip_connection_headers, validate_extended_connect,
+};
 pub use origin::{OriginCheck, OriginPolicy};
 pub use server::{
     error_response, parse_request, response, select_subprotocol, select_subprotocol_by_server,
@@ -90,8 +97,8 @@ pub enum HandshakeError {
     /// `Sec-WebSocket-Key` is missing or is not base64 of 16 bytes.
     #[error("'Sec-WebSocket-Key' header is missing or not base64 of 16 bytes")]
     InvalidKey,
-    /// The response status is not 101; carries the status.
-    #[error("server answered {0} instead of 101 Switching Protocols")]
+    /// The response status is not 101 (or, over HTTP/2, not 2xx); carries the status.
+    #[error("server answered {0} instead of accepting the upgrade")]
     UnexpectedStatus(StatusCode),
     /// `Sec-WebSocket-Accept` does not match the key.
     #[error("'Sec-WebSocket-Accept' does not match the key")]
@@ -105,6 +112,23 @@ pub enum HandshakeError {
     /// The origin check refused the request.
     #[error("origin not allowed")]
     OriginRejected,
+    /// An HTTP/2 request that is not a CONNECT: not a WebSocket request at all (RFC 8441 §4).
+    #[error(
+        "http/2 websocket requests must be an extended CONNECT (:method CONNECT, :protocol websocket)"
+    )]
+    NotExtendedConnect,
+    /// An HTTP/2 CONNECT without the `:protocol` pseudo-header: a tunnel request, not a
+    /// WebSocket (RFC 8441 §4).
+    #[error("CONNECT without a :protocol pseudo-header")]
+    MissingProtocol,
+    /// An HTTP/2 extended CONNECT for another protocol than `websocket`.
+    #[error(":protocol {0:?} is not websocket")]
+    UnsupportedProtocol(String),
+    /// The server's HTTP/2 settings do not allow extended CONNECT
+    /// (`SETTINGS_ENABLE_CONNECT_PROTOCOL` is not 1, RFC 8441 §3), so no WebSocket can be
+    /// opened over that connection.
+    #[error("the http/2 server does not allow extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL)")]
+    ExtendedConnectDisabled,
 }
 
 impl HandshakeError {
@@ -121,11 +145,12 @@ impl HandshakeError {
     /// ```
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MethodNotGet => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotGet | Self::NotExtendedConnect => StatusCode::METHOD_NOT_ALLOWED,
             Self::NoUpgradeWebSocket | Self::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
             Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::OriginRejected => StatusCode::FORBIDDEN,
             Self::UnexpectedStatus(status) => *status,
+            Self::UnsupportedProtocol(_) => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-#[cfg(feature = "rustls")]
+#[cfg(any(feature = "rustls", feature = "http2"))]
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -74,6 +74,61 @@ pub struct Connector {
     proxy_from_env: bool,
     #[cfg(feature = "rustls")]
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    #[cfg(feature = "http2")]
+    http2: Http2,
+    #[cfg(feature = "http2")]
+    http2_config: crate::Http2Config,
+    /// Shared by clones: their sockets to one origin share HTTP/2 connections.
+    #[cfg(feature = "http2")]
+    pool: Arc<crate::http2::Pool>,
+}
+
+/// Whether a [`Connector`] opens WebSockets over HTTP/2 (RFC 8441; feature `http2`).
+///
+/// Over HTTP/2, every socket to one origin is a stream of one shared connection: one TCP and
+/// TLS handshake for all of them. The connection ends with its last socket.
+#[cfg(feature = "http2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Http2 {
+    /// HTTP/1.1 only, one connection per socket (the default).
+    #[default]
+    Never,
+    /// `wss://` offers `h2` by ALPN and uses it when the server picks it and allows extended
+    /// CONNECT; otherwise the socket falls back to HTTP/1.1 (and the origin is sent HTTP/1.1
+    /// for the next 5 minutes). `ws://` stays HTTP/1.1.
+    Negotiate,
+    /// As [`Negotiate`](Self::Negotiate), and `ws://` speaks HTTP/2 from the first byte
+    /// ("prior knowledge", RFC 9113 §3.3), falling back to HTTP/1.1 on a new connection when
+    /// the server does not.
+    PriorKnowledge,
+}
+
+#[cfg(feature = "http2")]
+impl Http2 {
+    fn applies(self, target: &Target) -> bool {
+        match self {
+            Self::Never => false,
+            Self::Negotiate => target.tls,
+            Self::PriorKnowledge => true,
+        }
+    }
+}
+
+/// A connection and the server's answer, or why there is none.
+#[cfg(feature = "http2")]
+type Connected = Result<(WebSocket<MaybeTlsStream>, Response<()>), Error>;
+
+/// What trying HTTP/2 came to.
+#[cfg(feature = "http2")]
+enum Attempt {
+    /// A WebSocket, or a final error (a refusal by the server is one).
+    Done(Box<Connected>),
+    /// The server picked HTTP/1.1 by ALPN on this stream: handshake on it.
+    Http1(MaybeTlsStream),
+    /// HTTP/2 was not to be had: a new connection for HTTP/1.1.
+    Fallback,
 }
 
 impl Default for Connector {
@@ -96,7 +151,49 @@ impl Connector {
             proxy_from_env: false,
             #[cfg(feature = "rustls")]
             tls: None,
+            #[cfg(feature = "http2")]
+            http2: Http2::Never,
+            #[cfg(feature = "http2")]
+            http2_config: crate::Http2Config::new(),
+            #[cfg(feature = "http2")]
+            pool: Arc::default(),
         }
+    }
+
+    /// Whether to open WebSockets over HTTP/2 (RFC 8441). The default value is
+    /// [`Http2::Never`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), socketry::Error> {
+    /// use socketry::{Connector, Http2};
+    ///
+    /// let connector = Connector::new().http2(Http2::Negotiate);
+    /// // Both sockets are streams of one HTTP/2 connection, if the server allows it.
+    /// let (a, response) = connector.connect("wss://example.com/chat").await?;
+    /// let (b, _) = connector.connect("wss://example.com/chat").await?;
+    /// println!("{:?}, {}", response.version(), a.get_ref().is_http2());
+    /// # drop(b);
+    /// # Ok(()) }
+    /// # let _ = run;
+    /// ```
+    #[cfg(feature = "http2")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+    #[must_use]
+    pub fn http2(mut self, mode: Http2) -> Self {
+        self.http2 = mode;
+        self
+    }
+
+    /// The HTTP/2 settings of the connections this connector opens. The default value is
+    /// [`Http2Config::new`](crate::Http2Config::new).
+    #[cfg(feature = "http2")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+    #[must_use]
+    pub fn http2_config(mut self, config: crate::Http2Config) -> Self {
+        self.http2_config = config;
+        self
     }
 
     /// The connection settings. The default value is [`WebSocketConfig::default`].
@@ -211,27 +308,154 @@ impl Connector {
             None => None,
         };
         let connect = async {
-            let (host, port) = match &proxy {
-                Some(proxy) => (proxy.host.as_str(), proxy.port),
-                None => (target.host.as_str(), target.port),
-            };
-            let dial = TcpStream::connect((host, port));
-            let mut tcp = match self.dial_timeout {
-                Some(timeout) => tokio::time::timeout(timeout, dial)
-                    .await
-                    .map_err(|_| Error::Timeout(crate::Timeout::Dial))??,
-                None => dial.await?,
-            };
-            tcp.set_nodelay(true)?;
-            if let Some(proxy) = &proxy {
-                proxy.tunnel(&mut tcp, &target.host, target.port).await?;
+            #[cfg(feature = "http2")]
+            if self.http2.applies(&target) {
+                match self.try_http2(&target, proxy.as_ref()).await {
+                    Attempt::Done(result) => return *result,
+                    Attempt::Http1(stream) => {
+                        return self.handshake_inner(stream, target.uri).await;
+                    }
+                    Attempt::Fallback => {}
+                }
             }
-            let stream = self.wrap_tls(tcp, &target).await?;
+            let stream = self.dial(&target, proxy.as_ref(), false).await?;
             self.handshake_inner(stream, target.uri).await
         };
         tokio::time::timeout(self.handshake_timeout, connect)
             .await
             .map_err(|_| Error::Timeout(crate::Timeout::Handshake))?
+    }
+
+    /// Opens TCP to the server or the proxy (then the tunnel), then TLS for `wss://`, offering
+    /// `h2` by ALPN when `offer_h2`.
+    async fn dial(
+        &self,
+        target: &Target,
+        proxy: Option<&Proxy>,
+        offer_h2: bool,
+    ) -> Result<MaybeTlsStream, Error> {
+        let (host, port) = match proxy {
+            Some(proxy) => (proxy.host.as_str(), proxy.port),
+            None => (target.host.as_str(), target.port),
+        };
+        let dial = TcpStream::connect((host, port));
+        let mut tcp = match self.dial_timeout {
+            Some(timeout) => tokio::time::timeout(timeout, dial)
+                .await
+                .map_err(|_| Error::Timeout(crate::Timeout::Dial))??,
+            None => dial.await?,
+        };
+        tcp.set_nodelay(true)?;
+        if let Some(proxy) = proxy {
+            proxy.tunnel(&mut tcp, &target.host, target.port).await?;
+        }
+        self.wrap_tls(tcp, target, offer_h2).await
+    }
+
+    /// Opens the socket as a stream of a shared HTTP/2 connection to the origin, dialling one
+    /// if none has room.
+    #[cfg(feature = "http2")]
+    async fn try_http2(&self, target: &Target, proxy: Option<&Proxy>) -> Attempt {
+        let origin = format!(
+            "{}://{}:{}",
+            if target.tls { "wss" } else { "ws" },
+            target.host,
+            target.port
+        );
+        let slot = self.pool.slot(&origin);
+        // Held while dialling, so that concurrent sockets to the origin wait for this
+        // connection instead of each opening one.
+        let mut slot = slot.lock().await;
+        if slot.http1_only() {
+            return Attempt::Fallback;
+        }
+        let conn = match slot.live() {
+            Some(conn) => conn,
+            None => {
+                let stream = match self.dial(target, proxy, true).await {
+                    Ok(stream) => stream,
+                    Err(err) => return Attempt::Done(Box::new(Err(err))),
+                };
+                if !stream_speaks_h2(&stream) {
+                    slot.remember_http1();
+                    return Attempt::Http1(stream);
+                }
+                match crate::http2::client_handshake(stream, &self.http2_config).await {
+                    Ok(conn) => {
+                        slot.add(&conn);
+                        conn
+                    }
+                    // Not HTTP/2 (prior knowledge refused), or no extended CONNECT.
+                    Err(_) => {
+                        slot.remember_http1();
+                        return Attempt::Fallback;
+                    }
+                }
+            }
+        };
+        drop(slot);
+        Attempt::Done(Box::new(self.handshake_http2(&conn, &target.uri).await))
+    }
+
+    /// The extended CONNECT on a new stream of `conn`, and its answer checked.
+    #[cfg(feature = "http2")]
+    async fn handshake_http2(
+        &self,
+        conn: &Arc<crate::http2::client::Conn>,
+        uri: &Uri,
+    ) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
+        let mut headers = self.request_headers(uri)?;
+        let offer = self.config.get_compression();
+        if let Some(offer) = offer
+            && !headers.contains_key(http::header::SEC_WEBSOCKET_EXTENSIONS)
+        {
+            let value = HeaderValue::from_str(&offer.offer()).expect("the offer is a valid header");
+            headers.insert(http::header::SEC_WEBSOCKET_EXTENSIONS, value);
+        }
+        let scheme = if uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("wss"))
+        {
+            "https"
+        } else {
+            "http"
+        };
+        // The authority without credentials: they went into `Authorization`.
+        let authority = uri
+            .authority()
+            .map(|a| {
+                a.as_str()
+                    .rsplit_once('@')
+                    .map_or(a.as_str(), |(_, host)| host)
+            })
+            .unwrap_or_default();
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let h2_uri = Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+            .map_err(|e| UrlError::new(redact_userinfo(uri), "not a valid target").caused_by(e))?;
+        let request = handshake::connect_request(h2_uri, &headers, &self.protocols);
+        let (stream, response) = crate::http2::open(conn, request).await?;
+        let accepted = match handshake::validate_connect_response(&response, &self.protocols, offer)
+        {
+            Ok(accepted) => accepted,
+            Err(HandshakeError::UnexpectedStatus(_)) => {
+                return Err(crate::http2::refused(stream, response).await);
+            }
+            // Never established: reset the stream (CANCEL) by dropping it.
+            Err(err) => return Err(err.into()),
+        };
+        let ws = WebSocket::from_parts(
+            MaybeTlsStream::H2(stream),
+            Role::Client,
+            self.config,
+            &[],
+            accepted.protocol,
+            accepted.deflate,
+        );
+        Ok((ws, response))
     }
 
     /// Performs the opening handshake over a stream the caller connected, for `url`.
@@ -262,29 +486,8 @@ impl Connector {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let mut request = Request::new(());
+        *request.headers_mut() = self.request_headers(&uri)?;
         *request.uri_mut() = uri;
-        *request.headers_mut() = self.headers.clone();
-        // gorilla: credentials in the URL become basic auth, unless the caller set one.
-        let userinfo = request
-            .uri()
-            .authority()
-            .and_then(|a| a.as_str().rsplit_once('@'))
-            .map(|(userinfo, _)| userinfo.to_owned());
-        if let Some(userinfo) = userinfo
-            && !request.headers().contains_key(http::header::AUTHORIZATION)
-        {
-            let credentials = crate::proxy::basic_credentials(&userinfo).ok_or_else(|| {
-                UrlError::new(
-                    redact_userinfo(request.uri()),
-                    "invalid percent-encoding in userinfo",
-                )
-            })?;
-            let value = HeaderValue::from_str(&format!("Basic {credentials}"))
-                .expect("base64 is a valid header value");
-            request
-                .headers_mut()
-                .insert(http::header::AUTHORIZATION, value);
-        }
         let offer = self.config.get_compression();
         if let Some(offer) = offer
             && !request
@@ -326,14 +529,45 @@ impl Connector {
         Ok((ws, response))
     }
 
-    async fn wrap_tls(&self, tcp: TcpStream, target: &Target) -> Result<MaybeTlsStream, Error> {
+    /// The configured headers, plus basic auth from the URL's credentials (gorilla's rule)
+    /// unless an `Authorization` header was set.
+    fn request_headers(&self, uri: &Uri) -> Result<HeaderMap, Error> {
+        let mut headers = self.headers.clone();
+        let userinfo = uri
+            .authority()
+            .and_then(|a| a.as_str().rsplit_once('@'))
+            .map(|(userinfo, _)| userinfo);
+        if let Some(userinfo) = userinfo
+            && !headers.contains_key(http::header::AUTHORIZATION)
+        {
+            let credentials = crate::proxy::basic_credentials(userinfo).ok_or_else(|| {
+                UrlError::new(redact_userinfo(uri), "invalid percent-encoding in userinfo")
+            })?;
+            let value = HeaderValue::from_str(&format!("Basic {credentials}"))
+                .expect("base64 is a valid header value");
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
+        Ok(headers)
+    }
+
+    async fn wrap_tls(
+        &self,
+        tcp: TcpStream,
+        target: &Target,
+        offer_h2: bool,
+    ) -> Result<MaybeTlsStream, Error> {
         if !target.tls {
             return Ok(MaybeTlsStream::Plain(tcp));
         }
         #[cfg(feature = "rustls")]
         {
             use tokio_rustls::rustls::pki_types::ServerName;
-            let config = self.tls.clone().unwrap_or_else(default_tls_config);
+            let mut config = self.tls.clone().unwrap_or_else(default_tls_config);
+            if offer_h2 {
+                let mut with_alpn = (*config).clone();
+                with_alpn.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                config = Arc::new(with_alpn);
+            }
             let name = ServerName::try_from(target.host.clone()).map_err(|e| {
                 UrlError::new(redact_userinfo(&target.uri), "invalid tls server name").caused_by(e)
             })?;
@@ -344,6 +578,7 @@ impl Connector {
         }
         #[cfg(not(feature = "rustls"))]
         {
+            let _ = offer_h2;
             drop(tcp);
             Err(UrlError::new(
                 redact_userinfo(&target.uri),
@@ -351,6 +586,18 @@ impl Connector {
             )
             .into())
         }
+    }
+}
+
+/// Whether a freshly dialled stream is to speak HTTP/2: TLS whose ALPN picked `h2`, or
+/// cleartext (prior knowledge; only dialled so when that was asked for).
+#[cfg(feature = "http2")]
+fn stream_speaks_h2(stream: &MaybeTlsStream) -> bool {
+    match stream {
+        MaybeTlsStream::Plain(_) => true,
+        #[cfg(feature = "rustls")]
+        MaybeTlsStream::Rustls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
+        MaybeTlsStream::H2(_) => false,
     }
 }
 

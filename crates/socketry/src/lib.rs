@@ -95,20 +95,28 @@ mod endpoint;
 mod error;
 mod handlers;
 mod handshake_io;
+#[cfg(feature = "http2")]
+mod http2;
 #[cfg(feature = "json")]
 mod json;
+mod listener;
 mod message_io;
 mod pool;
 mod proxy;
 mod server;
 mod split;
 mod stream;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub mod tls;
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub mod upgrade;
 mod websocket;
 
 pub use bytes::Bytes;
+#[cfg(feature = "http2")]
+pub use client::Http2;
 pub use client::{Connector, connect};
 pub use close_error::{
     CloseError, format_close_message, is_close_error, is_unexpected_close_error,
@@ -117,6 +125,10 @@ pub use config::{MAX_READ_BUFFER_SIZE, PRODUCTION_KEEPALIVE, WebSocketConfig};
 pub use error::{Error, MAX_ERROR_BODY, Timeout, UrlError};
 pub use handlers::{CloseHandler, PingHandler, PongHandler};
 pub use http;
+#[cfg(feature = "http2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+pub use http2::{H2Stream, Http2Config};
+pub use listener::{Incoming, Listener};
 pub use message_io::{DEFAULT_FRAGMENT_SIZE, JoinedMessages, MessageReader, MessageWriter};
 pub use server::{Acceptor, ProtocolOrder, accept};
 pub use socketry_proto::extensions::deflate::DeflateConfig;
@@ -129,5 +141,5 @@ pub use socketry_proto::{
     ProtocolError, Role, State, Utf8Bytes,
 };
 pub use split::{ControlHandle, WebSocketReader, WebSocketWriter};
-pub use stream::MaybeTlsStream;
+pub use stream::{MaybeTlsStream, ServerStream};
 pub use websocket::WebSocket;

@@ -131,6 +131,24 @@ impl Acceptor {
         Ok(key)
     }
 
+    /// Validates an HTTP/2 extended CONNECT (RFC 8441), whose `:protocol` is `protocol`: its
+    /// rules, then the origin policy.
+    #[cfg(feature = "http2")]
+    pub(crate) fn validate_http2<B>(
+        &self,
+        request: &Request<B>,
+        protocol: Option<&str>,
+    ) -> Result<(), socketry_proto::HandshakeError> {
+        handshake::validate_extended_connect(request, protocol)?;
+        self.origin.check(request)
+    }
+
+    /// How long the client has to send its request.
+    #[cfg(any(feature = "rustls", feature = "http2"))]
+    pub(crate) fn handshake_timeout_get(&self) -> Duration {
+        self.handshake_timeout
+    }
+
     /// The connection settings. The default value is [`WebSocketConfig::default`].
     #[must_use]
     pub fn config(mut self, config: WebSocketConfig) -> Self {
@@ -165,12 +183,12 @@ impl Acceptor {
         self
     }
 
-    #[cfg(feature = "hyper")]
+    #[cfg(any(feature = "hyper", feature = "http2"))]
     pub(crate) fn config_ref(&self) -> &WebSocketConfig {
         &self.config
     }
 
-    #[cfg(feature = "hyper")]
+    #[cfg(any(feature = "hyper", feature = "http2"))]
     pub(crate) fn headers_ref(&self) -> &HeaderMap {
         &self.headers
     }
@@ -224,7 +242,7 @@ impl Acceptor {
             Ok(key) => key,
             Err(err) => return Err(refuse(stream, err).await),
         };
-        let (mut response, protocol, deflate) = self.response(&request, key);
+        let (mut response, protocol, deflate) = self.response(&request, Some(key));
         for (name, value) in &self.headers {
             response.headers_mut().append(name, value.clone());
         }
@@ -243,11 +261,12 @@ impl Acceptor {
         Ok((ws, request))
     }
 
-    /// The 101 response for a validated request: subprotocol and permessage-deflate chosen.
+    /// The answer to a validated request, subprotocol and permessage-deflate chosen: 101 for
+    /// an HTTP/1.1 upgrade with its `key`, 200 for an HTTP/2 extended CONNECT (no key).
     pub(crate) fn response<B>(
         &self,
         request: &Request<B>,
-        key: &str,
+        key: Option<&str>,
     ) -> (http::Response<()>, Option<String>, Option<DeflateParams>) {
         let offered = handshake::requested_subprotocols(request);
         let protocol = match self.protocol_order {
@@ -256,7 +275,10 @@ impl Acceptor {
                 handshake::select_subprotocol_by_server(offered, &self.protocols)
             }
         };
-        let mut response = handshake::response(key, protocol);
+        let mut response = match key {
+            Some(key) => handshake::response(key, protocol),
+            None => handshake::connect_response(protocol),
+        };
         let offers = request
             .headers()
             .get_all(http::header::SEC_WEBSOCKET_EXTENSIONS)

@@ -76,9 +76,29 @@ impl Upgraded {
 forward_io!(Upgraded, .0 => [Transport::Tcp, Transport::Hyper]);
 
 impl Acceptor {
-    /// Validates a hyper request as a WebSocket opening handshake.
+    /// Validates an HTTP/1.1 upgrade, returning its key, or (feature `http2`) an HTTP/2
+    /// extended CONNECT, which has none.
+    fn validate_any<'r, B>(
+        &self,
+        request: &'r Request<B>,
+    ) -> Result<Option<&'r str>, HandshakeError> {
+        #[cfg(feature = "http2")]
+        if request.version() == http::Version::HTTP_2 {
+            let protocol = request
+                .extensions()
+                .get::<hyper::ext::Protocol>()
+                .map(hyper::ext::Protocol::as_str);
+            return self.validate_http2(request, protocol).map(|()| None);
+        }
+        self.validate(request).map(Some)
+    }
+
+    /// Validates a hyper request as a WebSocket opening handshake: an HTTP/1.1 upgrade, or
+    /// with the `http2` feature an HTTP/2 extended CONNECT (RFC 8441; serve HTTP/2 with
+    /// `enable_connect_protocol()`, as `axum::serve` does).
     ///
-    /// Returns the 101 response for the handler to return, and the future of the connection.
+    /// Returns the response for the handler to return (101, or 200 on HTTP/2), and the future
+    /// of the connection.
     ///
     /// # Errors
     ///
@@ -87,7 +107,7 @@ impl Acceptor {
         &self,
         request: &mut Request<B>,
     ) -> Result<(Response<Full<Bytes>>, UpgradeFut), HandshakeError> {
-        let key = self.validate(request)?;
+        let key = self.validate_any(request)?;
         let (response, protocol, deflate) = self.response(request, key);
         let (parts, ()) = response.into_parts();
         let mut response = Response::from_parts(parts, Full::new(Bytes::new()));

@@ -126,6 +126,46 @@ pub fn validate_response<B>(
     {
         return Err(HandshakeError::InvalidAccept);
     }
+    accepted(headers, protocols, deflate)
+}
+
+/// Checks a server's answer to our extended CONNECT over HTTP/2 (RFC 8441 §5): a 2xx status,
+/// then the subprotocol and extensions as [`validate_response`] does (there is no accept key
+/// on HTTP/2).
+///
+/// # Errors
+///
+/// [`HandshakeError::UnexpectedStatus`] for a status other than 2xx, and as
+/// [`validate_response`] for the subprotocol and the extensions.
+///
+/// # Examples
+///
+/// ```
+/// use socketry_proto::handshake::validate_connect_response;
+///
+/// let ok = http::Response::builder().status(200).header("sec-websocket-protocol", "chat").body(()).unwrap();
+/// let accepted = validate_connect_response(&ok, &["chat".to_owned()], None).unwrap();
+/// assert_eq!(accepted.protocol.as_deref(), Some("chat"));
+/// let refused = http::Response::builder().status(403).body(()).unwrap();
+/// assert!(validate_connect_response(&refused, &[], None).is_err());
+/// ```
+pub fn validate_connect_response<B>(
+    response: &Response<B>,
+    protocols: &[String],
+    deflate: Option<&DeflateConfig>,
+) -> Result<Accepted, HandshakeError> {
+    if !super::is_connect_success(response.status()) {
+        return Err(HandshakeError::UnexpectedStatus(response.status()));
+    }
+    accepted(response.headers(), protocols, deflate)
+}
+
+/// The subprotocol and extensions of an accepting answer, checked against what we offered.
+fn accepted(
+    headers: &http::HeaderMap,
+    protocols: &[String],
+    deflate: Option<&DeflateConfig>,
+) -> Result<Accepted, HandshakeError> {
     // RFC 6455 §4.1: an extension the client did not request fails the connection.
     let extensions = headers
         .get_all(header::SEC_WEBSOCKET_EXTENSIONS)

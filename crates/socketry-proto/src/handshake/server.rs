@@ -203,6 +203,9 @@ pub fn error_response(err: &HandshakeError) -> Response<String> {
         HandshakeError::MethodNotGet => {
             headers.insert(header::ALLOW, HeaderValue::from_static("GET"));
         }
+        HandshakeError::NotExtendedConnect => {
+            headers.insert(header::ALLOW, HeaderValue::from_static("CONNECT"));
+        }
         _ => {}
     }
     response

@@ -1,0 +1,12 @@
+//! WebSockets over HTTP/2 (RFC 8441; feature `http2`): the transport of one stream, the
+//! settings, and the two roles.
+
+pub(crate) mod client;
+mod config;
+mod server;
+mod stream;
+
+pub(crate) use client::{Pool, handshake as client_handshake, open, refused};
+pub use config::Http2Config;
+pub(crate) use server::{serve, starts_preface};
+pub use stream::H2Stream;

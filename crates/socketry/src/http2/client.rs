@@ -1,0 +1,185 @@
+//! The client side of WebSockets over HTTP/2: connections shared by the sockets to one
+//! origin, each socket one extended CONNECT stream (RFC 8441 §4–5).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, Weak},
+    time::{Duration, Instant},
+};
+
+use bytes::{Bytes, BytesMut};
+use http::{Request, Response};
+use socketry_proto::HandshakeError;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{H2Stream, Http2Config, server::h2_error};
+use crate::{Error, error::MAX_ERROR_BODY};
+
+/// How long an origin that would not take WebSockets over HTTP/2 is sent HTTP/1.1 handshakes
+/// without trying HTTP/2 again.
+const FALLBACK_MEMORY: Duration = Duration::from_secs(300);
+
+/// One HTTP/2 connection to an origin. Each socket on it holds an `Arc`; the pool holds a
+/// `Weak`, so the connection ends (GOAWAY) once its last socket does.
+pub(crate) struct Conn {
+    send: h2::client::SendRequest<Bytes>,
+}
+
+impl Conn {
+    /// Whether another stream fits under the server's limit, `streams` being those open.
+    fn has_room(&self, streams: usize) -> bool {
+        streams < self.send.current_max_send_streams()
+    }
+}
+
+/// The HTTP/2 connections of one `Connector` (and its clones), by origin.
+#[derive(Default)]
+pub(crate) struct Pool {
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let origins = self.slots.lock().map_or(0, |slots| slots.len());
+        f.debug_struct("Pool").field("origins", &origins).finish()
+    }
+}
+
+/// What the pool knows of one origin.
+#[derive(Default)]
+pub(crate) struct Slot {
+    conns: Vec<Weak<Conn>>,
+    /// Until when the origin gets HTTP/1.1 only: it did not take a WebSocket over HTTP/2.
+    http1_until: Option<Instant>,
+}
+
+impl Slot {
+    /// A live connection with room for one more stream.
+    pub(crate) fn live(&mut self) -> Option<Arc<Conn>> {
+        self.conns.retain(|weak| weak.strong_count() > 0);
+        self.conns.iter().find_map(|weak| {
+            let conn = weak.upgrade()?;
+            // The pool's upgrade is one of the strong references; the others are sockets.
+            let streams = Arc::strong_count(&conn) - 1;
+            (conn.has_room(streams) && !conn.send.clone().poll_ready_closed()).then_some(conn)
+        })
+    }
+
+    /// Whether the origin is known not to take WebSockets over HTTP/2.
+    pub(crate) fn http1_only(&self) -> bool {
+        self.http1_until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Remembers that the origin does not take WebSockets over HTTP/2.
+    pub(crate) fn remember_http1(&mut self) {
+        self.http1_until = Some(Instant::now() + FALLBACK_MEMORY);
+    }
+
+    pub(crate) fn add(&mut self, conn: &Arc<Conn>) {
+        self.conns.push(Arc::downgrade(conn));
+    }
+}
+
+/// `SendRequest` has no "is closed" query; a closed connection fails `poll_ready` at once.
+trait PollReadyClosed {
+    fn poll_ready_closed(self) -> bool;
+}
+
+impl PollReadyClosed for h2::client::SendRequest<Bytes> {
+    fn poll_ready_closed(mut self) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        matches!(self.poll_ready(&mut cx), std::task::Poll::Ready(Err(_)))
+    }
+}
+
+impl Pool {
+    /// The slot of `origin`, created if new.
+    pub(crate) fn slot(&self, origin: &str) -> Arc<tokio::sync::Mutex<Slot>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget origins with nothing left to remember, so the map stays bounded by the
+        // origins in use.
+        slots.retain(|_, slot| {
+            Arc::strong_count(slot) > 1
+                || slot
+                    .try_lock()
+                    .is_ok_and(|s| s.http1_only() || s.conns.iter().any(|w| w.strong_count() > 0))
+        });
+        slots.entry(origin.to_owned()).or_default().clone()
+    }
+}
+
+/// Opens HTTP/2 on `io` and waits for the server's settings.
+///
+/// # Errors
+///
+/// [`HandshakeError::ExtendedConnectDisabled`] when the server's settings do not allow
+/// WebSockets (the connection is dropped), and I/O errors.
+pub(crate) async fn handshake<T>(io: T, config: &Http2Config) -> Result<Arc<Conn>, Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, mut connection) = h2::client::Builder::new()
+        .initial_window_size(config.stream_window)
+        .initial_connection_window_size(config.effective_connection_window())
+        .max_send_buffer_size(config.max_send_buffer)
+        .max_header_list_size(config.max_header_list_size)
+        .max_frame_size(config.max_frame_size)
+        .enable_push(false)
+        .handshake::<_, Bytes>(io)
+        .await
+        .map_err(h2_error)?;
+    let mut ping = connection.ping_pong().expect("taken once, here");
+    tokio::spawn(async move {
+        // Ends when every socket and the pool's handles are gone, or the server goes.
+        let _ = connection.await;
+    });
+    // A client may send `:protocol` only once the server's SETTINGS allowed it (RFC 8441 §3).
+    // The server sends its SETTINGS first, so they were processed once a PING is answered.
+    ping.ping(h2::Ping::opaque()).await.map_err(h2_error)?;
+    if !send.is_extended_connect_protocol_enabled() {
+        return Err(HandshakeError::ExtendedConnectDisabled.into());
+    }
+    Ok(Arc::new(Conn { send }))
+}
+
+/// Opens one stream on `conn` with `request` (an extended CONNECT); returns the stream and
+/// the server's answer, whatever its status.
+pub(crate) async fn open(
+    conn: &Arc<Conn>,
+    mut request: Request<()>,
+) -> Result<(H2Stream, Response<()>), Error> {
+    request
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from_static(
+            socketry_proto::handshake::PROTOCOL,
+        ));
+    let mut send = conn.send.clone().ready().await.map_err(h2_error)?;
+    let (response, stream) = send.send_request(request, false).map_err(h2_error)?;
+    let response = response.await.map_err(h2_error)?;
+    let (parts, recv) = response.into_parts();
+    let keep = conn.clone() as Arc<dyn std::any::Any + Send + Sync>;
+    Ok((
+        H2Stream::new(stream, recv, Some(keep)),
+        Response::from_parts(parts, ()),
+    ))
+}
+
+/// A refused CONNECT as [`Error::Http`]: the answer and up to [`MAX_ERROR_BODY`] bytes of its
+/// body, read for one second at most.
+pub(crate) async fn refused(mut stream: H2Stream, response: Response<()>) -> Error {
+    use tokio::io::AsyncReadExt;
+    let mut body = BytesMut::new();
+    let read = async {
+        while body.len() < MAX_ERROR_BODY {
+            let mut chunk = (&mut stream).take((MAX_ERROR_BODY - body.len()) as u64);
+            match chunk.read_buf(&mut body).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
+    let (parts, ()) = response.into_parts();
+    Error::Http(Box::new(Response::from_parts(parts, body.freeze())))
+}

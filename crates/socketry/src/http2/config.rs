@@ -1,0 +1,170 @@
+//! [`Http2Config`]: the HTTP/2 settings of a connection that carries WebSockets.
+
+use std::time::Duration;
+
+/// HTTP/2 settings for connections that multiplex WebSockets, on both sides.
+///
+/// The defaults are sized for many sockets on one connection, which HTTP/2's own defaults
+/// (64 KiB windows) and hyper's (1 MiB for the connection and each stream alike) are not:
+///
+/// - **Each stream's window, 128 KiB.** It bounds what one socket can have in flight towards
+///   us and unread, as the socket's write queue bounds the other direction (128 KiB as well).
+///   A socket whose application stops reading holds at most this much.
+/// - **The connection's window, 16 MiB: the stream window times the stream limit.** With a
+///   smaller connection window, a few sockets whose applications do not read would use it up
+///   and stall every other socket on the connection (head-of-line blocking across streams).
+///   At this size, every stream could be full and the others would still flow. It is also the
+///   worst case of what one connection holds unread, against 128 sockets × the kernel's TCP
+///   buffers on HTTP/1.1.
+/// - **128 concurrent streams** per connection (RFC 9113 recommends at least 100): a page's
+///   sockets, with room to spare. A client that needs more opens a second connection.
+/// - **A 128 KiB send buffer per stream**: what a stream may queue in HTTP/2 beyond what the
+///   peer's window lets out.
+/// - **16 KiB of request headers**, the limit HTTP/1.1 handshakes have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Config {
+    pub(crate) stream_window: u32,
+    pub(crate) connection_window: u32,
+    pub(crate) max_streams: u32,
+    pub(crate) max_send_buffer: usize,
+    pub(crate) max_header_list_size: u32,
+    pub(crate) max_frame_size: u32,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The default window of each stream.
+const STREAM_WINDOW: u32 = 128 * 1024;
+/// The default limit of concurrent streams.
+const MAX_STREAMS: u32 = 128;
+
+impl Http2Config {
+    /// The defaults above.
+    pub const fn new() -> Self {
+        Self {
+            stream_window: STREAM_WINDOW,
+            connection_window: STREAM_WINDOW * MAX_STREAMS,
+            max_streams: MAX_STREAMS,
+            max_send_buffer: 128 * 1024,
+            max_header_list_size: 16 * 1024,
+            max_frame_size: 16 * 1024,
+            idle_timeout: Some(Duration::from_secs(60)),
+        }
+    }
+
+    /// The flow-control window of each stream, in bytes (at most 2³¹ − 1). The default value
+    /// is 128 KiB.
+    #[must_use]
+    pub const fn stream_window(mut self, bytes: u32) -> Self {
+        self.stream_window = clamp_window(bytes);
+        self
+    }
+
+    /// The flow-control window of the whole connection, in bytes (at most 2³¹ − 1, and never
+    /// below a stream's). The default value is 16 MiB.
+    #[must_use]
+    pub const fn connection_window(mut self, bytes: u32) -> Self {
+        self.connection_window = clamp_window(bytes);
+        self
+    }
+
+    /// How many streams (sockets) one connection may have open at once. The default value is
+    /// 128.
+    #[must_use]
+    pub const fn max_streams(mut self, streams: u32) -> Self {
+        self.max_streams = streams;
+        self
+    }
+
+    /// How many bytes one stream may queue in HTTP/2 beyond the peer's window. The default
+    /// value is 128 KiB.
+    #[must_use]
+    pub const fn max_send_buffer(mut self, bytes: usize) -> Self {
+        self.max_send_buffer = bytes;
+        self
+    }
+
+    /// The largest header block accepted (request headers on the server, response headers on
+    /// the client). The default value is 16 KiB.
+    #[must_use]
+    pub const fn max_header_list_size(mut self, bytes: u32) -> Self {
+        self.max_header_list_size = bytes;
+        self
+    }
+
+    /// The largest DATA frame the peer may send, between 16 KiB and 16 MiB − 1 (RFC 9113
+    /// §6.5.2). The default value is 16 KiB.
+    #[must_use]
+    pub const fn max_frame_size(mut self, bytes: u32) -> Self {
+        self.max_frame_size = if bytes < 16_384 {
+            16_384
+        } else if bytes > 16_777_215 {
+            16_777_215
+        } else {
+            bytes
+        };
+        self
+    }
+
+    /// How long a server keeps a connection with no open stream before it ends it with
+    /// GOAWAY; `None` keeps it. The default value is 60 seconds.
+    #[must_use]
+    pub const fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The connection window, at least a stream's.
+    pub(crate) fn effective_connection_window(&self) -> u32 {
+        self.connection_window.max(self.stream_window)
+    }
+
+    /// The stream window.
+    pub fn get_stream_window(&self) -> u32 {
+        self.stream_window
+    }
+
+    /// The connection window.
+    pub fn get_connection_window(&self) -> u32 {
+        self.effective_connection_window()
+    }
+
+    /// The stream limit.
+    pub fn get_max_streams(&self) -> u32 {
+        self.max_streams
+    }
+
+    /// The per-stream send buffer.
+    pub fn get_max_send_buffer(&self) -> usize {
+        self.max_send_buffer
+    }
+
+    /// The header limit.
+    pub fn get_max_header_list_size(&self) -> u32 {
+        self.max_header_list_size
+    }
+
+    /// The frame size limit.
+    pub fn get_max_frame_size(&self) -> u32 {
+        self.max_frame_size
+    }
+
+    /// The idle timeout of server connections.
+    pub fn get_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+}
+
+/// HTTP/2 windows are 31-bit (RFC 9113 §6.9.1).
+const fn clamp_window(bytes: u32) -> u32 {
+    if bytes > i32::MAX as u32 {
+        i32::MAX as u32
+    } else {
+        bytes
+    }
+}
