@@ -9,7 +9,16 @@
 //! # or messages through NATS, presence in Redis:
 //! cargo run --example chat --features redis,nats -- --nats nats://127.0.0.1:4222 \
 //!     --redis redis://127.0.0.1:6379 --addr 127.0.0.1:3001
+//! # https:// and wss:// from the process, HTTP/2 included (the browser's WebSocket then is a
+//! # stream of the page's connection, RFC 8441):
+//! cargo run --example chat --features tls -- --tls cert.pem key.pem --addr 127.0.0.1:3443
+//! # (a self-signed pair for a try: openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+//! #    -nodes -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+//! #    -keyout key.pem -out cert.pem -days 30)
 //! ```
+//!
+//! `--log-requests` prints one line per HTTP request (method, path, HTTP version, the peer's
+//! address): on HTTP/2 the page's `GET /` and its WebSocket's `CONNECT /ws` share the peer.
 //!
 //! With `--redis`, messages reach the room's members on every node and the presence list
 //! shows every node's members (kept in Redis under a lease: a node that dies leaves the list
@@ -162,6 +171,58 @@ impl Controller for ChatController {
     }
 }
 
+/// Serves HTTP/1.1 and HTTP/2 (with TLS when asked), through socketry-axum's server.
+#[cfg(feature = "http2")]
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<(String, String)>,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let server = socketry_axum::serve(listener, app).with_graceful_shutdown(signal);
+    match tls {
+        #[cfg(feature = "tls")]
+        Some((cert, key)) => {
+            let config = socketry::tls::server_config_from_pem_files(cert, key)
+                .unwrap_or_else(|err| panic!("--tls: {err}"));
+            server.tls(config).await
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(_) => panic!("--tls needs the example built with `--features tls`"),
+        None => server.await,
+    }
+}
+
+/// Serves HTTP/1.1 through `axum::serve` (socketry-axum built without `http2`).
+#[cfg(not(feature = "http2"))]
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<(String, String)>,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    assert!(tls.is_none(), "--tls needs the example built with `--features tls`");
+    axum::serve(listener, app).with_graceful_shutdown(signal).await
+}
+
+/// Prints the request's method, path, HTTP version and peer (`--log-requests`).
+async fn log_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "?".to_owned(), |info| info.0.to_string());
+    println!(
+        "request {} {} {:?} peer={peer}",
+        request.method(),
+        request.uri().path(),
+        request.version()
+    );
+    next.run(request).await
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -199,14 +260,24 @@ async fn main() -> std::io::Result<()> {
     let app = chat
         .route(Router::new(), "/ws")
         .route("/", get(|| async { Html(include_str!("chat.html")) }));
+    let app = if args.iter().any(|a| a == "--log-requests") {
+        app.layer(axum::middleware::from_fn(log_request))
+    } else {
+        app
+    };
+    let tls = args.iter().position(|a| a == "--tls").map(|i| {
+        let (Some(cert), Some(key)) = (args.get(i + 1), args.get(i + 2)) else {
+            panic!("--tls CERT KEY: the certificate chain and the private key, in PEM files")
+        };
+        (cert.clone(), key.clone())
+    });
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("chat: open http://{}/", listener.local_addr()?);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("chat: open {scheme}://{}/", listener.local_addr()?);
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.on(ctrl_c, Duration::from_secs(5)))
-        .await?;
+    serve(listener, app, tls, shutdown.on(ctrl_c, Duration::from_secs(5))).await?;
     // The closed connections' leaves reach the other nodes, and this node's lease ends.
     hub.shutdown().await;
     Ok(())

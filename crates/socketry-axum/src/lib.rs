@@ -33,6 +33,8 @@ mod conn;
 mod context;
 mod controller;
 mod error;
+#[cfg(feature = "http2")]
+mod server;
 mod shutdown;
 mod upgrader;
 
@@ -55,5 +57,8 @@ pub use conn::{Conn, ConnReader, ConnWriter, INTERNAL_ERROR_MESSAGE, NORMAL_CLOS
 pub use context::Request;
 pub use controller::{BoxServe, Controller, FnController, handler_fn};
 pub use error::{HandlerError, PanicError, ServeError, UpgradeError};
+#[cfg(feature = "http2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+pub use server::{Serve, serve};
 pub use shutdown::Shutdown;
 pub use upgrader::{Fallback, Filter, RecoverHandler, Settings, Upgrader, default_upgrade_error};

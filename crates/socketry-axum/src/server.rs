@@ -1,0 +1,269 @@
+//! [`serve`]: axum's router over HTTP/1.1 and HTTP/2 (feature `http2`), directly over TLS
+//! (feature `tls`), with WebSockets on both (RFC 8441 extended CONNECT on HTTP/2).
+
+use std::{
+    convert::Infallible,
+    future::{Future, IntoFuture},
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    time::Duration,
+};
+
+use axum::{Router, extract::ConnectInfo};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use socketry::Http2Config;
+use tokio::net::TcpListener;
+use tower_service::Service;
+
+/// Serves `router` on `listener`, as `axum::serve` does, with HTTP/2 on by default and
+/// sized for WebSockets, and optionally TLS.
+///
+/// - **HTTP/1.1** always; **HTTP/2** unless [`http2(None)`](Serve::http2): over TLS when
+///   ALPN picks `h2`, on cleartext when the client speaks it from the first byte. HTTP/2
+///   advertises `SETTINGS_ENABLE_CONNECT_PROTOCOL`, so browsers open their WebSockets as
+///   streams of the page's connection (RFC 8441); an [`Upgrader`](crate::Upgrader)'s route
+///   takes every method, so those CONNECT requests reach it (a `get(…)` route would refuse
+///   them with 405, the trap axum users fall into).
+/// - The HTTP/2 windows and limits are [`Http2Config`]'s (128 KiB per stream, 16 MiB per
+///   connection, 128 streams): why, in its documentation.
+/// - [`tls`](Serve::tls) (feature `tls`): `https://` and `wss://` straight from this
+///   process; see [`socketry::tls`] to load a certificate and key.
+/// - Each request carries [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo), the peer's
+///   address: on HTTP/2, the page and its sockets share it.
+///
+/// ```no_run
+/// use socketry_axum::{Upgrader, handler_fn};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let echo = Upgrader::new(handler_fn(|conn, _| {
+///     Box::pin(async move {
+///         while let Some(message) = conn.recv().await {
+///             conn.send(message?).await?;
+///         }
+///         Ok::<(), socketry::Error>(())
+///     })
+/// }));
+/// let app = echo.route(axum::Router::new(), "/ws");
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8443").await?;
+/// let tls = socketry::tls::server_config_from_pem_files("cert.pem", "key.pem")?;
+/// socketry_axum::serve(listener, app).tls(tls).await?;
+/// # Ok(()) }
+/// # let _ = run;
+/// ```
+pub fn serve(listener: TcpListener, router: Router) -> Serve {
+    Serve {
+        listener,
+        router,
+        http2: Some(Http2Config::new()),
+        #[cfg(feature = "tls")]
+        tls: None,
+        handshake_timeout: Duration::from_secs(10),
+        signal: None,
+    }
+}
+
+type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A server being set up; `.await` it to run. See [`serve`].
+#[must_use = "a server does nothing until awaited"]
+pub struct Serve {
+    listener: TcpListener,
+    router: Router,
+    http2: Option<Http2Config>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    handshake_timeout: Duration,
+    signal: Option<Signal>,
+}
+
+impl std::fmt::Debug for Serve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut debug = f.debug_struct("Serve");
+        debug.field("listener", &self.listener).field("http2", &self.http2);
+        #[cfg(feature = "tls")]
+        debug.field("tls", &self.tls.is_some());
+        debug.finish_non_exhaustive()
+    }
+}
+
+impl Serve {
+    /// The HTTP/2 settings; `None` serves HTTP/1.1 only (and no ALPN `h2`). The default value
+    /// is [`Http2Config::new`].
+    pub fn http2(mut self, config: Option<Http2Config>) -> Self {
+        self.http2 = config;
+        self
+    }
+
+    /// Serves TLS with `config` ([`socketry::tls::server_config`] and friends). When its ALPN
+    /// list is empty, it is set to `h2` (unless HTTP/2 is off) and `http/1.1`. The default
+    /// value is cleartext.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, config: Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// How long a client has for the TLS handshake. The default value is 10 seconds.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Stops accepting once `signal` resolves, then waits for the open connections: HTTP/1.1
+    /// ones after their current request, HTTP/2 ones after their streams, WebSockets
+    /// included. Close those with a [`Shutdown`](crate::Shutdown), as
+    /// [`Shutdown::on`](crate::Shutdown::on) does.
+    pub fn with_graceful_shutdown(
+        mut self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        self.signal = Some(Box::pin(signal));
+        self
+    }
+
+    /// The address listened on.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpListener::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    async fn run(self) -> io::Result<()> {
+        let builder = Arc::new(self.builder());
+        #[cfg(feature = "tls")]
+        let tls = self.tls.map(|config| alpn(config, self.http2.is_some()));
+        let graceful = GracefulShutdown::new();
+        let mut signal = self
+            .signal
+            .unwrap_or_else(|| Box::pin(std::future::pending()));
+        let mut failures = 0u32;
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                () = &mut signal => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => {
+                    failures = 0;
+                    accepted
+                }
+                // Out of file descriptors and the like: back off rather than spin.
+                Err(_) => {
+                    failures = (failures + 1).min(100);
+                    tokio::time::sleep(Duration::from_millis(10 * u64::from(failures))).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let connection = Connection {
+                builder: builder.clone(),
+                router: self.router.clone(),
+                peer,
+                watcher: graceful.watcher(),
+            };
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &tls {
+                let tls = tokio_rustls::TlsAcceptor::from(tls.clone());
+                let timeout = self.handshake_timeout;
+                tokio::spawn(async move {
+                    if let Ok(Ok(stream)) = tokio::time::timeout(timeout, tls.accept(stream)).await
+                    {
+                        connection.serve(stream).await;
+                    }
+                });
+                continue;
+            }
+            tokio::spawn(connection.serve(stream));
+        }
+        drop(self.listener);
+        graceful.shutdown().await;
+        Ok(())
+    }
+
+    fn builder(&self) -> auto::Builder<TokioExecutor> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new());
+        match &self.http2 {
+            None => builder = builder.http1_only(),
+            Some(config) => {
+                builder
+                    .http2()
+                    .timer(TokioTimer::new())
+                    .enable_connect_protocol()
+                    .initial_stream_window_size(config.get_stream_window())
+                    .initial_connection_window_size(config.get_connection_window())
+                    .max_concurrent_streams(config.get_max_streams())
+                    .max_send_buf_size(config.get_max_send_buffer())
+                    .max_header_list_size(config.get_max_header_list_size())
+                    .max_frame_size(config.get_max_frame_size());
+            }
+        }
+        builder
+    }
+}
+
+/// `config` with ALPN set when it has none.
+#[cfg(feature = "tls")]
+fn alpn(
+    config: Arc<tokio_rustls::rustls::ServerConfig>,
+    http2: bool,
+) -> Arc<tokio_rustls::rustls::ServerConfig> {
+    if !config.alpn_protocols.is_empty() {
+        return config;
+    }
+    let mut with_alpn = (*config).clone();
+    if http2 {
+        with_alpn.alpn_protocols.push(b"h2".to_vec());
+    }
+    with_alpn.alpn_protocols.push(b"http/1.1".to_vec());
+    Arc::new(with_alpn)
+}
+
+/// One accepted connection and what serving it needs.
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    router: Router,
+    peer: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl Connection {
+    async fn serve<T>(self, io: T)
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            builder,
+            router,
+            peer,
+            watcher,
+        } = self;
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move { Ok::<_, Infallible>(router.call(request).await.unwrap_or_else(|e| match e {})) }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        // The peer's errors (a reset, a bad request) end its connection only.
+        let _ = watcher.watch(connection.into_owned()).await;
+    }
+}
+
+impl IntoFuture for Serve {
+    type Output = io::Result<()>;
+    type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
