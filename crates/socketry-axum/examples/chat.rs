@@ -201,8 +201,13 @@ async fn serve(
     tls: Option<(String, String)>,
     signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    assert!(tls.is_none(), "--tls needs the example built with `--features tls`");
-    axum::serve(listener, app).with_graceful_shutdown(signal).await
+    assert!(
+        tls.is_none(),
+        "--tls needs the example built with `--features tls`"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .await
 }
 
 /// Prints the request's method, path, HTTP version and peer (`--log-requests`).
@@ -277,7 +282,13 @@ async fn main() -> std::io::Result<()> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    serve(listener, app, tls, shutdown.on(ctrl_c, Duration::from_secs(5))).await?;
+    serve(
+        listener,
+        app,
+        tls,
+        shutdown.on(ctrl_c, Duration::from_secs(5)),
+    )
+    .await?;
     // The closed connections' leaves reach the other nodes, and this node's lease ends.
     hub.shutdown().await;
     Ok(())

@@ -55,9 +55,16 @@ impl Request {
         }
     }
 
-    /// The request method (GET).
+    /// The request method: GET for an HTTP/1.1 upgrade, CONNECT for an HTTP/2 extended
+    /// CONNECT (RFC 8441).
     pub fn method(&self) -> &Method {
         &self.parts.method
+    }
+
+    /// The HTTP version the socket arrived over: 1.1, or 2 for a stream of an HTTP/2
+    /// connection shared with the page and other sockets.
+    pub fn version(&self) -> http::Version {
+        self.parts.version
     }
 
     /// The request URI.
@@ -130,7 +137,8 @@ impl Request {
     }
 
     /// The peer's address, when the server was started with
-    /// `into_make_service_with_connect_info::<SocketAddr>()`.
+    /// `into_make_service_with_connect_info::<SocketAddr>()` or by
+    /// [`socketry_axum::serve`](crate::serve) (feature `http2`).
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.parts
             .extensions

@@ -85,7 +85,9 @@ pub struct Serve {
 impl std::fmt::Debug for Serve {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut debug = f.debug_struct("Serve");
-        debug.field("listener", &self.listener).field("http2", &self.http2);
+        debug
+            .field("listener", &self.listener)
+            .field("http2", &self.http2);
         #[cfg(feature = "tls")]
         debug.field("tls", &self.tls.is_some());
         debug.finish_non_exhaustive()
@@ -266,4 +268,3 @@ impl IntoFuture for Serve {
         Box::pin(self.run())
     }
 }
-
