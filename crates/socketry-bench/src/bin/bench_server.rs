@@ -3,7 +3,12 @@
 //! ```text
 //! bench_server IMPL ADDR [--threads N] [--compression] [--exit-after CONNECTIONS]
 //! IMPL: socketry | socketry-axum | tungstenite | fastwebsockets | axum | tcp
+//!     | socketry-listener | socketry-axum-serve
 //! ```
+//!
+//! `socketry-listener` (socketry's `Listener`) and `socketry-axum-serve`
+//! (`socketry_axum::serve`) take WebSockets over HTTP/1.1 and over cleartext HTTP/2 on the
+//! same port: the HTTP/2 benchmark (`scripts/h2_bench.sh`) compares the two transports on them.
 //!
 //! Every server echoes each text or binary message whole, written the way each library's own
 //! examples write an echo loop. `--threads 1` (the default) runs a current-thread runtime, so
@@ -73,6 +78,8 @@ fn main() -> Result<(), BoxError> {
         eprintln!("bench_server: {implementation} on {addr}");
         match implementation.as_str() {
             "socketry-axum" => serve_socketry_axum(listener, options).await,
+            "socketry-axum-serve" => serve_socketry_axum_h2(listener, options).await,
+            "socketry-listener" => serve_socketry_listener(listener, options).await,
             "axum" => serve_axum(listener, options).await,
             "fastwebsockets" => accept_loop(listener, options, fastwebsockets_connection).await,
             "socketry" => accept_loop(listener, options, socketry_connection).await,
@@ -180,6 +187,47 @@ async fn serve_socketry_axum(listener: TcpListener, options: Options) -> Result<
         .settings(settings)
         .route(axum::Router::new(), "/");
     axum::serve(nodelay(listener), app).await?;
+    Ok(())
+}
+
+/// The socketry-axum echo through `socketry_axum::serve` (HTTP/1.1 and HTTP/2).
+async fn serve_socketry_axum_h2(listener: TcpListener, options: Options) -> Result<(), BoxError> {
+    let echo = socketry_axum::handler_fn(move |conn, _request| {
+        Box::pin(async move {
+            let _upgraded = Upgraded(options);
+            while let Some(message) = conn.recv().await {
+                let message = message?;
+                if message.is_text() || message.is_binary() {
+                    conn.feed(message).await?;
+                }
+            }
+            Ok::<(), socketry::Error>(())
+        })
+    });
+    let settings = socketry_axum::Settings::default().config(socketry_config(options));
+    let app = socketry_axum::Upgrader::new(echo)
+        .settings(settings)
+        .route(axum::Router::new(), "/");
+    socketry_axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// socketry's `Listener`: HTTP/1.1 and cleartext HTTP/2, the same echo loop as `socketry`.
+async fn serve_socketry_listener(listener: TcpListener, options: Options) -> Result<(), BoxError> {
+    let acceptor = socketry::Acceptor::new().config(socketry_config(options));
+    let mut incoming = socketry::Listener::new(acceptor)
+        .http2(socketry::Http2Config::new())
+        .serve(listener);
+    while let Some((mut ws, _request)) = incoming.accept().await {
+        tokio::spawn(async move {
+            let _upgraded = Upgraded(options);
+            while let Some(Ok(message)) = ws.recv().await {
+                if (message.is_text() || message.is_binary()) && ws.feed(message).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
     Ok(())
 }
 
