@@ -37,7 +37,9 @@
 //! | need | use |
 //! |---|---|
 //! | accept on a raw stream | [`accept`], [`Acceptor`] (subprotocols, handshake timeout, headers) |
-//! | upgrade a hyper 1.x request | [`Acceptor::upgrade`](crate::Acceptor) (feature `hyper`) |
+//! | upgrade a hyper 1.x request | [`Acceptor::upgrade`](crate::Acceptor) (feature `hyper`; HTTP/2 extended CONNECT with `http2`) |
+//! | serve a port: TLS, HTTP/2, a task per handshake | [`Listener`] → [`Incoming`]; certificates: `tls` (feature `rustls`) |
+//! | WebSockets over HTTP/2 (RFC 8441) | `Connector::http2`, `Listener::http2`, `Http2Config` (feature `http2`) |
 //! | connect | [`connect`], [`Connector`] (headers, cookies, subprotocols, proxy, TLS, timeouts) |
 //! | receive / send | [`WebSocket::recv`], [`WebSocket::send`], [`feed`](WebSocket::feed) + [`flush`](WebSocket::flush) |
 //! | `Stream` + `Sink` | [`WebSocket`], [`WebSocketReader`], [`WebSocketWriter`] implement them |
@@ -64,8 +66,12 @@
 //!
 //! # Features
 //!
-//! - `rustls` (default): `wss://` client connections through rustls and the webpki roots.
+//! - `rustls` (default): `wss://` client connections through rustls and the webpki roots, and
+//!   server-side TLS (`tls`, [`Listener`]).
 //! - `hyper`: [`upgrade`] hyper 1.x requests into WebSocket connections.
+//! - `http2`: WebSockets over HTTP/2 (RFC 8441) in both roles: the client shares one
+//!   connection among its sockets to an origin, the [`Listener`] takes extended CONNECT
+//!   streams, and `upgrade` takes hyper's HTTP/2 requests.
 //! - `json`: `send_json` / `recv_json` of serde values.
 //!
 //! # Design
