@@ -83,7 +83,11 @@ pub trait Controller: Send + Sync + 'static {
         default_upgrade_error(error, debug)
     }
 
-    /// Registers the upgrade route (Goyave's `Registrer`); the default routes GET at `path`.
+    /// Registers the upgrade route (Goyave's `Registrer`); the default routes every method at
+    /// `path`, so that HTTP/2's extended CONNECT reaches the handler beside HTTP/1.1's GET
+    /// (other methods get the JSON 405 of [`Controller::on_upgrade_error`]). A router of
+    /// your own must do the same: `get(handler)` alone refuses every browser's socket over
+    /// HTTP/2.
     fn register_route(&self, router: Router, path: &str, handler: MethodRouter) -> Router {
         router.route(path, handler)
     }

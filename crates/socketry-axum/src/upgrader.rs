@@ -19,7 +19,7 @@ use axum::{
     routing::{MethodRouter, any},
 };
 use futures_util::FutureExt;
-use http::{HeaderValue, header};
+use http::{HeaderValue, StatusCode, header};
 use socketry::{Acceptor, OriginPolicy, WebSocketConfig, upgrade::UpgradeFut};
 
 use crate::{
@@ -324,7 +324,7 @@ impl<C: Controller> Upgrader<C> {
     }
 
     /// Registers the upgrade route into `router` through [`Controller::register_route`]
-    /// (by default GET at `path`).
+    /// (by default every method at `path`, so that HTTP/2's CONNECT reaches it).
     pub fn route(self, router: Router, path: &str) -> Router {
         let handler = self.handler();
         self.controller.register_route(router, path, handler)
@@ -337,17 +337,25 @@ impl<C: Controller> Upgrader<C> {
             .as_ref()
             .is_none_or(|filter| filter(&request));
         if let Some(fallback) = &self.fallback
-            && (!passes_filter || !socketry::is_websocket_upgrade(&request))
+            && (!passes_filter || !socketry::is_websocket_request(&request))
         {
             return fallback(request).await;
         }
         let upgrade = passes_filter.then(|| settings.acceptor.upgrade(&mut request));
         let policy_allows = settings.origin.check(&request).is_ok();
+        let http2 = request.version() == http::Version::HTTP_2;
         let (parts, _body) = request.into_parts();
         let context = Request::from_parts(parts).await;
         let fail = |error: UpgradeError| {
-            self.controller
-                .on_upgrade_error(&context, &error, settings.debug)
+            let mut response = self
+                .controller
+                .on_upgrade_error(&context, &error, settings.debug);
+            // 426 requires an `Upgrade` header, which HTTP/2 forbids: a wrong version or a
+            // filtered request is a plain 400 there.
+            if http2 && response.status() == StatusCode::UPGRADE_REQUIRED {
+                *response.status_mut() = StatusCode::BAD_REQUEST;
+            }
+            response
         };
         if settings
             .shutdown

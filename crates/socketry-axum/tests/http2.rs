@@ -346,3 +346,37 @@ async fn axum_serve_with_http2_takes_extended_connect_too() {
 // The Request context type is the one controllers get; nothing HTTP/2-specific in it.
 #[allow(dead_code)]
 fn controllers_are_unchanged(_: &mut Conn, _: &Request) {}
+
+#[tokio::test]
+async fn a_fallback_serves_plain_requests_and_leaves_extended_connect_to_the_controller() {
+    let upgrader = echo_upgrader().fallback(|| async { "the chat page" });
+    let addr = serve_h2c(upgrader.route(Router::new(), "/chat")).await;
+    // The WebSocket over HTTP/2 reaches the controller, not the fallback.
+    let (mut ws, response) = bounded(h2c().connect(&format!("ws://{addr}/chat")))
+        .await
+        .unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    ws.send("peer").await.unwrap();
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("Some(127.0.0.1) HTTP/2.0")
+    );
+    // A plain GET over HTTP/2 on the same path gets the page.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, connection) = bounded(h2::client::handshake(tcp)).await.unwrap();
+    tokio::spawn(connection);
+    let get = http::Request::get(format!("http://{addr}/chat"))
+        .body(())
+        .unwrap();
+    let (response, _) = send.send_request(get, true).unwrap();
+    let response = bounded(response).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut page = Vec::new();
+    while let Some(chunk) = bounded(body.data()).await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        page.extend_from_slice(&chunk);
+    }
+    assert_eq!(page, b"the chat page");
+}

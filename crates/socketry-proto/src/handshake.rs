@@ -16,8 +16,8 @@ pub use client::{
     Accepted, parse_response, validate_connect_response, validate_response, write_request,
 };
 pub use http2::{
-    PROTOCOL, connect_request, connect_response, is_connect_success, is_extended_connect,
-    strip_connection_headers, validate_extended_connect,
+    PROTOCOL, connect_request, connect_response, error_response_http2, is_connect_success,
+    is_extended_connect, strip_connection_headers, validate_extended_connect,
 };
 pub use origin::{OriginCheck, OriginPolicy};
 pub use server::{

@@ -10,3 +10,11 @@ pub(crate) use client::{Pool, handshake as client_handshake, open, refused};
 pub use config::Http2Config;
 pub(crate) use server::{serve, starts_preface};
 pub use stream::H2Stream;
+
+/// The `:protocol` pseudo-header of an extended CONNECT served by `h2` directly.
+pub(crate) fn h2_protocol<B>(request: &http::Request<B>) -> Option<&str> {
+    request
+        .extensions()
+        .get::<h2::ext::Protocol>()
+        .map(h2::ext::Protocol::as_str)
+}

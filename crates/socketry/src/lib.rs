@@ -148,4 +148,7 @@ pub use socketry_proto::{
 };
 pub use split::{ControlHandle, WebSocketReader, WebSocketWriter};
 pub use stream::{MaybeTlsStream, ServerStream};
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+pub use upgrade::is_websocket_request;
 pub use websocket::WebSocket;

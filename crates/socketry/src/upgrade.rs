@@ -84,11 +84,9 @@ impl Acceptor {
     ) -> Result<Option<&'r str>, HandshakeError> {
         #[cfg(feature = "http2")]
         if request.version() == http::Version::HTTP_2 {
-            let protocol = request
-                .extensions()
-                .get::<hyper::ext::Protocol>()
-                .map(hyper::ext::Protocol::as_str);
-            return self.validate_http2(request, protocol).map(|()| None);
+            return self
+                .validate_http2(request, protocol_of(request))
+                .map(|()| None);
         }
         self.validate(request).map(Some)
     }
@@ -135,11 +133,53 @@ pub fn upgrade<B>(
     Acceptor::new().upgrade(request)
 }
 
-/// The answer to a refused upgrade: its status (400, 405, 426 with
-/// `Sec-WebSocket-Version: 13`) and a plain-text reason.
+/// The answer to a refused HTTP/1.1 upgrade: its status (400, 405, 426 with
+/// `Sec-WebSocket-Version: 13`) and a plain-text reason. [`reject_for`] answers in the
+/// request's HTTP version.
 pub fn reject(err: &HandshakeError) -> Response<Full<Bytes>> {
     let (parts, body) = handshake::error_response(err).into_parts();
     Response::from_parts(parts, Full::new(Bytes::from(body)))
+}
+
+/// The answer to a refused upgrade of `request`: as [`reject`] on HTTP/1.1; on HTTP/2 a
+/// wrong version is 400 rather than 426 (there is no `Upgrade` to require there) and no
+/// connection-specific header is sent (RFC 9113 §8.2.2).
+pub fn reject_for<B>(request: &Request<B>, err: &HandshakeError) -> Response<Full<Bytes>> {
+    if request.version() != http::Version::HTTP_2 {
+        return reject(err);
+    }
+    let (parts, body) = handshake::error_response_http2(err).into_parts();
+    Response::from_parts(parts, Full::new(Bytes::from(body)))
+}
+
+/// Whether `request` asks for a WebSocket: an HTTP/1.1 upgrade (as
+/// [`is_websocket_upgrade`](crate::is_websocket_upgrade)) or an HTTP/2 extended CONNECT
+/// with `:protocol websocket` (RFC 8441 §4). It says nothing of the request's validity: route
+/// on it, then let [`Acceptor::upgrade`] check the rest.
+pub fn is_websocket_request<B>(request: &Request<B>) -> bool {
+    if request.version() == http::Version::HTTP_2 {
+        return request.method() == http::Method::CONNECT
+            && protocol_of(request).is_some_and(|p| p.eq_ignore_ascii_case("websocket"));
+    }
+    handshake::is_upgrade_request(request)
+}
+
+/// The `:protocol` of an HTTP/2 extended CONNECT, served by hyper or by `h2` directly
+/// (feature `http2`; without it no HTTP/2 request is a WebSocket one).
+fn protocol_of<B>(request: &Request<B>) -> Option<&str> {
+    #[cfg(feature = "http2")]
+    {
+        request
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .map(hyper::ext::Protocol::as_str)
+            .or_else(|| crate::http2::h2_protocol(request))
+    }
+    #[cfg(not(feature = "http2"))]
+    {
+        let _ = request;
+        None
+    }
 }
 
 /// The connection of an upgraded request; resolves once hyper hands over the transport.

@@ -600,11 +600,11 @@ async fn bad_extended_connects_are_refused_and_the_connection_goes_on() {
     // Wrong or missing version.
     assert_eq!(
         raw_status(&send, connect_request(Some("websocket"), Some("8"))).await,
-        426
+        400
     );
     assert_eq!(
         raw_status(&send, connect_request(Some("websocket"), None)).await,
-        426
+        400
     );
     // A plain GET is no WebSocket request on HTTP/2.
     let get = http::Request::get("http://127.0.0.1/chat")

@@ -115,19 +115,33 @@ pub fn strip_connection_headers<B>(response: &mut Response<B>) {
 /// must have a scheme and an authority: `https://host/path`, or `http://` over cleartext
 /// HTTP/2), offering `protocols`; the `:protocol` pseudo-header is the caller's to add.
 ///
-/// `headers` are added as they are, except the ones HTTP/2 forbids, which are dropped.
+/// `headers` are added as they are, but for what HTTP/2 forbids (RFC 9113 §8.2.2: `Connection`
+/// and the headers it names, `Upgrade`, `Keep-Alive`, `Proxy-Connection`,
+/// `Transfer-Encoding`, `TE`) and `Sec-WebSocket-Key`, which are dropped. A `Host` header
+/// becomes the `:authority`, as it overrides the URL's authority on HTTP/1.1. A
+/// `Sec-WebSocket-Protocol` header wins over `protocols`, as on HTTP/1.1.
 pub fn connect_request(
     uri: http::Uri,
     headers: &http::HeaderMap,
     protocols: &[String],
 ) -> Request<()> {
+    let uri = match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) => with_authority(&uri, host).unwrap_or(uri),
+        None => uri,
+    };
     let mut request = Request::new(());
     *request.method_mut() = Method::CONNECT;
     *request.version_mut() = Version::HTTP_2;
     *request.uri_mut() = uri;
+    let named: Vec<String> = super::header_tokens(headers, header::CONNECTION)
+        .map(str::to_ascii_lowercase)
+        .collect();
     let out = request.headers_mut();
     for (name, value) in headers {
-        if !is_connection_specific(name) && name != header::HOST {
+        if !is_connection_specific(name)
+            && name != header::HOST
+            && !named.iter().any(|n| n == name.as_str())
+        {
             out.append(name, value.clone());
         }
     }
@@ -135,7 +149,7 @@ pub fn connect_request(
         header::SEC_WEBSOCKET_VERSION,
         HeaderValue::from_static(VERSION),
     );
-    if !protocols.is_empty() {
+    if !protocols.is_empty() && !out.contains_key(header::SEC_WEBSOCKET_PROTOCOL) {
         out.insert(
             header::SEC_WEBSOCKET_PROTOCOL,
             header_value(&protocols.join(", ")),
@@ -144,11 +158,31 @@ pub fn connect_request(
     request
 }
 
+/// `uri` with its authority replaced by `authority`.
+fn with_authority(uri: &http::Uri, authority: &str) -> Option<http::Uri> {
+    let mut parts = uri.clone().into_parts();
+    parts.authority = Some(authority.parse().ok()?);
+    http::Uri::from_parts(parts).ok()
+}
+
 fn is_connection_specific(name: &header::HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "upgrade" | "keep-alive" | "proxy-connection" | "transfer-encoding"
+        "connection" | "upgrade" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "te"
     ) || name == header::SEC_WEBSOCKET_KEY
+}
+
+/// The answer to a refused extended CONNECT: [`error_response`](super::error_response) made
+/// fit for HTTP/2. The headers HTTP/2 forbids are removed, and a version mismatch is 400 (with
+/// `Sec-WebSocket-Version: 13`) rather than 426, which requires an `Upgrade` header that
+/// HTTP/2 does not have (RFC 9110 §15.5.22).
+pub fn error_response_http2(err: &HandshakeError) -> Response<String> {
+    let mut response = super::error_response(err);
+    strip_connection_headers(&mut response);
+    if response.status() == StatusCode::UPGRADE_REQUIRED {
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+    }
+    response
 }
 
 /// Whether the server's answer to an extended CONNECT accepts it: any 2xx (RFC 8441 §5 and

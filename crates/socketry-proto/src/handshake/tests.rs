@@ -240,3 +240,101 @@ fn client_rejects_bad_responses() {
         Err(HandshakeError::UnexpectedExtension(_))
     ));
 }
+
+mod http2 {
+    use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Version, header};
+
+    use crate::handshake::{
+        HandshakeError, connect_request, error_response_http2, is_extended_connect,
+        validate_extended_connect,
+    };
+
+    fn connect(version: Option<&str>) -> Request<()> {
+        let mut request = Request::connect("https://example.com/chat").version(Version::HTTP_2);
+        if let Some(version) = version {
+            request = request.header("sec-websocket-version", version);
+        }
+        request.body(()).unwrap()
+    }
+
+    #[test]
+    fn every_rule_of_an_extended_connect_is_checked() {
+        let ok = connect(Some("13"));
+        assert_eq!(validate_extended_connect(&ok, Some("websocket")), Ok(()));
+        assert_eq!(validate_extended_connect(&ok, Some("WebSocket")), Ok(()));
+        assert_eq!(
+            validate_extended_connect(&ok, None),
+            Err(HandshakeError::MissingProtocol)
+        );
+        assert_eq!(
+            validate_extended_connect(&connect(Some("8")), Some("websocket")),
+            Err(HandshakeError::UnsupportedVersion)
+        );
+        assert_eq!(
+            validate_extended_connect(&connect(None), Some("websocket")),
+            Err(HandshakeError::UnsupportedVersion)
+        );
+        let get = Request::get("https://example.com/")
+            .version(Version::HTTP_2)
+            .body(())
+            .unwrap();
+        assert_eq!(
+            validate_extended_connect(&get, Some("websocket")),
+            Err(HandshakeError::NotExtendedConnect)
+        );
+        assert!(!is_extended_connect(&get, Some("websocket")));
+        // An HTTP/1.1 CONNECT is a proxy tunnel, never a WebSocket.
+        let h1 = Request::connect("example.com:443").body(()).unwrap();
+        assert!(!is_extended_connect(&h1, Some("websocket")));
+    }
+
+    #[test]
+    fn refusals_fit_http2() {
+        let version = error_response_http2(&HandshakeError::UnsupportedVersion);
+        assert_eq!(version.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(version.headers()["sec-websocket-version"], "13");
+        assert!(!version.headers().contains_key(header::CONNECTION));
+        let method = error_response_http2(&HandshakeError::NotExtendedConnect);
+        assert_eq!(method.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(method.headers()[header::ALLOW], "CONNECT");
+        let other = error_response_http2(&HandshakeError::UnsupportedProtocol("x".into()));
+        assert_eq!(other.status(), StatusCode::NOT_IMPLEMENTED);
+    }
+
+    #[test]
+    fn client_requests_drop_what_http2_forbids_and_keep_the_rest() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-hop"),
+        );
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static("x"));
+        headers.insert(header::HOST, HeaderValue::from_static("chat.example:8443"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        let request = connect_request(
+            "https://example.com/chat?x=1".parse().unwrap(),
+            &headers,
+            &["v2".to_owned(), "v1".to_owned()],
+        );
+        assert_eq!(request.method(), Method::CONNECT);
+        assert_eq!(request.version(), Version::HTTP_2);
+        assert_eq!(request.uri().authority().unwrap(), "chat.example:8443");
+        assert_eq!(request.uri().path_and_query().unwrap(), "/chat?x=1");
+        let names: Vec<_> = request.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(request.headers()[header::AUTHORIZATION], "Bearer t");
+        assert_eq!(request.headers()[header::SEC_WEBSOCKET_VERSION], "13");
+        assert_eq!(request.headers()[header::SEC_WEBSOCKET_PROTOCOL], "v2, v1");
+        // The caller's own subprotocol header wins, as on HTTP/1.1.
+        let mut own = HeaderMap::new();
+        own.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("mine"),
+        );
+        let request = connect_request("https://e.x/".parse().unwrap(), &own, &["v2".to_owned()]);
+        assert_eq!(request.headers()[header::SEC_WEBSOCKET_PROTOCOL], "mine");
+    }
+}

@@ -21,6 +21,12 @@ use std::time::Duration;
 /// - **A 128 KiB send buffer per stream**: what a stream may queue in HTTP/2 beyond what the
 ///   peer's window lets out.
 /// - **16 KiB of request headers**, the limit HTTP/1.1 handshakes have.
+///
+/// So one connection holds at most 16 MiB received and not yet read by its sockets, plus
+/// 128 × 128 KiB = 16 MiB queued to send in HTTP/2, on top of what each socket holds itself
+/// (its read buffer and its 128 KiB write queue, as on HTTP/1.1). h2 itself bounds the rest:
+/// header blocks, reset streams (a peer that opens and resets streams in a loop, the "rapid
+/// reset" attack, is sent GOAWAY), pending pings and settings.
 /// - **64 KiB DATA frames** accepted (HTTP/2's default is 16 KiB): a 16 KiB message and its
 ///   WebSocket header fit one frame, which saves a frame and often a write per message
 ///   between peers that honour it (ours do).

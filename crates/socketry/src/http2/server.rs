@@ -101,11 +101,7 @@ fn answer<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let protocol = request
-        .extensions()
-        .get::<h2::ext::Protocol>()
-        .map(h2::ext::Protocol::as_str);
-    if let Err(err) = acceptor.validate_http2(&request, protocol) {
+    if let Err(err) = acceptor.validate_http2(&request, super::h2_protocol(&request)) {
         refuse(respond, &err);
         return None;
     }
@@ -131,9 +127,8 @@ where
 
 /// Answers a refused stream with its status and a plain-text reason, then ends the stream.
 fn refuse(mut respond: SendResponse<Bytes>, err: &HandshakeError) {
-    let (parts, body) = handshake::error_response(err).into_parts();
-    let mut response = Response::from_parts(parts, ());
-    handshake::strip_connection_headers(&mut response);
+    let (parts, body) = handshake::error_response_http2(err).into_parts();
+    let response = Response::from_parts(parts, ());
     if let Ok(mut send) = respond.send_response(response, false) {
         // Small and within the initial window; h2 queues it for the connection's task.
         let _ = send.send_data(Bytes::from(body), true);
