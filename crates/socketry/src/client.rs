@@ -183,6 +183,7 @@ impl Connector {
     #[must_use]
     pub fn http2(mut self, mode: Http2) -> Self {
         self.http2 = mode;
+        self.own_pool();
         self
     }
 
@@ -193,6 +194,7 @@ impl Connector {
     #[must_use]
     pub fn http2_config(mut self, config: crate::Http2Config) -> Self {
         self.http2_config = config;
+        self.own_pool();
         self
     }
 
@@ -249,6 +251,7 @@ impl Connector {
     #[must_use]
     pub fn proxy(mut self, url: &str) -> Self {
         self.proxy = Some(Proxy::parse(url));
+        self.own_pool();
         self
     }
 
@@ -258,6 +261,7 @@ impl Connector {
     #[must_use]
     pub fn proxy_from_env(mut self, enabled: bool) -> Self {
         self.proxy_from_env = enabled;
+        self.own_pool();
         self
     }
 
@@ -266,6 +270,7 @@ impl Connector {
     #[must_use]
     pub fn dial_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.dial_timeout = timeout;
+        self.own_pool();
         self
     }
 
@@ -283,7 +288,17 @@ impl Connector {
     #[must_use]
     pub fn tls_config(mut self, config: Arc<tokio_rustls::rustls::ClientConfig>) -> Self {
         self.tls = Some(config);
+        self.own_pool();
         self
+    }
+
+    /// A pool of its own, once a setting of how connections are made changed: a clone made
+    /// before must not hand this connector's sockets its connections, nor take ours.
+    fn own_pool(&mut self) {
+        #[cfg(feature = "http2")]
+        {
+            self.pool = Arc::default();
+        }
     }
 
     /// Opens a TCP (and for `wss://`, TLS) connection to `url` and performs the handshake.
@@ -356,45 +371,57 @@ impl Connector {
     /// if none has room.
     #[cfg(feature = "http2")]
     async fn try_http2(&self, target: &Target, proxy: Option<&Proxy>) -> Attempt {
+        // Host names are case-insensitive: one origin, one slot.
         let origin = format!(
             "{}://{}:{}",
             if target.tls { "wss" } else { "ws" },
-            target.host,
+            target.host.to_ascii_lowercase(),
             target.port
         );
         let slot = self.pool.slot(&origin);
-        // Held while dialling, so that concurrent sockets to the origin wait for this
-        // connection instead of each opening one.
-        let mut slot = slot.lock().await;
-        if slot.http1_only() {
-            return Attempt::Fallback;
-        }
-        let conn = match slot.live() {
-            Some(conn) => conn,
-            None => {
-                let stream = match self.dial(target, proxy, true).await {
-                    Ok(stream) => stream,
-                    Err(err) => return Attempt::Done(Box::new(Err(err))),
-                };
-                if !stream_speaks_h2(&stream) {
-                    slot.remember_http1();
-                    return Attempt::Http1(stream);
-                }
-                match crate::http2::client_handshake(stream, &self.http2_config).await {
-                    Ok(conn) => {
-                        slot.add(&conn);
-                        conn
-                    }
-                    // Not HTTP/2 (prior knowledge refused), or no extended CONNECT.
-                    Err(_) => {
-                        slot.remember_http1();
-                        return Attempt::Fallback;
-                    }
-                }
+        // A stream the server refused or never processed (REFUSED_STREAM, GOAWAY) goes to a
+        // fresh connection once (RFC 9113 §8.7); the failed one is no longer handed out.
+        let mut retried = false;
+        loop {
+            // Held while dialling, so that concurrent sockets to the origin wait for this
+            // connection instead of each opening one.
+            let mut guard = slot.lock().await;
+            if guard.http1_only() {
+                return Attempt::Fallback;
             }
-        };
-        drop(slot);
-        Attempt::Done(Box::new(self.handshake_http2(&conn, &target.uri).await))
+            let conn = match guard.live() {
+                Some(conn) => conn,
+                None => {
+                    let stream = match self.dial(target, proxy, true).await {
+                        Ok(stream) => stream,
+                        Err(err) => return Attempt::Done(Box::new(Err(err))),
+                    };
+                    if !stream_speaks_h2(&stream) {
+                        guard.remember_http1();
+                        return Attempt::Http1(stream);
+                    }
+                    match crate::http2::client_handshake(stream, &self.http2_config).await {
+                        Ok(conn) => {
+                            guard.add(&conn);
+                            conn
+                        }
+                        // Not HTTP/2 (prior knowledge refused), no extended CONNECT, or no
+                        // SETTINGS in time: remembered. A transient failure is not.
+                        Err(failed) => {
+                            if failed.not_http2 {
+                                guard.remember_http1();
+                            }
+                            return Attempt::Fallback;
+                        }
+                    }
+                }
+            };
+            drop(guard);
+            match self.handshake_http2(&conn, &target.uri).await {
+                Err(crate::http2::OpenFailed::Retry(_)) if !retried => retried = true,
+                outcome => return Attempt::Done(Box::new(outcome.map_err(Error::from))),
+            }
+        }
     }
 
     /// The extended CONNECT on a new stream of `conn`, and its answer checked.
@@ -403,8 +430,9 @@ impl Connector {
         &self,
         conn: &Arc<crate::http2::client::Conn>,
         uri: &Uri,
-    ) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
-        let mut headers = self.request_headers(uri)?;
+    ) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), crate::http2::OpenFailed> {
+        use crate::http2::OpenFailed::Fatal;
+        let mut headers = self.request_headers(uri).map_err(Fatal)?;
         let offer = self.config.get_compression();
         if let Some(offer) = offer
             && !headers.contains_key(http::header::SEC_WEBSOCKET_EXTENSIONS)
@@ -435,17 +463,23 @@ impl Connector {
             .authority(authority)
             .path_and_query(path)
             .build()
-            .map_err(|e| UrlError::new(redact_userinfo(uri), "not a valid target").caused_by(e))?;
+            .map_err(|e| {
+                Fatal(
+                    UrlError::new(redact_userinfo(uri), "not a valid target")
+                        .caused_by(e)
+                        .into(),
+                )
+            })?;
         let request = handshake::connect_request(h2_uri, &headers, &self.protocols);
         let (stream, response) = crate::http2::open(conn, request).await?;
         let accepted = match handshake::validate_connect_response(&response, &self.protocols, offer)
         {
             Ok(accepted) => accepted,
             Err(HandshakeError::UnexpectedStatus(_)) => {
-                return Err(crate::http2::refused(stream, response).await);
+                return Err(Fatal(crate::http2::refused(stream, response).await));
             }
             // Never established: reset the stream (CANCEL) by dropping it.
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(Fatal(err.into())),
         };
         let ws = WebSocket::from_parts(
             MaybeTlsStream::H2(stream),

@@ -6,7 +6,7 @@ mod config;
 mod server;
 mod stream;
 
-pub(crate) use client::{Pool, handshake as client_handshake, open, refused};
+pub(crate) use client::{OpenFailed, Pool, handshake as client_handshake, open, refused};
 pub use config::Http2Config;
 pub(crate) use server::{serve, starts_preface};
 pub use stream::H2Stream;

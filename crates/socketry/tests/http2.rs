@@ -753,3 +753,108 @@ async fn the_connection_ends_with_its_last_socket() {
 fn transports_are_nameable(stream: &H2Stream) -> u32 {
     stream.stream_id()
 }
+
+/// A bare HTTP/2 server allowing extended CONNECT: the first connection refuses its first
+/// stream with `REFUSED_STREAM`, later ones answer 200 and keep the stream. Reports each new
+/// connection.
+async fn server_refusing_the_first_stream() -> (u16, mpsc::UnboundedReceiver<()>) {
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((stream, _)) = tcp.accept().await {
+            let _ = tx.send(());
+            let refuse = std::mem::take(&mut first);
+            tokio::spawn(async move {
+                let mut conn = h2::server::Builder::new()
+                    .enable_connect_protocol()
+                    .handshake::<_, Bytes>(stream)
+                    .await
+                    .unwrap();
+                let mut kept = Vec::new();
+                while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                    if refuse {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    } else {
+                        let response = http::Response::builder().status(200).body(()).unwrap();
+                        kept.push(respond.send_response(response, false).unwrap());
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn a_refused_stream_is_retried_once_on_a_fresh_connection() {
+    let (port, mut connections) = server_refusing_the_first_stream().await;
+    let connector = Connector::new().http2(Http2::PriorKnowledge);
+    let url = format!("ws://127.0.0.1:{port}/chat");
+    let (ws, response) = bounded(connector.connect(&url)).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    assert!(ws.get_ref().is_http2());
+    // Two connections: the refusing one is no longer handed out.
+    assert_eq!(connections.recv().await, Some(()));
+    assert_eq!(connections.recv().await, Some(()));
+    let (again, _) = bounded(connector.connect(&url)).await.unwrap();
+    assert_eq!(stream_id(&again), Some(3));
+    assert!(connections.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn clones_share_connections_until_a_transport_setting_changes() {
+    let (connector, url, _endings) = setup(
+        Transport::Http2Cleartext,
+        Acceptor::new(),
+        WebSocketConfig::default(),
+    )
+    .await
+    .echo();
+    let (a, _) = connector.connect(&url).await.unwrap();
+    assert_eq!(stream_id(&a), Some(1));
+    // A plain clone shares the connection.
+    let (b, _) = connector.clone().connect(&url).await.unwrap();
+    assert_eq!(stream_id(&b), Some(3));
+    // A clone told to dial otherwise gets a connection of its own.
+    let other = connector.clone().dial_timeout(Some(Duration::from_secs(5)));
+    let (c, _) = other.connect(&url).await.unwrap();
+    assert_eq!(stream_id(&c), Some(1));
+    let (d, _) = connector.connect(&url).await.unwrap();
+    assert_eq!(stream_id(&d), Some(5));
+}
+
+#[tokio::test]
+async fn a_silent_server_gets_http1_after_the_settings_wait() {
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        // The first connection is read and never answered, as by a server waiting for the
+        // rest of a request line; the next is an HTTP/1.1 WebSocket.
+        let (mut silent, _) = tcp.accept().await.unwrap();
+        let hold = tokio::spawn(async move {
+            let mut sink = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut silent, &mut sink).await;
+        });
+        let (stream, _) = tcp.accept().await.unwrap();
+        let ws = socketry::accept(stream).await.unwrap();
+        echo(ws).await;
+        hold.abort();
+    });
+    let connector = Connector::new()
+        .http2(Http2::PriorKnowledge)
+        .handshake_timeout(Duration::from_secs(8));
+    let started = std::time::Instant::now();
+    let (mut ws, response) = bounded(connector.connect(&format!("ws://127.0.0.1:{port}/")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    ws.send("late").await.unwrap();
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("late")
+    );
+}

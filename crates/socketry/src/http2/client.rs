@@ -3,32 +3,46 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, Weak},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
-use socketry_proto::HandshakeError;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{H2Stream, Http2Config, server::h2_error};
+use super::{H2Stream, Http2Config, stream::h2_error};
 use crate::{Error, error::MAX_ERROR_BODY};
 
 /// How long an origin that would not take WebSockets over HTTP/2 is sent HTTP/1.1 handshakes
 /// without trying HTTP/2 again.
 const FALLBACK_MEMORY: Duration = Duration::from_secs(300);
 
+/// How long a new connection may take to show the server's SETTINGS before the socket falls
+/// back to HTTP/1.1: a cleartext server that does not speak HTTP/2 may just wait for more of
+/// what it takes for a request line.
+const SETTINGS_WAIT: Duration = Duration::from_secs(3);
+
 /// One HTTP/2 connection to an origin. Each socket on it holds an `Arc`; the pool holds a
 /// `Weak`, so the connection ends (GOAWAY) once its last socket does.
 pub(crate) struct Conn {
     send: h2::client::SendRequest<Bytes>,
+    /// Set when opening a stream failed in a way that says the connection is done (GOAWAY,
+    /// a connection error): the pool stops handing it out while its sockets finish.
+    poisoned: AtomicBool,
 }
 
 impl Conn {
     /// Whether another stream fits under the server's limit, `streams` being those open.
     fn has_room(&self, streams: usize) -> bool {
         streams < self.send.current_max_send_streams()
+    }
+
+    fn is_usable(&self) -> bool {
+        !self.poisoned.load(Ordering::Relaxed) && !self.send.clone().poll_ready_closed()
     }
 }
 
@@ -61,7 +75,7 @@ impl Slot {
             let conn = weak.upgrade()?;
             // The pool's upgrade is one of the strong references; the others are sockets.
             let streams = Arc::strong_count(&conn) - 1;
-            (conn.has_room(streams) && !conn.send.clone().poll_ready_closed()).then_some(conn)
+            (conn.has_room(streams) && conn.is_usable()).then_some(conn)
         })
     }
 
@@ -109,54 +123,126 @@ impl Pool {
     }
 }
 
-/// Opens HTTP/2 on `io` and waits for the server's settings.
+/// A new connection that carries no WebSockets over HTTP/2: the socket falls back to
+/// HTTP/1.1, whose own errors are the ones worth reporting.
+pub(crate) struct HandshakeFailed {
+    /// Whether the failure says the origin does not take them (no extended CONNECT, no
+    /// HTTP/2, no SETTINGS in time), so that the pool remembers; a transient I/O error does
+    /// not.
+    pub(crate) not_http2: bool,
+}
+
+impl HandshakeFailed {
+    fn from_h2(err: h2::Error) -> Self {
+        // A protocol error (an HTTP/1.1 answer to the preface, a GOAWAY) is the server's
+        // word; the end of the stream, too: HTTP/1.1 servers hang up on `PRI *`.
+        let not_http2 = !err.is_io()
+            || err
+                .get_io()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof);
+        Self { not_http2 }
+    }
+}
+
+/// Opens HTTP/2 on `io` and waits (up to [`SETTINGS_WAIT`]) for the server's settings.
 ///
 /// # Errors
 ///
-/// [`HandshakeError::ExtendedConnectDisabled`] when the server's settings do not allow
-/// WebSockets (the connection is dropped), and I/O errors.
-pub(crate) async fn handshake<T>(io: T, config: &Http2Config) -> Result<Arc<Conn>, Error>
+/// When the server's settings do not allow WebSockets (the connection is dropped), on HTTP/2
+/// and I/O errors, and when the settings do not come in time.
+pub(crate) async fn handshake<T>(io: T, config: &Http2Config) -> Result<Arc<Conn>, HandshakeFailed>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (send, mut connection) = h2::client::Builder::new()
-        .initial_window_size(config.stream_window)
-        .initial_connection_window_size(config.effective_connection_window())
-        .max_send_buffer_size(config.max_send_buffer)
-        .max_header_list_size(config.max_header_list_size)
-        .max_frame_size(config.max_frame_size)
-        .enable_push(false)
-        .handshake::<_, Bytes>(io)
+    let settings = async {
+        let (send, mut connection) = h2::client::Builder::new()
+            .initial_window_size(config.stream_window)
+            .initial_connection_window_size(config.effective_connection_window())
+            .max_send_buffer_size(config.max_send_buffer)
+            .max_header_list_size(config.max_header_list_size)
+            .max_frame_size(config.max_frame_size)
+            .enable_push(false)
+            .handshake::<_, Bytes>(io)
+            .await
+            .map_err(HandshakeFailed::from_h2)?;
+        let mut ping = connection.ping_pong().expect("taken once, here");
+        tokio::spawn(async move {
+            // Ends when every socket and the pool's handles are gone, or the server goes.
+            let _ = connection.await;
+        });
+        // A client may send `:protocol` only once the server's SETTINGS allowed it (RFC 8441
+        // §3). The server sends its SETTINGS first, so they were processed once a PING is
+        // answered.
+        ping.ping(h2::Ping::opaque())
+            .await
+            .map_err(HandshakeFailed::from_h2)?;
+        Ok(send)
+    };
+    let send = tokio::time::timeout(SETTINGS_WAIT, settings)
         .await
-        .map_err(h2_error)?;
-    let mut ping = connection.ping_pong().expect("taken once, here");
-    tokio::spawn(async move {
-        // Ends when every socket and the pool's handles are gone, or the server goes.
-        let _ = connection.await;
-    });
-    // A client may send `:protocol` only once the server's SETTINGS allowed it (RFC 8441 §3).
-    // The server sends its SETTINGS first, so they were processed once a PING is answered.
-    ping.ping(h2::Ping::opaque()).await.map_err(h2_error)?;
+        .map_err(|_| HandshakeFailed { not_http2: true })??;
     if !send.is_extended_connect_protocol_enabled() {
-        return Err(HandshakeError::ExtendedConnectDisabled.into());
+        return Err(HandshakeFailed { not_http2: true });
     }
-    Ok(Arc::new(Conn { send }))
+    Ok(Arc::new(Conn {
+        send,
+        poisoned: AtomicBool::new(false),
+    }))
+}
+
+/// Why a stream could not be opened.
+pub(crate) enum OpenFailed {
+    /// The server did not take the stream (REFUSED_STREAM, or a GOAWAY below its id) or the
+    /// connection was gone before it was sent: another connection may take it (RFC 9113
+    /// §8.7).
+    Retry(Error),
+    /// Anything else.
+    Fatal(Error),
+}
+
+impl From<OpenFailed> for Error {
+    fn from(failed: OpenFailed) -> Self {
+        match failed {
+            OpenFailed::Retry(err) | OpenFailed::Fatal(err) => err,
+        }
+    }
 }
 
 /// Opens one stream on `conn` with `request` (an extended CONNECT); returns the stream and
-/// the server's answer, whatever its status.
+/// the server's answer, whatever its status. A failure that says the connection is done
+/// poisons it for the pool.
 pub(crate) async fn open(
     conn: &Arc<Conn>,
     mut request: Request<()>,
-) -> Result<(H2Stream, Response<()>), Error> {
+) -> Result<(H2Stream, Response<()>), OpenFailed> {
     request
         .extensions_mut()
         .insert(h2::ext::Protocol::from_static(
             socketry_proto::handshake::PROTOCOL,
         ));
-    let mut send = conn.send.clone().ready().await.map_err(h2_error)?;
-    let (response, stream) = send.send_request(request, false).map_err(h2_error)?;
-    let response = response.await.map_err(h2_error)?;
+    let failed = |err: h2::Error, sent: bool| {
+        let refused = err.reason() == Some(h2::Reason::REFUSED_STREAM);
+        if !refused || err.is_go_away() || err.is_io() {
+            conn.poisoned.store(true, Ordering::Relaxed);
+        }
+        // Before the request left, any failure is the connection's; after, only a refusal
+        // or a GOAWAY from the server (which then never processed the stream) is safe.
+        if !sent || refused || (err.is_go_away() && err.is_remote()) {
+            OpenFailed::Retry(h2_error(err))
+        } else {
+            OpenFailed::Fatal(h2_error(err))
+        }
+    };
+    let mut send = conn
+        .send
+        .clone()
+        .ready()
+        .await
+        .map_err(|e| failed(e, false))?;
+    let (response, stream) = send
+        .send_request(request, false)
+        .map_err(|e| failed(e, false))?;
+    let response = response.await.map_err(|e| failed(e, true))?;
     let (parts, recv) = response.into_parts();
     let keep = conn.clone() as Arc<dyn std::any::Any + Send + Sync>;
     Ok((

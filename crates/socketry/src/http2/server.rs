@@ -9,7 +9,7 @@ use http::{Request, Response};
 use socketry_proto::{HandshakeError, Role, handshake};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{H2Stream, Http2Config};
+use super::{H2Stream, Http2Config, stream::h2_error};
 use crate::{Acceptor, Error, Timeout, WebSocket};
 
 /// The h2 server settings for `config`.
@@ -133,17 +133,6 @@ fn refuse(mut respond: SendResponse<Bytes>, err: &HandshakeError) {
         // Small and within the initial window; h2 queues it for the connection's task.
         let _ = send.send_data(Bytes::from(body), true);
     }
-}
-
-/// An HTTP/2 connection error as ours.
-pub(crate) fn h2_error(err: h2::Error) -> Error {
-    if err.is_io() {
-        if let Some(io) = err.into_io() {
-            return Error::Io(io);
-        }
-        return Error::Io(std::io::ErrorKind::Other.into());
-    }
-    Error::Io(std::io::Error::other(err))
 }
 
 /// Whether the first byte of a cleartext connection starts HTTP/2's preface (`PRI * HTTP/2.0`,

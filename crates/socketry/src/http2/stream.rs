@@ -114,8 +114,10 @@ impl AsyncRead for H2Stream {
                 None => return Poll::Ready(Ok(())),
                 Some(Err(err)) => {
                     return Poll::Ready(match err.reason() {
-                        // The peer finished without error after its END_STREAM.
-                        Some(Reason::NO_ERROR) if err.is_remote() => Ok(()),
+                        // RST_STREAM(NO_ERROR): the peer is done with the stream (RFC 9113
+                        // §8.1), the end of its half rather than an abort. A GOAWAY(NO_ERROR)
+                        // ending the connection under an open stream is no orderly end.
+                        Some(Reason::NO_ERROR) if err.is_remote() && err.is_reset() => Ok(()),
                         _ => Err(to_io_error(err)),
                     });
                 }
@@ -206,6 +208,11 @@ fn reset_error(reason: Reason) -> io::Error {
         _ => io::ErrorKind::Other,
     };
     io::Error::new(kind, format!("http/2 stream reset: {reason}"))
+}
+
+/// An HTTP/2 error as ours, with its reason.
+pub(crate) fn h2_error(err: h2::Error) -> crate::Error {
+    crate::Error::Io(to_io_error(err))
 }
 
 fn to_io_error(err: h2::Error) -> io::Error {
