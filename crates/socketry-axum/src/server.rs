@@ -142,7 +142,9 @@ impl Serve {
     async fn run(self) -> io::Result<()> {
         let builder = Arc::new(self.builder());
         #[cfg(feature = "tls")]
-        let tls = self.tls.map(|config| alpn(config, self.http2.is_some()));
+        let tls = self
+            .tls
+            .map(|config| socketry::tls::with_alpn(config, self.http2.is_some()));
         let graceful = GracefulShutdown::new();
         let mut signal = self
             .signal
@@ -211,23 +213,6 @@ impl Serve {
         }
         builder
     }
-}
-
-/// `config` with ALPN set when it has none.
-#[cfg(feature = "tls")]
-fn alpn(
-    config: Arc<tokio_rustls::rustls::ServerConfig>,
-    http2: bool,
-) -> Arc<tokio_rustls::rustls::ServerConfig> {
-    if !config.alpn_protocols.is_empty() {
-        return config;
-    }
-    let mut with_alpn = (*config).clone();
-    if http2 {
-        with_alpn.alpn_protocols.push(b"h2".to_vec());
-    }
-    with_alpn.alpn_protocols.push(b"http/1.1".to_vec());
-    Arc::new(with_alpn)
 }
 
 /// One accepted connection and what serving it needs.

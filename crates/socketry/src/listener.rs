@@ -1,22 +1,31 @@
 //! [`Listener`]: accepting WebSockets on a TCP listener, over HTTP/1.1, TLS (feature `rustls`)
 //! and HTTP/2 (feature `http2`), each connection's handshake in its own task.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use http::Request;
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::mpsc,
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
     task::JoinHandle,
 };
 
 #[cfg(feature = "http2")]
 use crate::Http2Config;
+#[cfg(any(feature = "rustls", feature = "http2"))]
+use tokio::time::Instant;
+
 use crate::{Acceptor, ServerStream, WebSocket};
 
-/// How many accepted connections may wait for [`Incoming::accept`] before the handshakes that
-/// complete wait too.
+/// How many accepted connections may wait for [`Incoming::accept`]. An HTTP/1.1 connection
+/// that completes its handshake when the backlog is full waits for room (up to the handshake
+/// timeout); an HTTP/2 CONNECT is answered 503 at once instead.
 const BACKLOG: usize = 128;
+
+/// How many connections may be between `accept()` and [`Incoming`] (TLS, the HTTP/2 preface,
+/// the HTTP/1.1 handshake, waiting for the backlog) at once: beyond, the listener stops
+/// accepting until one is done, and the kernel's backlog holds the rest.
+const MAX_HANDSHAKES: usize = 1024;
 
 /// Serves WebSockets on a [`TcpListener`]: each TCP connection's handshake runs in its own
 /// task (a slow client holds up no other), and the connections that complete come out of
@@ -57,12 +66,6 @@ pub struct Listener {
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     #[cfg(feature = "http2")]
     http2: Option<Http2Config>,
-}
-
-/// What each connection's task shares.
-#[derive(Debug)]
-struct Shared {
-    listener: Listener,
 }
 
 impl Listener {
@@ -108,27 +111,28 @@ impl Listener {
     pub fn serve(self, tcp: TcpListener) -> Incoming {
         let local_addr = tcp.local_addr().ok();
         let (tx, rx) = mpsc::channel(BACKLOG);
-        #[allow(unused_mut)]
-        let mut listener = self;
         #[cfg(feature = "rustls")]
-        if let Some(config) = &mut listener.tls
-            && config.alpn_protocols.is_empty()
-        {
-            let mut with_alpn = (**config).clone();
-            #[cfg(feature = "http2")]
-            if listener.http2.is_some() {
-                with_alpn.alpn_protocols.push(b"h2".to_vec());
-            }
-            with_alpn.alpn_protocols.push(b"http/1.1".to_vec());
-            *config = Arc::new(with_alpn);
+        let mut this = self;
+        #[cfg(feature = "rustls")]
+        if let Some(config) = this.tls.take() {
+            this.tls = Some(crate::tls::with_alpn(config, this.serves_http2()));
         }
-        let shared = Arc::new(Shared { listener });
-        let task = tokio::spawn(accept_loop(tcp, shared, tx));
+        #[cfg(not(feature = "rustls"))]
+        let this = self;
+        let task = tokio::spawn(accept_loop(tcp, Arc::new(this), tx));
         Incoming {
             rx,
             task,
             local_addr,
         }
+    }
+
+    #[cfg(feature = "rustls")]
+    fn serves_http2(&self) -> bool {
+        #[cfg(feature = "http2")]
+        return self.http2.is_some();
+        #[cfg(not(feature = "http2"))]
+        false
     }
 }
 
@@ -142,7 +146,9 @@ pub struct Incoming {
 
 impl Incoming {
     /// The next connection whose handshake completed, with its request (`version()` says
-    /// whether it came over HTTP/2). `None` once the listener failed for good.
+    /// whether it came over HTTP/2). The listener keeps accepting through errors (out of file
+    /// descriptors, say: it waits and tries again), so `None` comes only if its task
+    /// panicked.
     ///
     /// Refused handshakes were answered (400, 403, 405, 426…) and are not returned.
     pub async fn accept(&mut self) -> Option<(WebSocket<ServerStream>, Request<()>)> {
@@ -163,95 +169,117 @@ impl Drop for Incoming {
 
 type Sender = mpsc::Sender<(WebSocket<ServerStream>, Request<()>)>;
 
-async fn accept_loop(tcp: TcpListener, shared: Arc<Shared>, tx: Sender) {
+async fn accept_loop(tcp: TcpListener, listener: Arc<Listener>, tx: Sender) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let mut failures = 0u32;
     loop {
-        let accepted = tokio::select! {
-            accepted = tcp.accept() => accepted,
+        let next = async {
+            let permit = handshakes.clone().acquire_owned().await;
+            (permit, tcp.accept().await)
+        };
+        let (permit, accepted) = tokio::select! {
+            next = next => next,
             () = tx.closed() => return,
         };
+        let Ok(permit) = permit else { return };
         match accepted {
             Ok((stream, _)) => {
                 failures = 0;
-                tokio::spawn(connection(stream, shared.clone(), tx.clone()));
+                tokio::spawn(connection(stream, listener.clone(), tx.clone(), permit));
             }
-            // Out of file descriptors and the like: wait, rather than spin or give up.
-            Err(_) if failures < 1000 => {
-                failures += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    10 * u64::from(failures.min(100)),
-                ))
-                .await;
+            // Out of file descriptors and the like: wait (up to a second) and try again,
+            // rather than spin or give up.
+            Err(_) => {
+                failures = failures.saturating_add(1);
+                let wait = Duration::from_millis(10 * u64::from(failures.min(100)));
+                tokio::time::sleep(wait).await;
             }
-            Err(_) => return,
         }
     }
 }
 
-/// One TCP connection: TLS if configured, then HTTP/2 or the HTTP/1.1 upgrade.
-async fn connection(stream: TcpStream, shared: Arc<Shared>, tx: Sender) {
+/// One TCP connection: TLS if configured, then HTTP/2 or the HTTP/1.1 upgrade. `permit`
+/// counts it among the handshakes in progress until it is delivered or serves HTTP/2.
+async fn connection(
+    stream: TcpStream,
+    listener: Arc<Listener>,
+    tx: Sender,
+    permit: OwnedSemaphorePermit,
+) {
     let _ = stream.set_nodelay(true);
-    let listener = &shared.listener;
+    // TLS and the preface share one deadline; the HTTP/1.1 handshake has its own.
+    #[cfg(any(feature = "rustls", feature = "http2"))]
+    let deadline = Instant::now() + listener.acceptor.handshake_timeout_get();
     #[cfg(feature = "rustls")]
     if let Some(config) = &listener.tls {
         let handshake = tokio_rustls::TlsAcceptor::from(config.clone()).accept(stream);
-        let timeout = listener.acceptor.handshake_timeout_get();
-        let Ok(Ok(tls)) = tokio::time::timeout(timeout, handshake).await else {
+        let Ok(Ok(tls)) = tokio::time::timeout_at(deadline, handshake).await else {
             return;
         };
         #[cfg(feature = "http2")]
         if let Some(config) = &listener.http2
             && tls.get_ref().1.alpn_protocol() == Some(b"h2")
         {
-            serve_http2(tls, &listener.acceptor, config, tx).await;
+            drop(permit);
+            serve_http2(tls, &listener.acceptor, config, &tx).await;
             return;
         }
         http1(ServerStream::Tls(Box::new(tls)), &listener.acceptor, tx).await;
+        drop(permit);
         return;
     }
     #[cfg(feature = "http2")]
     if let Some(config) = &listener.http2 {
-        let mut first = [0u8; 1];
-        let timeout = listener.acceptor.handshake_timeout_get();
-        match tokio::time::timeout(timeout, stream.peek(&mut first)).await {
-            Ok(Ok(1)) if crate::http2::starts_preface(first[0]) => {
-                serve_http2(stream, &listener.acceptor, config, tx).await;
+        match tokio::time::timeout_at(deadline, sniff(&stream)).await {
+            Ok(Ok(true)) => {
+                drop(permit);
+                serve_http2(stream, &listener.acceptor, config, &tx).await;
                 return;
             }
-            Ok(Ok(1)) => {}
+            Ok(Ok(false)) => {}
             _ => return,
         }
     }
     http1(ServerStream::Tcp(stream), &listener.acceptor, tx).await;
+    drop(permit);
+}
+
+/// Whether a cleartext connection starts with HTTP/2's preface, peeking until its first bytes
+/// tell (a `GET` tells at once; the preface's 24 bytes usually come in one segment).
+#[cfg(feature = "http2")]
+async fn sniff(stream: &TcpStream) -> std::io::Result<bool> {
+    let mut peeked = [0u8; 24];
+    let mut seen = 0;
+    loop {
+        let n = stream.peek(&mut peeked).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Some(is_h2) = crate::http2::sniff_preface(&peeked[..n]) {
+            return Ok(is_h2);
+        }
+        // peek returns at once while the bytes it saw are still there: wait for more.
+        if n == seen {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        seen = n;
+    }
 }
 
 async fn http1(stream: ServerStream, acceptor: &Acceptor, tx: Sender) {
     if let Ok(accepted) = acceptor.accept_with_request(stream).await {
-        let _ = tx.send(accepted).await;
+        // A server that does not accept for this long drops the connection rather than
+        // hold it (and its handshake slot) forever.
+        let _ = tx
+            .send_timeout(accepted, acceptor.handshake_timeout_get())
+            .await;
     }
 }
 
 #[cfg(feature = "http2")]
-async fn serve_http2<T>(io: T, acceptor: &Acceptor, config: &Http2Config, tx: Sender)
+async fn serve_http2<T>(io: T, acceptor: &Acceptor, config: &Http2Config, tx: &Sender)
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let stop = tx.clone();
-    let deliver = |ws, request| {
-        // Spawned: waiting here for room in the backlog would stall every stream on the
-        // connection, whose I/O this task drives. At most `max_streams` wait per connection.
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let _ = tx.send((ws, request)).await;
-        });
-    };
-    let _ = crate::http2::serve(
-        io,
-        acceptor,
-        config,
-        ServerStream::H2,
-        deliver,
-        async move { stop.closed().await },
-    )
-    .await;
+    let _ = crate::http2::serve(io, acceptor, config, ServerStream::H2, tx, tx.closed()).await;
 }

@@ -144,7 +144,6 @@ impl Acceptor {
     }
 
     /// How long the client has to send its request.
-    #[cfg(any(feature = "rustls", feature = "http2"))]
     pub(crate) fn handshake_timeout_get(&self) -> Duration {
         self.handshake_timeout
     }

@@ -46,6 +46,27 @@ pub enum TlsConfigError {
     Rustls(#[from] rustls::Error),
 }
 
+/// `config` with its ALPN list fit for serving WebSockets: `h2` (when `http2`) and
+/// `http/1.1` when it has none; without `http2`, `h2` is taken out of a list that has it, as a
+/// client that picked it would get HTTP/1.1 answers. Used by the
+/// [`Listener`](crate::Listener) and socketry-axum's server.
+pub fn with_alpn(config: Arc<ServerConfig>, http2: bool) -> Arc<ServerConfig> {
+    let has_h2 = config.alpn_protocols.iter().any(|p| p == b"h2");
+    if !config.alpn_protocols.is_empty() && (http2 || !has_h2) {
+        return config;
+    }
+    let mut config = Arc::unwrap_or_clone(config);
+    if config.alpn_protocols.is_empty() {
+        if http2 {
+            config.alpn_protocols.push(b"h2".to_vec());
+        }
+        config.alpn_protocols.push(b"http/1.1".to_vec());
+    } else {
+        config.alpn_protocols.retain(|p| p != b"h2");
+    }
+    Arc::new(config)
+}
+
 /// A server configuration for `certs` (leaf first) and `key`: TLS 1.2 and 1.3 with the ring
 /// provider, no client authentication, no ALPN (the [`Listener`](crate::Listener) and
 /// socketry-axum's server set `h2` and `http/1.1`).

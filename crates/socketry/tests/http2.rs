@@ -546,10 +546,13 @@ async fn raw_h2(port: u16) -> h2::client::SendRequest<Bytes> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let (send, connection) = h2::client::handshake(tcp).await.unwrap();
+    let (send, mut connection) = h2::client::handshake(tcp).await.unwrap();
+    let mut ping = connection.ping_pong().unwrap();
     tokio::spawn(async move {
         let _ = connection.await;
     });
+    // The server's SETTINGS come before its answer to a PING.
+    bounded(ping.ping(h2::Ping::opaque())).await.unwrap();
     send
 }
 
@@ -584,8 +587,6 @@ async fn bad_extended_connects_are_refused_and_the_connection_goes_on() {
         .http2(socketry::Http2Config::new())
         .serve(tcp);
     let send = raw_h2(port).await;
-    // Wait for the server's SETTINGS (the first request would race them).
-    tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(send.is_extended_connect_protocol_enabled());
     // CONNECT without :protocol: a tunnel request, not a WebSocket.
     assert_eq!(
@@ -857,4 +858,98 @@ async fn a_silent_server_gets_http1_after_the_settings_wait() {
         bounded(ws.recv()).await.unwrap().unwrap(),
         Message::text("late")
     );
+}
+
+#[tokio::test]
+async fn a_full_backlog_answers_503_and_the_connection_goes_on() {
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let mut incoming = Listener::new(Acceptor::new())
+        .http2(socketry::Http2Config::new())
+        .serve(tcp);
+    let send = raw_h2(port).await;
+    // Nobody accepts: the first 128 sockets fill the backlog (their streams are reset as
+    // each answer is dropped, which frees the connection's stream slots).
+    for _ in 0..128 {
+        let request = connect_request(Some("websocket"), Some("13"));
+        assert_eq!(raw_status(&send, request).await, 200);
+    }
+    let request = connect_request(Some("websocket"), Some("13"));
+    assert_eq!(raw_status(&send, request).await, 503);
+    // Taking one makes room for one.
+    let (_ws, request) = bounded(incoming.accept()).await.unwrap();
+    assert_eq!(request.version(), http::Version::HTTP_2);
+    let request = connect_request(Some("websocket"), Some("13"));
+    assert_eq!(raw_status(&send, request).await, 200);
+}
+
+/// A cleartext HTTP/2 client that sends the preface and its SETTINGS, then reads nothing and
+/// answers nothing, PINGs included; returns when the server closes the connection.
+async fn mute_h2_client(port: u16) -> tokio::net::TcpStream {
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    tcp
+}
+
+async fn until_closed(mut tcp: tokio::net::TcpStream) {
+    let mut sink = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut sink).await;
+}
+
+#[tokio::test]
+async fn a_peer_that_never_answers_the_shutdown_ping_does_not_keep_the_connection() {
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let incoming = Listener::new(Acceptor::new())
+        .http2(socketry::Http2Config::new().idle_timeout(None))
+        .serve(tcp);
+    let client = mute_h2_client(port).await;
+    // Let the server take the connection, then stop it: GOAWAY and a PING nobody answers.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(incoming);
+    bounded(until_closed(client)).await;
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_ended() {
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let _incoming = Listener::new(Acceptor::new())
+        .http2(socketry::Http2Config::new().idle_timeout(Some(Duration::from_millis(200))))
+        .serve(tcp);
+    let started = std::time::Instant::now();
+    bounded(until_closed(mute_h2_client(port).await)).await;
+    assert!(started.elapsed() >= Duration::from_millis(200));
+}
+
+#[tokio::test]
+async fn h2_in_a_given_alpn_list_is_dropped_when_http2_is_off() {
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let (server_tls, client_tls) = tls_pair();
+    let mut server_tls = Arc::unwrap_or_clone(server_tls);
+    server_tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // No .http2(): a client picking h2 would get HTTP/1.1 answers to its preface.
+    let mut incoming = Listener::new(Acceptor::new())
+        .tls(Arc::new(server_tls))
+        .serve(tcp);
+    let connector = Connector::new()
+        .tls_config(client_tls)
+        .http2(Http2::Negotiate);
+    let client = tokio::spawn(async move {
+        connector
+            .connect(&format!("wss://localhost:{port}/chat"))
+            .await
+            .unwrap()
+    });
+    let (_ws, request) = bounded(incoming.accept()).await.unwrap();
+    assert_eq!(request.version(), http::Version::HTTP_11);
+    let (_ws, response) = bounded(client).await.unwrap();
+    assert_eq!(response.status(), 101);
 }

@@ -7,7 +7,10 @@ use bytes::Bytes;
 use h2::{RecvStream, server::SendResponse};
 use http::{Request, Response};
 use socketry_proto::{HandshakeError, Role, handshake};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::mpsc,
+};
 
 use super::{H2Stream, Http2Config, stream::h2_error};
 use crate::{Acceptor, Error, Timeout, WebSocket};
@@ -27,17 +30,20 @@ fn builder(config: &Http2Config) -> h2::server::Builder {
 }
 
 /// Serves one HTTP/2 connection: every extended CONNECT that passes `acceptor`'s checks
-/// becomes a WebSocket given to `deliver` (with the transport wrapped by `wrap`); any other
-/// request is answered with its error status. Returns when the connection ends.
+/// becomes a WebSocket sent on `deliver` (with the transport wrapped by `wrap`); any other
+/// request is answered with its error status, and a CONNECT that finds `deliver` full with
+/// 503 (waiting for room would stall every stream on the connection, whose I/O this task
+/// drives). Returns when the connection ends.
 ///
 /// Once `stop` resolves, the connection takes no new stream (GOAWAY) and ends when its open
-/// streams have. A connection with no open stream for the idle timeout is ended too.
+/// streams have, whether or not the peer answers the shutdown's PING. A connection with no
+/// open stream for the idle timeout is ended too.
 pub(crate) async fn serve<T, S>(
     io: T,
     acceptor: &Acceptor,
     config: &Http2Config,
     wrap: fn(H2Stream) -> S,
-    mut deliver: impl FnMut(WebSocket<S>, Request<()>),
+    deliver: &mpsc::Sender<(WebSocket<S>, Request<()>)>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), Error>
 where
@@ -53,7 +59,7 @@ where
     let streams: Arc<()> = Arc::new(());
     let idle = config.idle_timeout;
     let far = Duration::from_secs(86_400 * 365);
-    let mut idle_check = pin!(tokio::time::sleep(idle.unwrap_or(far)));
+    let mut check = pin!(tokio::time::sleep(idle.unwrap_or(far)));
     let mut idle_once = false;
     let mut stop = pin!(stop);
     let mut stopping = false;
@@ -62,9 +68,13 @@ where
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
                     idle_once = false;
+                    let Ok(permit) = deliver.try_reserve() else {
+                        refuse_busy(respond);
+                        continue;
+                    };
                     let keep = streams.clone() as Arc<dyn std::any::Any + Send + Sync>;
-                    if let Some((ws, request)) = answer(acceptor, request, respond, wrap, keep) {
-                        deliver(ws, request);
+                    if let Some(accepted) = answer(acceptor, request, respond, wrap, keep) {
+                        permit.send(accepted);
                     }
                 }
                 Some(Err(err)) => return Err(h2_error(err)),
@@ -73,21 +83,46 @@ where
             () = &mut stop, if !stopping => {
                 stopping = true;
                 conn.graceful_shutdown();
+                check.as_mut().reset(tokio::time::Instant::now() + DRAIN_CHECK);
             }
-            () = &mut idle_check, if idle.is_some() && !stopping => {
-                // Idle at two checks in a row: no stream for at least one whole period.
+            () = &mut check, if idle.is_some() || stopping => {
                 let open = Arc::strong_count(&streams) > 1;
-                if !open && idle_once {
-                    stopping = true;
-                    conn.graceful_shutdown();
+                let next = if stopping {
+                    // h2 ends the connection once the peer acknowledges the shutdown's PING;
+                    // a peer that never does must not keep it, and its task, forever.
+                    if !open {
+                        return Ok(());
+                    }
+                    DRAIN_CHECK
                 } else {
-                    idle_once = !open;
-                    let next = tokio::time::Instant::now() + idle.unwrap_or(far);
-                    idle_check.as_mut().reset(next);
-                }
+                    // Idle at two checks in a row: no stream for at least one whole period.
+                    if !open && idle_once {
+                        stopping = true;
+                        conn.graceful_shutdown();
+                        idle_once = false;
+                        DRAIN_CHECK
+                    } else {
+                        idle_once = !open;
+                        idle.unwrap_or(far)
+                    }
+                };
+                check.as_mut().reset(tokio::time::Instant::now() + next);
             }
         }
     }
+}
+
+/// How often a connection that is shutting down checks whether its streams are all gone.
+const DRAIN_CHECK: Duration = Duration::from_secs(1);
+
+/// Answers a CONNECT that found the backlog full: 503, to be tried again.
+fn refuse_busy(mut respond: SendResponse<Bytes>) {
+    let response = Response::builder()
+        .status(http::StatusCode::SERVICE_UNAVAILABLE)
+        .header(http::header::RETRY_AFTER, "1")
+        .body(())
+        .expect("a valid response");
+    let _ = respond.send_response(response, true);
 }
 
 /// Answers one request: a WebSocket for a valid extended CONNECT, an error status otherwise.
@@ -135,10 +170,21 @@ fn refuse(mut respond: SendResponse<Bytes>, err: &HandshakeError) {
     }
 }
 
-/// Whether the first byte of a cleartext connection starts HTTP/2's preface (`PRI * HTTP/2.0`,
-/// RFC 9113 §3.4) rather than an HTTP/1.1 WebSocket handshake (`GET`).
-pub(crate) fn starts_preface(first: u8) -> bool {
-    first == b'P'
+/// HTTP/2's connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What the first bytes of a cleartext connection say: `Some(true)` for HTTP/2's preface,
+/// `Some(false)` for anything else (an HTTP/1.1 handshake), `None` while they could still be
+/// either.
+pub(crate) fn sniff_preface(peeked: &[u8]) -> Option<bool> {
+    let n = peeked.len().min(PREFACE.len());
+    if peeked[..n] != PREFACE[..n] {
+        Some(false)
+    } else if n == PREFACE.len() {
+        Some(true)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -147,7 +193,16 @@ mod tests {
 
     #[test]
     fn the_preface_is_told_from_a_get() {
-        assert!(starts_preface(b"PRI * HTTP/2.0\r\n"[0]));
-        assert!(!starts_preface(b"GET / HTTP/1.1\r\n"[0]));
+        assert_eq!(sniff_preface(PREFACE), Some(true));
+        assert_eq!(
+            sniff_preface(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"),
+            Some(true)
+        );
+        assert_eq!(sniff_preface(b"PRI * HTTP/2"), None);
+        assert_eq!(sniff_preface(b""), None);
+        assert_eq!(sniff_preface(b"GET / HTTP/1.1\r\n"), Some(false));
+        // A method that starts as the preface does is still HTTP/1.1.
+        assert_eq!(sniff_preface(b"PRIVATE / HTTP/1.1\r\n"), Some(false));
+        assert_eq!(sniff_preface(b"PUT"), Some(false));
     }
 }
