@@ -7,7 +7,10 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -112,16 +115,21 @@ impl Serve {
         self
     }
 
-    /// How long a client has for the TLS handshake. The default value is 10 seconds.
+    /// How long a new connection has for its TLS handshake and its first request together;
+    /// one that takes longer is dropped. Later requests are hyper's to time (30 s for the
+    /// headers of an HTTP/1.1 request); [`Http2Config::idle_timeout`] is the
+    /// [`Listener`](socketry::Listener)'s and does not apply here. The default value is 10
+    /// seconds.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
     }
 
     /// Stops accepting once `signal` resolves, then waits for the open connections: HTTP/1.1
-    /// ones after their current request, HTTP/2 ones after their streams, WebSockets
-    /// included. Close those with a [`Shutdown`](crate::Shutdown), as
-    /// [`Shutdown::on`](crate::Shutdown::on) does.
+    /// ones after their current request, HTTP/2 ones after their streams, WebSockets over
+    /// HTTP/2 included. A WebSocket upgraded from HTTP/1.1 has left hyper and is not waited
+    /// for: close those with a [`Shutdown`](crate::Shutdown) (as
+    /// [`Shutdown::on`](crate::Shutdown::on) does), which also closes the HTTP/2 ones.
     pub fn with_graceful_shutdown(
         mut self,
         signal: impl Future<Output = ()> + Send + 'static,
@@ -168,6 +176,7 @@ impl Serve {
                 }
             };
             let _ = stream.set_nodelay(true);
+            let timeout = self.handshake_timeout;
             let connection = Connection {
                 builder: builder.clone(),
                 router: self.router.clone(),
@@ -177,16 +186,19 @@ impl Serve {
             #[cfg(feature = "tls")]
             if let Some(tls) = &tls {
                 let tls = tokio_rustls::TlsAcceptor::from(tls.clone());
-                let timeout = self.handshake_timeout;
                 tokio::spawn(async move {
-                    if let Ok(Ok(stream)) = tokio::time::timeout(timeout, tls.accept(stream)).await
+                    // TLS and the first request share the handshake timeout.
+                    let deadline = tokio::time::Instant::now() + timeout;
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout_at(deadline, tls.accept(stream)).await
                     {
-                        connection.serve(stream).await;
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        connection.serve(stream, left).await;
                     }
                 });
                 continue;
             }
-            tokio::spawn(connection.serve(stream));
+            tokio::spawn(connection.serve(stream, timeout));
         }
         drop(self.listener);
         graceful.shutdown().await;
@@ -224,7 +236,10 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve<T>(self, io: T)
+    /// Serves the connection; one that brings no request within `first_request` (a client
+    /// that connects and says nothing, before hyper has a timeout of its own running) is
+    /// dropped.
+    async fn serve<T>(self, io: T, first_request: Duration)
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -234,14 +249,26 @@ impl Connection {
             peer,
             watcher,
         } = self;
+        let seen = Arc::new(AtomicBool::new(false));
+        let saw = seen.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            saw.store(true, Ordering::Relaxed);
             request.extensions_mut().insert(ConnectInfo(peer));
             let mut router = router.clone();
             async move { Ok::<_, Infallible>(router.call(request).await.unwrap_or_else(|e| match e {})) }
         });
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         // The peer's errors (a reset, a bad request) end its connection only.
-        let _ = watcher.watch(connection.into_owned()).await;
+        let mut served = std::pin::pin!(watcher.watch(connection.into_owned()));
+        tokio::select! {
+            _ = &mut served => return,
+            () = tokio::time::sleep(first_request) => {
+                if !seen.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
+        }
+        let _ = served.await;
     }
 }
 

@@ -380,3 +380,34 @@ async fn a_fallback_serves_plain_requests_and_leaves_extended_connect_to_the_con
     }
     assert_eq!(page, b"the chat page");
 }
+
+#[tokio::test]
+async fn a_connection_that_sends_no_request_is_dropped_after_the_handshake_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = echo_upgrader().route(Router::new(), "/ws");
+    tokio::spawn(async move {
+        socketry_axum::serve(listener, app)
+            .handshake_timeout(Duration::from_millis(300))
+            .await
+            .unwrap()
+    });
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut sink = Vec::new();
+    bounded(tokio::io::AsyncReadExt::read_to_end(&mut silent, &mut sink))
+        .await
+        .unwrap();
+    assert!(sink.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // A connection that asks in time is served past the timeout.
+    let (mut ws, _) = bounded(h2c().connect(&format!("ws://{addr}/ws")))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    ws.send("still here").await.unwrap();
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("still here")
+    );
+}
