@@ -306,8 +306,8 @@ impl Connector {
     /// # Errors
     ///
     /// [`Error::InvalidUrl`], [`Error::Io`] when connecting fails, [`Error::Timeout`], and
-    /// [`Error::Handshake`] for a malformed answer; [`Error::Http`] for a status other than
-    /// 101, with the response's headers and body to debug it ([`Error::status`] gives the
+    /// [`Error::Handshake`] for a malformed answer; [`Error::Http`] for a refusal (a status
+    /// other than 101, or than 2xx over HTTP/2), with the response's headers and body to debug it ([`Error::status`] gives the
     /// status).
     pub async fn connect(
         &self,
@@ -432,14 +432,8 @@ impl Connector {
         uri: &Uri,
     ) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), crate::http2::OpenFailed> {
         use crate::http2::OpenFailed::Fatal;
-        let mut headers = self.request_headers(uri).map_err(Fatal)?;
+        let headers = self.request_headers(uri).map_err(Fatal)?;
         let offer = self.config.get_compression();
-        if let Some(offer) = offer
-            && !headers.contains_key(http::header::SEC_WEBSOCKET_EXTENSIONS)
-        {
-            let value = HeaderValue::from_str(&offer.offer()).expect("the offer is a valid header");
-            headers.insert(http::header::SEC_WEBSOCKET_EXTENSIONS, value);
-        }
         let scheme = if uri
             .scheme_str()
             .is_some_and(|s| s.eq_ignore_ascii_case("wss"))
@@ -523,16 +517,6 @@ impl Connector {
         *request.headers_mut() = self.request_headers(&uri)?;
         *request.uri_mut() = uri;
         let offer = self.config.get_compression();
-        if let Some(offer) = offer
-            && !request
-                .headers()
-                .contains_key(http::header::SEC_WEBSOCKET_EXTENSIONS)
-        {
-            let value = HeaderValue::from_str(&offer.offer()).expect("the offer is a valid header");
-            request
-                .headers_mut()
-                .insert(http::header::SEC_WEBSOCKET_EXTENSIONS, value);
-        }
         let key = handshake::generate_key();
         let mut head = Vec::with_capacity(256);
         handshake::write_request(&request, &key, &self.protocols, &mut head);
@@ -565,8 +549,16 @@ impl Connector {
 
     /// The configured headers, plus basic auth from the URL's credentials (gorilla's rule)
     /// unless an `Authorization` header was set.
+    /// The opening request's headers on either HTTP version: the user's, `Authorization` from
+    /// the URL's credentials, and the compression offer (unless the user set one).
     fn request_headers(&self, uri: &Uri) -> Result<HeaderMap, Error> {
         let mut headers = self.headers.clone();
+        if let Some(offer) = self.config.get_compression()
+            && !headers.contains_key(http::header::SEC_WEBSOCKET_EXTENSIONS)
+        {
+            let value = HeaderValue::from_str(&offer.offer()).expect("the offer is a valid header");
+            headers.insert(http::header::SEC_WEBSOCKET_EXTENSIONS, value);
+        }
         let userinfo = uri
             .authority()
             .and_then(|a| a.as_str().rsplit_once('@'))

@@ -2,7 +2,8 @@
 
 use tokio::net::TcpStream;
 
-/// A TCP stream, or a TLS stream over TCP for `wss://`.
+/// A client's transport: a TCP stream, a TLS stream over TCP for `wss://`, or (feature
+/// `http2`) one stream of a shared HTTP/2 connection.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum MaybeTlsStream {

@@ -12,8 +12,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use h2::{Reason, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The most bytes one write hands to HTTP/2 at a time: one DATA frame of the default maximum
-/// size, so that a large message does not reserve a whole window for one stream at once.
+/// The most bytes one write hands to HTTP/2 at a time (h2 cuts them into frames of the peer's
+/// largest size): a 16 KiB message with its header goes out in one write, and a large message
+/// does not claim a whole connection window for one stream at once.
 const MAX_WRITE: usize = 64 * 1024;
 
 /// One HTTP/2 stream carrying a WebSocket: DATA frames in both directions, `END_STREAM` as
@@ -23,8 +24,9 @@ const MAX_WRITE: usize = 64 * 1024;
 /// Reading gives back the stream's flow-control window as the bytes are consumed, so a
 /// socket whose application stops reading holds at most its stream window
 /// ([`Http2Config::stream_window`](crate::Http2Config::stream_window)). Writing sends only
-/// what the peer's windows allow, so nothing queues past them. Dropping the stream before its
-/// end resets it with `CANCEL`.
+/// what the peer's windows allow, so nothing queues past them. Dropping the stream before both
+/// sides ended it resets it: `CANCEL`, or on a server that already ended its half,
+/// `NO_ERROR` (RFC 9113 §8.1).
 pub struct H2Stream {
     send: SendStream<Bytes>,
     recv: RecvStream,
