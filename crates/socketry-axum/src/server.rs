@@ -73,6 +73,9 @@ pub fn serve(listener: TcpListener, router: Router) -> Serve {
 
 type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// How often an HTTP/2 connection is pinged, and how long the answer may take.
+const KEEPALIVE: Duration = Duration::from_secs(20);
+
 /// A server being set up; `.await` it to run. See [`serve`].
 #[must_use = "a server does nothing until awaited"]
 pub struct Serve {
@@ -129,7 +132,8 @@ impl Serve {
     /// ones after their current request, HTTP/2 ones after their streams, WebSockets over
     /// HTTP/2 included. A WebSocket upgraded from HTTP/1.1 has left hyper and is not waited
     /// for: close those with a [`Shutdown`](crate::Shutdown) (as
-    /// [`Shutdown::on`](crate::Shutdown::on) does), which also closes the HTTP/2 ones.
+    /// [`Shutdown::on`](crate::Shutdown::on) does), which also closes the HTTP/2 ones. An
+    /// HTTP/2 peer that stops answering is pinged out within 40 seconds.
     pub fn with_graceful_shutdown(
         mut self,
         signal: impl Future<Output = ()> + Send + 'static,
@@ -188,7 +192,11 @@ impl Serve {
                 let tls = tokio_rustls::TlsAcceptor::from(tls.clone());
                 tokio::spawn(async move {
                     // TLS and the first request share the handshake timeout.
-                    let deadline = tokio::time::Instant::now() + timeout;
+                    let now = tokio::time::Instant::now();
+                    // A timeout too large for the clock means none.
+                    let deadline = now
+                        .checked_add(timeout)
+                        .unwrap_or(now + Duration::from_secs(86_400 * 365));
                     if let Ok(Ok(stream)) =
                         tokio::time::timeout_at(deadline, tls.accept(stream)).await
                     {
@@ -215,6 +223,10 @@ impl Serve {
                     .http2()
                     .timer(TokioTimer::new())
                     .enable_connect_protocol()
+                    // A peer that vanished, or never answers the PING of a graceful shutdown
+                    // (which h2 waits for), is found out and its connection ended.
+                    .keep_alive_interval(Some(KEEPALIVE))
+                    .keep_alive_timeout(KEEPALIVE)
                     .initial_stream_window_size(config.get_stream_window())
                     .initial_connection_window_size(config.get_connection_window())
                     .max_concurrent_streams(config.get_max_streams())
@@ -261,6 +273,8 @@ impl Connection {
         // The peer's errors (a reset, a bad request) end its connection only.
         let mut served = std::pin::pin!(watcher.watch(connection.into_owned()));
         tokio::select! {
+            // Served first: a connection whose request came with its last moment is kept.
+            biased;
             _ = &mut served => return,
             () = tokio::time::sleep(first_request) => {
                 if !seen.load(Ordering::Relaxed) {

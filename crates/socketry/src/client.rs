@@ -381,7 +381,7 @@ impl Connector {
         let slot = self.pool.slot(&origin);
         // A stream the server refused or never processed (REFUSED_STREAM, GOAWAY) goes to a
         // fresh connection once (RFC 9113 §8.7); the failed one is no longer handed out.
-        let mut retried = false;
+        let mut refused_by: Option<Arc<crate::http2::client::Conn>> = None;
         loop {
             // Held while dialling, so that concurrent sockets to the origin wait for this
             // connection instead of each opening one.
@@ -389,7 +389,7 @@ impl Connector {
             if guard.http1_only() {
                 return Attempt::Fallback;
             }
-            let conn = match guard.live() {
+            let conn = match guard.live(refused_by.as_ref()) {
                 Some(conn) => conn,
                 None => {
                     let stream = match self.dial(target, proxy, true).await {
@@ -400,13 +400,16 @@ impl Connector {
                         guard.remember_http1();
                         return Attempt::Http1(stream);
                     }
-                    match crate::http2::client_handshake(stream, &self.http2_config).await {
+                    let prior_knowledge = !target.tls;
+                    let handshake =
+                        crate::http2::client_handshake(stream, &self.http2_config, prior_knowledge);
+                    match handshake.await {
                         Ok(conn) => {
                             guard.add(&conn);
                             conn
                         }
-                        // Not HTTP/2 (prior knowledge refused), no extended CONNECT, or no
-                        // SETTINGS in time: remembered. A transient failure is not.
+                        // Not HTTP/2 (prior knowledge refused), no extended CONNECT: remembered.
+                        // A transient failure is not.
                         Err(failed) => {
                             if failed.not_http2 {
                                 guard.remember_http1();
@@ -418,7 +421,9 @@ impl Connector {
             };
             drop(guard);
             match self.handshake_http2(&conn, &target.uri).await {
-                Err(crate::http2::OpenFailed::Retry(_)) if !retried => retried = true,
+                Err(crate::http2::OpenFailed::Retry(_)) if refused_by.is_none() => {
+                    refused_by = Some(conn);
+                }
                 outcome => return Attempt::Done(Box::new(outcome.map_err(Error::from))),
             }
         }
@@ -588,12 +593,10 @@ impl Connector {
         #[cfg(feature = "rustls")]
         {
             use tokio_rustls::rustls::pki_types::ServerName;
-            let mut config = self.tls.clone().unwrap_or_else(default_tls_config);
-            if offer_h2 {
-                let mut with_alpn = (*config).clone();
-                with_alpn.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-                config = Arc::new(with_alpn);
-            }
+            let config = client_alpn(
+                self.tls.clone().unwrap_or_else(default_tls_config),
+                offer_h2,
+            );
             let name = ServerName::try_from(target.host.clone()).map_err(|e| {
                 UrlError::new(redact_userinfo(&target.uri), "invalid tls server name").caused_by(e)
             })?;
@@ -613,6 +616,31 @@ impl Connector {
             .into())
         }
     }
+}
+
+/// `config` with an ALPN list that matches what the connection will speak: `h2` first when
+/// offered (and `http/1.1` when the list was empty), `h2` taken out otherwise, so that a
+/// fallback or an HTTP/1.1-only connector never lands on HTTP/2 it would not speak. The rest
+/// of a user's list stays as it was.
+#[cfg(feature = "rustls")]
+fn client_alpn(
+    config: Arc<tokio_rustls::rustls::ClientConfig>,
+    offer_h2: bool,
+) -> Arc<tokio_rustls::rustls::ClientConfig> {
+    let protocols = &config.alpn_protocols;
+    let has_h2 = protocols.iter().any(|p| p == b"h2");
+    if offer_h2 == has_h2 && !(offer_h2 && protocols[0] != b"h2") {
+        return config;
+    }
+    let mut config = Arc::unwrap_or_clone(config);
+    config.alpn_protocols.retain(|p| p != b"h2");
+    if offer_h2 {
+        if config.alpn_protocols.is_empty() {
+            config.alpn_protocols.push(b"http/1.1".to_vec());
+        }
+        config.alpn_protocols.insert(0, b"h2".to_vec());
+    }
+    Arc::new(config)
 }
 
 /// Whether a freshly dialled stream is to speak HTTP/2: TLS whose ALPN picked `h2`, or
@@ -725,6 +753,31 @@ impl Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "rustls")]
+    #[test]
+    fn alpn_offers_h2_only_when_the_connection_will_speak_it() {
+        let with = |list: &[&[u8]]| {
+            let mut config = Arc::unwrap_or_clone(default_tls_config());
+            config.alpn_protocols = list.iter().map(|p| p.to_vec()).collect();
+            Arc::new(config)
+        };
+        let list = |config: Arc<tokio_rustls::rustls::ClientConfig>| config.alpn_protocols.clone();
+        let h2 = b"h2".to_vec();
+        let h1 = b"http/1.1".to_vec();
+        assert_eq!(list(client_alpn(with(&[]), true)), [h2.clone(), h1.clone()]);
+        assert!(list(client_alpn(with(&[]), false)).is_empty());
+        // A user's list keeps its other entries; h2 goes first when offered, out otherwise.
+        assert_eq!(
+            list(client_alpn(with(&[b"http/1.1", b"h2"]), true)),
+            [h2.clone(), h1.clone()]
+        );
+        assert_eq!(
+            list(client_alpn(with(&[b"h2", b"http/1.1"]), false)),
+            std::slice::from_ref(&h1)
+        );
+        assert_eq!(list(client_alpn(with(&[b"http/1.1"]), true)), [h2, h1]);
+    }
 
     #[test]
     fn urls_are_parsed_with_default_ports() {

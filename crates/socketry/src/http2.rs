@@ -8,7 +8,7 @@ mod stream;
 
 pub(crate) use client::{OpenFailed, Pool, handshake as client_handshake, open, refused};
 pub use config::Http2Config;
-pub(crate) use server::{serve, sniff_preface};
+pub(crate) use server::{Admission, serve, sniff_preface};
 pub use stream::H2Stream;
 
 /// The `:protocol` pseudo-header of an extended CONNECT served by `h2` directly.

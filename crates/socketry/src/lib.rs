@@ -112,6 +112,8 @@ mod proxy;
 mod server;
 mod split;
 mod stream;
+#[cfg(any(feature = "rustls", feature = "http2"))]
+mod time;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;

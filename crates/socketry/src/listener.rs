@@ -12,9 +12,6 @@ use tokio::{
 
 #[cfg(feature = "http2")]
 use crate::Http2Config;
-#[cfg(any(feature = "rustls", feature = "http2"))]
-use tokio::time::Instant;
-
 use crate::{Acceptor, ServerStream, WebSocket};
 
 /// How many accepted connections may wait for [`Incoming::accept`]. An HTTP/1.1 connection
@@ -207,9 +204,10 @@ async fn connection(
     permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
-    // TLS and the preface share one deadline; the HTTP/1.1 handshake has its own.
+    // TLS, the preface and HTTP/2's own handshake share one deadline; HTTP/1.1's handshake
+    // has the acceptor's.
     #[cfg(any(feature = "rustls", feature = "http2"))]
-    let deadline = Instant::now() + listener.acceptor.handshake_timeout_get();
+    let deadline = crate::time::after(listener.acceptor.handshake_timeout_get());
     #[cfg(feature = "rustls")]
     if let Some(config) = &listener.tls {
         let handshake = tokio_rustls::TlsAcceptor::from(config.clone()).accept(stream);
@@ -220,8 +218,7 @@ async fn connection(
         if let Some(config) = &listener.http2
             && tls.get_ref().1.alpn_protocol() == Some(b"h2")
         {
-            drop(permit);
-            serve_http2(tls, &listener.acceptor, config, &tx).await;
+            serve_http2(tls, &listener.acceptor, config, &tx, deadline, permit).await;
             return;
         }
         http1(ServerStream::Tls(Box::new(tls)), &listener.acceptor, tx).await;
@@ -232,8 +229,7 @@ async fn connection(
     if let Some(config) = &listener.http2 {
         match tokio::time::timeout_at(deadline, sniff(&stream)).await {
             Ok(Ok(true)) => {
-                drop(permit);
-                serve_http2(stream, &listener.acceptor, config, &tx).await;
+                serve_http2(stream, &listener.acceptor, config, &tx, deadline, permit).await;
                 return;
             }
             Ok(Ok(false)) => {}
@@ -250,6 +246,7 @@ async fn connection(
 async fn sniff(stream: &TcpStream) -> std::io::Result<bool> {
     let mut peeked = [0u8; 24];
     let mut seen = 0;
+    let mut wait = Duration::from_millis(1);
     loop {
         let n = stream.peek(&mut peeked).await?;
         if n == 0 {
@@ -258,9 +255,12 @@ async fn sniff(stream: &TcpStream) -> std::io::Result<bool> {
         if let Some(is_h2) = crate::http2::sniff_preface(&peeked[..n]) {
             return Ok(is_h2);
         }
-        // peek returns at once while the bytes it saw are still there: wait for more.
+        // peek returns at once while the bytes it saw are still there: wait for more, backing
+        // off so that a client that stalls mid-preface costs a few syscalls, not a thousand a
+        // second.
         if n == seen {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(100));
         }
         seen = n;
     }
@@ -277,9 +277,28 @@ async fn http1(stream: ServerStream, acceptor: &Acceptor, tx: Sender) {
 }
 
 #[cfg(feature = "http2")]
-async fn serve_http2<T>(io: T, acceptor: &Acceptor, config: &Http2Config, tx: &Sender)
-where
+async fn serve_http2<T>(
+    io: T,
+    acceptor: &Acceptor,
+    config: &Http2Config,
+    tx: &Sender,
+    deadline: tokio::time::Instant,
+    permit: OwnedSemaphorePermit,
+) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let _ = crate::http2::serve(io, acceptor, config, ServerStream::H2, tx, tx.closed()).await;
+    let admission = crate::http2::Admission {
+        deadline,
+        permit: Some(permit),
+    };
+    let serve = crate::http2::serve(
+        io,
+        acceptor,
+        config,
+        ServerStream::H2,
+        tx,
+        admission,
+        tx.closed(),
+    );
+    let _ = serve.await;
 }

@@ -755,10 +755,10 @@ fn transports_are_nameable(stream: &H2Stream) -> u32 {
     stream.stream_id()
 }
 
-/// A bare HTTP/2 server allowing extended CONNECT: the first connection refuses its first
-/// stream with `REFUSED_STREAM`, later ones answer 200 and keep the stream. Reports each new
-/// connection.
-async fn server_refusing_the_first_stream() -> (u16, mpsc::UnboundedReceiver<()>) {
+/// A bare HTTP/2 server allowing extended CONNECT: the first connection takes its first
+/// stream and refuses every later one with `REFUSED_STREAM`; later connections take all.
+/// Reports each new connection.
+async fn server_refusing_on_its_first_connection() -> (u16, mpsc::UnboundedReceiver<()>) {
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = tcp.local_addr().unwrap().port();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -766,7 +766,7 @@ async fn server_refusing_the_first_stream() -> (u16, mpsc::UnboundedReceiver<()>
         let mut first = true;
         while let Ok((stream, _)) = tcp.accept().await {
             let _ = tx.send(());
-            let refuse = std::mem::take(&mut first);
+            let refusing = std::mem::take(&mut first);
             tokio::spawn(async move {
                 let mut conn = h2::server::Builder::new()
                     .enable_connect_protocol()
@@ -775,7 +775,7 @@ async fn server_refusing_the_first_stream() -> (u16, mpsc::UnboundedReceiver<()>
                     .unwrap();
                 let mut kept = Vec::new();
                 while let Some(Ok((_request, mut respond))) = conn.accept().await {
-                    if refuse {
+                    if refusing && !kept.is_empty() {
                         respond.send_reset(h2::Reason::REFUSED_STREAM);
                     } else {
                         let response = http::Response::builder().status(200).body(()).unwrap();
@@ -790,19 +790,21 @@ async fn server_refusing_the_first_stream() -> (u16, mpsc::UnboundedReceiver<()>
 
 #[tokio::test]
 async fn a_refused_stream_is_retried_once_on_a_fresh_connection() {
-    let (port, mut connections) = server_refusing_the_first_stream().await;
+    let (port, mut connections) = server_refusing_on_its_first_connection().await;
     let connector = Connector::new().http2(Http2::PriorKnowledge);
     let url = format!("ws://127.0.0.1:{port}/chat");
-    let (ws, response) = bounded(connector.connect(&url)).await.unwrap();
+    let (first, _) = bounded(connector.connect(&url)).await.unwrap();
+    assert_eq!(stream_id(&first), Some(1));
+    assert_eq!(connections.recv().await, Some(()));
+    // Refused on the shared connection, then taken on a second one (its stream 1), not sent
+    // to the refusing connection again.
+    let (second, response) = bounded(connector.connect(&url)).await.unwrap();
     assert_eq!(response.version(), http::Version::HTTP_2);
     assert_eq!(response.status(), 200);
-    assert!(ws.get_ref().is_http2());
-    // Two connections: the refusing one is no longer handed out.
+    assert_eq!(stream_id(&second), Some(1));
     assert_eq!(connections.recv().await, Some(()));
-    assert_eq!(connections.recv().await, Some(()));
-    let (again, _) = bounded(connector.connect(&url)).await.unwrap();
-    assert_eq!(stream_id(&again), Some(3));
     assert!(connections.try_recv().is_err());
+    drop(first);
 }
 
 #[tokio::test]
@@ -952,4 +954,34 @@ async fn h2_in_a_given_alpn_list_is_dropped_when_http2_is_off() {
     assert_eq!(request.version(), http::Version::HTTP_11);
     let (_ws, response) = bounded(client).await.unwrap();
     assert_eq!(response.status(), 101);
+}
+
+#[tokio::test]
+async fn prior_knowledge_to_an_http1_server_is_remembered() {
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let (tx, mut accepted) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = tcp.accept().await {
+            let _ = tx.send(());
+            // HTTP/1.1 only: the preface gets a 400 and the connection is closed.
+            tokio::spawn(async move {
+                if let Ok(ws) = socketry::accept(stream).await {
+                    echo(ws).await;
+                }
+            });
+        }
+    });
+    let connector = Connector::new().http2(Http2::PriorKnowledge);
+    let url = format!("ws://127.0.0.1:{port}/chat");
+    let (_a, response) = bounded(connector.connect(&url)).await.unwrap();
+    assert_eq!(response.status(), 101);
+    // The HTTP/2 try, then HTTP/1.1.
+    assert_eq!(accepted.recv().await, Some(()));
+    assert_eq!(accepted.recv().await, Some(()));
+    // The next socket goes straight to HTTP/1.1.
+    let (_b, response) = bounded(connector.connect(&url)).await.unwrap();
+    assert_eq!(response.status(), 101);
+    assert_eq!(accepted.recv().await, Some(()));
+    assert!(accepted.try_recv().is_err());
 }

@@ -68,11 +68,15 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// A live connection with room for one more stream.
-    pub(crate) fn live(&mut self) -> Option<Arc<Conn>> {
+    /// A live connection with room for one more stream, other than `not` (the one that just
+    /// refused a stream).
+    pub(crate) fn live(&mut self, not: Option<&Arc<Conn>>) -> Option<Arc<Conn>> {
         self.conns.retain(|weak| weak.strong_count() > 0);
         self.conns.iter().find_map(|weak| {
             let conn = weak.upgrade()?;
+            if not.is_some_and(|not| Arc::ptr_eq(not, &conn)) {
+                return None;
+            }
             // The pool's upgrade is one of the strong references; the others are sockets.
             let streams = Arc::strong_count(&conn) - 1;
             (conn.has_room(streams) && conn.is_usable()).then_some(conn)
@@ -126,34 +130,31 @@ impl Pool {
 /// A new connection that carries no WebSockets over HTTP/2: the socket falls back to
 /// HTTP/1.1, whose own errors are the ones worth reporting.
 pub(crate) struct HandshakeFailed {
-    /// Whether the failure says the origin does not take them (no extended CONNECT, no
-    /// HTTP/2, no SETTINGS in time), so that the pool remembers; a transient I/O error does
-    /// not.
+    /// Whether the failure says the origin does not take them, so that the pool remembers.
     pub(crate) not_http2: bool,
 }
 
-impl HandshakeFailed {
-    fn from_h2(err: h2::Error) -> Self {
-        // A protocol error (an HTTP/1.1 answer to the preface, a GOAWAY) is the server's
-        // word; the end of the stream, too: HTTP/1.1 servers hang up on `PRI *`.
-        let not_http2 = !err.is_io()
-            || err
-                .get_io()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof);
-        Self { not_http2 }
-    }
-}
-
 /// Opens HTTP/2 on `io` and waits (up to [`SETTINGS_WAIT`]) for the server's settings.
+/// `prior_knowledge`: cleartext, where nothing said the server speaks HTTP/2.
 ///
 /// # Errors
 ///
 /// When the server's settings do not allow WebSockets (the connection is dropped), on HTTP/2
-/// and I/O errors, and when the settings do not come in time.
-pub(crate) async fn handshake<T>(io: T, config: &Http2Config) -> Result<Arc<Conn>, HandshakeFailed>
+/// and I/O errors, and when the settings do not come in time. Without prior knowledge (ALPN
+/// picked `h2`) only the first says anything about the origin; with it, every failure
+/// before the settings does (an HTTP/1.1 server answers the preface with a 400 or hangs up,
+/// which h2 reports as a broken pipe, or waits for the rest of a request line).
+pub(crate) async fn handshake<T>(
+    io: T,
+    config: &Http2Config,
+    prior_knowledge: bool,
+) -> Result<Arc<Conn>, HandshakeFailed>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let failed = HandshakeFailed {
+        not_http2: prior_knowledge,
+    };
     let settings = async {
         let (send, mut connection) = h2::client::Builder::new()
             .initial_window_size(config.stream_window)
@@ -164,7 +165,7 @@ where
             .enable_push(false)
             .handshake::<_, Bytes>(io)
             .await
-            .map_err(HandshakeFailed::from_h2)?;
+            .ok()?;
         let mut ping = connection.ping_pong().expect("taken once, here");
         tokio::spawn(async move {
             // Ends when every socket and the pool's handles are gone, or the server goes.
@@ -173,14 +174,12 @@ where
         // A client may send `:protocol` only once the server's SETTINGS allowed it (RFC 8441
         // §3). The server sends its SETTINGS first, so they were processed once a PING is
         // answered.
-        ping.ping(h2::Ping::opaque())
-            .await
-            .map_err(HandshakeFailed::from_h2)?;
-        Ok(send)
+        ping.ping(h2::Ping::opaque()).await.ok()?;
+        Some(send)
     };
-    let send = tokio::time::timeout(SETTINGS_WAIT, settings)
-        .await
-        .map_err(|_| HandshakeFailed { not_http2: true })??;
+    let Ok(Some(send)) = tokio::time::timeout(SETTINGS_WAIT, settings).await else {
+        return Err(failed);
+    };
     if !send.is_extended_connect_protocol_enabled() {
         return Err(HandshakeFailed { not_http2: true });
     }
@@ -221,12 +220,16 @@ pub(crate) async fn open(
             socketry_proto::handshake::PROTOCOL,
         ));
     let failed = |err: h2::Error, sent: bool| {
-        let refused = err.reason() == Some(h2::Reason::REFUSED_STREAM);
-        if !refused || err.is_go_away() || err.is_io() {
+        let refused =
+            err.is_reset() && err.is_remote() && err.reason() == Some(h2::Reason::REFUSED_STREAM);
+        // The connection's own end (h2 already fails `poll_ready` then, but a stream can see
+        // it first); a stream's reset says nothing of the others.
+        if err.is_go_away() || err.is_io() {
             conn.poisoned.store(true, Ordering::Relaxed);
         }
         // Before the request left, any failure is the connection's; after, only a refusal
-        // or a GOAWAY from the server (which then never processed the stream) is safe.
+        // or a GOAWAY from the server below our stream's id (which then never processed it)
+        // is safe to send again.
         if !sent || refused || (err.is_go_away() && err.is_remote()) {
             OpenFailed::Retry(h2_error(err))
         } else {

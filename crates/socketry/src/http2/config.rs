@@ -114,10 +114,11 @@ impl Http2Config {
     }
 
     /// The largest header block accepted (request headers on the server, response headers on
-    /// the client). The default value is 16 KiB.
+    /// the client), at least 4 KiB. The default value is 16 KiB.
     #[must_use]
     pub const fn max_header_list_size(mut self, bytes: u32) -> Self {
-        self.max_header_list_size = bytes;
+        // Below this, browsers' own requests would be refused.
+        self.max_header_list_size = if bytes < 4096 { 4096 } else { bytes };
         self
     }
 
@@ -136,10 +137,15 @@ impl Http2Config {
     }
 
     /// How long a server keeps a connection with no open stream before it ends it with
-    /// GOAWAY; `None` keeps it. The default value is 60 seconds.
+    /// GOAWAY (it checks once per period, so the end comes between one and two periods after
+    /// the last stream), at least 100 ms; `None` keeps it. The default value is 60 seconds.
     #[must_use]
     pub const fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.idle_timeout = timeout;
+        const MIN: Duration = Duration::from_millis(100);
+        self.idle_timeout = match timeout {
+            Some(t) if t.as_nanos() < MIN.as_nanos() => Some(MIN),
+            other => other,
+        };
         self
     }
 
@@ -227,5 +233,13 @@ mod tests {
         assert_eq!(config.get_max_send_buffer(), 16 << 10);
         let config = Http2Config::new().max_send_buffer(usize::MAX);
         assert_eq!(config.get_max_send_buffer(), u32::MAX as usize);
+        let config = Http2Config::new()
+            .max_header_list_size(0)
+            .idle_timeout(Some(std::time::Duration::ZERO));
+        assert_eq!(config.get_max_header_list_size(), 4096);
+        assert_eq!(
+            config.get_idle_timeout(),
+            Some(std::time::Duration::from_millis(100))
+        );
     }
 }

@@ -9,11 +9,14 @@ use http::{Request, Response};
 use socketry_proto::{HandshakeError, Role, handshake};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    sync::mpsc,
+    sync::{OwnedSemaphorePermit, mpsc},
 };
 
 use super::{H2Stream, Http2Config, stream::h2_error};
-use crate::{Acceptor, Error, Timeout, WebSocket};
+use crate::{
+    Acceptor, Error, Timeout, WebSocket,
+    time::{FAR, after as later},
+};
 
 /// The h2 server settings for `config`.
 fn builder(config: &Http2Config) -> h2::server::Builder {
@@ -29,21 +32,31 @@ fn builder(config: &Http2Config) -> h2::server::Builder {
     builder
 }
 
+/// What a connection's handshake is bounded by: the deadline it shares with TLS and the
+/// preface sniff, and the listener's handshake slot, held until the first WebSocket is
+/// delivered (a connection that brings none counts among the handshakes in progress).
+pub(crate) struct Admission {
+    pub(crate) deadline: tokio::time::Instant,
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
+}
+
 /// Serves one HTTP/2 connection: every extended CONNECT that passes `acceptor`'s checks
 /// becomes a WebSocket sent on `deliver` (with the transport wrapped by `wrap`); any other
-/// request is answered with its error status, and a CONNECT that finds `deliver` full with
-/// 503 (waiting for room would stall every stream on the connection, whose I/O this task
-/// drives). Returns when the connection ends.
+/// request is answered with its error status, and a valid CONNECT that finds `deliver` full
+/// with 503 (waiting for room would stall every stream on the connection, whose I/O this
+/// task drives). Returns when the connection ends.
 ///
 /// Once `stop` resolves, the connection takes no new stream (GOAWAY) and ends when its open
-/// streams have, whether or not the peer answers the shutdown's PING. A connection with no
-/// open stream for the idle timeout is ended too.
+/// streams have and h2 has sent what they left queued; a peer that never answers the
+/// shutdown's PING gets [`DRAIN_GRACE`] more, then the final GOAWAY. A connection with no
+/// open stream for the idle timeout is shut down the same way.
 pub(crate) async fn serve<T, S>(
     io: T,
     acceptor: &Acceptor,
     config: &Http2Config,
     wrap: fn(H2Stream) -> S,
     deliver: &mpsc::Sender<(WebSocket<S>, Request<()>)>,
+    mut admission: Admission,
     stop: impl Future<Output = ()>,
 ) -> Result<(), Error>
 where
@@ -51,30 +64,27 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let handshake = builder(config).handshake::<_, Bytes>(io);
-    let mut conn = tokio::time::timeout(acceptor.handshake_timeout_get(), handshake)
+    let mut conn = tokio::time::timeout_at(admission.deadline, handshake)
         .await
         .map_err(|_| Error::Timeout(Timeout::Handshake))?
         .map_err(h2_error)?;
     // One clone per open stream: the count says whether the connection is idle.
     let streams: Arc<()> = Arc::new(());
     let idle = config.idle_timeout;
-    let far = Duration::from_secs(86_400 * 365);
-    let mut check = pin!(tokio::time::sleep(idle.unwrap_or(far)));
+    let mut check = pin!(tokio::time::sleep_until(later(idle.unwrap_or(FAR))));
     let mut idle_once = false;
     let mut stop = pin!(stop);
+    // Set once shutting down and no stream is left: when to stop waiting for h2 to finish.
+    let mut drained_by: Option<tokio::time::Instant> = None;
     let mut stopping = false;
     loop {
         tokio::select! {
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
                     idle_once = false;
-                    let Ok(permit) = deliver.try_reserve() else {
-                        refuse_busy(respond);
-                        continue;
-                    };
                     let keep = streams.clone() as Arc<dyn std::any::Any + Send + Sync>;
-                    if let Some(accepted) = answer(acceptor, request, respond, wrap, keep) {
-                        permit.send(accepted);
+                    if answer(acceptor, request, respond, wrap, keep, deliver) {
+                        admission.permit = None;
                     }
                 }
                 Some(Err(err)) => return Err(h2_error(err)),
@@ -83,30 +93,37 @@ where
             () = &mut stop, if !stopping => {
                 stopping = true;
                 conn.graceful_shutdown();
-                check.as_mut().reset(tokio::time::Instant::now() + DRAIN_CHECK);
+                check.as_mut().reset(later(DRAIN_CHECK));
             }
             () = &mut check, if idle.is_some() || stopping => {
                 let open = Arc::strong_count(&streams) > 1;
-                let next = if stopping {
-                    // h2 ends the connection once the peer acknowledges the shutdown's PING;
-                    // a peer that never does must not keep it, and its task, forever.
-                    if !open {
-                        return Ok(());
+                if stopping {
+                    // h2 ends the connection itself once the peer acknowledged the shutdown's
+                    // PING and every stream, queued data included, is done. A peer that never
+                    // acknowledges must not keep the connection, and this task, forever.
+                    let now = tokio::time::Instant::now();
+                    match drained_by {
+                        _ if open => drained_by = None,
+                        None => drained_by = Some(now + DRAIN_GRACE),
+                        Some(by) if now >= by => {
+                            conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                            // Long enough to write the final GOAWAY, not to wait on the peer.
+                            let flush = async { while conn.accept().await.is_some() {} };
+                            let _ = tokio::time::timeout(DRAIN_CHECK, flush).await;
+                            return Ok(());
+                        }
+                        Some(_) => {}
                     }
-                    DRAIN_CHECK
-                } else {
+                    check.as_mut().reset(later(DRAIN_CHECK));
+                } else if !open && idle_once {
                     // Idle at two checks in a row: no stream for at least one whole period.
-                    if !open && idle_once {
-                        stopping = true;
-                        conn.graceful_shutdown();
-                        idle_once = false;
-                        DRAIN_CHECK
-                    } else {
-                        idle_once = !open;
-                        idle.unwrap_or(far)
-                    }
-                };
-                check.as_mut().reset(tokio::time::Instant::now() + next);
+                    stopping = true;
+                    conn.graceful_shutdown();
+                    check.as_mut().reset(later(DRAIN_CHECK));
+                } else {
+                    idle_once = !open;
+                    check.as_mut().reset(later(idle.unwrap_or(FAR)));
+                }
             }
         }
     }
@@ -114,7 +131,9 @@ where
 
 /// How often a connection that is shutting down checks whether its streams are all gone.
 const DRAIN_CHECK: Duration = Duration::from_secs(1);
-
+/// How long a connection whose streams are all gone may take to end on its own after a
+/// shutdown (h2 waits for the peer's answer to its PING, and flushes what streams queued).
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// Answers a CONNECT that found the backlog full: 503, to be tried again.
 fn refuse_busy(mut respond: SendResponse<Bytes>) {
     let response = Response::builder()
@@ -125,28 +144,36 @@ fn refuse_busy(mut respond: SendResponse<Bytes>) {
     let _ = respond.send_response(response, true);
 }
 
-/// Answers one request: a WebSocket for a valid extended CONNECT, an error status otherwise.
+/// Answers one request: a WebSocket for a valid extended CONNECT, sent on `deliver`; an
+/// error status otherwise. Returns whether a WebSocket was delivered.
 fn answer<S>(
     acceptor: &Acceptor,
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     wrap: fn(H2Stream) -> S,
     keep: Arc<dyn std::any::Any + Send + Sync>,
-) -> Option<(WebSocket<S>, Request<()>)>
+    deliver: &mpsc::Sender<(WebSocket<S>, Request<()>)>,
+) -> bool
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     if let Err(err) = acceptor.validate_http2(&request, super::h2_protocol(&request)) {
         refuse(respond, &err);
-        return None;
+        return false;
     }
+    let Ok(permit) = deliver.try_reserve() else {
+        refuse_busy(respond);
+        return false;
+    };
     let (mut response, subprotocol, deflate) = acceptor.response(&request, None);
     for (name, value) in acceptor.headers_ref() {
         response.headers_mut().append(name, value.clone());
     }
     handshake::strip_connection_headers(&mut response);
     // Fails only when the peer reset the stream meanwhile: nothing to serve.
-    let send = respond.send_response(response, false).ok()?;
+    let Ok(send) = respond.send_response(response, false) else {
+        return false;
+    };
     let (parts, recv) = request.into_parts();
     let stream = H2Stream::new(send, recv, Some(keep));
     let ws = WebSocket::from_parts(
@@ -157,7 +184,8 @@ where
         subprotocol,
         deflate,
     );
-    Some((ws, Request::from_parts(parts, ())))
+    permit.send((ws, Request::from_parts(parts, ())));
+    true
 }
 
 /// Answers a refused stream with its status and a plain-text reason, then ends the stream.

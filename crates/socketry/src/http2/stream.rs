@@ -114,15 +114,9 @@ impl AsyncRead for H2Stream {
                 Some(Ok(data)) => this.pending = data,
                 // END_STREAM: the orderly end of the transport.
                 None => return Poll::Ready(Ok(())),
-                Some(Err(err)) => {
-                    return Poll::Ready(match err.reason() {
-                        // RST_STREAM(NO_ERROR): the peer is done with the stream (RFC 9113
-                        // §8.1), the end of its half rather than an abort. A GOAWAY(NO_ERROR)
-                        // ending the connection under an open stream is no orderly end.
-                        Some(Reason::NO_ERROR) if err.is_remote() && err.is_reset() => Ok(()),
-                        _ => Err(to_io_error(err)),
-                    });
-                }
+                // h2 reports END_STREAM (above) before any later reset, so a reset here, even
+                // with NO_ERROR, cut the peer's half short: an abort, never an orderly end.
+                Some(Err(err)) => return Poll::Ready(Err(to_io_error(err))),
             }
         }
         let n = this.pending.len().min(buf.remaining());
