@@ -21,7 +21,10 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use socketry::Http2Config;
-use tokio::net::TcpListener;
+use tokio::{
+    net::TcpListener,
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 use tower_service::Service;
 
 /// Serves `router` on `listener`, as `axum::serve` does, with HTTP/2 on by default and
@@ -39,6 +42,9 @@ use tower_service::Service;
 ///   process; see [`socketry::tls`] to load a certificate and key.
 /// - Each request carries [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo), the peer's
 ///   address: on HTTP/2, the page and its sockets share it.
+/// - Bounds: a connection has the [handshake timeout](Serve::handshake_timeout) for TLS and
+///   its first request, at most 1024 are at that stage at once (accepting waits beyond), and
+///   HTTP/2 peers are pinged every 20 s and dropped when they do not answer within 20 s.
 ///
 /// ```no_run
 /// use socketry_axum::{Upgrader, handler_fn};
@@ -75,6 +81,10 @@ type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// How often an HTTP/2 connection is pinged, and how long the answer may take.
 const KEEPALIVE: Duration = Duration::from_secs(20);
+
+/// How many connections may be in their handshake (TLS, then the first request) at once:
+/// beyond, `serve` stops accepting until one is done, and the kernel's backlog holds the rest.
+const MAX_HANDSHAKES: usize = 1024;
 
 /// A server being set up; `.await` it to run. See [`serve`].
 #[must_use = "a server does nothing until awaited"]
@@ -161,12 +171,18 @@ impl Serve {
         let mut signal = self
             .signal
             .unwrap_or_else(|| Box::pin(std::future::pending()));
+        let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         let mut failures = 0u32;
         loop {
-            let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted,
+            let next = async {
+                let permit = handshakes.clone().acquire_owned().await;
+                (permit, self.listener.accept().await)
+            };
+            let (permit, accepted) = tokio::select! {
+                next = next => next,
                 () = &mut signal => break,
             };
+            let Ok(permit) = permit else { break };
             let (stream, peer) = match accepted {
                 Ok(accepted) => {
                     failures = 0;
@@ -186,6 +202,7 @@ impl Serve {
                 router: self.router.clone(),
                 peer,
                 watcher: graceful.watcher(),
+                permit,
             };
             #[cfg(feature = "tls")]
             if let Some(tls) = &tls {
@@ -245,6 +262,9 @@ struct Connection {
     router: Router,
     peer: SocketAddr,
     watcher: hyper_util::server::graceful::Watcher,
+    /// Its place among the connections in their handshake (TLS, the first request), given
+    /// back with the first request.
+    permit: OwnedSemaphorePermit,
 }
 
 impl Connection {
@@ -260,11 +280,15 @@ impl Connection {
             router,
             peer,
             watcher,
+            permit,
         } = self;
         let seen = Arc::new(AtomicBool::new(false));
         let saw = seen.clone();
+        let permit = Arc::new(std::sync::Mutex::new(Some(permit)));
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            saw.store(true, Ordering::Relaxed);
+            if !saw.swap(true, Ordering::Relaxed) {
+                drop(permit.lock().unwrap_or_else(|p| p.into_inner()).take());
+            }
             request.extensions_mut().insert(ConnectInfo(peer));
             let mut router = router.clone();
             async move { Ok::<_, Infallible>(router.call(request).await.unwrap_or_else(|e| match e {})) }
