@@ -45,6 +45,7 @@ pub struct Conn {
     config: WebSocketConfig,
     protocol: Option<String>,
     compressed: bool,
+    tcp: bool,
     debug: bool,
     /// A closing method ran.
     closed: bool,
@@ -59,6 +60,7 @@ impl Conn {
         let config = *ws.config();
         let protocol = ws.protocol().map(str::to_owned);
         let compressed = ws.compression().is_some();
+        let tcp = ws.get_ref().is_tcp();
         let (reader, writer) = ws.split();
         let handle = writer.handle();
         Self {
@@ -68,6 +70,7 @@ impl Conn {
             config,
             protocol,
             compressed,
+            tcp,
             debug,
             closed: false,
             #[cfg(feature = "hub")]
@@ -369,6 +372,14 @@ impl Conn {
     /// Whether permessage-deflate was negotiated.
     pub fn is_compressed(&self) -> bool {
         self.compressed
+    }
+
+    /// Whether reads and writes go straight to the `TcpStream` (HTTP/1.1 without TLS, served
+    /// by [`serve`](crate::serve) or a plain hyper server), rather than through hyper's boxed
+    /// upgraded I/O (TLS, HTTP/2 streams, servers that wrap the socket, as `axum::serve`
+    /// does).
+    pub fn is_tcp(&self) -> bool {
+        self.tcp
     }
 
     /// The connection's settings.

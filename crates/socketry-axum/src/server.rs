@@ -16,14 +16,12 @@ use std::{
 
 use axum::{Router, extract::ConnectInfo};
 use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
-};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use socketry::Http2Config;
 use tokio::{
     net::TcpListener,
-    sync::{OwnedSemaphorePermit, Semaphore},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
 };
 use tower_service::Service;
 
@@ -162,12 +160,13 @@ impl Serve {
     }
 
     async fn run(self) -> io::Result<()> {
-        let builder = Arc::new(self.builder());
+        let builders = Arc::new(self.builders());
         #[cfg(feature = "tls")]
         let tls = self
             .tls
             .map(|config| socketry::tls::with_alpn(config, self.http2.is_some()));
-        let graceful = GracefulShutdown::new();
+        // Every connection holds a receiver; shutdown says so, then waits for them all.
+        let (shutdown, _) = watch::channel(false);
         let mut signal = self
             .signal
             .unwrap_or_else(|| Box::pin(std::future::pending()));
@@ -196,91 +195,116 @@ impl Serve {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let timeout = self.handshake_timeout;
+            let now = tokio::time::Instant::now();
+            // TLS, the preface and the first request share the handshake timeout; one too
+            // large for the clock means none.
+            let deadline = now
+                .checked_add(self.handshake_timeout)
+                .unwrap_or(now + Duration::from_secs(86_400 * 365));
             let connection = Connection {
-                builder: builder.clone(),
+                builders: builders.clone(),
                 router: self.router.clone(),
                 peer,
-                watcher: graceful.watcher(),
+                shutdown: shutdown.subscribe(),
                 permit,
+                deadline,
             };
             #[cfg(feature = "tls")]
             if let Some(tls) = &tls {
                 let tls = tokio_rustls::TlsAcceptor::from(tls.clone());
                 tokio::spawn(async move {
-                    // TLS and the first request share the handshake timeout.
-                    let now = tokio::time::Instant::now();
-                    // A timeout too large for the clock means none.
-                    let deadline = now
-                        .checked_add(timeout)
-                        .unwrap_or(now + Duration::from_secs(86_400 * 365));
                     if let Ok(Ok(stream)) =
                         tokio::time::timeout_at(deadline, tls.accept(stream)).await
                     {
-                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                        connection.serve(stream, left).await;
+                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                        connection.serve(stream, h2).await;
                     }
                 });
                 continue;
             }
-            tokio::spawn(connection.serve(stream, timeout));
+            tokio::spawn(async move {
+                let h2 = match &connection.builders.http2 {
+                    Some(_) => {
+                        let peek = socketry::peek_http2_preface(&stream);
+                        match tokio::time::timeout_at(deadline, peek).await {
+                            Ok(Ok(h2)) => h2,
+                            _ => return,
+                        }
+                    }
+                    None => false,
+                };
+                connection.serve(stream, h2).await;
+            });
         }
         drop(self.listener);
-        graceful.shutdown().await;
+        let _ = shutdown.send(true);
+        shutdown.closed().await;
         Ok(())
     }
 
-    fn builder(&self) -> auto::Builder<TokioExecutor> {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new());
-        match &self.http2 {
-            None => builder = builder.http1_only(),
-            Some(config) => {
-                builder
-                    .http2()
-                    .timer(TokioTimer::new())
-                    .enable_connect_protocol()
-                    // A peer that vanished, or never answers the PING of a graceful shutdown
-                    // (which h2 waits for), is found out and its connection ended.
-                    .keep_alive_interval(Some(KEEPALIVE))
-                    .keep_alive_timeout(KEEPALIVE)
-                    .initial_stream_window_size(config.get_stream_window())
-                    .initial_connection_window_size(config.get_connection_window())
-                    .max_concurrent_streams(config.get_max_streams())
-                    .max_send_buf_size(config.get_max_send_buffer())
-                    .max_header_list_size(config.get_max_header_list_size())
-                    .max_frame_size(config.get_max_frame_size());
-            }
-        }
-        builder
+    /// hyper's two servers, each used on its own: the auto-detecting one wraps the socket in
+    /// a private type (hyper-util's `Rewind`) that an upgraded WebSocket cannot unwrap, so
+    /// every read and write went through hyper's boxed `Upgraded`; with the version told
+    /// first, an HTTP/1.1 WebSocket gets its `TcpStream` back.
+    fn builders(&self) -> Builders {
+        let mut http1 = http1::Builder::new();
+        http1.timer(TokioTimer::new());
+        let http2 = self.http2.as_ref().map(|config| {
+            let mut http2 = http2::Builder::new(TokioExecutor::new());
+            http2
+                .timer(TokioTimer::new())
+                .enable_connect_protocol()
+                // A peer that vanished, or never answers the PING of a graceful shutdown
+                // (which h2 waits for), is found out and its connection ended.
+                .keep_alive_interval(Some(KEEPALIVE))
+                .keep_alive_timeout(KEEPALIVE)
+                .initial_stream_window_size(config.get_stream_window())
+                .initial_connection_window_size(config.get_connection_window())
+                .max_concurrent_streams(config.get_max_streams())
+                .max_send_buf_size(config.get_max_send_buffer())
+                .max_header_list_size(config.get_max_header_list_size())
+                .max_frame_size(config.get_max_frame_size());
+            http2
+        });
+        Builders { http1, http2 }
     }
+}
+
+/// The HTTP/1.1 server, and the HTTP/2 one unless it is off.
+struct Builders {
+    http1: http1::Builder,
+    http2: Option<http2::Builder<TokioExecutor>>,
 }
 
 /// One accepted connection and what serving it needs.
 struct Connection {
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     router: Router,
     peer: SocketAddr,
-    watcher: hyper_util::server::graceful::Watcher,
+    /// Turns `true` when the server shuts down; dropped when the connection ends.
+    shutdown: watch::Receiver<bool>,
     /// Its place among the connections in their handshake (TLS, the first request), given
     /// back with the first request.
     permit: OwnedSemaphorePermit,
+    /// When the first request must have come.
+    deadline: tokio::time::Instant,
 }
 
 impl Connection {
-    /// Serves the connection; one that brings no request within `first_request` (a client
-    /// that connects and says nothing, before hyper has a timeout of its own running) is
-    /// dropped.
-    async fn serve<T>(self, io: T, first_request: Duration)
+    /// Serves the connection, in HTTP/2 if `h2`; one that brings no request by the deadline
+    /// (a client that connects and says nothing, before hyper has a timeout of its own
+    /// running) is dropped.
+    async fn serve<T>(self, io: T, h2: bool)
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let Self {
-            builder,
+            builders,
             router,
             peer,
-            watcher,
+            shutdown,
             permit,
+            deadline,
         } = self;
         let seen = Arc::new(AtomicBool::new(false));
         let saw = seen.clone();
@@ -293,21 +317,57 @@ impl Connection {
             let mut router = router.clone();
             async move { Ok::<_, Infallible>(router.call(request).await.unwrap_or_else(|e| match e {})) }
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        let io = TokioIo::new(io);
         // The peer's errors (a reset, a bad request) end its connection only.
-        let mut served = std::pin::pin!(watcher.watch(connection.into_owned()));
+        match &builders.http2 {
+            Some(http2) if h2 => {
+                let connection = http2.serve_connection(io, service);
+                drive(connection, shutdown, deadline, &seen, |c| {
+                    c.graceful_shutdown()
+                })
+                .await;
+            }
+            _ => {
+                let connection = builders.http1.serve_connection(io, service).with_upgrades();
+                drive(connection, shutdown, deadline, &seen, |c| {
+                    c.graceful_shutdown()
+                })
+                .await;
+            }
+        }
+    }
+}
+
+/// Runs `connection` until it ends: dropped if no request came by `deadline`, shut down
+/// gracefully (`start_shutdown`) once `shutdown` turns `true`.
+async fn drive<C, F>(
+    connection: C,
+    mut shutdown: watch::Receiver<bool>,
+    deadline: tokio::time::Instant,
+    seen: &AtomicBool,
+    start_shutdown: F,
+) where
+    C: Future,
+    F: FnOnce(Pin<&mut C>),
+{
+    let mut connection = std::pin::pin!(connection);
+    let mut first = true;
+    loop {
         tokio::select! {
             // Served first: a connection whose request came with its last moment is kept.
             biased;
-            _ = &mut served => return,
-            () = tokio::time::sleep(first_request) => {
+            _ = &mut connection => return,
+            _ = shutdown.wait_for(|stopping| *stopping) => break,
+            () = tokio::time::sleep_until(deadline), if first => {
                 if !seen.load(Ordering::Relaxed) {
                     return;
                 }
+                first = false;
             }
         }
-        let _ = served.await;
     }
+    start_shutdown(connection.as_mut());
+    let _ = connection.await;
 }
 
 impl IntoFuture for Serve {

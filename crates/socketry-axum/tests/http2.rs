@@ -411,3 +411,32 @@ async fn a_connection_that_sends_no_request_is_dropped_after_the_handshake_timeo
         Message::text("still here")
     );
 }
+
+#[tokio::test]
+async fn serve_gives_http1_websockets_their_tcp_stream() {
+    let upgrader = Upgrader::new(handler_fn(|conn, _| {
+        let tcp = conn.is_tcp();
+        Box::pin(async move {
+            conn.send(format!("tcp: {tcp}")).await?;
+            while let Some(message) = conn.recv().await {
+                message?;
+            }
+            Ok::<(), socketry::Error>(())
+        })
+    }));
+    let addr = serve_h2c(upgrader.route(Router::new(), "/ws")).await;
+    let url = format!("ws://{addr}/ws");
+    // HTTP/1.1: no wrapper between the WebSocket and its socket.
+    let (mut ws, response) = bounded(Connector::new().connect(&url)).await.unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_11);
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("tcp: true")
+    );
+    // HTTP/2: a stream of the connection, through hyper.
+    let (mut ws, _) = bounded(h2c().connect(&url)).await.unwrap();
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("tcp: false")
+    );
+}

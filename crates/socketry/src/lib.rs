@@ -135,7 +135,7 @@ pub use handlers::{CloseHandler, PingHandler, PongHandler};
 pub use http;
 #[cfg(feature = "http2")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
-pub use http2::{H2Stream, Http2Config};
+pub use http2::{H2Stream, Http2Config, peek_http2_preface};
 pub use listener::{Incoming, Listener};
 pub use message_io::{DEFAULT_FRAGMENT_SIZE, JoinedMessages, MessageReader, MessageWriter};
 pub use server::{Acceptor, ProtocolOrder, accept};

@@ -227,7 +227,7 @@ async fn connection(
     }
     #[cfg(feature = "http2")]
     if let Some(config) = &listener.http2 {
-        match tokio::time::timeout_at(deadline, sniff(&stream)).await {
+        match tokio::time::timeout_at(deadline, crate::peek_http2_preface(&stream)).await {
             Ok(Ok(true)) => {
                 serve_http2(stream, &listener.acceptor, config, &tx, deadline, permit).await;
                 return;
@@ -238,32 +238,6 @@ async fn connection(
     }
     http1(ServerStream::Tcp(stream), &listener.acceptor, tx).await;
     drop(permit);
-}
-
-/// Whether a cleartext connection starts with HTTP/2's preface, peeking until its first bytes
-/// tell (a `GET` tells at once; the preface's 24 bytes usually come in one segment).
-#[cfg(feature = "http2")]
-async fn sniff(stream: &TcpStream) -> std::io::Result<bool> {
-    let mut peeked = [0u8; 24];
-    let mut seen = 0;
-    let mut wait = Duration::from_millis(1);
-    loop {
-        let n = stream.peek(&mut peeked).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        if let Some(is_h2) = crate::http2::sniff_preface(&peeked[..n]) {
-            return Ok(is_h2);
-        }
-        // peek returns at once while the bytes it saw are still there: wait for more, backing
-        // off so that a client that stalls mid-preface costs a few syscalls, not a thousand a
-        // second.
-        if n == seen {
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_millis(100));
-        }
-        seen = n;
-    }
 }
 
 async fn http1(stream: ServerStream, acceptor: &Acceptor, tx: Sender) {
