@@ -17,6 +17,7 @@ pub struct Request {
 
 impl Request {
     pub(crate) async fn from_parts(mut parts: Parts) -> Self {
+        detach(&mut parts);
         let params = RawPathParams::from_request_parts(&mut parts, &())
             .await
             .map(|raw| {
@@ -183,4 +184,52 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Gives `parts` their own copies of the header values and the URI. hyper's HTTP/1.1 parser
+/// hands them out as slices of the connection's read buffer (8 KiB and more), and the snapshot
+/// lives as long as the WebSocket: kept as they came, every connection would hold that whole
+/// buffer for a few hundred bytes of headers.
+fn detach(parts: &mut Parts) {
+    for value in parts.headers.values_mut() {
+        let sensitive = value.is_sensitive();
+        if let Ok(mut copy) = http::HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(sensitive);
+            *value = copy;
+        }
+    }
+    if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
+        parts.uri = uri;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snapshot_holds_no_slice_of_the_connections_read_buffer() {
+        // As hyper's parser does: the URI and every value are slices of one read buffer.
+        let mut raw = b"/ws?room=a".to_vec();
+        raw.resize(8192, b'x');
+        let buffer = bytes::Bytes::from(raw);
+        let within = |p: *const u8| buffer.as_ptr_range().contains(&p);
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        let mut token = http::HeaderValue::from_maybe_shared(buffer.slice(10..26)).unwrap();
+        token.set_sensitive(true);
+        parts.headers.insert(http::header::AUTHORIZATION, token);
+        parts.uri = Uri::from_maybe_shared(buffer.slice(0..10)).unwrap();
+        assert!(within(
+            parts.headers[http::header::AUTHORIZATION]
+                .as_bytes()
+                .as_ptr()
+        ));
+        detach(&mut parts);
+        let value = &parts.headers[http::header::AUTHORIZATION];
+        assert!(!within(value.as_bytes().as_ptr()));
+        assert_eq!(value.as_bytes(), &[b'x'; 16]);
+        assert!(value.is_sensitive());
+        assert_eq!(parts.uri, "/ws?room=a");
+        assert!(!within(parts.uri.path().as_ptr()));
+    }
 }
