@@ -681,25 +681,33 @@ async fn a_server_without_extended_connect_gets_http1() {
 
 #[tokio::test]
 async fn alpn_without_h2_gets_http1_on_the_same_connection() {
-    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = tcp.local_addr().unwrap().port();
-    let (server_tls, client_tls) = tls_pair();
-    // TLS without HTTP/2: ALPN offers only http/1.1.
-    let mut incoming = Listener::new(Acceptor::new()).tls(server_tls).serve(tcp);
-    let connector = Connector::new()
-        .tls_config(client_tls)
-        .http2(Http2::Negotiate);
-    let client = tokio::spawn(async move {
-        connector
-            .connect(&format!("wss://localhost:{port}/chat"))
-            .await
-            .unwrap()
-    });
-    let (ws, request) = bounded(incoming.accept()).await.unwrap();
-    assert_eq!(request.version(), http::Version::HTTP_11);
-    assert!(matches!(ws.get_ref(), ServerStream::Tls(_)));
-    let (_ws, response) = bounded(client).await.unwrap();
-    assert_eq!(response.status(), 101);
+    // TLS without HTTP/2: the server's ALPN list is left empty (it becomes http/1.1), or
+    // names h2 although HTTP/2 is off (h2 is dropped: a client picking it would get HTTP/1.1
+    // answers to its preface).
+    for alpn in [vec![], vec![b"h2".to_vec(), b"http/1.1".to_vec()]] {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let (server_tls, client_tls) = tls_pair();
+        let mut server_tls = Arc::unwrap_or_clone(server_tls);
+        server_tls.alpn_protocols = alpn;
+        let mut incoming = Listener::new(Acceptor::new())
+            .tls(Arc::new(server_tls))
+            .serve(tcp);
+        let connector = Connector::new()
+            .tls_config(client_tls)
+            .http2(Http2::Negotiate);
+        let client = tokio::spawn(async move {
+            connector
+                .connect(&format!("wss://localhost:{port}/chat"))
+                .await
+                .unwrap()
+        });
+        let (ws, request) = bounded(incoming.accept()).await.unwrap();
+        assert_eq!(request.version(), http::Version::HTTP_11);
+        assert!(matches!(ws.get_ref(), ServerStream::Tls(_)));
+        let (_ws, response) = bounded(client).await.unwrap();
+        assert_eq!(response.status(), 101);
+    }
 }
 
 #[tokio::test]
@@ -928,32 +936,6 @@ async fn an_idle_connection_is_ended() {
     let started = std::time::Instant::now();
     bounded(until_closed(mute_h2_client(port).await)).await;
     assert!(started.elapsed() >= Duration::from_millis(200));
-}
-
-#[tokio::test]
-async fn h2_in_a_given_alpn_list_is_dropped_when_http2_is_off() {
-    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = tcp.local_addr().unwrap().port();
-    let (server_tls, client_tls) = tls_pair();
-    let mut server_tls = Arc::unwrap_or_clone(server_tls);
-    server_tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    // No .http2(): a client picking h2 would get HTTP/1.1 answers to its preface.
-    let mut incoming = Listener::new(Acceptor::new())
-        .tls(Arc::new(server_tls))
-        .serve(tcp);
-    let connector = Connector::new()
-        .tls_config(client_tls)
-        .http2(Http2::Negotiate);
-    let client = tokio::spawn(async move {
-        connector
-            .connect(&format!("wss://localhost:{port}/chat"))
-            .await
-            .unwrap()
-    });
-    let (_ws, request) = bounded(incoming.accept()).await.unwrap();
-    assert_eq!(request.version(), http::Version::HTTP_11);
-    let (_ws, response) = bounded(client).await.unwrap();
-    assert_eq!(response.status(), 101);
 }
 
 #[tokio::test]
