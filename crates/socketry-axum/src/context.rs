@@ -189,7 +189,8 @@ fn percent_decode(s: &str) -> String {
 /// Gives `parts` their own copies of the header values and the URI. hyper's HTTP/1.1 parser
 /// hands them out as slices of the connection's read buffer (8 KiB and more), and the snapshot
 /// lives as long as the WebSocket: kept as they came, every connection would hold that whole
-/// buffer for a few hundred bytes of headers.
+/// buffer for a few hundred bytes of headers. (Middleware that keeps cloned header values in
+/// the extensions keeps the buffer too; nothing here can copy those.)
 fn detach(parts: &mut Parts) {
     for value in parts.headers.values_mut() {
         let sensitive = value.is_sensitive();
@@ -198,8 +199,25 @@ fn detach(parts: &mut Parts) {
             *value = copy;
         }
     }
-    if let Ok(uri) = Uri::try_from(parts.uri.to_string()) {
+    let copy = |uri: &Uri| Uri::try_from(uri.to_string()).ok();
+    if let Some(uri) = copy(&parts.uri) {
         parts.uri = uri;
+    }
+    // axum's router keeps a clone of the URI as it came, sharing the same buffer.
+    if let Some(original) = parts.extensions.get_mut::<axum::extract::OriginalUri>()
+        && let Some(uri) = copy(&original.0)
+    {
+        original.0 = uri;
+    }
+    // On HTTP/2, `:protocol` is a slice of the frame h2 decoded it from.
+    #[cfg(feature = "http2")]
+    if let Some(protocol) = parts.extensions.get_mut::<hyper::ext::Protocol>() {
+        let copied = std::str::from_utf8(protocol.as_ref())
+            .ok()
+            .map(hyper::ext::Protocol::from);
+        if let Some(copied) = copied {
+            *protocol = copied;
+        }
     }
 }
 
@@ -219,6 +237,9 @@ mod tests {
         token.set_sensitive(true);
         parts.headers.insert(http::header::AUTHORIZATION, token);
         parts.uri = Uri::from_maybe_shared(buffer.slice(0..10)).unwrap();
+        parts
+            .extensions
+            .insert(axum::extract::OriginalUri(parts.uri.clone()));
         assert!(within(
             parts.headers[http::header::AUTHORIZATION]
                 .as_bytes()
@@ -231,5 +252,12 @@ mod tests {
         assert!(value.is_sensitive());
         assert_eq!(parts.uri, "/ws?room=a");
         assert!(!within(parts.uri.path().as_ptr()));
+        let original = &parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .unwrap()
+            .0;
+        assert_eq!(original, "/ws?room=a");
+        assert!(!within(original.path().as_ptr()));
     }
 }

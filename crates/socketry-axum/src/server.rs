@@ -213,21 +213,24 @@ impl Serve {
             if let Some(tls) = &tls {
                 let tls = tokio_rustls::TlsAcceptor::from(tls.clone());
                 tokio::spawn(async move {
-                    if let Ok(Ok(stream)) =
-                        tokio::time::timeout_at(deadline, tls.accept(stream)).await
-                    {
-                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                        connection.serve(stream, h2).await;
-                    }
+                    let mut connection = connection;
+                    let accept = tls.accept(stream);
+                    let Some(Ok(stream)) = connection.before_serving(accept).await else {
+                        return;
+                    };
+                    // HTTP/2 over TLS is chosen by ALPN only, as browsers and clients do.
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    connection.serve(stream, h2).await;
                 });
                 continue;
             }
             tokio::spawn(async move {
-                let h2 = match &connection.builders.http2 {
+                let mut connection = connection;
+                let h2 = match connection.builders.http2 {
                     Some(_) => {
                         let peek = socketry::peek_http2_preface(&stream);
-                        match tokio::time::timeout_at(deadline, peek).await {
-                            Ok(Ok(h2)) => h2,
+                        match connection.before_serving(peek).await {
+                            Some(Ok(h2)) => h2,
                             _ => return,
                         }
                     }
@@ -291,6 +294,16 @@ struct Connection {
 }
 
 impl Connection {
+    /// Runs `step` (TLS, the preface) within the deadline; `None` past it or once the server
+    /// shuts down, as a connection with no request yet has nothing to finish.
+    async fn before_serving<F: Future>(&mut self, step: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            done = tokio::time::timeout_at(self.deadline, step) => done.ok(),
+            _ = self.shutdown.wait_for(|stopping| *stopping) => None,
+        }
+    }
+
     /// Serves the connection, in HTTP/2 if `h2`; one that brings no request by the deadline
     /// (a client that connects and says nothing, before hyper has a timeout of its own
     /// running) is dropped.
@@ -367,7 +380,13 @@ async fn drive<C, F>(
         }
     }
     start_shutdown(connection.as_mut());
-    let _ = connection.await;
+    if first && !seen.load(Ordering::Relaxed) {
+        // No request yet: the deadline still holds (hyper waits up to 30 s for the headers of
+        // a request that has begun).
+        let _ = tokio::time::timeout_at(deadline, connection).await;
+    } else {
+        let _ = connection.await;
+    }
 }
 
 impl IntoFuture for Serve {

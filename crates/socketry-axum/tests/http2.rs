@@ -440,3 +440,24 @@ async fn serve_gives_http1_websockets_their_tcp_stream() {
         Message::text("tcp: false")
     );
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_connection_that_sent_nothing() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = echo_upgrader().route(Router::new(), "/ws");
+    let server = tokio::spawn(async move {
+        socketry_axum::serve(listener, app)
+            .handshake_timeout(Duration::from_secs(3600))
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    // Connected, in the preface sniff, silent.
+    let _silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    bounded(server).await.unwrap().unwrap();
+}
