@@ -232,11 +232,7 @@ async fn one_socket_closing_leaves_the_others_open() {
         assert_eq!(ended.close, Some((4001, "first one out".to_owned())));
         assert_eq!(ended.error, None);
         for ws in [&mut b, &mut c] {
-            ws.send("still here").await.unwrap();
-            assert_eq!(
-                bounded(ws.recv()).await.unwrap().unwrap(),
-                Message::text("still here")
-            );
+            assert_echo(ws, "still here").await;
         }
         // The server's close reaches the client on its stream, code and reason intact.
         drop((b, c));
@@ -308,11 +304,7 @@ async fn a_reset_stream_ends_its_socket_and_no_other() {
                 .echo();
         let (mut a, _) = connector.connect(&url).await.unwrap();
         let (mut b, _) = connector.connect(&url).await.unwrap();
-        a.send("before").await.unwrap();
-        assert_eq!(
-            bounded(a.recv()).await.unwrap().unwrap(),
-            Message::text("before")
-        );
+        assert_echo(&mut a, "before").await;
         // RST_STREAM(CANCEL): the abrupt end of RFC 8441 §5, as a vanished peer.
         let MaybeTlsStream::H2(stream) = a.get_mut() else {
             unreachable!()
@@ -321,11 +313,7 @@ async fn a_reset_stream_ends_its_socket_and_no_other() {
         let ended = bounded(endings.recv()).await.unwrap();
         assert_eq!(ended.close, None, "{transport:?}");
         assert!(ended.error.is_some(), "{transport:?}: {ended:?}");
-        b.send("after").await.unwrap();
-        assert_eq!(
-            bounded(b.recv()).await.unwrap().unwrap(),
-            Message::text("after")
-        );
+        assert_echo(&mut b, "after").await;
         // The reset socket reports the end, not a hang.
         assert!(matches!(bounded(a.recv()).await, None | Some(Err(_))));
     }
@@ -346,11 +334,7 @@ async fn dropping_a_socket_resets_its_stream() {
     let ended = bounded(endings.recv()).await.unwrap();
     assert_eq!(ended.close, None);
     assert!(ended.error.is_some(), "{ended:?}");
-    b.send("after").await.unwrap();
-    assert_eq!(
-        bounded(b.recv()).await.unwrap().unwrap(),
-        Message::text("after")
-    );
+    assert_echo(&mut b, "after").await;
 }
 
 /// Runs `f` once per transport with the message-level checks, so that they hold over
@@ -669,11 +653,7 @@ async fn a_server_without_extended_connect_gets_http1() {
     assert!(!ws.get_ref().is_http2());
     assert_eq!(seen.recv().await, Some("h2"));
     assert_eq!(seen.recv().await, Some("http/1.1"));
-    ws.send("over http/1.1").await.unwrap();
-    assert_eq!(
-        bounded(ws.recv()).await.unwrap().unwrap(),
-        Message::text("over http/1.1")
-    );
+    assert_echo(&mut ws, "over http/1.1").await;
     // The origin is remembered: the next socket goes straight to HTTP/1.1.
     let (_ws, _) = bounded(connector.connect(&url)).await.unwrap();
     assert_eq!(seen.recv().await, Some("http/1.1"));
@@ -863,11 +843,7 @@ async fn a_silent_server_gets_http1_after_the_settings_wait() {
         .unwrap();
     assert_eq!(response.status(), 101);
     assert!(started.elapsed() >= Duration::from_secs(3));
-    ws.send("late").await.unwrap();
-    assert_eq!(
-        bounded(ws.recv()).await.unwrap().unwrap(),
-        Message::text("late")
-    );
+    assert_echo(&mut ws, "late").await;
 }
 
 #[tokio::test]

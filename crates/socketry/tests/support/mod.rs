@@ -41,6 +41,15 @@ where
 }
 
 /// Echoes text and binary messages until the connection ends.
+/// Sends `text` on `ws` and asserts that the next message back is the same text.
+pub async fn assert_echo<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>, text: &str) {
+    ws.send(text).await.unwrap();
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text(text)
+    );
+}
+
 pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
     while let Some(Ok(message)) = ws.recv().await {
         if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err() {
