@@ -294,6 +294,7 @@ impl Connector {
 
     /// A pool of its own, once a setting of how connections are made changed: a clone made
     /// before must not hand this connector's sockets its connections, nor take ours.
+    #[cfg_attr(not(feature = "http2"), allow(clippy::needless_pass_by_ref_mut))]
     fn own_pool(&mut self) {
         #[cfg(feature = "http2")]
         {
