@@ -45,6 +45,7 @@ install_tools() {
 install_tools
 echo "== bench: build (release)"
 cargo build --release --locked -p socketry-bench --bins
+cargo build --release --locked -p socketry --example idle_memory
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 echo "== bench: npm ci (ws, for the compression row)"
 (cd interop/node && npm ci --no-audit --no-fund --silent)
@@ -158,14 +159,34 @@ done
 echo "== bench: compression CPU, 16 KiB JSON-like text (callgrind)"
 cg_small=100; cg_large=500
 [ "$SMOKE" = 1 ] && { cg_small=5; cg_large=10; }
-for mode in plain deflate; do
-  if [ "$mode" = plain ]; then sflag=""; lflag="--text"; else sflag="--compression"; lflag="--compression"; fi
+# deflate: the default settings (socketry's level-1 compressor, 12-bit window); deflate-w15:
+# the same with zlib's usual 15-bit window, which reaches the previous copy of the message.
+for mode in plain deflate deflate-w15; do
+  case "$mode" in
+    plain) sflag=""; lflag="--text" ;;
+    deflate) sflag="--compression"; lflag="--compression" ;;
+    deflate-w15) sflag="--compression --compression-window 15"; lflag="--compression" ;;
+  esac
   a=$(callgrind_total socketry 16384 "$cg_small" "$sflag" "$lflag")
   b=$(callgrind_total socketry 16384 "$cg_large" "$sflag" "$lflag")
   per=$(( (b - a) / (cg_large - cg_small) ))
   echo "{\"kind\":\"compression_instructions\",\"mode\":\"$mode\",\"per_message\":$per}" >> "$RESULTS"
   printf '  socketry %-8s %12s instructions/message\n' "$mode" "$per"
 done
+
+echo "== bench: memory per compressing connection, windows full (idle_memory example)"
+comp_conns=1000; [ "$SMOKE" = 1 ] && comp_conns=50
+for mode in default window15 level6 no-context; do
+  line=$(timeout 600 "$BIN/examples/idle_memory" --connections "$comp_conns" --compression "$mode")
+  kib=$(echo "$line" | sed -n 's/.*(\([0-9.]*\) KiB) per connection.*/\1/p')
+  [ -n "$kib" ] || { echo "bench: idle_memory --compression $mode failed: $line" >&2; exit 1; }
+  echo "{\"kind\":\"compression_memory\",\"mode\":\"$mode\",\"connections\":$comp_conns,\"kib_per_connection\":$kib}" >> "$RESULTS"
+  printf '  %-12s %s KiB/connection\n' "$mode" "$kib"
+done
+
+echo "== bench: compression ratio and speed per setting (deflate_ratio)"
+ratio_rounds=100; [ "$SMOKE" = 1 ] && ratio_rounds=2
+"$BIN/deflate_ratio" --rounds "$ratio_rounds" | tee -a "$RESULTS" | sed 's/^/  /'
 
 strace_total() { # server messages-per-connection -> syscalls
   local server="$1" messages="$2" file="$OUT/strace.out" conns=512

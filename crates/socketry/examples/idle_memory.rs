@@ -5,10 +5,11 @@
 //! cargo run --release --example idle_memory -- --connections 1000 --compression default
 //! ```
 //!
-//! `--compression MODE` (`default`, `window9`, `no-context`) turns permessage-deflate on in
-//! the server and in the clients, and each client exchanges one compressed message before
-//! going quiet, so that the server's zlib state exists (a connection that never sent or
-//! received a compressed message holds none).
+//! `--compression MODE` (`default`, `window15`, `level6`, `window9`, `no-context`) turns
+//! permessage-deflate on in the server and in the clients, and each client exchanges
+//! `--messages K` (40) different messages of about 1.1 KB before going quiet: enough to fill
+//! both windows, as a connection that has run for a while has them (a connection that never
+//! sent or received a compressed message holds no compression state at all).
 //!
 //! Starts a socketry server in a child process (each connection handled by a task waiting in
 //! `recv`, as in a real server), reads the child's resident set (VmRSS), opens N connections
@@ -30,6 +31,8 @@ fn compression() -> Option<DeflateConfig> {
     match arg("--compression").as_deref() {
         None => None,
         Some("default") => Some(DeflateConfig::default()),
+        Some("window15") => Some(DeflateConfig::default().compression_window_bits(15)),
+        Some("level6") => Some(DeflateConfig::default().level(6)),
         Some("window9") => Some(
             DeflateConfig::default()
                 .server_max_window_bits(9)
@@ -93,9 +96,19 @@ async fn open_compressed(addr: &str) -> Idle {
         .connect(&format!("ws://{addr}/"))
         .await
         .unwrap();
-    let text = "{\"event\":\"tick\",\"value\":12345,\"tags\":[\"a\",\"b\",\"c\"]} ".repeat(20);
-    ws.send(Message::text(text)).await.unwrap();
-    ws.recv().await.unwrap().unwrap();
+    let messages: usize = arg("--messages").map_or(40, |v| v.parse().unwrap());
+    for k in 0..messages {
+        let text: String = (0..20)
+            .map(|i| {
+                format!(
+                    "{{\"event\":\"tick\",\"value\":{},\"tags\":[\"a{k}\",\"b\"]}} ",
+                    k * 7919 + i * 104_729 % 100_000
+                )
+            })
+            .collect();
+        ws.send(Message::text(text)).await.unwrap();
+        ws.recv().await.unwrap().unwrap();
+    }
     Idle::Ws(Box::new(ws))
 }
 

@@ -14,7 +14,6 @@
 //! before the run is valid every time; replies are counted, not inflated.
 
 use std::{
-    io::Write as _,
     net::SocketAddr,
     time::{Duration, Instant},
 };
@@ -24,6 +23,10 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
+
+#[path = "../shared/payload.rs"]
+mod shared_payload;
+use shared_payload::payload;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -143,36 +146,6 @@ async fn run(options: Options) -> Result<(), BoxError> {
         std::process::exit(1);
     }
     Ok(())
-}
-
-/// Random bytes, or JSON-like text (compressible about as well as real JSON).
-fn payload(size: usize, text: bool) -> Vec<u8> {
-    if text {
-        let mut out = Vec::with_capacity(size + 64);
-        let mut i = 0u64;
-        while out.len() < size {
-            let _ = write!(
-                out,
-                "{{\"id\":{i},\"user\":\"user{}\",\"score\":{},\"tags\":[\"a{}\",\"b\"]}},",
-                i * 7919 % 1000,
-                i * 104_729 % 100_000,
-                i % 17
-            );
-            i += 1;
-        }
-        out.truncate(size);
-        out
-    } else {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        (0..size)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    }
 }
 
 /// K masked frames, built once.

@@ -1,7 +1,8 @@
 //! Echo servers for the benchmarks, one binary, the same tokio setup for every implementation.
 //!
 //! ```text
-//! bench_server IMPL ADDR [--threads N] [--compression] [--exit-after CONNECTIONS]
+//! bench_server IMPL ADDR [--threads N] [--compression] [--compression-window BITS]
+//!              [--exit-after CONNECTIONS]
 //! IMPL: socketry | socketry-axum | tungstenite | fastwebsockets | axum | tcp
 //!     | socketry-listener | socketry-axum-serve
 //! ```
@@ -30,6 +31,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone, Copy)]
 struct Options {
     compression: bool,
+    /// socketry's compression window (`DeflateConfig::compression_window_bits`).
+    compression_window: Option<u8>,
     exit_after: usize,
 }
 
@@ -51,7 +54,8 @@ impl Drop for Upgraded {
 
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: bench_server IMPL ADDR [--threads N] [--compression] [--exit-after N]";
+    let usage = "usage: bench_server IMPL ADDR [--threads N] [--compression] \
+                 [--compression-window BITS] [--exit-after N]";
     let (Some(implementation), Some(addr)) = (args.get(1).cloned(), args.get(2).cloned()) else {
         return Err(usage.into());
     };
@@ -60,6 +64,7 @@ fn main() -> Result<(), BoxError> {
     let threads: usize = value("--threads").unwrap_or("1").parse()?;
     let options = Options {
         compression: flag("--compression").is_some(),
+        compression_window: value("--compression-window").map(str::parse).transpose()?,
         exit_after: value("--exit-after").unwrap_or("0").parse()?,
     };
     let runtime = if threads <= 1 {
@@ -139,8 +144,13 @@ async fn tcp_connection(mut stream: TcpStream, options: Options) -> Result<(), B
 }
 
 fn socketry_config(options: Options) -> socketry::WebSocketConfig {
-    socketry::WebSocketConfig::default()
-        .compression(options.compression.then(socketry::DeflateConfig::default))
+    socketry::WebSocketConfig::default().compression(options.compression.then(|| {
+        let config = socketry::DeflateConfig::default();
+        match options.compression_window {
+            Some(bits) => config.compression_window_bits(bits),
+            None => config,
+        }
+    }))
 }
 
 /// socketry's echo: `feed` queues the reply and the next `recv` writes everything queued

@@ -11,6 +11,9 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, 
 use super::{ExtensionOffer, parse_extensions};
 use crate::{HandshakeError, ProtocolError, role::Role};
 
+mod fast;
+use fast::FastDeflate;
+
 /// The extension's name.
 pub const NAME: &str = "permessage-deflate";
 /// The tail a sender strips and a receiver appends (RFC 7692 §7.2.1, §7.2.2).
@@ -40,6 +43,7 @@ pub struct DeflateConfig {
     client_no_context_takeover: bool,
     server_max_window_bits: u8,
     client_max_window_bits: u8,
+    compression_window_bits: u8,
     level: u32,
     threshold: usize,
 }
@@ -51,11 +55,15 @@ impl Default for DeflateConfig {
             client_no_context_takeover: false,
             server_max_window_bits: 15,
             client_max_window_bits: 15,
+            compression_window_bits: DEFAULT_COMPRESSION_WINDOW_BITS,
             level: 1,
             threshold: 64,
         }
     }
 }
+
+/// See [`DeflateConfig::compression_window_bits`].
+const DEFAULT_COMPRESSION_WINDOW_BITS: u8 = 12;
 
 impl DeflateConfig {
     /// Ask that the server compress each message on its own (no shared window), which frees
@@ -88,8 +96,26 @@ impl DeflateConfig {
         self
     }
 
+    /// The window this endpoint compresses with, 9–15 bits (clamped), and never more than the
+    /// handshake allowed. It is not negotiated: a smaller window than agreed is always valid,
+    /// since it only makes matches shorter-reaching, and the peer decodes it with the window it
+    /// has. With context takeover a connection keeps this much history, `2^bits` bytes, for as
+    /// long as it lives. The default value is 12 (4 KiB), which keeps a compressing connection
+    /// with context takeover under 64 KiB in all (`docs/benchmarks.md` has the ratio this
+    /// trades: a few percent on JSON); 15 is zlib's usual 32 KiB.
+    #[must_use]
+    pub fn compression_window_bits(mut self, bits: u8) -> Self {
+        self.compression_window_bits = bits.clamp(9, 15);
+        self
+    }
+
     /// The compression level, 0 (store) to 9 (best); clamped. The default value is 1 (fast,
     /// as gorilla).
+    ///
+    /// Level 1 uses socketry's own compressor (greedy matching, static Huffman codes, about
+    /// 12 KiB of state per connection with context takeover at the default window); the other
+    /// levels use zlib-rs, which compresses better at 2 and above and keeps about 300 KiB per
+    /// connection with context takeover.
     #[must_use]
     pub fn level(mut self, level: u32) -> Self {
         self.level = level.min(9);
@@ -318,7 +344,7 @@ pub struct Deflate {
     level: u32,
     threshold: usize,
     enabled: bool,
-    compressor: Option<Box<Compress>>,
+    compressor: Option<Compressor>,
     decompressor: Option<Box<Decompress>>,
     /// Counts check-outs: a compressor comes back into use only if no other was checked out
     /// since (its window must have seen exactly the messages sent).
@@ -329,7 +355,7 @@ pub struct Deflate {
 /// (outside a lock around it); give it back with [`Deflate::check_in`] before the next
 /// message is compressed.
 pub struct CheckedOut {
-    compressor: Box<Compress>,
+    compressor: Compressor,
     generation: u64,
 }
 
@@ -342,7 +368,7 @@ impl std::fmt::Debug for CheckedOut {
 impl CheckedOut {
     /// Compresses one whole message payload, as [`Deflate::compress`] would.
     pub fn compress(&mut self, payload: &[u8]) -> Bytes {
-        compress_with(&mut self.compressor, payload)
+        self.compressor.compress(payload)
     }
 }
 
@@ -386,7 +412,7 @@ impl Deflate {
             ),
         };
         Self {
-            send_bits: ours.0,
+            send_bits: compression_bits(ours.0, config),
             send_reset: ours.1,
             recv_bits: theirs.0.max(9),
             recv_reset: theirs.1,
@@ -439,15 +465,11 @@ impl Deflate {
     /// into use only if no other was checked out meanwhile; otherwise (or if one never comes
     /// back) the next message starts a fresh window, which the peer always decodes.
     pub fn check_out(&mut self) -> CheckedOut {
-        let level = self.level;
-        let bits = self.send_bits;
-        let compressor = self.compressor.take().unwrap_or_else(|| {
-            Box::new(Compress::new_with_window_bits(
-                Compression::new(level),
-                false,
-                bits,
-            ))
-        });
+        let (level, bits, keep) = (self.level, self.send_bits, !self.send_reset);
+        let compressor = self
+            .compressor
+            .take()
+            .unwrap_or_else(|| Compressor::new(level, bits, keep));
         self.generation += 1;
         CheckedOut {
             compressor,
@@ -502,9 +524,14 @@ impl Deflate {
         budget: usize,
     ) -> Result<Inflated, ProtocolError> {
         let bits = self.recv_bits;
-        let decompressor = self
-            .decompressor
-            .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, bits)));
+        let reset = self.recv_reset;
+        let decompressor = self.decompressor.get_or_insert_with(|| {
+            if reset {
+                spare::take(bits)
+            } else {
+                Box::new(Decompress::new_with_window_bits(false, bits))
+            }
+        });
         let (consumed, finished) = inflate(decompressor, payload, out, max, budget)?;
         if !finished {
             return Ok(Inflated {
@@ -515,8 +542,8 @@ impl Deflate {
         if fin {
             // The tail releases at most what zlib still holds (less than its window).
             inflate(decompressor, &TAIL, out, max, usize::MAX)?;
-            if self.recv_reset {
-                self.decompressor = None;
+            if let Some(done) = self.decompressor.take_if(|_| reset) {
+                spare::give_back(done, bits);
             }
         }
         Ok(Inflated {
@@ -531,7 +558,74 @@ impl Deflate {
     }
 }
 
-/// Compresses `payload` as one message with a fresh or continuing compressor.
+/// The window we compress with: what the handshake allowed us, narrowed by our configuration
+/// (an 8-bit agreement stays 8: such messages go out uncompressed).
+fn compression_bits(negotiated: u8, config: &DeflateConfig) -> u8 {
+    if negotiated < 9 {
+        negotiated
+    } else {
+        negotiated.min(config.compression_window_bits)
+    }
+}
+
+/// A compressor: socketry's own at level 1, zlib-rs at the others.
+pub(crate) enum Compressor {
+    Fast(FastDeflate),
+    Zlib(Box<Compress>),
+}
+
+impl Compressor {
+    /// A compressor for `bits` of window at `level`; `keep_history` for context takeover.
+    fn new(level: u32, bits: u8, keep_history: bool) -> Self {
+        if level == 1 {
+            Self::Fast(FastDeflate::new(bits, keep_history))
+        } else {
+            Self::Zlib(Box::new(Compress::new_with_window_bits(
+                Compression::new(level),
+                false,
+                bits,
+            )))
+        }
+    }
+
+    /// Compresses one whole message payload (RFC 7692 §7.2.1).
+    fn compress(&mut self, payload: &[u8]) -> Bytes {
+        match self {
+            Self::Fast(fast) => Bytes::from(fast.compress(payload)),
+            Self::Zlib(zlib) => compress_with(zlib, payload),
+        }
+    }
+}
+
+/// One decompressor per thread kept between messages of peers without context takeover, so
+/// that each of their messages does not allocate and initialise zlib's state (about 45 KiB)
+/// anew. A connection holds it only while a message inflates.
+mod spare {
+    use std::cell::Cell;
+
+    use flate2::Decompress;
+
+    thread_local! {
+        static SPARE: Cell<Option<(u8, Box<Decompress>)>> = const { Cell::new(None) };
+    }
+
+    /// A decompressor for a new stream with a window of `bits`.
+    pub(super) fn take(bits: u8) -> Box<Decompress> {
+        match SPARE.take() {
+            Some((spare_bits, decompressor)) if spare_bits == bits => decompressor,
+            _ => Box::new(Decompress::new_with_window_bits(false, bits)),
+        }
+    }
+
+    /// Keeps `decompressor` for the next message, reset: nothing of this stream can reach
+    /// the next one (zlib refuses distances past what the new stream produced).
+    pub(super) fn give_back(mut decompressor: Box<Decompress>, bits: u8) {
+        decompressor.reset(false);
+        SPARE.set(Some((bits, decompressor)));
+    }
+}
+
+/// Compresses `payload` as one message with a fresh or continuing zlib compressor.
 pub(crate) fn compress_with(compressor: &mut Compress, payload: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(payload.len() / 2 + 64);
     let start_in = compressor.total_in();
@@ -564,8 +658,7 @@ pub(crate) fn compress_with(compressor: &mut Compress, payload: &[u8]) -> Bytes 
 
 /// A compressor as used for a [`crate::PreparedMessage`]: no context, `bits` of window.
 pub(crate) fn compress_once(payload: &[u8], bits: u8, level: u32) -> Bytes {
-    let mut compressor = Compress::new_with_window_bits(Compression::new(level), false, bits);
-    compress_with(&mut compressor, payload)
+    Compressor::new(level, bits, false).compress(payload)
 }
 
 /// How far [`Deflate::decompress_some`] got.
