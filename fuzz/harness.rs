@@ -17,13 +17,14 @@ use socketry_proto::{
 pub type Target = fn(&[u8]);
 
 /// Every target, by the name of its corpus directory.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("frame_decoder", frame_decoder),
     ("handshake_request", handshake_request),
     ("handshake_response", handshake_response),
     ("extensions", extensions),
     ("close_payload", close_payload),
     ("deflate_decoder", deflate_decoder),
+    ("deflate_round_trip", deflate_round_trip),
     ("connection", connection),
 ];
 
@@ -145,6 +146,43 @@ pub fn deflate_decoder(data: &[u8]) {
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// Messages cut from the data, compressed by socketry's level-1 compressor (or zlib-rs at the
+/// level the first byte picks) at every window, with and without context takeover, and
+/// inflated by the peer's codec: each must come back as it was sent.
+pub fn deflate_round_trip(data: &[u8]) {
+    let (flags, data) = split_first(data);
+    let no_context = flags & 1 != 0;
+    let bits = 9 + (flags >> 1) % 7;
+    let level = if flags & 0x10 != 0 { u32::from(flags >> 5) } else { 1 };
+    let params = DeflateParams {
+        server_no_context_takeover: no_context,
+        client_no_context_takeover: no_context,
+        server_max_window_bits: bits,
+        client_max_window_bits: bits,
+    };
+    let config = DeflateConfig::default()
+        .threshold(0)
+        .level(level)
+        .compression_window_bits(bits);
+    let mut sender = Deflate::new(Role::Server, params, &config);
+    let mut receiver = Deflate::new(Role::Client, params, &config);
+    // Message lengths from the data itself, so short repeats and long ones both occur; a
+    // small alphabet makes matches likely.
+    let mut rest = data;
+    while !rest.is_empty() {
+        let len = (usize::from(rest[0]) * 37).min(rest.len());
+        let (message, tail) = rest.split_at(len);
+        rest = if len == 0 { &rest[1..] } else { tail };
+        let message: Vec<u8> = message.iter().map(|b| b % 8 + b'a').collect();
+        let compressed = sender.compress(&message);
+        let mut out = BytesMut::new();
+        receiver
+            .decompress(&compressed, true, &mut out, None)
+            .expect("our own output inflates");
+        assert_eq!(&out[..], &message[..], "round trip");
     }
 }
 
