@@ -4,6 +4,7 @@
 #   scripts/bench.sh            # everything (about 20 min on 2 cores), writes docs/benchmarks.md's
 #                               # peer section and docs/bench-throughput.svg
 #   scripts/bench.sh --smoke    # every server once, briefly (CI); writes nothing under docs/
+#   PARTS="mt many" scripts/bench.sh   # some sections only (see PARTS below); prints the report
 #
 # Throughput: every server (same tokio setup: one current-thread runtime pinned to CPU 0)
 # against the same load generator (pinned to CPU 1), every shape, servers interleaved
@@ -22,6 +23,10 @@ REPS="${REPS:-5}"
 DURATION="${DURATION:-2}"
 IDLE="${IDLE:-10000}"
 if [ "$SMOKE" = 1 ]; then REPS=1; DURATION=0.3; IDLE=200; fi
+# PARTS: the sections to run, of micro throughput mt many instructions compression syscalls
+# idle (default: all). A partial run prints its report and writes nothing under docs/.
+PARTS="${PARTS:-all}"
+part() { [ "$PARTS" = all ] || [[ " $PARTS " == *" $1 "* ]]; }
 OUT="$ROOT/reports/bench"
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
@@ -50,7 +55,9 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 echo "== bench: npm ci (ws, for the compression row)"
 (cd interop/node && npm ci --no-audit --no-fund --silent)
 
-ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
+# As high as this machine lets a process go: the many-connection runs need it.
+ulimit -Hn 120000 2> /dev/null || true
+ulimit -n 120000 2> /dev/null || ulimit -n "$(ulimit -Hn)"
 trap stop_server EXIT
 # start_server NAME [extra args]: NAME is a bench_server implementation or node-ws.
 start_server() {
@@ -80,6 +87,19 @@ SERVERS=(socketry socketry-axum fastwebsockets tungstenite axum tcp)
 # the CPU comparison, socketry and Node ws with permessage-deflate at level 1.
 COMPRESSION=("socketry:--text:" "socketry:--compression:--compression" "node-ws:--compression:--deflate")
 
+# The kind of row run_load writes: throughput (pinned, one thread), throughput_mt (many cores)
+# or connections (the many-connection runs).
+KIND=throughput
+# Many cores: the multi-thread runtime with a worker per core, server and load unpinned, as
+# most users run it; the peers that the targets name, and the TCP echo.
+MT_SERVERS=(socketry socketry-axum fastwebsockets tungstenite tcp)
+# Many connections (one 20 B message in flight each), multi-thread and unpinned too. 50,000
+# needs a file limit of at least 50,000 + 1,000 per process; where the hard limit is lower (and
+# cannot be raised: no CAP_SYS_RESOURCE), the run says so and skips that count.
+MANY=(10000 50000)
+MANY_SERVERS=(socketry socketry-axum fastwebsockets tungstenite)
+if [ "$SMOKE" = 1 ]; then MANY=(300); MANY_SERVERS=(socketry); fi
+
 # CPU time (user + system, clock ticks) the server process has used so far.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2> /dev/null || echo 0; }
 run_load() { # shape server label load-args...
@@ -91,10 +111,11 @@ run_load() { # shape server label load-args...
     return 1
   fi
   after=$(cpu_ticks "$server_pid")
-  echo "{\"kind\":\"throughput\",\"shape\":\"$shape\",\"server\":\"$server\",\"server_cpu_ticks\":$((after - before)),\"ticks_per_s\":$(getconf CLK_TCK),\"result\":$line}" >> "$RESULTS"
+  echo "{\"kind\":\"$KIND\",\"shape\":\"$shape\",\"server\":\"$server\",\"server_cpu_ticks\":$((after - before)),\"ticks_per_s\":$(getconf CLK_TCK),\"result\":$line}" >> "$RESULTS"
   printf '  %-16s %-12s %s\n' "$server" "$shape" "$(echo "$line" | sed 's/.*"msgs_per_s":\([0-9.]*\).*"p50_us":\([0-9]*\),"p99_us":\([0-9]*\).*/\1 msg\/s  p50 \2 us  p99 \3 us/')"
 }
 
+if part micro; then
 if [ "$SMOKE" = 1 ]; then
   echo "== bench: micro-benchmarks (build only)"
   cargo bench --locked -p socketry-bench --bench micro --no-run
@@ -102,7 +123,9 @@ else
   echo "== bench: micro-benchmarks (criterion)"
   cargo bench --locked -p socketry-bench --bench micro 2>&1 | grep -E "time:" || true
 fi
+fi
 
+if part throughput; then
 echo "== bench: throughput ($REPS repetitions x ${DURATION} s, servers interleaved)"
 for rep in $(seq "$REPS"); do
   echo "-- repetition $rep"
@@ -122,6 +145,47 @@ for rep in $(seq "$REPS"); do
     stop_server
   done
 done
+fi
+
+# The many-core and many-connection runs: nothing pinned.
+SAVED_PIN_SERVER=("${PIN_SERVER[@]}"); SAVED_PIN_LOAD=("${PIN_LOAD[@]}")
+PIN_SERVER=(); PIN_LOAD=()
+if part mt; then
+echo "== bench: many cores (multi-thread runtime, $(nproc) workers, server and load unpinned)"
+KIND=throughput_mt
+for rep in $(seq "$REPS"); do
+  echo "-- repetition $rep"
+  for entry in "${SHAPES[@]}"; do
+    read -r shape conns size inflight <<< "$entry"
+    for server in "${MT_SERVERS[@]}"; do
+      [ "$SMOKE" = 1 ] && [ "$server" != socketry ] && continue
+      start_server "$server" --threads "$(nproc)"
+      run_load "$shape" "$server" --connections "$conns" --size "$size" --inflight "$inflight" --duration "$DURATION"
+      stop_server
+    done
+  done
+done
+fi
+
+if part many; then
+echo "== bench: many connections (20 B, one in flight each; multi-thread, unpinned)"
+KIND=connections
+for count in "${MANY[@]}"; do
+  if [ "$(ulimit -n)" -lt $((count + 1000)) ]; then
+    echo "  $count connections: skipped, the file limit is $(ulimit -n) (hard $(ulimit -Hn)) and cannot be raised here"
+    echo "{\"kind\":\"connections_skipped\",\"connections\":$count,\"limit\":$(ulimit -n)}" >> "$RESULTS"
+    continue
+  fi
+  for rep in $(seq "$REPS"); do
+    for server in "${MANY_SERVERS[@]}"; do
+      start_server "$server" --threads "$(nproc)"
+      run_load "${count}x20B" "$server" --connections "$count" --size 20 --inflight 1 --duration "$DURATION"
+      stop_server
+    done
+  done
+done
+fi
+PIN_SERVER=("${SAVED_PIN_SERVER[@]}"); PIN_LOAD=("${SAVED_PIN_LOAD[@]}"); KIND=throughput
 
 # Own work: instructions per message under callgrind; syscalls per message under strace.
 CG_SERVERS=(socketry fastwebsockets tungstenite axum tcp)
@@ -144,6 +208,7 @@ callgrind_total() { # server size messages [server-flag] [load-flag] -> instruct
   rm -f "$file"
   echo "$total"
 }
+if part instructions; then
 echo "== bench: instructions per message (callgrind)"
 for entry in "${CG_SIZES[@]}"; do
   read -r size small large <<< "$entry"
@@ -155,7 +220,9 @@ for entry in "${CG_SIZES[@]}"; do
     printf '  %-16s %8s B  %12s instructions/message\n' "$server" "$size" "$per"
   done
 done
+fi
 
+if part compression; then
 echo "== bench: compression CPU, 16 KiB JSON-like text (callgrind)"
 cg_small=100; cg_large=500
 [ "$SMOKE" = 1 ] && { cg_small=5; cg_large=10; }
@@ -187,6 +254,7 @@ done
 echo "== bench: compression ratio and speed per setting (deflate_ratio)"
 ratio_rounds=100; [ "$SMOKE" = 1 ] && ratio_rounds=2
 "$BIN/deflate_ratio" --rounds "$ratio_rounds" | tee -a "$RESULTS" | sed 's/^/  /'
+fi
 
 strace_total() { # server messages-per-connection -> syscalls
   local server="$1" messages="$2" file="$OUT/strace.out" conns=512
@@ -200,6 +268,7 @@ strace_total() { # server messages-per-connection -> syscalls
   server_pid=""
   awk '$NF == "total" { print $(NF-2) }' "$file"
 }
+if part syscalls; then
 echo "== bench: syscalls per message, 512 connections x 5 B x 16 in flight (strace -c)"
 for server in socketry fastwebsockets tungstenite axum tcp; do
   [ "$SMOKE" = 1 ] && [ "$server" != socketry ] && continue
@@ -210,7 +279,9 @@ for server in socketry fastwebsockets tungstenite axum tcp; do
   echo "{\"kind\":\"syscalls\",\"server\":\"$server\",\"per_message\":$per}" >> "$RESULTS"
   printf '  %-16s %s syscalls/message\n' "$server" "$per"
 done
+fi
 
+if part idle; then
 echo "== bench: idle memory ($IDLE idle connections)"
 for server in socketry socketry-axum fastwebsockets tungstenite axum node-ws; do
   [ "$SMOKE" = 1 ] && [ "$server" != socketry ] && continue
@@ -220,10 +291,13 @@ for server in socketry socketry-axum fastwebsockets tungstenite axum node-ws; do
   echo "{\"kind\":\"idle\",\"server\":\"$server\",\"connections\":$IDLE,\"kib_per_connection\":$per}" >> "$RESULTS"
   printf '  %-16s %s KiB/connection\n' "$server" "$per"
 done
+fi
 
 if [ "$SMOKE" = 1 ]; then
   python3 scripts/bench_report.py "$RESULTS" --check
   echo "== bench: smoke run ok"
+elif [ "$PARTS" != all ]; then
+  python3 scripts/bench_report.py "$RESULTS" | tee "$OUT/report.md"
 else
   python3 scripts/bench_report.py "$RESULTS" --write docs/benchmarks.md --svg docs/bench-throughput.svg \
     --criterion "${CARGO_TARGET_DIR:-$ROOT/target}/criterion"

@@ -53,10 +53,10 @@ def fmt(n):
     return f"{n:,.0f}" if n >= 100 else f"{n:,.2f}"
 
 
-def throughput_medians(rows):
+def throughput_medians(rows, kind="throughput"):
     runs = defaultdict(list)
     for r in rows:
-        if r["kind"] == "throughput":
+        if r["kind"] == kind:
             result = dict(r["result"])
             ticks, hz = r.get("server_cpu_ticks"), r.get("ticks_per_s", 100)
             if ticks is not None and result["messages"]:
@@ -242,6 +242,51 @@ def report(rows):
         w("| " + " | ".join(f"{r['kib_per_connection']:.2f} KiB" for r in idle.values()) + " |")
         w("")
 
+    mt = throughput_medians(rows, "throughput_mt")
+    if mt:
+        servers = [s for s in ["socketry"] + PEERS if any(k[1] == s for k in mt)]
+        w("### Many cores: multi-thread runtime, a worker per core, server and load unpinned")
+        w("")
+        w("The same shapes with `bench_server --threads N` (N = cores) and nothing pinned: the "
+          "server's workers and the load generator share the cores as the scheduler likes.")
+        w("")
+        w("| shape | " + " | ".join(LABEL[s] for s in servers) + " |")
+        w("|---" * (len(servers) + 1) + "|")
+        for shape in SHAPES:
+            if (shape, "socketry") not in mt:
+                continue
+            base = mt[(shape, "socketry")]["msgs"]
+            cells = []
+            for s in servers:
+                m = mt.get((shape, s))
+                if not m:
+                    cells.append("–")
+                elif s == "socketry":
+                    cells.append(f"**{fmt(m['msgs'])}** (p99 {m['p99']:.0f} µs)")
+                else:
+                    cells.append(f"{fmt(m['msgs'])} ({base / m['msgs']:.2f}x, p99 {m['p99']:.0f} µs)")
+            w(f"| {shape} | " + " | ".join(cells) + " |")
+        w("")
+    many = throughput_medians(rows, "connections")
+    skipped = [r for r in rows if r["kind"] == "connections_skipped"]
+    if many or skipped:
+        servers = [s for s in ["socketry"] + PEERS if any(k[1] == s for k in many)]
+        w("### Many connections: 20 B, one message in flight on each (multi-thread, unpinned)")
+        w("")
+        w("| connections | " + " | ".join(LABEL[s] for s in servers) + " |")
+        w("|---" * (len(servers) + 1) + "|")
+        for shape in sorted({k[0] for k in many}, key=lambda x: int(x.split("x")[0])):
+            cells = []
+            for s in servers:
+                m = many.get((shape, s))
+                cells.append(f"{fmt(m['msgs'])} msg/s, p50 {m['p50']:.0f} / p99 {m['p99']:.0f} µs"
+                             if m else "–")
+            w(f"| {int(shape.split('x')[0]):,} | " + " | ".join(cells) + " |")
+        for r in skipped:
+            w(f"| {r['connections']:,} | not run: the file limit here is {r['limit']:,} per "
+              "process and cannot be raised |" + " |" * max(len(servers) - 1, 0))
+        w("")
+
     micro = criterion_results(CRITERION_DIR) if CRITERION_DIR else []
     if micro:
         w("### Micro-benchmarks (criterion, median time and throughput)")
@@ -314,11 +359,12 @@ def human_time(ns):
 
 def targets(med, instr, sys_rows, idle, rows):
     lines = []
+    mt = throughput_medians(rows, "throughput_mt")
 
-    def ratio_line(peer, want, shapes, what):
+    def ratio_line(peer, want, shapes, what, table=med):
         got = []
         for shape in shapes:
-            a, b = med.get((shape, "socketry")), med.get((shape, peer))
+            a, b = table.get((shape, "socketry")), table.get((shape, peer))
             if a and b:
                 got.append((shape, a["msgs"] / b["msgs"]))
         if not got:
@@ -339,6 +385,8 @@ def targets(med, instr, sys_rows, idle, rows):
             ok = worst[1] <= want
             lines.append(f"{'met' if ok else 'MISSED'}: instructions ≤ {want}x {LABEL[peer]} "
                          f"(worst: {worst[1]:.2f}x at {worst[0]:,} B)")
+    ratio_line("fastwebsockets", 1.0, SHAPES, "fastwebsockets on many cores in every shape", mt)
+    ratio_line("tungstenite", 1.3, SHAPES, "tokio-tungstenite on many cores in every shape", mt)
     if "socketry" in sys_rows and "fastwebsockets" in sys_rows:
         ok = sys_rows["socketry"] <= sys_rows["fastwebsockets"]
         lines.append(f"{'met' if ok else 'MISSED'}: syscalls per message ≤ fastwebsockets "
@@ -415,10 +463,11 @@ def main():
         CRITERION_DIR = args[args.index("--criterion") + 1]
     if "--check" in args:
         kinds = {r["kind"] for r in rows}
-        missing = {"throughput", "instructions", "syscalls", "idle", "compression_memory",
-                   "deflate_ratio"} - kinds
-        failed = [r for r in rows if r["kind"] == "throughput" and r["result"]["errors"]]
-        empty = [r for r in rows if r["kind"] == "throughput" and r["result"]["messages"] == 0]
+        missing = {"throughput", "throughput_mt", "connections", "instructions", "syscalls",
+                   "idle", "compression_memory", "deflate_ratio"} - kinds
+        runs = [r for r in rows if r["kind"] in ("throughput", "throughput_mt", "connections")]
+        failed = [r for r in runs if r["result"]["errors"]]
+        empty = [r for r in runs if r["result"]["messages"] == 0]
         if missing or failed or empty:
             sys.exit(f"bench smoke: missing {missing or '-'}, failed runs {len(failed)}, "
                      f"empty runs {len(empty)}")

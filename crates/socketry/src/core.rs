@@ -28,8 +28,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + ?Sized> Io for T {}
 
 /// How many queued chunks one vectored write hands to the transport.
 const MAX_IO_SLICES: usize = 64;
-/// Reads never ask for more than this at once (unless the configured read size is larger).
+/// Reads never ask for more than this at once (unless the configured read size is larger),
+/// but for the rest of a frame whose header arrived (below).
 const MAX_READ_SIZE: usize = 256 * 1024;
+/// The most room reserved at once for the rest of a large frame.
+const MAX_FRAME_RESERVE: usize = 1024 * 1024;
 
 /// How received data messages are handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,14 +384,23 @@ impl Core {
 
     fn poll_read(&mut self, io: &mut dyn Io, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let max = MAX_READ_SIZE.max(self.config.get_read_buffer_size());
-        let want = self.conn.bytes_wanted().clamp(self.read_size, max);
+        let remainder = self.conn.bytes_wanted();
         let (len, capacity) = self.conn.read_buffer_len();
         if capacity == 0 {
             self.conn.set_read_buffer(pool::take());
         }
         let (_, capacity) = self.conn.read_buffer_len();
-        if capacity - len < want / 2 {
-            self.conn.reserve_read(want);
+        if remainder > self.read_size {
+            // The rest of a frame whose header (checked against the limits) arrived: room for
+            // all of it, up to a cap, so that a large frame lands in one allocation instead of
+            // one copied each time it grows. The room is address space until bytes arrive: a
+            // peer that announces a large frame and sends nothing costs no memory for it.
+            let want = remainder.min(MAX_FRAME_RESERVE.max(max));
+            if capacity - len < want {
+                self.conn.reserve_read(want);
+            }
+        } else if capacity - len < self.read_size / 2 {
+            self.conn.reserve_read(self.read_size);
         }
         let (len, capacity) = self.conn.read_buffer_len();
         let room = capacity - len;
@@ -410,7 +422,10 @@ impl Core {
             self.read_eof = true;
         } else if n == room {
             self.read_size = (self.read_size * 2).min(max);
-        } else if n < self.read_size / 4 {
+        } else if n < self.read_size / 4 && remainder == 0 {
+            // Only a read that began at a frame boundary says how much the peer sends at once:
+            // one that finished a frame got the frame's tail, however short, and shrinking on
+            // it would split the next large message over two reads again.
             self.read_size = (self.read_size / 2).max(self.config.get_read_buffer_size());
         }
         Poll::Ready(Ok(()))

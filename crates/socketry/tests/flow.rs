@@ -355,3 +355,81 @@ async fn replies_fed_to_pipelined_messages_leave_in_one_write() {
         "the pong follows the echoes"
     );
 }
+
+/// A transport that counts the reads that returned bytes.
+struct CountingReads<S> {
+    inner: S,
+    reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountingReads<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingReads<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_stream_of_large_messages_is_read_one_read_per_message_once_warm() {
+    // Each 16 KiB message is wholly in the transport before the server reads: once the read
+    // size has grown to fit one, every message must take one read. (The read size used to
+    // shrink after the small read that finished a frame, so every other message took two.)
+    let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+    let io = CountingReads {
+        inner: ours,
+        reads: reads.clone(),
+    };
+    let mut ws =
+        socketry::WebSocket::from_raw(io, socketry::Role::Server, WebSocketConfig::default());
+    let payload = binary_of(16 * 1024);
+    let mut frame = vec![0x82, 0xfe, 0x40, 0x00, 1, 2, 3, 4];
+    frame.extend(
+        payload
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ [1, 2, 3, 4][i & 3]),
+    );
+    let mut counted = 0;
+    for round in 0..40 {
+        theirs.write_all(&frame).await.unwrap();
+        let before = reads.load(std::sync::atomic::Ordering::Relaxed);
+        let message = bounded(ws.recv()).await.unwrap().unwrap();
+        assert_eq!(message.as_payload(), &payload[..]);
+        if round >= 8 {
+            counted += reads.load(std::sync::atomic::Ordering::Relaxed) - before;
+        }
+    }
+    assert_eq!(counted, 32, "reads for 32 warm messages");
+}

@@ -88,8 +88,9 @@ fn main() -> Result<(), BoxError> {
 async fn run(options: Options) -> Result<(), BoxError> {
     let payload = payload(options.size, options.text);
     let mut streams = Vec::with_capacity(options.connections);
-    for _ in 0..options.connections {
-        streams.push(handshake(options.addr, &options.path, options.compression).await?);
+    for index in 0..options.connections {
+        let stream = connect(options.addr, index, options.connections).await?;
+        streams.push(handshake(stream, options.addr, &options.path, options.compression).await?);
     }
     let batch = batch(&payload, &options);
     let started = Instant::now();
@@ -187,13 +188,32 @@ fn batch(payload: &[u8], options: &Options) -> Vec<u8> {
     frame.repeat(options.inflight)
 }
 
+/// Loopback connections past this many to one port are spread over several source addresses
+/// (127.0.0.2, 127.0.0.3, ...): one source has about 28,000 ephemeral ports.
+const PER_SOURCE: usize = 20_000;
+
+/// Connection `index` of `total` to `addr`.
+async fn connect(addr: SocketAddr, index: usize, total: usize) -> Result<TcpStream, BoxError> {
+    let stream = match addr {
+        SocketAddr::V4(v4) if total > PER_SOURCE && v4.ip().is_loopback() => {
+            let sources = total.div_ceil(PER_SOURCE);
+            let source = std::net::Ipv4Addr::new(127, 0, 0, 2 + (index % sources) as u8);
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from((source, 0)))?;
+            socket.connect(addr).await?
+        }
+        _ => TcpStream::connect(addr).await?,
+    };
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 async fn handshake(
+    mut stream: TcpStream,
     addr: SocketAddr,
     path: &str,
     compression: bool,
 ) -> Result<(TcpStream, Vec<u8>), BoxError> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
     let extensions = if compression {
         "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; client_max_window_bits\r\n"
     } else {
@@ -377,7 +397,8 @@ async fn idle_connections(
 ) -> Result<(), BoxError> {
     let mut streams = Vec::with_capacity(count);
     for _ in 0..count {
-        streams.push(handshake(addr, &path, false).await?.0);
+        let stream = connect(addr, streams.len(), count).await?;
+        streams.push(handshake(stream, addr, &path, false).await?.0);
     }
     println!("ready {count}");
     tokio::time::sleep(hold).await;
