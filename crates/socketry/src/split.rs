@@ -703,13 +703,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
     where
         I: IntoIterator<Item = &'a PreparedMessage>,
     {
-        self.with_core(|core| {
-            core.queue_with(|conn| {
-                messages
-                    .into_iter()
-                    .try_for_each(|message| conn.send_prepared(message))
-            })
-        })?;
+        self.with_core(|core| core.queue_with(|conn| conn.send_prepared_all(messages)))?;
         self.flush().await
     }
 

@@ -886,6 +886,55 @@ fn prepared_message_is_shared_by_servers_and_masked_per_client() {
     );
 }
 
+#[test]
+fn a_batch_of_prepared_messages_is_what_one_by_one_sends_and_stops_where_it_would() {
+    let batch: Vec<crate::PreparedMessage> = [
+        Message::text("one"),
+        Message::Ping(Bytes::from_static(b"p")),
+        Message::binary(vec![7u8; 70_000]),
+        Message::text("two"),
+    ]
+    .into_iter()
+    .map(crate::PreparedMessage::new)
+    .collect();
+    let mut together = server();
+    together.send_prepared_all(&batch).unwrap();
+    let mut one_by_one = server();
+    for prepared in &batch {
+        one_by_one.send_prepared(prepared).unwrap();
+    }
+    assert_eq!(
+        drain_outgoing(&mut together),
+        drain_outgoing(&mut one_by_one)
+    );
+
+    // A close in the batch: what came before it is queued, what comes after it fails.
+    let closing: Vec<crate::PreparedMessage> = [
+        Message::text("before"),
+        Message::Close(None),
+        Message::text("after"),
+    ]
+    .into_iter()
+    .map(crate::PreparedMessage::new)
+    .collect();
+    let mut conn = server();
+    assert!(conn.send_prepared_all(&closing).is_err());
+    let mut peer = client();
+    let wire = drain_outgoing(&mut conn);
+    let got = receive_all(&mut peer, &wire).unwrap();
+    assert_eq!(got.first(), Some(&Message::text("before")));
+    assert!(!got.contains(&Message::text("after")));
+
+    // While a fragmented message is being sent a ping still goes out, and data fails.
+    let mut conn = server();
+    conn.send_frame(OpCode::Text, Bytes::from_static(b"par"), false)
+        .unwrap();
+    let ping_then_data = [&batch[1], &batch[0]];
+    assert!(conn.send_prepared_all(ping_then_data).is_err());
+    let wire = drain_outgoing(&mut conn);
+    assert_eq!(wire[wire.len() - 3], 0x89, "the ping was queued");
+}
+
 // RFC 7692: permessage-deflate on the connection
 
 fn deflating(role: Role) -> Connection {
