@@ -99,10 +99,13 @@ impl DeflateConfig {
     /// The window this endpoint compresses with, 9–15 bits (clamped), and never more than the
     /// handshake allowed. It is not negotiated: a smaller window than agreed is always valid,
     /// since it only makes matches shorter-reaching, and the peer decodes it with the window it
-    /// has. With context takeover a connection keeps this much history, `2^bits` bytes, for as
-    /// long as it lives. The default value is 12 (4 KiB), which keeps a compressing connection
-    /// with context takeover under 64 KiB in all (`docs/benchmarks.md` has the ratio this
-    /// trades: a few percent on JSON); 15 is zlib's usual 32 KiB.
+    /// has. With context takeover a connection keeps up to 1.5 × `2^bits` bytes of history,
+    /// for as long as it lives. The default value is 12 (4 KiB), which keeps a compressing
+    /// connection with context takeover under 64 KiB in all. What it trades
+    /// (`docs/benchmarks.md`, "Compression, round two"): on small, different JSON messages about
+    /// 8 % more bytes than 15 bits; on a large message repeated whole, much more (0.33 against
+    /// 0.065 for 16 KiB sent again and again), since the repeat is out of reach. 15 is zlib's
+    /// usual 32 KiB.
     #[must_use]
     pub fn compression_window_bits(mut self, bits: u8) -> Self {
         self.compression_window_bits = bits.clamp(9, 15);
@@ -112,8 +115,8 @@ impl DeflateConfig {
     /// The compression level, 0 (store) to 9 (best); clamped. The default value is 1 (fast,
     /// as gorilla).
     ///
-    /// Level 1 uses socketry's own compressor (greedy matching, static Huffman codes, about
-    /// 12 KiB of state per connection with context takeover at the default window); the other
+    /// Level 1 uses socketry's own compressor (greedy matching, static Huffman codes, 14 KiB of
+    /// state per connection with context takeover at the default window); the other
     /// levels use zlib-rs, which compresses better at 2 and above and keeps about 300 KiB per
     /// connection with context takeover.
     #[must_use]
@@ -441,7 +444,8 @@ impl Deflate {
         self.send_reset
     }
 
-    /// Our window bits.
+    /// The window we compress with: the negotiated one, narrowed by
+    /// [`DeflateConfig::compression_window_bits`].
     pub fn send_window_bits(&self) -> u8 {
         self.send_bits
     }
@@ -591,10 +595,20 @@ impl Compressor {
     /// Compresses one whole message payload (RFC 7692 §7.2.1).
     fn compress(&mut self, payload: &[u8]) -> Bytes {
         match self {
-            Self::Fast(fast) => Bytes::from(fast.compress(payload)),
+            Self::Fast(fast) => exact(fast.compress(payload)),
             Self::Zlib(zlib) => compress_with(zlib, payload),
         }
     }
+}
+
+/// `out` as `Bytes` without much more allocation than its length: the output buffer was sized
+/// for the worst case, and a large queued frame would otherwise hold all of it (`Bytes` keeps
+/// a `Vec`'s whole capacity) while the peer is slow to read.
+fn exact(mut out: Vec<u8>) -> Bytes {
+    if out.capacity() > out.len() + out.len() / 4 + 64 {
+        out.shrink_to_fit();
+    }
+    Bytes::from(out)
 }
 
 /// One decompressor per thread kept between messages of peers without context takeover, so
@@ -606,22 +620,30 @@ mod spare {
     use flate2::Decompress;
 
     thread_local! {
-        static SPARE: Cell<Option<(u8, Box<Decompress>)>> = const { Cell::new(None) };
+        static SPARE: Cell<Option<Box<Decompress>>> = const { Cell::new(None) };
     }
+
+    /// The window kept: flate2 resets other windows by building a new state, which would
+    /// save nothing.
+    const BITS: u8 = 15;
 
     /// A decompressor for a new stream with a window of `bits`.
     pub(super) fn take(bits: u8) -> Box<Decompress> {
-        match SPARE.take() {
-            Some((spare_bits, decompressor)) if spare_bits == bits => decompressor,
-            _ => Box::new(Decompress::new_with_window_bits(false, bits)),
-        }
+        let spare = if bits == BITS {
+            SPARE.try_with(Cell::take).ok().flatten()
+        } else {
+            None
+        };
+        spare.unwrap_or_else(|| Box::new(Decompress::new_with_window_bits(false, bits)))
     }
 
     /// Keeps `decompressor` for the next message, reset: nothing of this stream can reach
     /// the next one (zlib refuses distances past what the new stream produced).
     pub(super) fn give_back(mut decompressor: Box<Decompress>, bits: u8) {
-        decompressor.reset(false);
-        SPARE.set(Some((bits, decompressor)));
+        if bits == BITS {
+            decompressor.reset(false);
+            let _ = SPARE.try_with(|spare| spare.set(Some(decompressor)));
+        }
     }
 }
 
@@ -653,7 +675,7 @@ pub(crate) fn compress_with(compressor: &mut Compress, payload: &[u8]) -> Bytes 
     if out.is_empty() {
         out.push(0x00); // RFC 7692 §7.2.3.6: an empty message is one 0x00 byte
     }
-    Bytes::from(out)
+    exact(out)
 }
 
 /// A compressor as used for a [`crate::PreparedMessage`]: no context, `bits` of window.

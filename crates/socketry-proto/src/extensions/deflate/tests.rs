@@ -328,3 +328,18 @@ fn a_peer_without_context_takeover_cannot_reach_into_its_previous_message() {
         }
     }
 }
+
+#[test]
+fn the_compression_window_is_the_negotiated_one_narrowed_by_the_configuration() {
+    let window = |negotiated: u8, config: DeflateConfig| {
+        Deflate::new(Role::Server, params(false, negotiated), &config).send_window_bits()
+    };
+    let default = DeflateConfig::default();
+    assert_eq!(window(15, default), 12, "the default narrows 15 to 12");
+    assert_eq!(window(10, default), 10, "never more than negotiated");
+    assert_eq!(window(8, default), 8, "8 stays 8: sent uncompressed");
+    assert_eq!(window(15, default.compression_window_bits(15)), 15);
+    assert_eq!(window(13, default.compression_window_bits(9)), 9);
+    let client = Deflate::new(Role::Client, params(false, 11), &default);
+    assert_eq!(client.send_window_bits(), 11);
+}
