@@ -264,23 +264,39 @@ async fn an_idle_connection_holds_no_buffers_even_after_a_large_message() {
     );
 }
 
-/// Counts the writes that reach the transport.
-struct CountingWrites<S> {
+/// Counts the writes that reach the transport, and the reads that returned bytes.
+struct Counting<S> {
     inner: S,
     writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountingWrites<S> {
+impl<S> Counting<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner,
+            writes: Default::default(),
+            reads: Default::default(),
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counting<S> {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        polled
     }
 }
 
-impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingWrites<S> {
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counting<S> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -309,11 +325,8 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingWrites<
 #[tokio::test]
 async fn replies_fed_to_pipelined_messages_leave_in_one_write() {
     let (server_io, mut client_io) = tokio::io::duplex(1 << 20);
-    let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = CountingWrites {
-        inner: server_io,
-        writes: writes.clone(),
-    };
+    let counted = Counting::new(server_io);
+    let writes = counted.writes.clone();
     let mut server =
         socketry::WebSocket::from_raw(counted, socketry::Role::Server, WebSocketConfig::default());
     // 16 masked text frames and a ping, in one write, as a pipelining client sends them.
@@ -356,61 +369,14 @@ async fn replies_fed_to_pipelined_messages_leave_in_one_write() {
     );
 }
 
-/// A transport that counts the reads that returned bytes.
-struct CountingReads<S> {
-    inner: S,
-    reads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountingReads<S> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.reads
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingReads<S> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 #[tokio::test]
 async fn a_stream_of_large_messages_is_read_one_read_per_message_once_warm() {
     // Each 16 KiB message is wholly in the transport before the server reads: once the read
     // size has grown to fit one, every message must take one read. (The read size used to
     // shrink after the small read that finished a frame, so every other message took two.)
-    let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (ours, mut theirs) = tokio::io::duplex(1 << 20);
-    let io = CountingReads {
-        inner: ours,
-        reads: reads.clone(),
-    };
+    let io = Counting::new(ours);
+    let reads = io.reads.clone();
     let mut ws =
         socketry::WebSocket::from_raw(io, socketry::Role::Server, WebSocketConfig::default());
     let payload = binary_of(16 * 1024);
@@ -424,11 +390,11 @@ async fn a_stream_of_large_messages_is_read_one_read_per_message_once_warm() {
     let mut counted = 0;
     for round in 0..40 {
         theirs.write_all(&frame).await.unwrap();
-        let before = reads.load(std::sync::atomic::Ordering::Relaxed);
+        let before = reads.load(std::sync::atomic::Ordering::SeqCst);
         let message = bounded(ws.recv()).await.unwrap().unwrap();
         assert_eq!(message.as_payload(), &payload[..]);
         if round >= 8 {
-            counted += reads.load(std::sync::atomic::Ordering::Relaxed) - before;
+            counted += reads.load(std::sync::atomic::Ordering::SeqCst) - before;
         }
     }
     assert_eq!(counted, 32, "reads for 32 warm messages");
