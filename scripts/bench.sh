@@ -82,7 +82,8 @@ SHAPES=(
   "512x5Bx16 512 5 16"
   "1x1MiB 1 1048576 1"
 )
-SERVERS=(socketry socketry-axum fastwebsockets tungstenite axum tcp)
+# socketry-axum: through axum::serve; socketry-axum-serve: through socketry_axum::serve.
+SERVERS=(socketry socketry-axum socketry-axum-serve fastwebsockets tungstenite axum tcp)
 # The compression row: 16 KiB JSON-like text, 10 connections; socketry plain (same text) for
 # the CPU comparison, socketry and Node ws with permessage-deflate at level 1.
 COMPRESSION=("socketry:--text:" "socketry:--compression:--compression" "node-ws:--compression:--deflate")
@@ -283,7 +284,7 @@ fi
 
 if part idle; then
 echo "== bench: idle memory ($IDLE idle connections)"
-for server in socketry socketry-axum fastwebsockets tungstenite axum node-ws; do
+for server in socketry socketry-axum socketry-axum-serve fastwebsockets tungstenite axum node-ws; do
   [ "$SMOKE" = 1 ] && [ "$server" != socketry ] && continue
   start_server "$server"
   per=$(idle_kib_per_connection "$BIN" "$server_pid" "ws://127.0.0.1:$PORT/" "$IDLE" "$OUT")
