@@ -503,6 +503,19 @@ impl Connection {
             .then(|| std::mem::take(&mut self.read_buf))
     }
 
+    /// Moves the bytes of a frame still arriving into a smaller allocation when the read
+    /// buffer is mostly empty room (more than four times what it holds, plus `min`), so that a
+    /// peer that stalls inside a frame holds about what it sent. Nothing changes for a buffer
+    /// that is filling up: one that grows as bytes come is never more than twice as large.
+    pub fn compact_read_buffer(&mut self, min: usize) {
+        let len = self.read_buf.len();
+        if len > 0 && self.read_buf.capacity() > 4 * len + min {
+            let mut smaller = BytesMut::with_capacity((2 * len).max(min));
+            smaller.extend_from_slice(&self.read_buf);
+            self.read_buf = smaller;
+        }
+    }
+
     /// Drops received bytes and their buffer, once the transport is closed: the connection
     /// becomes [`State::Closed`] and receives nothing more (bytes of a frame in progress were
     /// unmasked and checked in place; new ones must never be taken for them).

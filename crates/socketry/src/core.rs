@@ -387,10 +387,16 @@ impl Core {
             self.conn.set_read_buffer(pool::take());
         }
         let (_, capacity) = self.conn.read_buffer_len();
-        // Room grows with what the peer delivers (the read size doubles after each read that
-        // filled it), never with what a frame header announces: a peer that announces a large
-        // frame and stalls holds about twice what it sent, not what it announced.
-        let want = remainder.clamp(self.read_size, max);
+        // Inside a frame, room grows with what has arrived of it (at most doubling), never
+        // with what its header announces: a peer that announces a large frame and stalls
+        // holds about twice what it sent. At a frame boundary, the adaptive read size.
+        let want = if remainder > 0 {
+            remainder
+                .min(len.max(self.config.get_read_buffer_size()))
+                .min(max)
+        } else {
+            self.read_size
+        };
         if capacity - len < want / 2 {
             self.conn.reserve_read(want);
         }
@@ -403,9 +409,13 @@ impl Core {
             Poll::Ready(result) => result?,
             Poll::Pending => {
                 // Idle: hold no read buffer while waiting (a large one is freed, a small one
-                // pooled for the next connection that has bytes to read).
+                // pooled for the next connection that has bytes to read); stalled inside a
+                // frame, about what arrived of it.
                 if let Some(buf) = self.conn.take_read_buffer() {
                     pool::give(buf);
+                } else {
+                    self.conn
+                        .compact_read_buffer(self.config.get_read_buffer_size());
                 }
                 return Poll::Pending;
             }
@@ -414,7 +424,7 @@ impl Core {
             self.read_eof = true;
         } else if n == room {
             self.read_size = (self.read_size * 2).min(max);
-        } else if n < self.read_size / 4 && (remainder == 0 || n < remainder) {
+        } else if n < self.read_size / 4 && (remainder == 0 || n != remainder) {
             // A short read says the peer sends little at once, unless it was exactly the tail
             // of a frame: shrinking on that would split the next large message over two reads
             // again (16 KiB echoes took 1.5 reads each).

@@ -399,3 +399,41 @@ async fn a_stream_of_large_messages_is_read_one_read_per_message_once_warm() {
     }
     assert_eq!(counted, 32, "reads for 32 warm messages");
 }
+
+#[tokio::test]
+async fn a_peer_that_announces_a_large_frame_and_stalls_holds_no_more_than_it_sent() {
+    // A 15 MiB frame announced, 100 bytes of it sent, then nothing: the read buffer must stay
+    // near what arrived (it used to take 256 KiB at once, what the header announced up to
+    // the read cap), whatever the read size had grown to before.
+    let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+    let mut ws =
+        socketry::WebSocket::from_raw(ours, socketry::Role::Server, WebSocketConfig::default());
+    // First grow the read size with large messages.
+    let payload = binary_of(200 * 1024);
+    let mut big = vec![0x82, 0xff];
+    big.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    big.extend_from_slice(&[0, 0, 0, 0]);
+    big.extend_from_slice(&payload);
+    for _ in 0..4 {
+        theirs.write_all(&big).await.unwrap();
+        let message = bounded(ws.recv()).await.unwrap().unwrap();
+        assert_eq!(message.as_payload().len(), payload.len());
+    }
+    let mut stall = vec![0x82, 0xff];
+    stall.extend_from_slice(&(15u64 << 20).to_be_bytes());
+    stall.extend_from_slice(&[0, 0, 0, 0]);
+    stall.extend_from_slice(&[7u8; 100]);
+    theirs.write_all(&stall).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), ws.recv())
+            .await
+            .is_err(),
+        "the frame is not complete"
+    );
+    let (held, capacity) = ws.connection().read_buffer_len();
+    assert_eq!(held, 100);
+    assert!(
+        capacity <= 64 * 1024,
+        "read buffer of {capacity} bytes for 100 received"
+    );
+}

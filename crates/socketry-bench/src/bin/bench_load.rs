@@ -196,13 +196,13 @@ const PER_SOURCE: usize = 20_000;
 async fn connect(addr: SocketAddr, index: usize, total: usize) -> Result<TcpStream, BoxError> {
     let stream = match addr {
         SocketAddr::V4(v4) if total > PER_SOURCE && v4.ip().is_loopback() => {
-            // Sources 127.P.0.2, 127.P.0.3, ... with P from the server's port: a bound port is
-            // chosen at `bind`, which will not take one still in TIME_WAIT from the previous
-            // run's connections to the same source, so each run (a new port) gets fresh ones.
+            // Sources 127.0.0.2, 127.0.0.3, ...; SO_REUSEADDR lets `bind` take a port still in
+            // TIME_WAIT from an earlier run (the connection's 4-tuple is new: another server
+            // port, or the kernel refuses it at `connect`).
             let sources = total.div_ceil(PER_SOURCE);
-            let network = 1 + (addr.port() % 250) as u8;
-            let source = std::net::Ipv4Addr::new(127, network, 0, 2 + (index % sources) as u8);
+            let source = std::net::Ipv4Addr::new(127, 0, 0, 2 + (index % sources) as u8);
             let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
             socket.bind(SocketAddr::from((source, 0)))?;
             socket.connect(addr).await?
         }

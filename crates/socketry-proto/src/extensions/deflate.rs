@@ -103,7 +103,7 @@ impl DeflateConfig {
     /// for as long as it lives. The default value is 12 (4 KiB), which keeps a compressing
     /// connection with context takeover under 64 KiB in all. What it trades
     /// (`docs/benchmarks.md`, "Compression, round two"): on small, different JSON messages about
-    /// 8 % more bytes than 15 bits; on a large message repeated whole, much more (0.33 against
+    /// 7 % more bytes than 15 bits; on a large message repeated whole, much more (0.33 against
     /// 0.065 for 16 KiB sent again and again), since the repeat is out of reach. 15 is zlib's
     /// usual 32 KiB.
     #[must_use]

@@ -165,12 +165,6 @@ fn encode_static(
             let distance = usize::from(position.wrapping_sub(seen));
             let reach = i.min(window);
             if distance.wrapping_sub(1) < reach && read_u32(work, i - distance) == here {
-                // Checked apart from `reach`, since no test peer would notice: zlib accepts
-                // any distance into what it decoded in the same call, whatever its window.
-                debug_assert!(
-                    distance <= window && distance <= i,
-                    "distance {distance} past the window {window} or the data at {i}"
-                );
                 let most = (end - i).min(MAX_MATCH);
                 let length = MIN_MATCH
                     + common_prefix(
@@ -418,8 +412,7 @@ mod tests {
 
     /// Inflates each message with one decompressor of `bits`, as a peer with context
     /// takeover does, appending the tail the sender left out. (zlib accepts any distance into
-    /// what one call produced, whatever its window: the window limit is checked by the
-    /// encoder's debug assertion, not here.)
+    /// what one call produced, whatever its window: [`inflate_strict`] checks the window.)
     fn inflate_all(messages: &[Vec<u8>], bits: u8) -> Vec<Vec<u8>> {
         let mut d = Decompress::new_with_window_bits(false, bits);
         messages
@@ -433,6 +426,66 @@ mod tests {
                 out
             })
             .collect()
+    }
+
+    /// As [`inflate_all`], one output byte per call, so that every match is resolved through
+    /// zlib's window of `2^bits` bytes: a distance past the window (or past what the stream
+    /// produced) fails ("invalid distance too far back").
+    fn inflate_strict(messages: &[Vec<u8>], bits: u8) -> Result<Vec<Vec<u8>>, String> {
+        let mut d = Decompress::new_with_window_bits(false, bits);
+        let mut all = Vec::new();
+        for m in messages {
+            let mut input = m.clone();
+            input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+            let start_in = d.total_in();
+            let mut out = Vec::new();
+            loop {
+                let used = (d.total_in() - start_in) as usize;
+                let mut byte = [0u8; 1];
+                let before = d.total_out();
+                d.decompress(&input[used..], &mut byte, FlushDecompress::Sync)
+                    .map_err(|e| e.to_string())?;
+                let produced = (d.total_out() - before) as usize;
+                out.extend_from_slice(&byte[..produced]);
+                let done = (d.total_in() - start_in) as usize == input.len();
+                if produced == 0 && done {
+                    break;
+                }
+            }
+            all.push(out);
+        }
+        Ok(all)
+    }
+
+    #[test]
+    fn every_distance_stays_inside_the_window_a_strict_peer_has() {
+        // Repeats just past each window, and just inside it, in one message and across
+        // messages: the encoder must use only the ones inside.
+        for bits in 9..=15u8 {
+            let window = 1usize << bits;
+            let unit = noise(window + 40, u64::from(bits));
+            let mut across = vec![unit.clone(), unit.clone()];
+            across.push(noise(window - 100, 5));
+            across.push(unit[..window / 2].to_vec());
+            let mut within = unit[..window - 300].to_vec();
+            within.extend_from_slice(&unit[..200]);
+            across.push(within);
+            for keep in [true, false] {
+                let mut c = FastDeflate::new(bits, keep);
+                let compressed: Vec<Vec<u8>> = across.iter().map(|m| c.compress(m)).collect();
+                let decoded = if keep {
+                    inflate_strict(&compressed, bits)
+                } else {
+                    compressed
+                        .iter()
+                        .map(|m| {
+                            inflate_strict(std::slice::from_ref(m), bits).map(|mut v| v.remove(0))
+                        })
+                        .collect()
+                };
+                assert_eq!(decoded.as_ref(), Ok(&across), "bits {bits} keep {keep}");
+            }
+        }
     }
 
     fn json(n: usize, seed: u64) -> Vec<u8> {

@@ -340,6 +340,24 @@ fn the_compression_window_is_the_negotiated_one_narrowed_by_the_configuration() 
     assert_eq!(window(8, default), 8, "8 stays 8: sent uncompressed");
     assert_eq!(window(15, default.compression_window_bits(15)), 15);
     assert_eq!(window(13, default.compression_window_bits(9)), 9);
-    let client = Deflate::new(Role::Client, params(false, 11), &default);
-    assert_eq!(client.send_window_bits(), 11);
+    // Each role compresses with its own side's window.
+    let sides = DeflateParams {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: 10,
+        client_max_window_bits: 13,
+    };
+    let wide = default.compression_window_bits(15);
+    assert_eq!(
+        Deflate::new(Role::Server, sides, &wide).send_window_bits(),
+        10
+    );
+    assert_eq!(
+        Deflate::new(Role::Client, sides, &wide).send_window_bits(),
+        13
+    );
+    assert_eq!(
+        Deflate::new(Role::Client, sides, &default).send_window_bits(),
+        12
+    );
 }
