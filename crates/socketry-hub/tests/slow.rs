@@ -285,7 +285,9 @@ async fn a_write_that_times_out_takes_the_member_out_and_closes_with_1011() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-    assert_eq!(hub.stats().connections, 0, "out of the hub");
+    // A departing member leaves its rooms first and the hub's table right after: the room
+    // can be empty a moment before the connection count drops.
+    eventually("out of the hub", || hub.stats().connections == 0).await;
     assert_eq!(
         hub.stats().slow_disconnects,
         0,
