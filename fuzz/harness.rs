@@ -17,7 +17,7 @@ use socketry_proto::{
 pub type Target = fn(&[u8]);
 
 /// Every target, by the name of its corpus directory.
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("frame_decoder", frame_decoder),
     ("handshake_request", handshake_request),
     ("handshake_response", handshake_response),
@@ -25,6 +25,7 @@ pub const TARGETS: [(&str, Target); 8] = [
     ("close_payload", close_payload),
     ("deflate_decoder", deflate_decoder),
     ("deflate_round_trip", deflate_round_trip),
+    ("inflate_against_zlib", inflate_against_zlib),
     ("connection", connection),
 ];
 
@@ -184,6 +185,85 @@ pub fn deflate_round_trip(data: &[u8]) {
             .expect("our own output inflates");
         assert_eq!(&out[..], &message[..], "round trip");
     }
+}
+
+/// The codec's inflater against zlib-rs on arbitrary bytes as one compressed message (32 KiB
+/// windows, the message fed in pieces the first byte sizes): where zlib decodes, the codec
+/// decodes to the same bytes; where the codec decodes, zlib does too, or fails only on bits
+/// the codec is still waiting to complete (more input makes the codec fail as well).
+pub fn inflate_against_zlib(data: &[u8]) {
+    const LIMIT: usize = 1 << 20;
+    let (flags, data) = split_first(data);
+    let chunk = usize::from(flags).max(1);
+    let ours = codec_inflate(data, chunk, LIMIT);
+    let (theirs, zlib_failed) = zlib_inflate(&[data, &[0, 0, 0xff, 0xff]].concat(), LIMIT);
+    match ours {
+        Ok(ours) if !zlib_failed => assert_eq!(ours, theirs, "both decode, alike"),
+        Ok(ours) => {
+            assert!(ours.starts_with(&theirs), "same bytes up to zlib's failure");
+            let padded = [data, &[0xff; 16]].concat();
+            assert!(
+                codec_inflate(&padded, chunk, LIMIT).is_err(),
+                "zlib failed where the codec does not, even with more input"
+            );
+        }
+        Err(err) if !zlib_failed => assert!(
+            matches!(err, socketry_proto::ProtocolError::MessageTooBig { .. })
+                && theirs.len() > LIMIT,
+            "the codec failed ({err:?}) where zlib decodes"
+        ),
+        Err(_) => {}
+    }
+}
+
+/// One message through a server's codec with 15-bit windows and context takeover.
+fn codec_inflate(
+    data: &[u8],
+    chunk: usize,
+    limit: usize,
+) -> Result<Vec<u8>, socketry_proto::ProtocolError> {
+    let params = DeflateParams {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+    };
+    let mut codec = Deflate::new(Role::Server, params, &DeflateConfig::default());
+    let mut out = BytesMut::new();
+    let pieces: Vec<&[u8]> = data.chunks(chunk).collect();
+    if pieces.is_empty() {
+        codec.decompress(&[], true, &mut out, Some(limit))?;
+    }
+    for (i, piece) in pieces.iter().enumerate() {
+        codec.decompress(piece, i + 1 == pieces.len(), &mut out, Some(limit))?;
+    }
+    Ok(out.to_vec())
+}
+
+/// zlib-rs's raw inflate of `data` with a 32 KiB window, a new stream after each final block
+/// (as a codec built on zlib does): what it produced (up to a little past `limit`) and
+/// whether it failed.
+fn zlib_inflate(data: &[u8], limit: usize) -> (Vec<u8>, bool) {
+    use flate2::{Decompress, FlushDecompress, Status};
+    let mut decompress = Decompress::new_with_window_bits(false, 15);
+    let mut out = Vec::new();
+    let mut rest = data;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while out.len() <= limit {
+        let (before_in, before_out) = (decompress.total_in(), decompress.total_out());
+        let status = decompress.decompress(rest, &mut chunk, FlushDecompress::Sync);
+        let produced = (decompress.total_out() - before_out) as usize;
+        let used = (decompress.total_in() - before_in) as usize;
+        out.extend_from_slice(&chunk[..produced]);
+        rest = &rest[used..];
+        match status {
+            Err(_) => return (out, true),
+            Ok(Status::StreamEnd) => decompress.reset(false),
+            Ok(_) if produced < chunk.len() && (rest.is_empty() || used == 0) => break,
+            Ok(_) => {}
+        }
+    }
+    (out, false)
 }
 
 /// A whole server connection (compression negotiated) fed arbitrary bytes in chunks,

@@ -14,7 +14,7 @@ cd "$ROOT"
 SECONDS_EACH="${1:-1800}"
 shift || true
 TARGETS=("$@")
-[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(frame_decoder handshake_request handshake_response extensions close_payload deflate_decoder deflate_round_trip connection)
+[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(frame_decoder handshake_request handshake_response extensions close_payload deflate_decoder deflate_round_trip inflate_against_zlib connection)
 command -v cargo-fuzz > /dev/null || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 mkdir -p reports/fuzz

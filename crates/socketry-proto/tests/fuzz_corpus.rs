@@ -36,3 +36,33 @@ fn an_overlong_close_payload_is_refused_not_truncated() {
     payload.truncate(125);
     assert!(CloseFrame::parse(&payload).unwrap().is_some());
 }
+
+#[test]
+fn random_corruptions_of_compressed_messages_inflate_as_zlib_inflates_them() {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus/inflate_against_zlib");
+    let seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+        .filter(|seed| seed.len() > 8)
+        .collect();
+    assert!(seeds.len() >= 5);
+    let mut rng = StdRng::seed_from_u64(16);
+    for round in 0..3000 {
+        let mut input = seeds[round % seeds.len()].clone();
+        input[0] = rng.random(); // the piece size
+        for _ in 0..rng.random_range(1..4) {
+            let at = rng.random_range(1..input.len());
+            match rng.random_range(0..3) {
+                0 => input[at] ^= 1 << rng.random_range(0..8),
+                1 => input[at] = rng.random(),
+                _ => input.truncate(at.max(2)),
+            }
+        }
+        if std::panic::catch_unwind(|| inflate_against_zlib(&input)).is_err() {
+            std::fs::write("/tmp/failing.bin", &input).unwrap();
+            panic!("round {round}");
+        }
+    }
+}

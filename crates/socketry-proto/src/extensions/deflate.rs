@@ -3,16 +3,19 @@
 //! Window bits: zlib cannot compress with an 8-bit window (it silently uses 9, which a peer
 //! with an 8-bit window cannot decode). So when the peer limits our window to 8 bits we accept
 //! the agreement and send every message uncompressed, which RFC 7692 always allows. Inflating
-//! uses at least 9 bits, which decodes 8-bit streams too.
+//! uses at least 9 bits, which decodes 8-bit streams too; a distance past the negotiated
+//! window (at least 9 bits) fails the message as invalid compressed data.
 
 use bytes::{Bytes, BytesMut};
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Compress, Compression, FlushCompress, Status};
 
 use super::{ExtensionOffer, parse_extensions};
 use crate::{HandshakeError, ProtocolError, role::Role};
 
 mod fast;
+mod inflate;
 use fast::FastDeflate;
+use inflate::Inflater;
 
 /// The extension's name.
 pub const NAME: &str = "permessage-deflate";
@@ -337,8 +340,10 @@ pub fn negotiate_client<'a>(
 }
 
 /// The per-connection codec: a compressor for what we send and a decompressor for what we
-/// receive, each created on first use and, without context takeover, dropped after every
-/// message so that an idle connection holds no zlib state.
+/// receive (socketry's own, `inflate.rs`), each holding memory only once used and, without
+/// context takeover, only while a message is in progress, so that an idle connection holds
+/// no compression state. With context takeover the decompressor keeps just the peer's
+/// negotiated window (`2^client_max_window_bits` bytes on a server).
 pub struct Deflate {
     send_bits: u8,
     send_reset: bool,
@@ -348,7 +353,7 @@ pub struct Deflate {
     threshold: usize,
     enabled: bool,
     compressor: Option<Compressor>,
-    decompressor: Option<Box<Decompress>>,
+    inflater: Inflater,
     /// Counts check-outs: a compressor comes back into use only if no other was checked out
     /// since (its window must have seen exactly the messages sent).
     generation: u64,
@@ -423,7 +428,7 @@ impl Deflate {
             threshold: config.threshold,
             enabled: true,
             compressor: None,
-            decompressor: None,
+            inflater: Inflater::new(theirs.0),
             generation: 0,
         }
     }
@@ -527,38 +532,35 @@ impl Deflate {
         max: Option<usize>,
         budget: usize,
     ) -> Result<Inflated, ProtocolError> {
-        let bits = self.recv_bits;
-        let reset = self.recv_reset;
-        let decompressor = self.decompressor.get_or_insert_with(|| {
-            if reset {
-                spare::take(bits)
-            } else {
-                Box::new(Decompress::new_with_window_bits(false, bits))
-            }
-        });
-        let (consumed, finished) = inflate(decompressor, payload, out, max, budget)?;
-        if !finished {
-            return Ok(Inflated {
-                consumed,
-                done: false,
-            });
+        let limit = max.unwrap_or(usize::MAX);
+        // What this call decodes starts here; back-references before it go to the window.
+        let mut base = out.len();
+        let stop_at = base.saturating_add(budget);
+        let (consumed, finished) = self
+            .inflater
+            .inflate(payload, out, &mut base, limit, stop_at)?;
+        let ends = finished && fin;
+        if ends {
+            // RFC 7692 §7.2.2: the sender's flush marker, stripped, ends the message.
+            self.inflater
+                .inflate(&TAIL, out, &mut base, limit, usize::MAX)?;
         }
-        if fin {
-            // The tail releases at most what zlib still holds (less than its window).
-            inflate(decompressor, &TAIL, out, max, usize::MAX)?;
-            if let Some(done) = self.decompressor.take_if(|_| reset) {
-                spare::give_back(done, bits);
-            }
+        if !(ends && self.recv_reset) {
+            // (A message of a peer without context takeover needs no history past its end.)
+            self.inflater.commit(&out[base..]);
+        }
+        if ends {
+            self.inflater.end_message(self.recv_reset);
         }
         Ok(Inflated {
             consumed,
-            done: true,
+            done: finished,
         })
     }
 
-    /// Whether zlib state is allocated (for measuring the cost of idle connections).
+    /// Whether compression state is allocated (for measuring the cost of idle connections).
     pub fn holds_state(&self) -> bool {
-        self.compressor.is_some() || self.decompressor.is_some()
+        self.compressor.is_some() || self.inflater.holds_state()
     }
 }
 
@@ -611,42 +613,6 @@ fn exact(mut out: Vec<u8>) -> Bytes {
     Bytes::from(out)
 }
 
-/// One decompressor per thread kept between messages of peers without context takeover, so
-/// that each of their messages does not allocate and initialise zlib's state (about 45 KiB)
-/// anew. A connection holds it only while a message inflates.
-mod spare {
-    use std::cell::Cell;
-
-    use flate2::Decompress;
-
-    thread_local! {
-        static SPARE: Cell<Option<Box<Decompress>>> = const { Cell::new(None) };
-    }
-
-    /// The window kept: flate2 resets other windows by building a new state, which would
-    /// save nothing.
-    const BITS: u8 = 15;
-
-    /// A decompressor for a new stream with a window of `bits`.
-    pub(super) fn take(bits: u8) -> Box<Decompress> {
-        let spare = if bits == BITS {
-            SPARE.try_with(Cell::take).ok().flatten()
-        } else {
-            None
-        };
-        spare.unwrap_or_else(|| Box::new(Decompress::new_with_window_bits(false, bits)))
-    }
-
-    /// Keeps `decompressor` for the next message, reset: nothing of this stream can reach
-    /// the next one (zlib refuses distances past what the new stream produced).
-    pub(super) fn give_back(mut decompressor: Box<Decompress>, bits: u8) {
-        if bits == BITS {
-            decompressor.reset(false);
-            let _ = SPARE.try_with(|spare| spare.set(Some(decompressor)));
-        }
-    }
-}
-
 /// Compresses `payload` as one message with a fresh or continuing zlib compressor.
 pub(crate) fn compress_with(compressor: &mut Compress, payload: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(payload.len() / 2 + 64);
@@ -690,116 +656,6 @@ pub struct Inflated {
     pub consumed: usize,
     /// The whole payload was inflated (and, for the last frame, the message ended).
     pub done: bool,
-}
-
-/// The least output room given to zlib per call; the most is [`MAX_ROOM`].
-const MIN_ROOM: usize = 4 * 1024;
-const MAX_ROOM: usize = 64 * 1024;
-
-#[allow(unsafe_code)] // one `set_len` after zlib wrote into spare capacity; SAFETY below
-/// Inflates `input` into `out` until it is used up and zlib holds nothing more, or `out`
-/// grew by `budget`; returns the input used and whether it finished.
-fn inflate(
-    decompressor: &mut Decompress,
-    whole_input: &[u8],
-    out: &mut BytesMut,
-    max: Option<usize>,
-    budget: usize,
-) -> Result<(usize, bool), ProtocolError> {
-    let limit = max.unwrap_or(usize::MAX);
-    let mut input = whole_input;
-    let stop_at = out.len().saturating_add(budget);
-    loop {
-        let start = out.len();
-        // Never give zlib more room than the limit allows, plus one byte to notice passing it.
-        let allowed = limit.saturating_sub(start).saturating_add(1);
-        let spare = out.capacity() - start;
-        // Use the room there is; else ask for about what this input inflates to (deflate
-        // rarely beats 4:1 on a frame's worth of input; more room is taken if it does).
-        let wanted = if spare >= MIN_ROOM {
-            spare
-        } else {
-            input.len().saturating_mul(4).max(MIN_ROOM)
-        };
-        let room = wanted.min(MAX_ROOM).min(allowed);
-        if spare == 0 && input.is_empty() {
-            // Full, and all input went in: zlib may hold a little more output, or none (the
-            // usual case when the output fit exactly). Ask into a scratch buffer first, so
-            // that a finished stream does not cost a larger buffer and a copy of this one.
-            let mut scratch = [0u8; 4096];
-            let before_out = decompressor.total_out();
-            let status = decompressor
-                .decompress(&[], &mut scratch, FlushDecompress::Sync)
-                .map_err(|_| ProtocolError::InvalidCompressedData)?;
-            let produced = (decompressor.total_out() - before_out) as usize;
-            if produced == 0 {
-                return Ok((whole_input.len(), true));
-            }
-            if out.len() + produced > limit {
-                return Err(ProtocolError::MessageTooBig {
-                    size: (out.len() + produced) as u64,
-                    max: limit,
-                });
-            }
-            out.extend_from_slice(&scratch[..produced]);
-            if status == Status::StreamEnd {
-                decompressor.reset(false);
-            }
-            continue;
-        }
-        if spare < room {
-            // Grow by doubling, but never past the limit: a bomb must not make us allocate
-            // twice what we accept.
-            let needed = start + room;
-            let cap = (out.capacity() * 2).clamp(needed, limit.saturating_add(1).max(needed));
-            if cap == out.capacity() * 2 {
-                // Exactly what `reserve` gives: it can grow the allocation in place, without
-                // copying (large blocks are remapped).
-                out.reserve(cap - start);
-            } else {
-                // (`reserve` could round up past the limit; an exact allocation cannot.)
-                let mut bigger = BytesMut::with_capacity(cap);
-                bigger.extend_from_slice(out);
-                *out = bigger;
-            }
-        }
-        let before_in = decompressor.total_in();
-        let before_out = decompressor.total_out();
-        let status = decompressor.decompress_uninit(
-            input,
-            &mut out.spare_capacity_mut()[..room],
-            FlushDecompress::Sync,
-        );
-        let produced = (decompressor.total_out() - before_out) as usize;
-        let consumed = (decompressor.total_in() - before_in) as usize;
-        // SAFETY: `decompress_uninit` wrote exactly `produced` bytes (its `total_out` advanced
-        // by that much) to the front of the slice it was given, which is the spare capacity
-        // that starts at `out.len() == start`; `produced <= room <= spare capacity`. So the
-        // bytes up to `start + produced` are initialized and within capacity. (flate2's own
-        // `decompress_vec` relies on the same contract.)
-        unsafe { out.set_len(start + produced) };
-        let status = status.map_err(|_| ProtocolError::InvalidCompressedData)?;
-        input = &input[consumed..];
-        if out.len() > limit {
-            return Err(ProtocolError::MessageTooBig {
-                size: out.len() as u64,
-                max: limit,
-            });
-        }
-        if status == Status::StreamEnd {
-            // A final block (BFINAL) ends the zlib stream: start a new one for what follows.
-            decompressor.reset(false);
-        }
-        if input.is_empty() && produced < room {
-            return Ok((whole_input.len(), true));
-        }
-        if consumed == 0 && produced == 0 {
-            return Err(ProtocolError::InvalidCompressedData);
-        }
-        if out.len() >= stop_at {
-            return Ok((whole_input.len() - input.len(), false));
-        }
-    }
 }
 
 #[cfg(test)]
