@@ -417,17 +417,20 @@ impl Inflater {
         stop_at: usize,
     ) -> Result<(usize, bool), ProtocolError> {
         let mut pos = 0;
+        // The least room for the next pass: more each time the room ran out.
+        let mut at_least = 0;
         loop {
             let start = out.len();
             if start >= stop_at && pos < input.len() {
                 return Ok((pos, false));
             }
-            // Room for about what the rest inflates to (deflate rarely beats 4:1 on a
-            // frame's worth of input), at least 4 KiB, at most 64 KiB, never past the limit
-            // or (beyond one match) the budget.
+            // Room is zeroed before it is written, so not much more than the output: about
+            // what the rest inflates to (deflate rarely beats 4:1 on a frame's worth of
+            // input), at most 64 KiB, never past the limit or (beyond one match) the budget.
             let want = (input.len() - pos)
                 .saturating_mul(4)
-                .clamp(4096, 64 * 1024)
+                .max(at_least)
+                .min(64 * 1024)
                 .min(stop_at.saturating_sub(start).saturating_add(MAX_MATCH));
             let room = want.min(limit.saturating_sub(start));
             reserve_within(out, room, limit);
@@ -446,6 +449,9 @@ impl Inflater {
                             max: limit,
                         });
                     }
+                    at_least = at_least
+                        .saturating_mul(2)
+                        .clamp(needed.max(1024), 64 * 1024);
                 }
                 Err(err) => {
                     out.truncate(start);
@@ -817,26 +823,8 @@ impl Codes<'_> {
     /// Decodes until the block ends (`Ok(None)`) or the input or output room runs out.
     fn run(&mut self) -> Result<Option<Stop>, ProtocolError> {
         loop {
-            // The fast path: eight input bytes to refill from and room for the longest match,
-            // so that no element needs a check of either.
-            if self.pos + 8 <= self.input.len() && self.o + MAX_MATCH <= self.out.len() {
-                let word = u64::from_le_bytes(
-                    self.input[self.pos..self.pos + 8]
-                        .try_into()
-                        .expect("eight bytes"),
-                );
-                // Bits above `bit_count` are zero or the very bits this word brings again.
-                self.bit_buf |= word << self.bit_count;
-                self.pos += ((63 - self.bit_count) / 8) as usize;
-                self.bit_count |= 56;
-                match self.element::<false>()? {
-                    Element::Done => {}
-                    Element::EndOfBlock => return Ok(None),
-                    Element::Starved | Element::NoRoom(_) => {
-                        unreachable!("the fast path has the bits and the room")
-                    }
-                }
-                continue;
+            if self.fast()? {
+                return Ok(None);
             }
             // Near the end of the input or of the room: a byte at a time, each element only
             // if it has all its bits and fits.
@@ -848,7 +836,7 @@ impl Codes<'_> {
                 self.bit_count += 8;
                 self.pos += 1;
             }
-            match self.element::<true>()? {
+            match self.element()? {
                 Element::Done => {}
                 Element::EndOfBlock => return Ok(None),
                 Element::Starved => return Ok(Some(Stop::Input)),
@@ -857,10 +845,119 @@ impl Codes<'_> {
         }
     }
 
-    /// Decodes one literal, match or end of block. `CHECKED`: the bits and the room may be
-    /// short, and nothing is consumed unless the whole element is there.
-    #[inline(always)]
-    fn element<const CHECKED: bool>(&mut self) -> Result<Element, ProtocolError> {
+    /// The fast loop: while eight input bytes remain to refill from and the room holds the
+    /// longest match and a word more, no element needs a check of either, and the state
+    /// lives in locals. `Ok(true)` once the block ended.
+    fn fast(&mut self) -> Result<bool, ProtocolError> {
+        const LITLEN_MASK: u64 = (1 << LITLEN_ROOT) - 1;
+        const DIST_MASK: u64 = (1 << DIST_ROOT) - 1;
+        let input = self.input;
+        let (litlen, dist_table) = (self.litlen, self.dist);
+        let litlen_root: &[u32; 1 << LITLEN_ROOT] =
+            litlen[..1 << LITLEN_ROOT].try_into().expect("a root table");
+        let dist_root: &[u32; 1 << DIST_ROOT] = dist_table[..1 << DIST_ROOT]
+            .try_into()
+            .expect("a root table");
+        let (window, base, max_dist) = (self.window, self.base, self.window.size());
+        let out = &mut *self.out;
+        let (mut pos, mut o, mut buf, mut count) = (self.pos, self.o, self.bit_buf, self.bit_count);
+        let in_last = input.len().wrapping_sub(8);
+        let out_last = out.len().wrapping_sub(MAX_MATCH + 8);
+        let mut ended = Ok(false);
+        while input.len() >= 8 && pos <= in_last && out.len() >= MAX_MATCH + 8 && o <= out_last {
+            let word = u64::from_le_bytes(input[pos..pos + 8].try_into().expect("eight bytes"));
+            // Bits above `count` are zero or the very bits this word brings again.
+            buf |= word << count;
+            pos += ((63 - count) >> 3) as usize;
+            count |= 56;
+            // 56 bits at least: one element takes at most 48 (a 15-bit length code and 5
+            // extra bits, a 15-bit distance code and 13 extra bits).
+            let mut entry = litlen_root[(buf & LITLEN_MASK) as usize];
+            if entry & SUBTABLE != 0 {
+                buf >>= LITLEN_ROOT;
+                count -= LITLEN_ROOT;
+                let bits = (entry >> 8) & 0xff;
+                entry = litlen[((entry >> 16) + (buf as u32 & ((1 << bits) - 1))) as usize];
+            }
+            if entry & LITERAL != 0 {
+                buf >>= entry & 0xf;
+                count -= entry & 0xf;
+                out[o] = (entry >> 16) as u8;
+                o += 1;
+                // 41 bits at least are left: a second literal needs no refill.
+                let next = litlen_root[(buf & LITLEN_MASK) as usize];
+                if next & LITERAL != 0 {
+                    buf >>= next & 0xf;
+                    count -= next & 0xf;
+                    out[o] = (next >> 16) as u8;
+                    o += 1;
+                }
+                continue;
+            }
+            if entry & (END_OF_BLOCK | INVALID) != 0 {
+                if entry & INVALID != 0 {
+                    ended = Err(ProtocolError::InvalidCompressedData);
+                } else {
+                    buf >>= entry & 0xf;
+                    count -= entry & 0xf;
+                    ended = Ok(true);
+                }
+                break;
+            }
+            buf >>= entry & 0xf;
+            count -= entry & 0xf;
+            let extra = (entry >> 8) & 0xff;
+            let len = ((entry >> 16) + (buf as u32 & ((1 << extra) - 1))) as usize;
+            buf >>= extra;
+            count -= extra;
+            let mut entry = dist_root[(buf & DIST_MASK) as usize];
+            if entry & SUBTABLE != 0 {
+                buf >>= DIST_ROOT;
+                count -= DIST_ROOT;
+                let bits = (entry >> 8) & 0xff;
+                entry = dist_table[((entry >> 16) + (buf as u32 & ((1 << bits) - 1))) as usize];
+            }
+            if entry & INVALID != 0 {
+                ended = Err(ProtocolError::InvalidCompressedData);
+                break;
+            }
+            buf >>= entry & 0xf;
+            count -= entry & 0xf;
+            let extra = (entry >> 8) & 0xff;
+            let dist = ((entry >> 16) + (buf as u32 & ((1 << extra) - 1))) as usize;
+            buf >>= extra;
+            count -= extra;
+            if dist > max_dist {
+                // Past the negotiated window. (zlib checks distances only against its
+                // window, not against what one call produced, so it takes some of these.)
+                ended = Err(ProtocolError::InvalidCompressedData);
+                break;
+            }
+            if dist <= o - base && dist >= 8 && len <= 16 {
+                // The usual short match: two words, whatever its length. Each word read lies
+                // wholly before the one written (the distance is at least 8), and the copy
+                // may run up to 13 bytes past the match, into room that later output
+                // overwrites or the end truncates. (No loop: a loop here is vectorised
+                // behind run-time overlap checks that cost more than the copy.)
+                // (One slice from the source to the end of the copy: one bounds check.)
+                let span = &mut out[o - dist..o + 16];
+                let first: [u8; 8] = span[..8].try_into().expect("eight bytes");
+                span[dist..dist + 8].copy_from_slice(&first);
+                let second: [u8; 8] = span[8..16].try_into().expect("eight bytes");
+                span[dist + 8..dist + 16].copy_from_slice(&second);
+            } else if let Err(err) = copy_match(out, o, base, window, dist, len) {
+                ended = Err(err);
+                break;
+            }
+            o += len;
+        }
+        (self.pos, self.o, self.bit_buf, self.bit_count) = (pos, o, buf, count);
+        ended
+    }
+
+    /// Decodes one literal, match or end of block when the bits and the room may be short:
+    /// nothing is consumed unless the whole element is there.
+    fn element(&mut self) -> Result<Element, ProtocolError> {
         let mut buf = self.bit_buf;
         let mut count = self.bit_count;
         // With bits missing, a lookup runs on zeros in their place: an invalid entry is
@@ -868,7 +965,7 @@ impl Codes<'_> {
         let mut entry = self.litlen[(buf & ((1 << LITLEN_ROOT) - 1)) as usize];
         let mut index_bits = LITLEN_ROOT;
         if entry & SUBTABLE != 0 {
-            if CHECKED && count < LITLEN_ROOT {
+            if count < LITLEN_ROOT {
                 return Ok(Element::Starved);
             }
             buf >>= LITLEN_ROOT;
@@ -877,20 +974,20 @@ impl Codes<'_> {
             entry = self.litlen[((entry >> 16) + (buf as u32 & ((1 << index_bits) - 1))) as usize];
         }
         if entry & INVALID != 0 {
-            return if CHECKED && count < index_bits {
+            return if count < index_bits {
                 Ok(Element::Starved)
             } else {
                 Err(ProtocolError::InvalidCompressedData)
             };
         }
         let code_bits = entry & 0xf;
-        if CHECKED && count < code_bits {
+        if count < code_bits {
             return Ok(Element::Starved);
         }
         buf >>= code_bits;
         count -= code_bits;
         if entry & LITERAL != 0 {
-            if CHECKED && self.o == self.out.len() {
+            if self.o == self.out.len() {
                 return Ok(Element::NoRoom(1));
             }
             self.out[self.o] = (entry >> 16) as u8;
@@ -905,7 +1002,7 @@ impl Codes<'_> {
             return Ok(Element::EndOfBlock);
         }
         let extra = (entry >> 8) & 0xff;
-        if CHECKED && count < extra {
+        if count < extra {
             return Ok(Element::Starved);
         }
         let len = ((entry >> 16) + (buf as u32 & ((1 << extra) - 1))) as usize;
@@ -915,7 +1012,7 @@ impl Codes<'_> {
         let mut entry = self.dist[(buf & ((1 << DIST_ROOT) - 1)) as usize];
         let mut index_bits = DIST_ROOT;
         if entry & SUBTABLE != 0 {
-            if CHECKED && count < DIST_ROOT {
+            if count < DIST_ROOT {
                 return Ok(Element::Starved);
             }
             buf >>= DIST_ROOT;
@@ -924,7 +1021,7 @@ impl Codes<'_> {
             entry = self.dist[((entry >> 16) + (buf as u32 & ((1 << index_bits) - 1))) as usize];
         }
         if entry & INVALID != 0 {
-            return if CHECKED && count < index_bits {
+            return if count < index_bits {
                 Ok(Element::Starved)
             } else {
                 Err(ProtocolError::InvalidCompressedData)
@@ -932,7 +1029,7 @@ impl Codes<'_> {
         }
         let code_bits = entry & 0xf;
         let extra = (entry >> 8) & 0xff;
-        if CHECKED && count < code_bits + extra {
+        if count < code_bits + extra {
             return Ok(Element::Starved);
         }
         buf >>= code_bits;
@@ -940,54 +1037,57 @@ impl Codes<'_> {
         let dist = ((entry >> 16) + (buf as u32 & ((1 << extra) - 1))) as usize;
         buf >>= extra;
         count -= extra;
-        if CHECKED && self.out.len() - self.o < len {
+        if self.out.len() - self.o < len {
             return Ok(Element::NoRoom(len));
         }
-        self.copy_match(dist, len)?;
+        if dist > self.window.size() {
+            return Err(ProtocolError::InvalidCompressedData);
+        }
+        copy_match(self.out, self.o, self.base, self.window, dist, len)?;
+        self.o += len;
         self.bit_buf = buf;
         self.bit_count = count;
         Ok(Element::Done)
     }
+}
 
-    /// Appends the `len` bytes that start `dist` back (room for them was checked).
-    #[inline(always)]
-    fn copy_match(&mut self, dist: usize, len: usize) -> Result<(), ProtocolError> {
-        let o = self.o;
-        let here = o - self.base;
-        if dist > self.window.size() {
-            // Past the negotiated window (zlib checks this only against its window, not
-            // against what one call produced, so it would take such a distance sometimes).
-            return Err(ProtocolError::InvalidCompressedData);
-        }
-        if dist <= here {
-            let from = o - dist;
-            if dist >= len {
-                self.out.copy_within(from..from + len, o);
-            } else if dist == 1 {
-                let byte = self.out[from];
-                self.out[o..o + len].fill(byte);
-            } else {
-                // Overlapping: each byte may be one this copy just wrote.
-                for i in 0..len {
-                    self.out[o + i] = self.out[from + i];
-                }
-            }
+/// Writes at `out[o..o + len]` the `len` bytes that start `dist` back, in this call's output
+/// (from `base`) and before it in the window; room was checked, the window size too.
+fn copy_match(
+    out: &mut [u8],
+    o: usize,
+    base: usize,
+    window: &Window,
+    dist: usize,
+    len: usize,
+) -> Result<(), ProtocolError> {
+    let here = o - base;
+    if dist <= here {
+        let from = o - dist;
+        if dist >= len {
+            out.copy_within(from..from + len, o);
+        } else if dist == 1 {
+            let byte = out[from];
+            out[o..o + len].fill(byte);
         } else {
-            let back = dist - here;
-            if back > self.window.filled {
-                return Err(ProtocolError::InvalidCompressedData); // too far back
-            }
-            let from_window = len.min(back);
-            self.window
-                .copy_out(back, from_window, &mut self.out[o..o + from_window]);
-            // The rest continues from the start of this call's output.
-            for i in from_window..len {
-                self.out[o + i] = self.out[self.base + i - from_window];
+            // Overlapping: each byte may be one this copy just wrote.
+            for i in 0..len {
+                out[o + i] = out[from + i];
             }
         }
-        self.o = o + len;
-        Ok(())
+        return Ok(());
     }
+    let back = dist - here;
+    if back > window.filled {
+        return Err(ProtocolError::InvalidCompressedData); // too far back
+    }
+    let from_window = len.min(back);
+    window.copy_out(back, from_window, &mut out[o..o + from_window]);
+    // The rest continues from the start of this call's output.
+    for i in from_window..len {
+        out[o + i] = out[base + i - from_window];
+    }
+    Ok(())
 }
 
 /// What [`Codes::element`] did.
