@@ -61,8 +61,9 @@ fn random_corruptions_of_compressed_messages_inflate_as_zlib_inflates_them() {
             }
         }
         if std::panic::catch_unwind(|| inflate_against_zlib(&input)).is_err() {
-            std::fs::write("/tmp/failing.bin", &input).unwrap();
-            panic!("round {round}");
+            let keep = std::env::temp_dir().join("inflate_against_zlib.failing");
+            std::fs::write(&keep, &input).unwrap();
+            panic!("round {round}: input kept in {}", keep.display());
         }
     }
 }

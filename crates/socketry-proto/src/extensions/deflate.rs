@@ -342,8 +342,8 @@ pub fn negotiate_client<'a>(
 /// The per-connection codec: a compressor for what we send and a decompressor for what we
 /// receive (socketry's own, `inflate.rs`), each holding memory only once used and, without
 /// context takeover, only while a message is in progress, so that an idle connection holds
-/// no compression state. With context takeover the decompressor keeps just the peer's
-/// negotiated window (`2^client_max_window_bits` bytes on a server).
+/// no compression state. With context takeover the decompressor keeps the peer's negotiated
+/// window: `2^client_max_window_bits` bytes on a server (at least 512).
 pub struct Deflate {
     send_bits: u8,
     send_reset: bool,
@@ -518,8 +518,10 @@ impl Deflate {
     /// [`decompress`](Self::decompress) a slice at a time: inflates `payload` (the rest of one
     /// frame's payload) until about `budget` more bytes were appended to `out` or the payload
     /// is used up (then, with `fin`, the message ends). Call it again with
-    /// `&payload[consumed..]` until it is [`done`](Inflated::done): the work per call stays
-    /// bounded however much the frame inflates to.
+    /// `&payload[consumed..]` until it is [`done`](Inflated::done): the output per call stays
+    /// bounded however much the frame inflates to (the work too, but for input that inflates
+    /// to nothing, such as empty blocks, which only the frame's size bounds). A budget of 0
+    /// counts as 1.
     ///
     /// # Errors
     ///
@@ -535,7 +537,7 @@ impl Deflate {
         let limit = max.unwrap_or(usize::MAX);
         // What this call decodes starts here; back-references before it go to the window.
         let mut base = out.len();
-        let stop_at = base.saturating_add(budget);
+        let stop_at = base.saturating_add(budget.max(1));
         let (consumed, finished) = self
             .inflater
             .inflate(payload, out, &mut base, limit, stop_at)?;

@@ -122,7 +122,9 @@ fn build_table(
         }
     }
     table.clear();
-    table.resize(1 << root, INVALID);
+    // What no code reaches is invalid, decided by one bit: only an incomplete code (a single
+    // one-bit code) or an empty one leaves entries unfilled, as in zlib.
+    table.resize(1 << root, INVALID | 1);
     if max == 0 {
         if kind == CodeKind::CodeLengths {
             // As zlib: a code-length code without codes reads every length as 0, one bit
@@ -343,7 +345,8 @@ pub(crate) struct Inflater {
     window: Window,
     state: State,
     last_block: bool,
-    /// Bits read ahead, least significant first; those above `bit_count` are zero.
+    /// Bits read ahead, least significant first. Between calls those above `bit_count` are
+    /// zero; within a pass they may also be the input's next bits, read ahead.
     bit_buf: u64,
     bit_count: u32,
     tables: Option<Box<DynamicTables>>,
@@ -404,9 +407,10 @@ impl Inflater {
 
     /// Decodes `input` onto `out`. Back-references reach `out[*base..]` (this message's
     /// output since the last [`commit`](Self::commit)) and then the window; a stream that
-    /// ends moves `base` up to its end, and `out[*base..]` is what to commit afterwards. Stops once the
-    /// input is used up (`Ok((input.len(), true))`) or `out` reached `stop_at` bytes
-    /// (`Ok((consumed, false))`); `out` never passes `limit` bytes: an element that would
+    /// ends moves `base` up to its end, and `out[*base..]` is what to commit afterwards.
+    /// Stops once the input is used up (`Ok((input.len(), true))`) or `out` reached
+    /// `stop_at` bytes (`Ok((consumed, false))`; it may pass it by one match, or by what the
+    /// bits already read decode to); `out` never passes `limit` bytes: an element that would
     /// take it there fails with [`ProtocolError::MessageTooBig`].
     pub(crate) fn inflate(
         &mut self,
@@ -928,8 +932,8 @@ impl Codes<'_> {
             buf >>= extra;
             count -= extra;
             if dist > max_dist {
-                // Past the negotiated window. (zlib checks distances only against its
-                // window, not against what one call produced, so it takes some of these.)
+                // Past the negotiated window. (zlib checks a distance only against the history
+                // it has, this call's output and its window, so it takes some of these.)
                 ended = Err(ProtocolError::InvalidCompressedData);
                 break;
             }
@@ -958,47 +962,22 @@ impl Codes<'_> {
     /// Decodes one literal, match or end of block when the bits and the room may be short:
     /// nothing is consumed unless the whole element is there.
     fn element(&mut self) -> Result<Element, ProtocolError> {
-        let mut buf = self.bit_buf;
-        let mut count = self.bit_count;
-        // With bits missing, a lookup runs on zeros in their place: an invalid entry is
-        // certain only once all the bits of its index have arrived.
-        let mut entry = self.litlen[(buf & ((1 << LITLEN_ROOT) - 1)) as usize];
-        let mut index_bits = LITLEN_ROOT;
-        if entry & SUBTABLE != 0 {
-            if count < LITLEN_ROOT {
-                return Ok(Element::Starved);
-            }
-            buf >>= LITLEN_ROOT;
-            count -= LITLEN_ROOT;
-            index_bits = (entry >> 8) & 0xff;
-            entry = self.litlen[((entry >> 16) + (buf as u32 & ((1 << index_bits) - 1))) as usize];
-        }
-        if entry & INVALID != 0 {
-            return if count < index_bits {
-                Ok(Element::Starved)
-            } else {
-                Err(ProtocolError::InvalidCompressedData)
-            };
-        }
-        let code_bits = entry & 0xf;
-        if count < code_bits {
+        let Some((entry, mut buf, mut count)) =
+            checked_lookup(self.litlen, LITLEN_ROOT, self.bit_buf, self.bit_count)?
+        else {
             return Ok(Element::Starved);
-        }
-        buf >>= code_bits;
-        count -= code_bits;
+        };
         if entry & LITERAL != 0 {
             if self.o == self.out.len() {
                 return Ok(Element::NoRoom(1));
             }
             self.out[self.o] = (entry >> 16) as u8;
             self.o += 1;
-            self.bit_buf = buf;
-            self.bit_count = count;
+            (self.bit_buf, self.bit_count) = (buf, count);
             return Ok(Element::Done);
         }
         if entry & END_OF_BLOCK != 0 {
-            self.bit_buf = buf;
-            self.bit_count = count;
+            (self.bit_buf, self.bit_count) = (buf, count);
             return Ok(Element::EndOfBlock);
         }
         let extra = (entry >> 8) & 0xff;
@@ -1008,47 +987,61 @@ impl Codes<'_> {
         let len = ((entry >> 16) + (buf as u32 & ((1 << extra) - 1))) as usize;
         buf >>= extra;
         count -= extra;
-
-        let mut entry = self.dist[(buf & ((1 << DIST_ROOT) - 1)) as usize];
-        let mut index_bits = DIST_ROOT;
-        if entry & SUBTABLE != 0 {
-            if count < DIST_ROOT {
-                return Ok(Element::Starved);
-            }
-            buf >>= DIST_ROOT;
-            count -= DIST_ROOT;
-            index_bits = (entry >> 8) & 0xff;
-            entry = self.dist[((entry >> 16) + (buf as u32 & ((1 << index_bits) - 1))) as usize];
-        }
-        if entry & INVALID != 0 {
-            return if count < index_bits {
-                Ok(Element::Starved)
-            } else {
-                Err(ProtocolError::InvalidCompressedData)
-            };
-        }
-        let code_bits = entry & 0xf;
+        let Some((entry, mut buf, mut count)) = checked_lookup(self.dist, DIST_ROOT, buf, count)?
+        else {
+            return Ok(Element::Starved);
+        };
         let extra = (entry >> 8) & 0xff;
-        if count < code_bits + extra {
+        if count < extra {
             return Ok(Element::Starved);
         }
-        buf >>= code_bits;
-        count -= code_bits;
         let dist = ((entry >> 16) + (buf as u32 & ((1 << extra) - 1))) as usize;
         buf >>= extra;
         count -= extra;
+        // A bad distance is invalid data whatever the room (else the error would depend on
+        // how the output was sliced).
+        if dist > self.window.size() || dist > self.o - self.base + self.window.filled {
+            return Err(ProtocolError::InvalidCompressedData);
+        }
         if self.out.len() - self.o < len {
             return Ok(Element::NoRoom(len));
         }
-        if dist > self.window.size() {
-            return Err(ProtocolError::InvalidCompressedData);
-        }
         copy_match(self.out, self.o, self.base, self.window, dist, len)?;
         self.o += len;
-        self.bit_buf = buf;
-        self.bit_count = count;
+        (self.bit_buf, self.bit_count) = (buf, count);
         Ok(Element::Done)
     }
+}
+
+/// Looks the code at the bottom of `buf` (`count` bits of it arrived) up in `table` (a root
+/// of `root` bits, then its subtable): the entry and the bits after its code; `Ok(None)` if
+/// not all the bits it takes have arrived. The lookup runs on whatever stands in place of
+/// the missing bits (zeros, or bits read ahead), so an entry counts only once its own bits
+/// are there; an invalid one carries the bits that decide it, so it fails where zlib does.
+fn checked_lookup(
+    table: &[u32],
+    root: u32,
+    mut buf: u64,
+    mut count: u32,
+) -> Result<Option<(u32, u64, u32)>, ProtocolError> {
+    let mut entry = table[(buf & ((1 << root) - 1)) as usize];
+    if entry & SUBTABLE != 0 {
+        if count < root {
+            return Ok(None);
+        }
+        buf >>= root;
+        count -= root;
+        let bits = (entry >> 8) & 0xff;
+        entry = table[((entry >> 16) + (buf as u32 & ((1 << bits) - 1))) as usize];
+    }
+    let code_bits = entry & 0xf;
+    if count < code_bits {
+        return Ok(None);
+    }
+    if entry & INVALID != 0 {
+        return Err(ProtocolError::InvalidCompressedData);
+    }
+    Ok(Some((entry, buf >> code_bits, count - code_bits)))
 }
 
 /// Writes at `out[o..o + len]` the `len` bytes that start `dist` back, in this call's output

@@ -361,3 +361,23 @@ fn the_compression_window_is_the_negotiated_one_narrowed_by_the_configuration() 
         12
     );
 }
+
+#[test]
+fn a_zero_budget_still_makes_progress() {
+    let (mut sender, mut receiver) = pair(params(false, 15));
+    let message = b"hello hello hello hello, a zero budget counts as one byte".repeat(20);
+    let compressed = sender.compress(&message);
+    let mut out = BytesMut::new();
+    let mut rest = &compressed[..];
+    for _ in 0..100_000 {
+        let step = receiver
+            .decompress_some(rest, true, &mut out, None, 0)
+            .unwrap();
+        rest = &rest[step.consumed..];
+        if step.done {
+            assert_eq!(&out[..], &message[..]);
+            return;
+        }
+    }
+    panic!("no end after 100,000 calls");
+}

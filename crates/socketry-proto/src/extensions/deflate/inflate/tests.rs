@@ -398,3 +398,21 @@ fn the_tables_are_lent_while_a_message_inflates_and_the_window_only_with_takeove
     inflater.end_message(true);
     assert!(!inflater.holds_state());
 }
+
+#[test]
+fn a_bad_distance_is_invalid_data_even_where_the_match_would_pass_the_limit() {
+    // "a", then 3 bytes from 2 back: too far back. With room for the literal only, the error
+    // must still be the data's, not the limit's.
+    let far = Bits::default()
+        .put(0b010, 3)
+        .literal(b'a')
+        .match3(2)
+        .finish();
+    for limit in [1, 2, 100] {
+        assert_eq!(
+            decode_with(&mut Inflater::new(15), &far, 1, 1, limit),
+            Err(ProtocolError::InvalidCompressedData),
+            "limit {limit}"
+        );
+    }
+}
