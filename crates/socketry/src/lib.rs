@@ -95,6 +95,7 @@
 mod forward_io;
 mod client;
 mod close_error;
+mod closer;
 mod config;
 mod core;
 mod endpoint;
@@ -129,6 +130,7 @@ pub use client::{Connector, connect};
 pub use close_error::{
     CloseError, format_close_message, is_close_error, is_unexpected_close_error,
 };
+pub use closer::Closer;
 pub use config::{MAX_READ_BUFFER_SIZE, PRODUCTION_KEEPALIVE, WebSocketConfig};
 pub use error::{Error, MAX_ERROR_BODY, Timeout, UrlError};
 pub use handlers::{CloseHandler, PingHandler, PongHandler};

@@ -175,6 +175,18 @@ struct Inner<S> {
     end_announced: bool,
 }
 
+impl<S> Inner<S> {
+    /// Starts the close a [`Closer`](crate::Closer) requested, if one did.
+    #[inline]
+    fn poll_close_watch(&mut self, cx: Option<&Context<'_>>) {
+        if let Some(watch) = &mut self.ws.close_watch
+            && watch.poll(&mut self.ws.core, cx)
+        {
+            self.ws.close_watch = None;
+        }
+    }
+}
+
 impl<S> Shared<S> {
     fn lock(&self) -> MutexGuard<'_, Inner<S>> {
         // A panic while locked leaves the state consistent (no poll holds invariants broken
@@ -187,6 +199,7 @@ impl<S> Shared<S> {
     /// moved a deadline it sleeps on (after the lock is released).
     fn with_core_waking<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
         let mut inner = self.lock();
+        inner.poll_close_watch(None);
         let result = f(&mut inner.ws.core);
         let wake = self.to_wake(&mut inner, false);
         drop(inner);
@@ -278,6 +291,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         {
             inner.reader = Some(cx.waker().clone());
         }
+        // A `Closer` made before the split: the reader's task is the one to wake for it.
+        inner.poll_close_watch(is_reader.then_some(&*cx));
         let mut io = SharedIo {
             io: &mut inner.ws.io,
             waiters: &self.waiters,

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{
     Error, WebSocketConfig,
+    closer::{CloseWatch, Closer},
     core::{Core, Io, Timer},
     endpoint::{self, Endpoint},
     handlers::{CloseHandler, Handlers, PingHandler, PongHandler},
@@ -56,6 +57,8 @@ pub struct WebSocket<S> {
     pub(crate) timer: Timer,
     /// Boxed, made when one is set: most connections have none.
     pub(crate) handlers: Option<Box<Handlers>>,
+    /// Made by the first [`closer`](Self::closer); dropped once it started the close.
+    pub(crate) close_watch: Option<Box<CloseWatch>>,
 }
 
 impl<S> fmt::Debug for WebSocket<S> {
@@ -77,10 +80,20 @@ where
         cx: &mut Context<'_>,
         f: impl FnOnce(&mut Core, &mut dyn Io, &mut Timer, &mut Context<'_>) -> R,
     ) -> R {
+        if let Some(watch) = &mut self.close_watch
+            && watch.poll(&mut self.core, Some(cx))
+        {
+            self.close_watch = None;
+        }
         f(&mut self.core, &mut self.io, &mut self.timer, cx)
     }
 
     fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
+        if let Some(watch) = &mut self.close_watch
+            && watch.poll(&mut self.core, None)
+        {
+            self.close_watch = None;
+        }
         f(&mut self.core)
     }
 
@@ -112,7 +125,38 @@ where
             core: Core::new(role, config, leftover, protocol, deflate),
             timer: Timer::default(),
             handlers: None,
+            close_watch: None,
         }
+    }
+
+    /// A [`Closer`]: asks this connection to close from any task, without
+    /// [`split`](Self::split)ting it (a split connection shares a lock between its halves;
+    /// a whole one with closers pays one atomic load per poll). The close starts at the
+    /// connection's next poll, which the request wakes.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(mut ws: socketry::WebSocket<tokio::net::TcpStream>) {
+    /// let closer = ws.closer();
+    /// let shutdown = tokio::spawn(async move {
+    ///     let _ = tokio::signal::ctrl_c().await;
+    ///     closer.close(socketry::CloseCode::GOING_AWAY, "server restart")
+    /// });
+    /// while let Some(message) = ws.recv().await {
+    ///     let Ok(message) = message else { break };
+    ///     if message.is_text() || message.is_binary() {
+    ///         if ws.send(message).await.is_err() {
+    ///             break; // the close started: sends fail from then on
+    ///         }
+    ///     }
+    /// }
+    /// # drop(shutdown);
+    /// # }
+    /// # let _ = run;
+    /// ```
+    pub fn closer(&mut self) -> Closer {
+        self.close_watch.get_or_insert_default().closer()
     }
 
     /// Whether permessage-deflate was negotiated, and its parameters.

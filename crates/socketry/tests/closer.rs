@@ -1,0 +1,244 @@
+//! `Closer`: closing a whole (unsplit) connection from another task, before and after a split.
+
+mod support;
+
+use std::time::Duration;
+
+use socketry::{CloseCode, Error, Message, OpCode};
+use support::*;
+
+/// The server side's view of a close that a `Closer` started: the last message `recv` handed
+/// out, and whether a send after it failed with `AlreadyClosed`.
+type Seen = (Option<Message>, bool);
+
+/// Reads frames up to the server's close and answers it; returns the close's code and reason.
+async fn answer_close(client: &mut RawClient) -> (u16, Vec<u8>) {
+    loop {
+        let frame = bounded(client.read_frame()).await.expect("a close frame");
+        if frame.opcode == OpCode::Close {
+            let code = u16::from_be_bytes([frame.payload[0], frame.payload[1]]);
+            client
+                .send_frame(true, OpCode::Close, &frame.payload[..2])
+                .await;
+            assert!(
+                client.closed_by_server().await,
+                "transport closed after the handshake"
+            );
+            return (code, frame.payload[2..].to_vec());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_closer_wakes_a_whole_connection_parked_in_recv_and_closes_it() {
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let closer = ws.closer();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            closer.close(CloseCode::GOING_AWAY, "going away").unwrap();
+            // Later requests change nothing.
+            closer.close(CloseCode::NORMAL, "second").unwrap();
+        });
+        let mut last = None;
+        while let Some(message) = ws.recv().await {
+            last = Some(message.unwrap());
+        }
+        let send_failed = matches!(ws.send("late").await, Err(Error::AlreadyClosed));
+        (last, send_failed)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    // Nothing is sent by the client: the server sits in `recv` until the closer wakes it.
+    let (code, reason) = answer_close(&mut client).await;
+    assert_eq!((code, reason.as_slice()), (1001, &b"going away"[..]));
+    let (last, send_failed): Seen = bounded(rx.recv()).await.unwrap();
+    assert!(
+        matches!(last, Some(Message::Close(Some(ref f))) if f.code == CloseCode::GOING_AWAY),
+        "the peer's answer is handed out last: {last:?}"
+    );
+    assert!(
+        send_failed,
+        "a send after the close fails with AlreadyClosed"
+    );
+}
+
+#[tokio::test]
+async fn a_request_made_before_the_first_poll_is_acted_on_by_it() {
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let closer = ws.closer();
+        closer.close(CloseCode::GOING_AWAY, "early").unwrap();
+        assert!(closer.is_requested());
+        // Even a send that only queues sees the request: the close comes first.
+        let send_failed = matches!(ws.feed("after").await, Err(Error::AlreadyClosed));
+        let mut last = None;
+        while let Some(message) = ws.recv().await {
+            last = Some(message.unwrap());
+        }
+        (last, send_failed)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    let (code, reason) = answer_close(&mut client).await;
+    assert_eq!((code, reason.as_slice()), (1001, &b"early"[..]));
+    let (last, send_failed): Seen = bounded(rx.recv()).await.unwrap();
+    assert!(matches!(last, Some(Message::Close(_))), "{last:?}");
+    assert!(send_failed);
+}
+
+#[tokio::test]
+async fn an_invalid_code_is_refused_and_requests_nothing() {
+    let addr = socketry_echo_server().await;
+    let (mut ws, _) = socketry::connect(&format!("ws://{addr}/")).await.unwrap();
+    let closer = ws.closer();
+    for code in [1005u16, 1006, 1015, 999, 2999] {
+        let err = closer.close(CloseCode::from(code), "").unwrap_err();
+        assert!(matches!(err, Error::InvalidMessage(_)), "{code}: {err:?}");
+    }
+    assert!(!closer.is_requested());
+    assert_echo(&mut ws, "still open").await;
+    bounded(ws.close(CloseCode::NORMAL, "")).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_owners_own_close_stands_over_a_later_request() {
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let closer = ws.closer();
+        let closing = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            closer
+                .close(CloseCode::GOING_AWAY, "from the closer")
+                .unwrap();
+        });
+        ws.close(CloseCode::NORMAL, "from the owner").await.unwrap();
+        closing.await.unwrap();
+        (None, false)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let (code, reason) = answer_close(&mut client).await;
+    assert_eq!((code, reason.as_slice()), (1000, &b"from the owner"[..]));
+    let _: Seen = bounded(rx.recv()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_closer_made_before_a_split_closes_the_halves() {
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let closer = ws.closer();
+        let (mut reader, mut writer) = ws.split();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            closer.close(CloseCode::GOING_AWAY, "split").unwrap();
+        });
+        // The writer idles in another task until the reader ended; the reader is parked until
+        // the request wakes it.
+        let (ended, reader_ended) = tokio::sync::oneshot::channel::<()>();
+        let writing = tokio::spawn(async move {
+            let _ = reader_ended.await;
+            matches!(writer.send("late").await, Err(Error::AlreadyClosed))
+        });
+        let mut last = None;
+        while let Some(message) = reader.recv().await {
+            last = Some(message.unwrap());
+        }
+        let _ = ended.send(());
+        (last, writing.await.unwrap())
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    let (code, reason) = answer_close(&mut client).await;
+    assert_eq!((code, reason.as_slice()), (1001, &b"split"[..]));
+    let (last, send_failed): Seen = bounded(rx.recv()).await.unwrap();
+    assert!(matches!(last, Some(Message::Close(_))), "{last:?}");
+    assert!(send_failed, "the writer sees the close the reader started");
+}
+
+#[tokio::test]
+async fn a_split_writer_alone_acts_on_a_request() {
+    // The reader is not polled (it is held, not dropped): the writer's next send starts the
+    // close and fails, so a send-only controller ends.
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let closer = ws.closer();
+        let (reader, mut writer) = ws.split();
+        writer.send("one").await.unwrap();
+        closer.close(CloseCode::GOING_AWAY, "").unwrap();
+        let failed = matches!(writer.send("two").await, Err(Error::AlreadyClosed));
+        // The close frame is queued; with the reader gone, a handle completes the handshake.
+        let handle = writer.handle();
+        drop(reader);
+        writer.flush().await.unwrap();
+        handle.closed().await;
+        (None, failed)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    let first = bounded(client.read_frame()).await.unwrap();
+    assert_eq!(&first.payload[..], b"one");
+    let (code, _) = answer_close(&mut client).await;
+    assert_eq!(code, 1001);
+    let (_, failed): Seen = bounded(rx.recv()).await.unwrap();
+    assert!(failed, "the writer's next send saw the request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_from_another_thread_are_never_lost_while_messages_flow() {
+    // The request races the connection's polls on the other worker: whether it lands before
+    // the registration, between it and the check, or while parked, the close must start.
+    for round in 0..40u64 {
+        let (addr, mut rx) = serve_reporting(move |stream| async move {
+            let mut ws = socketry::accept(stream).await.unwrap();
+            let closer = ws.closer();
+            let request = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_micros(round * 150));
+                closer.close(CloseCode::GOING_AWAY, "race").unwrap();
+            });
+            let mut echoed = 0u32;
+            while let Some(message) = ws.recv().await {
+                match message.unwrap() {
+                    message @ Message::Text(_) => {
+                        if ws.send(message).await.is_ok() {
+                            echoed += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            request.join().unwrap();
+            (Some(Message::text(echoed.to_string())), false)
+        })
+        .await;
+        let (mut client, _) = socketry::connect(&format!("ws://{addr}/")).await.unwrap();
+        let mut close = None;
+        // The client keeps sending until the server's close arrives (bounded in count).
+        for i in 0..2_000u32 {
+            if client.send(format!("m{i}")).await.is_err() {
+                break;
+            }
+            match bounded(client.recv()).await {
+                Some(Ok(Message::Close(frame))) => {
+                    close = frame;
+                    break;
+                }
+                Some(Ok(_)) => {}
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        if close.is_none() {
+            // Sent everything before the request landed: wait for the close alone.
+            while let Some(Ok(message)) = bounded(client.recv()).await {
+                if let Message::Close(frame) = message {
+                    close = frame;
+                    break;
+                }
+            }
+        }
+        let close = close.unwrap_or_else(|| panic!("round {round}: no close from the server"));
+        assert_eq!(close.code, CloseCode::GOING_AWAY, "round {round}");
+        let _: Seen = bounded(rx.recv()).await.unwrap();
+    }
+}
