@@ -2,6 +2,7 @@
 
 use std::{
     pin::Pin,
+    sync::{Mutex, MutexGuard},
     task::{Context, Poll},
     time::Duration,
 };
@@ -36,12 +37,11 @@ pub type ConnWriter = WebSocketWriter<Upgraded>;
 /// the connection is closed when `serve` returns, whoever holds its halves.
 #[derive(Debug)]
 pub struct Conn {
-    /// The reader half, until the controller takes it ([`split`](Self::split)).
-    reader: Option<ConnReader>,
-    /// The writer half, until the controller takes it ([`split`](Self::split)) or gives it to
-    /// a hub (`attach`).
-    writer: Option<ConnWriter>,
-    handle: ControlHandle,
+    /// Whole until something needs halves: a split connection shares a lock between its
+    /// halves on every poll, which a controller that reads and writes in one task need not
+    /// pay. Behind a mutex only so that [`handle`](Self::handle) can split through `&self`;
+    /// everything else reaches it through `&mut self`, without locking.
+    halves: Mutex<Halves>,
     config: WebSocketConfig,
     protocol: Option<String>,
     compressed: bool,
@@ -55,22 +55,93 @@ pub struct Conn {
     hub_writer: Option<socketry_hub::WriterHandle>,
 }
 
+/// The connection, whole or split.
+#[derive(Debug)]
+enum Halves {
+    /// Boxed: inline, the connection task's future grew by twice its size (the generator
+    /// layout keeps more than one copy's room), and idle connections paid for it.
+    Whole(Box<WebSocket<Upgraded>>),
+    /// After [`Conn::split`], [`Conn::handle`] or `attach`: the halves this `Conn` still holds.
+    Split {
+        /// Until the controller takes it ([`Conn::split`]).
+        reader: Option<ConnReader>,
+        /// Until the controller takes it ([`Conn::split`]) or gives it to a hub (`attach`).
+        writer: Option<ConnWriter>,
+        handle: ControlHandle,
+    },
+    /// Only inside [`Halves::split`], while the whole connection moves into halves.
+    Moving,
+}
+
+impl Halves {
+    /// Splits a whole connection in place; the halves stay here.
+    fn split(
+        &mut self,
+    ) -> (
+        &mut Option<ConnReader>,
+        &mut Option<ConnWriter>,
+        &ControlHandle,
+    ) {
+        if let Self::Whole(_) = self
+            && let Self::Whole(ws) = std::mem::replace(self, Self::Moving)
+        {
+            let (reader, writer) = (*ws).split();
+            let handle = writer.handle();
+            *self = Self::Split {
+                reader: Some(reader),
+                writer: Some(writer),
+                handle,
+            };
+        }
+        match self {
+            Self::Split {
+                reader,
+                writer,
+                handle,
+            } => (reader, writer, handle),
+            Self::Whole(_) | Self::Moving => unreachable!("split just above"),
+        }
+    }
+
+    fn state(&self) -> State {
+        match self {
+            Self::Whole(ws) => ws.state(),
+            Self::Split { handle, .. } => handle.state(),
+            Self::Moving => State::Closed,
+        }
+    }
+}
+
+/// The side a call reads or writes through: the whole connection or one of its halves.
+enum Side<'a, H> {
+    Whole(&'a mut WebSocket<Upgraded>),
+    Half(&'a mut H),
+}
+
+/// Runs `$body` with `$s` bound to whichever side `$side` is (the two have the same methods).
+macro_rules! on_side {
+    ($side:expr, $s:ident => $body:expr) => {
+        match $side {
+            Side::Whole($s) => $body,
+            Side::Half($s) => $body,
+        }
+    };
+}
+
+fn get_mut(halves: &mut Mutex<Halves>) -> &mut Halves {
+    // No user code runs under this lock and nothing in it panics midway: never poisoned in a
+    // way that matters.
+    halves.get_mut().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Conn {
     pub(crate) fn new(ws: WebSocket<Upgraded>, debug: bool) -> Self {
-        let config = *ws.config();
-        let protocol = ws.protocol().map(str::to_owned);
-        let compressed = ws.compression().is_some();
-        let tcp = ws.get_ref().is_tcp();
-        let (reader, writer) = ws.split();
-        let handle = writer.handle();
         Self {
-            reader: Some(reader),
-            writer: Some(writer),
-            handle,
-            config,
-            protocol,
-            compressed,
-            tcp,
+            config: *ws.config(),
+            protocol: ws.protocol().map(str::to_owned),
+            compressed: ws.compression().is_some(),
+            tcp: ws.get_ref().is_tcp(),
+            halves: Mutex::new(Halves::Whole(Box::new(ws))),
             debug,
             closed: false,
             #[cfg(feature = "hub")]
@@ -78,12 +149,28 @@ impl Conn {
         }
     }
 
-    fn reader(&mut self) -> Option<&mut ConnReader> {
-        self.reader.as_mut()
+    fn lock(&self) -> MutexGuard<'_, Halves> {
+        self.halves.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn writer(&mut self) -> Result<&mut ConnWriter, Error> {
-        self.writer.as_mut().ok_or(Error::AlreadyClosed)
+    #[inline]
+    fn reader(&mut self) -> Option<Side<'_, ConnReader>> {
+        match get_mut(&mut self.halves) {
+            Halves::Whole(ws) => Some(Side::Whole(ws)),
+            Halves::Split { reader, .. } => reader.as_mut().map(Side::Half),
+            Halves::Moving => None,
+        }
+    }
+
+    #[inline]
+    fn writer(&mut self) -> Result<Side<'_, ConnWriter>, Error> {
+        match get_mut(&mut self.halves) {
+            Halves::Whole(ws) => Ok(Side::Whole(ws)),
+            Halves::Split { writer, .. } => {
+                writer.as_mut().map(Side::Half).ok_or(Error::AlreadyClosed)
+            }
+            Halves::Moving => Err(Error::AlreadyClosed),
+        }
     }
 
     /// Receives the next message, as [`WebSocket::recv`]: `None` once the connection closed
@@ -94,8 +181,9 @@ impl Conn {
     ///
     /// Cancel-safe, as [`WebSocket::recv`]: in a `select!` loop, a close that started
     /// (a shutdown, say) goes on with the next call.
+    #[inline]
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        self.reader()?.recv().await
+        on_side!(self.reader()?, s => s.recv().await)
     }
 
     /// Sends a message and waits until the transport took it, as [`WebSocket::send`].
@@ -105,8 +193,9 @@ impl Conn {
     /// As [`WebSocket::send`]; [`Error::AlreadyClosed`] after [`split`](Self::split) or once
     /// the close started (a send after a shutdown began is a normal end for the controller:
     /// returning that error is not logged as a failure).
+    #[inline]
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.writer()?.send(message).await
+        on_side!(self.writer()?, s => s.send(message).await)
     }
 
     /// Queues a message, waiting only for room, as [`WebSocket::feed`].
@@ -114,8 +203,9 @@ impl Conn {
     /// # Errors
     ///
     /// As [`send`](Self::send).
+    #[inline]
     pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.writer()?.feed(message).await
+        on_side!(self.writer()?, s => s.feed(message).await)
     }
 
     /// Writes everything queued, as [`WebSocket::flush`].
@@ -123,8 +213,9 @@ impl Conn {
     /// # Errors
     ///
     /// As [`send`](Self::send).
+    #[inline]
     pub async fn flush(&mut self) -> Result<(), Error> {
-        self.writer()?.flush().await
+        on_side!(self.writer()?, s => s.flush().await)
     }
 
     /// Sends a [`PreparedMessage`] (framed once for many connections).
@@ -133,13 +224,13 @@ impl Conn {
     ///
     /// As [`send`](Self::send).
     pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
-        self.writer()?.send_prepared(message).await
+        on_side!(self.writer()?, s => s.send_prepared(message).await)
     }
 
     /// Waits for the next data message and reads it frame by frame, as
     /// [`WebSocket::next_reader`]. `None` once the connection closed.
     pub async fn next_reader(&mut self) -> Option<Result<MessageReader<'_, Upgraded>, Error>> {
-        self.reader()?.next_reader().await
+        on_side!(self.reader()?, s => s.next_reader().await)
     }
 
     /// Reads consecutive messages as one byte stream, as [`WebSocket::join_messages`].
@@ -148,7 +239,7 @@ impl Conn {
         &mut self,
         terminator: impl Into<bytes::Bytes>,
     ) -> Option<JoinedMessages<'_, Upgraded>> {
-        Some(self.reader()?.join_messages(terminator))
+        Some(on_side!(self.reader()?, s => s.join_messages(terminator)))
     }
 
     /// Writes one message as fragments, as [`WebSocket::message_writer`].
@@ -157,14 +248,14 @@ impl Conn {
     ///
     /// [`Error::AlreadyClosed`] after [`split`](Self::split).
     pub fn message_writer(&mut self, kind: OpCode) -> Result<MessageWriter<'_, Upgraded>, Error> {
-        Ok(self.writer()?.message_writer(kind))
+        Ok(on_side!(self.writer()?, s => s.message_writer(kind)))
     }
 
     /// Receives a JSON message, as [`WebSocket::recv_json`].
     #[cfg(feature = "json")]
     #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub async fn recv_json<T: serde::de::DeserializeOwned>(&mut self) -> Option<Result<T, Error>> {
-        self.reader()?.recv_json().await
+        on_side!(self.reader()?, s => s.recv_json().await)
     }
 
     /// Sends a value as a JSON text message, as [`WebSocket::send_json`].
@@ -178,7 +269,7 @@ impl Conn {
         &mut self,
         value: &T,
     ) -> Result<(), Error> {
-        self.writer()?.send_json(value).await
+        on_side!(self.writer()?, s => s.send_json(value).await)
     }
 
     /// Takes the connection's halves, to read in one task and write from another (the
@@ -221,10 +312,11 @@ impl Conn {
     /// # let _ = socketry_axum::Upgrader::new(Ticker);
     /// ```
     pub fn split(&mut self) -> Option<(ConnReader, ConnWriter)> {
-        if self.reader.is_none() || self.writer.is_none() {
+        let (reader, writer, _) = get_mut(&mut self.halves).split();
+        if reader.is_none() || writer.is_none() {
             return None;
         }
-        self.reader.take().zip(self.writer.take())
+        reader.take().zip(writer.take())
     }
 
     /// Puts the connection in `hub`: the hub's writer task takes this connection's writer
@@ -272,15 +364,22 @@ impl Conn {
         hub: &socketry_hub::Hub,
         info: socketry_hub::ClientInfo,
     ) -> Result<socketry_hub::Member, Error> {
-        let writer = self.writer.take().ok_or(Error::AlreadyClosed)?;
+        let (_, writer, _) = get_mut(&mut self.halves).split();
+        let writer = writer.take().ok_or(Error::AlreadyClosed)?;
         let member = hub.attach(writer, info);
         self.hub_writer = Some(member.writer());
         Ok(member)
     }
 
     /// A handle that sends pings and the close frame from any task.
+    ///
+    /// The first call splits the connection inside this `Conn` (its methods keep working):
+    /// from then on every read and write takes the lock the halves share, a cost of about a
+    /// fifth of the instructions per small message. A controller that only needs to close
+    /// from another task pays nothing extra: graceful shutdown ([`Shutdown`](crate::Shutdown))
+    /// works on the whole connection.
     pub fn handle(&self) -> ControlHandle {
-        self.handle.clone()
+        self.lock().split().2.clone()
     }
 
     /// Performs the closing handshake with `code` and `reason` (truncated on a char boundary
@@ -295,7 +394,7 @@ impl Conn {
         }
         if !code.is_valid() {
             // Fails here, and leaves the automatic close to be done.
-            return self.handle.start_close(code, reason);
+            return Err(Error::InvalidMessage("close code may not be sent"));
         }
         let limit = self.config.get_close_timeout() + Duration::from_secs(1);
         #[cfg(feature = "hub")]
@@ -303,19 +402,29 @@ impl Conn {
             // What the hub queued for this connection goes out before the close frame.
             writer.finish(limit).await;
         }
-        self.handle.start_close(code, reason)?;
         self.closed = true;
-        match self.reader.as_mut() {
-            // Not split: the reader is ours; read the peer's answer here.
-            Some(reader) => {
-                let drain = async { while reader.recv().await.is_some() {} };
-                let _ = tokio::time::timeout(limit, drain).await;
+        match get_mut(&mut self.halves) {
+            // Sends the close frame, reads the peer's answer (up to the close timeout), then
+            // closes the transport; bounded again in case the transport does not end.
+            Halves::Whole(ws) => {
+                let _ = tokio::time::timeout(limit, ws.close(code, reason)).await;
             }
-            // Split: the halves' reader completes it, or, if it was dropped, `closed` does.
-            // Bounded in case the reader lives on but is not polled.
-            None => {
-                let _ = tokio::time::timeout(limit, self.handle.closed()).await;
+            Halves::Split { reader, handle, .. } => {
+                handle.start_close(code, reason)?;
+                match reader {
+                    // The reader is ours; read the peer's answer here.
+                    Some(reader) => {
+                        let drain = async { while reader.recv().await.is_some() {} };
+                        let _ = tokio::time::timeout(limit, drain).await;
+                    }
+                    // The controller took it: it completes the close, or, if it was dropped,
+                    // `closed` does. Bounded in case the reader lives on but is not polled.
+                    None => {
+                        let _ = tokio::time::timeout(limit, handle.closed()).await;
+                    }
+                }
             }
+            Halves::Moving => {}
         }
         Ok(())
     }
@@ -351,17 +460,21 @@ impl Conn {
     /// Changes the close-handshake timeout of this connection.
     pub fn set_close_handshake_timeout(&mut self, timeout: Duration) {
         self.config = self.config.close_timeout(timeout);
-        self.handle.set_close_timeout(timeout);
+        match get_mut(&mut self.halves) {
+            Halves::Whole(ws) => ws.set_close_timeout(timeout),
+            Halves::Split { handle, .. } => handle.set_close_timeout(timeout),
+            Halves::Moving => {}
+        }
     }
 
     /// Whether a closing method ran, or the connection ended.
     pub fn is_closed(&self) -> bool {
-        self.closed || self.handle.state() == State::Closed
+        self.closed || self.state() == State::Closed
     }
 
     /// The protocol state.
     pub fn state(&self) -> State {
-        self.handle.state()
+        self.lock().state()
     }
 
     /// The subprotocol the handshake selected, if any.
@@ -390,22 +503,22 @@ impl Conn {
     /// Sets the ping handler, as [`WebSocket::set_ping_handler`]; before
     /// [`split`](Self::split) (after it, set it on the reader).
     pub fn set_ping_handler(&mut self, handler: Option<PingHandler>) {
-        if let Some(reader) = self.reader() {
-            reader.set_ping_handler(handler);
+        if let Some(side) = self.reader() {
+            on_side!(side, s => s.set_ping_handler(handler));
         }
     }
 
     /// Sets the pong handler, as [`WebSocket::set_pong_handler`].
     pub fn set_pong_handler(&mut self, handler: Option<PongHandler>) {
-        if let Some(reader) = self.reader() {
-            reader.set_pong_handler(handler);
+        if let Some(side) = self.reader() {
+            on_side!(side, s => s.set_pong_handler(handler));
         }
     }
 
     /// Sets the close handler, as [`WebSocket::set_close_handler`].
     pub fn set_close_handler(&mut self, handler: Option<CloseHandler>) {
-        if let Some(reader) = self.reader() {
-            reader.set_close_handler(handler);
+        if let Some(side) = self.reader() {
+            on_side!(side, s => s.set_close_handler(handler));
         }
     }
 }
@@ -415,7 +528,7 @@ impl futures_core::Stream for Conn {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.get_mut().reader() {
-            Some(reader) => Pin::new(reader).poll_next(cx),
+            Some(side) => on_side!(side, s => Pin::new(s).poll_next(cx)),
             None => Poll::Ready(None),
         }
     }
@@ -425,18 +538,18 @@ impl futures_sink::Sink<Message> for Conn {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Pin::new(self.get_mut().writer()?).poll_ready(cx)
+        on_side!(self.get_mut().writer()?, s => Pin::new(s).poll_ready(cx))
     }
 
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
-        Pin::new(self.get_mut().writer()?).start_send(message)
+        on_side!(self.get_mut().writer()?, s => Pin::new(s).start_send(message))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Pin::new(self.get_mut().writer()?).poll_flush(cx)
+        on_side!(self.get_mut().writer()?, s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Pin::new(self.get_mut().writer()?).poll_close(cx)
+        on_side!(self.get_mut().writer()?, s => Pin::new(s).poll_close(cx))
     }
 }

@@ -8,14 +8,14 @@ use std::{
     time::Duration,
 };
 
-use socketry::{CloseCode, ControlHandle};
+use socketry::{CloseCode, Closer};
 use tokio::sync::{Notify, watch};
 
 /// Tracks the live connections of one or more [`Upgrader`](crate::Upgrader)s and closes them
 /// all with 1001 "Going Away" on shutdown.
 ///
-/// The close comes from outside, through each connection's
-/// [`ControlHandle`]: whatever the controller reads with (`recv`, `recv_json`, `next_reader`,
+/// The close comes from outside, through each connection's [`Closer`]
+/// (it wakes the connection's task, which writes the close frame): whatever the controller reads with (`recv`, `recv_json`, `next_reader`,
 /// `join_messages`, the `Stream`, the split reader), it sees the peer's answer and then the
 /// end; a send after that fails with [`Error::AlreadyClosed`](socketry::Error::AlreadyClosed),
 /// which ends `serve` normally. Background tasks (a ticker, a pump) wait on
@@ -62,7 +62,7 @@ struct Inner {
 struct Live {
     count: usize,
     next_id: u64,
-    handles: HashMap<u64, ControlHandle>,
+    closers: HashMap<u64, Closer>,
 }
 
 /// The close every connection gets on shutdown.
@@ -132,15 +132,11 @@ impl Shutdown {
     /// all connection tasks ended or `deadline` passed. Returns how many were still live.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         self.inner.signal.send_replace(true);
-        let handles: Vec<ControlHandle> = self.inner.lock().handles.values().cloned().collect();
-        for handle in handles {
-            // Each close is written by its own task: a peer that does not read holds up only
-            // its own, and the deadline bounds it.
-            tokio::spawn(async move {
-                let _ =
-                    tokio::time::timeout(deadline, handle.close(CloseCode::GOING_AWAY, GOING_AWAY))
-                        .await;
-            });
+        let closers: Vec<Closer> = self.inner.lock().closers.values().cloned().collect();
+        for closer in closers {
+            // Each connection's own task writes its close (the request wakes it): a peer that
+            // does not read holds up only its own, and the deadline bounds the wait.
+            let _ = closer.close(CloseCode::GOING_AWAY, GOING_AWAY);
         }
         let all_ended = async {
             loop {
@@ -196,16 +192,16 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
-    /// The connection exists: shutdown closes it through `handle` (at once, if shutdown
+    /// The connection exists: shutdown closes it through `closer` (at once, if shutdown
     /// started while it was being upgraded).
-    pub(crate) fn attach(&self, handle: ControlHandle) {
+    pub(crate) fn attach(&self, closer: Closer) {
         let late = {
             let mut live = self.inner.lock();
-            live.handles.insert(self.id, handle.clone());
+            live.closers.insert(self.id, closer.clone());
             *self.inner.signal.borrow()
         };
         if late {
-            let _ = handle.start_close(CloseCode::GOING_AWAY, GOING_AWAY);
+            let _ = closer.close(CloseCode::GOING_AWAY, GOING_AWAY);
         }
     }
 }
@@ -214,7 +210,7 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let mut live = self.inner.lock();
         live.count -= 1;
-        live.handles.remove(&self.id);
+        live.closers.remove(&self.id);
         drop(live);
         self.inner.ended.notify_waiters();
     }

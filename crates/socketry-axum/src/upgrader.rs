@@ -402,13 +402,18 @@ async fn run<C: Controller>(
     tracked: Option<Guard>,
 ) {
     let upgrade = Box::pin(tokio::time::timeout(settings.handshake_timeout, connection));
-    let Ok(Ok(ws)) = upgrade.await else {
-        return;
+    // In a block of its own: `ws` is borrowed, so the task's future would otherwise keep room
+    // for it (a kilobyte) across every later await.
+    let mut conn = {
+        let Ok(Ok(mut ws)) = upgrade.await else {
+            return;
+        };
+        if let Some(guard) = &tracked {
+            // A closer, not a handle: the connection stays whole (no lock shared by halves).
+            guard.attach(ws.closer());
+        }
+        Conn::new(ws, settings.debug)
     };
-    let mut conn = Conn::new(ws, settings.debug);
-    if let Some(guard) = &tracked {
-        guard.attach(conn.handle());
-    }
     if settings.debug {
         error::install_backtrace_hook();
     }

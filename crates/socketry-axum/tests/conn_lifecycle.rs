@@ -135,6 +135,17 @@ impl Controller for Reads {
                 let (mut reader, _writer) = conn.split().expect("first split");
                 while reader.recv().await.is_some() {}
             }
+            // A handle splits the connection inside the `Conn`; shutdown still reaches it.
+            "handle" => {
+                let _handle = conn.handle();
+                while conn.recv().await.is_some() {}
+            }
+            // Never reads: only the next send sees the shutdown (it fails, `serve` ends, and
+            // the automatic close reads the peer's answer).
+            "send_only" => loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                conn.send("tick").await?;
+            },
             other => unreachable!("{other}"),
         }
         Ok(())
@@ -144,7 +155,15 @@ impl Controller for Reads {
 #[tokio::test]
 async fn shutdown_reaches_every_way_of_reading() {
     let shutdown = Shutdown::new();
-    let mut modes = vec!["recv", "stream", "next_reader", "join_messages", "split"];
+    let mut modes = vec![
+        "recv",
+        "stream",
+        "next_reader",
+        "join_messages",
+        "split",
+        "handle",
+        "send_only",
+    ];
     if cfg!(feature = "json") {
         modes.push("recv_json");
     }
@@ -508,4 +527,49 @@ async fn the_close_after_serve_gives_up_on_a_silent_peer_within_the_close_timeou
         );
         assert!(elapsed < Duration::from_secs(3), "{query}: {elapsed:?}");
     }
+}
+
+/// Takes a handle (which splits the connection inside the `Conn`), pings through it from
+/// another task, and echoes with the `Conn`'s own methods.
+struct PingsThroughAHandle;
+
+impl Controller for PingsThroughAHandle {
+    type Error = socketry::Error;
+
+    async fn serve(&self, conn: &mut Conn, _: &Request) -> Result<(), Self::Error> {
+        conn.send("whole").await?;
+        let handle = conn.handle();
+        tokio::spawn(async move {
+            let _ = handle.ping("from a task").await;
+        });
+        while let Some(message) = conn.recv().await {
+            let message = message?;
+            if message.is_text() {
+                conn.send(message).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_handle_splits_the_conn_in_place_and_its_methods_keep_working() {
+    let addr = serve(Upgrader::new(PingsThroughAHandle).route(Router::new(), "/h")).await;
+    let mut ws = client(addr, "/h").await;
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("whole")
+    );
+    let (mut pinged, mut echoed) = (false, false);
+    ws.send("after the split").await.unwrap();
+    while !(pinged && echoed) {
+        match bounded(ws.recv()).await.unwrap().unwrap() {
+            Message::Ping(payload) => pinged = &payload[..] == b"from a task",
+            Message::Text(text) => echoed = &*text == "after the split",
+            other => panic!("{other:?}"),
+        }
+    }
+    bounded(ws.close(socketry::CloseCode::NORMAL, ""))
+        .await
+        .unwrap();
 }

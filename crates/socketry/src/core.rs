@@ -522,6 +522,13 @@ impl Core {
     }
 
     /// Waits until the queue is below the write buffer bound.
+    /// Whether a message may be queued without waiting: the connection is not over and the
+    /// queue is below the write buffer size (what [`poll_room`](Self::poll_room) waits for).
+    #[inline]
+    pub(crate) fn has_room(&self) -> bool {
+        !self.done && self.conn.outgoing().len() < self.config.get_write_buffer_size()
+    }
+
     pub(crate) fn poll_room(
         &mut self,
         io: &mut dyn Io,

@@ -80,25 +80,39 @@ where
         cx: &mut Context<'_>,
         f: impl FnOnce(&mut Core, &mut dyn Io, &mut Timer, &mut Context<'_>) -> R,
     ) -> R {
-        if let Some(watch) = &mut self.close_watch
-            && watch.poll(&mut self.core, Some(cx))
-        {
-            self.close_watch = None;
+        if self.close_watch.is_some() {
+            self.poll_close_watch(Some(cx));
         }
         f(&mut self.core, &mut self.io, &mut self.timer, cx)
     }
 
     fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
-        if let Some(watch) = &mut self.close_watch
-            && watch.poll(&mut self.core, None)
-        {
-            self.close_watch = None;
+        if self.close_watch.is_some() {
+            self.poll_close_watch(None);
         }
         f(&mut self.core)
     }
 
+    fn timeouts(&mut self) -> (Option<std::time::Duration>, Option<std::time::Duration>) {
+        let config = &self.core.config;
+        (config.get_read_timeout(), config.get_write_timeout())
+    }
+
     fn handlers(&mut self) -> Option<&mut Handlers> {
         self.handlers.as_deref_mut()
+    }
+}
+
+impl<S> WebSocket<S> {
+    /// Starts the close a [`Closer`] requested, if one did. Out of line: most connections
+    /// have no closer, and their polls should not carry this code.
+    #[inline(never)]
+    fn poll_close_watch(&mut self, cx: Option<&Context<'_>>) {
+        if let Some(watch) = &mut self.close_watch
+            && watch.poll(&mut self.core, cx)
+        {
+            self.close_watch = None;
+        }
     }
 }
 

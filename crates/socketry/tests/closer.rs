@@ -199,13 +199,9 @@ async fn requests_from_another_thread_are_never_lost_while_messages_flow() {
             });
             let mut echoed = 0u32;
             while let Some(message) = ws.recv().await {
-                match message.unwrap() {
-                    message @ Message::Text(_) => {
-                        if ws.send(message).await.is_ok() {
-                            echoed += 1;
-                        }
-                    }
-                    _ => {}
+                let message = message.unwrap();
+                if message.is_text() && ws.send(message).await.is_ok() {
+                    echoed += 1;
                 }
             }
             request.join().unwrap();
