@@ -8,7 +8,7 @@ use std::{
 };
 
 use socketry::{
-    CloseCode, CloseHandler, ControlHandle, Error, JoinedMessages, Message, MessageReader,
+    CloseCode, CloseHandler, Closer, ControlHandle, Error, JoinedMessages, Message, MessageReader,
     MessageWriter, OpCode, PingHandler, PongHandler, PreparedMessage, State, WebSocket,
     WebSocketConfig, WebSocketReader, WebSocketWriter, upgrade::Upgraded,
 };
@@ -32,9 +32,11 @@ pub type ConnWriter = WebSocketWriter<Upgraded>;
 ///
 /// [`split`](Self::split) gives owned halves for a reader loop and a writer task (the
 /// canonical "server push plus client commands" shape), and [`handle`](Self::handle) gives
-/// [`ControlHandle`]s. Graceful shutdown ([`Shutdown`](crate::Shutdown)) closes the connection
-/// from outside with 1001 "Going Away", so every way of reading sees it end, split or not; and
-/// the connection is closed when `serve` returns, whoever holds its halves.
+/// [`ControlHandle`]s; until one of them is used, the `Conn` is one unsplit socket, with no
+/// lock on its calls. Graceful shutdown ([`Shutdown`](crate::Shutdown)) asks for the close
+/// with 1001 "Going Away" from outside (a [`Closer`], [`closer`](Self::closer)), so every way
+/// of reading sees it end, split or not; and the connection is closed when `serve` returns,
+/// whoever holds its halves.
 #[derive(Debug)]
 pub struct Conn {
     /// Whole until something needs halves: a split connection shares a lock between its
@@ -275,7 +277,8 @@ impl Conn {
     /// Takes the connection's halves, to read in one task and write from another (the
     /// canonical axum pattern: a sender task fed by a channel). `None` if they were taken.
     ///
-    /// The halves still see graceful shutdown (the close comes from outside and the reader
+    /// The halves still see graceful shutdown (the reader starts the close the shutdown
+    /// requested, or the writer's next send does once the reader is dropped, and the reader
     /// hands out the peer's answer, then `None`), and the connection is closed when `serve`
     /// returns, wherever the halves went: keep the reader polled until then, as the
     /// [`WebSocketReader`] docs say, or drop it (the close then reads the peer's answer
@@ -371,13 +374,25 @@ impl Conn {
         Ok(member)
     }
 
+    /// A [`Closer`]: asks this connection to close from any task or thread, without the
+    /// halves' lock (`handle` splits the connection; this does not). The connection's task
+    /// acts on it at its next read or send, which the request wakes; a close after `serve`
+    /// returns sends the request's frame. Graceful shutdown ([`Shutdown`](crate::Shutdown))
+    /// works this way.
+    pub fn closer(&mut self) -> Closer {
+        match get_mut(&mut self.halves) {
+            Halves::Whole(ws) => ws.closer(),
+            Halves::Split { handle, .. } => handle.closer(),
+            Halves::Moving => unreachable!("only inside Halves::split"),
+        }
+    }
+
     /// A handle that sends pings and the close frame from any task.
     ///
     /// The first call splits the connection inside this `Conn` (its methods keep working):
     /// from then on every read and write takes the lock the halves share, a cost of about a
-    /// fifth of the instructions per small message. A controller that only needs to close
-    /// from another task pays nothing extra: graceful shutdown ([`Shutdown`](crate::Shutdown))
-    /// works on the whole connection.
+    /// fifth of the instructions per small message. To close from another task only,
+    /// [`closer`](Self::closer) avoids that.
     pub fn handle(&self) -> ControlHandle {
         self.lock().split().2.clone()
     }

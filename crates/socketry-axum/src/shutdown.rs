@@ -14,12 +14,15 @@ use tokio::sync::{Notify, watch};
 /// Tracks the live connections of one or more [`Upgrader`](crate::Upgrader)s and closes them
 /// all with 1001 "Going Away" on shutdown.
 ///
-/// The close comes from outside, through each connection's [`Closer`]
-/// (it wakes the connection's task, which writes the close frame): whatever the controller reads with (`recv`, `recv_json`, `next_reader`,
-/// `join_messages`, the `Stream`, the split reader), it sees the peer's answer and then the
-/// end; a send after that fails with [`Error::AlreadyClosed`](socketry::Error::AlreadyClosed),
-/// which ends `serve` normally. Background tasks (a ticker, a pump) wait on
-/// [`signalled`](Self::signalled). Plug it into axum's graceful shutdown:
+/// The close comes from outside, through each connection's [`Closer`]: the request wakes the
+/// connection's task, whose next read or send writes the close frame. Whatever the controller
+/// reads with (`recv`, `recv_json`, `next_reader`, `join_messages`, the `Stream`, the split
+/// reader), it sees the peer's answer and then the end; a send after that fails with
+/// [`Error::AlreadyClosed`](socketry::Error::AlreadyClosed), which ends `serve` normally. A
+/// controller that awaits something else (a channel, a database) should also wait on
+/// [`signalled`](Self::signalled) and return: the automatic close then sends the 1001. One
+/// that does neither sends nothing until it next uses the connection. Background tasks (a
+/// ticker, a pump) wait on `signalled` too. Plug it into axum's graceful shutdown:
 ///
 /// ```no_run
 /// use std::time::Duration;

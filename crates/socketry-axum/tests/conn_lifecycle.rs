@@ -573,3 +573,35 @@ async fn a_handle_splits_the_conn_in_place_and_its_methods_keep_working() {
         .await
         .unwrap();
 }
+
+/// Never touches the connection: waits on the shutdown signal and returns.
+struct ReturnsOnSignal(Shutdown);
+
+impl Controller for ReturnsOnSignal {
+    type Error = socketry::Error;
+
+    async fn serve(&self, _conn: &mut Conn, _: &Request) -> Result<(), Self::Error> {
+        self.0.signalled().await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_controller_that_returns_on_the_shutdown_signal_closes_with_1001() {
+    // The automatic close after `serve` would send 1000; the shutdown's request came first.
+    let shutdown = Shutdown::new();
+    let router = Upgrader::new(ReturnsOnSignal(shutdown.clone()))
+        .settings(Settings::default().shutdown(shutdown.clone()))
+        .route(Router::new(), "/quiet");
+    let addr = serve(router).await;
+    let mut ws = client(addr, "/quiet").await;
+    let reading = tokio::spawn(async move { close_code_then_clean_end(&mut ws).await });
+    bounded(async {
+        while shutdown.live() < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(shutdown.shutdown(Duration::from_secs(5)).await, 0);
+    assert_eq!(bounded(reading).await.unwrap(), Ok(1001));
+}

@@ -19,7 +19,7 @@ use std::{
 
 use socketry_proto::{CloseCode, CloseFrame};
 
-use crate::{Error, core::Core};
+use crate::Error;
 
 /// What a [`Closer`] and the connection share.
 #[derive(Debug, Default)]
@@ -35,11 +35,14 @@ struct Request {
 /// Asks a connection to close from any task: [`WebSocket::closer`](crate::WebSocket::closer).
 ///
 /// Cheap to clone, `Send` and `Sync`, and not tied to the transport's type. The connection
-/// sends the close frame at its next poll (a `recv` parked on it is woken for that), then
-/// completes the handshake as if its owner had started it: `recv` hands out the peer's answer
-/// and then `None`, and sends fail with [`Error::AlreadyClosed`]. The request outlives a
-/// later [`split`](crate::WebSocket::split): the halves pick it up the same way. A connection
-/// that nobody polls does not act on it; a dropped one ignores it.
+/// queues the close frame at its next poll (a `recv` parked on it is woken for that; a `send`
+/// or `flush` polls too, so the frame goes out behind the message), then completes the
+/// handshake as if its owner had started it: `recv` hands out the peer's answer and then
+/// `None`, and later sends fail with [`Error::AlreadyClosed`]. A close that the owner starts
+/// afterwards (`close`, the `Sink`'s close, a handle's) sends the request's frame: the first
+/// request wins. The request outlives a later [`split`](crate::WebSocket::split): the halves
+/// pick it up the same way. A connection that nobody polls does not act on it (a task that
+/// awaits something else sees it when it next uses the connection); a dropped one ignores it.
 ///
 /// # Examples
 ///
@@ -110,7 +113,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The connection's side of its closers: checked at the start of every poll.
+/// The connection's side of its closers, kept in its core: checked at the start of every poll
+/// and by every close the owner starts.
 #[derive(Debug, Default)]
 pub(crate) struct CloseWatch {
     request: Arc<Request>,
@@ -125,10 +129,10 @@ impl CloseWatch {
         }
     }
 
-    /// Registers `cx`'s task (when given: the task that reads), then starts the close if one
-    /// was requested. Returns whether it did, after which the watch has no more to do.
-    #[inline]
-    pub(crate) fn poll(&mut self, core: &mut Core, cx: Option<&Context<'_>>) -> bool {
+    /// Registers `cx`'s task (when given: the task to wake for a request), then takes the
+    /// request's close frame if a close was requested. Registered first, then checked: a
+    /// request after the check wakes the task.
+    pub(crate) fn take_request(&mut self, cx: Option<&Context<'_>>) -> Option<CloseFrame> {
         if let Some(cx) = cx
             && !self
                 .registered
@@ -137,22 +141,26 @@ impl CloseWatch {
         {
             self.register(cx.waker());
         }
-        // Registered first, then checked: a request after this load wakes the task.
         if !self.request.requested.load(Ordering::Acquire) {
-            return false;
+            return None;
         }
-        let frame = lock(&self.request.frame).take();
-        // The owner may have started (or finished) a close of its own: that one stands. The
-        // code was checked by `Closer::close`, so this cannot fail.
-        if core.state() == socketry_proto::State::Open {
-            let _ = core.start_close(frame);
-        }
-        true
+        // Stored before the flag was set, under this lock: present unless taken before.
+        lock(&self.request.frame).take()
     }
 
     #[cold]
     fn register(&mut self, waker: &Waker) {
         *lock(&self.request.waker) = Some(waker.clone());
         self.registered = Some(waker.clone());
+    }
+}
+
+impl Drop for CloseWatch {
+    /// A closer may outlive the connection: it must not keep the connection's task (which a
+    /// waker can hold alive) with it.
+    fn drop(&mut self) {
+        if self.registered.is_some() {
+            *lock(&self.request.waker) = None;
+        }
     }
 }

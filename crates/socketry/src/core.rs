@@ -19,7 +19,7 @@ use tokio::{
     time::Sleep,
 };
 
-use crate::{Error, Timeout, WebSocketConfig, pool};
+use crate::{Error, Timeout, WebSocketConfig, closer::CloseWatch, pool};
 
 /// A transport: what every connection runs over.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin {}
@@ -148,6 +148,8 @@ pub(crate) struct Core {
     pub(crate) yield_between_slices: bool,
     /// The transport closed with bytes still queued: they were dropped.
     pub(crate) lost_writes: bool,
+    /// Made by the first [`Closer`](crate::Closer); dropped once its request was acted on.
+    close_watch: Option<Box<CloseWatch>>,
 }
 
 impl Core {
@@ -177,6 +179,7 @@ impl Core {
             read_size: config.get_read_buffer_size(),
             yield_between_slices: false,
             lost_writes: false,
+            close_watch: None,
         }
     }
 
@@ -222,7 +225,40 @@ impl Core {
         if self.done {
             return Ok(());
         }
-        self.queue(Message::Close(frame))
+        // A request not acted on yet came first: its frame is the one to send.
+        let requested = self.close_watch.as_mut().and_then(|w| w.take_request(None));
+        if requested.is_some() {
+            self.close_watch = None;
+        }
+        self.queue(Message::Close(requested.or(frame)))
+    }
+
+    /// A [`Closer`](crate::Closer) for this connection.
+    pub(crate) fn closer(&mut self) -> crate::Closer {
+        self.close_watch.get_or_insert_default().closer()
+    }
+
+    /// Starts the close a [`Closer`](crate::Closer) requested, if one did; registers `cx`'s
+    /// task (the one to wake for a request) first. Every poll calls it: without closers, it
+    /// costs one branch.
+    #[inline]
+    pub(crate) fn poll_close_request(&mut self, cx: Option<&Context<'_>>) {
+        if self.close_watch.is_some() {
+            self.act_on_close_request(cx);
+        }
+    }
+
+    #[inline(never)]
+    fn act_on_close_request(&mut self, cx: Option<&Context<'_>>) {
+        let Some(frame) = self.close_watch.as_mut().and_then(|w| w.take_request(cx)) else {
+            return;
+        };
+        self.close_watch = None;
+        // The owner may have started (or finished) a close of its own: that one stands. The
+        // code was checked by `Closer::close`, so this cannot fail.
+        if self.state() == State::Open {
+            let _ = self.start_close(Some(frame));
+        }
     }
 
     /// Sends the application's reply to the peer's close (from its close handler).
@@ -521,7 +557,6 @@ impl Core {
         self.finish();
     }
 
-    /// Waits until the queue is below the write buffer bound.
     /// Whether a message may be queued without waiting: the connection is not over and the
     /// queue is below the write buffer size (what [`poll_room`](Self::poll_room) waits for).
     #[inline]
@@ -529,6 +564,7 @@ impl Core {
         !self.done && self.conn.outgoing().len() < self.config.get_write_buffer_size()
     }
 
+    /// Waits until the queue is below the write buffer bound.
     pub(crate) fn poll_room(
         &mut self,
         io: &mut dyn Io,

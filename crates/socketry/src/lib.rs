@@ -44,6 +44,7 @@
 //! | receive / send | [`WebSocket::recv`], [`WebSocket::send`], [`feed`](WebSocket::feed) + [`flush`](WebSocket::flush) |
 //! | `Stream` + `Sink` | [`WebSocket`], [`WebSocketReader`], [`WebSocketWriter`] implement them |
 //! | two tasks | [`WebSocket::split`] → [`WebSocketReader`] + [`WebSocketWriter`], plus [`ControlHandle`]s |
+//! | close from another task, unsplit | [`WebSocket::closer`] → [`Closer`] |
 //! | huge messages | [`WebSocket::next_reader`] ([`MessageReader`]), [`WebSocket::message_writer`] ([`MessageWriter`]) |
 //! | broadcast | [`PreparedMessage`] + [`WebSocket::send_prepared`] |
 //! | limits, timeouts, keepalive, buffers | [`WebSocketConfig`] |

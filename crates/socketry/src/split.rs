@@ -176,14 +176,12 @@ struct Inner<S> {
 }
 
 impl<S> Inner<S> {
-    /// Starts the close a [`Closer`](crate::Closer) requested, if one did.
+    /// Starts the close a [`Closer`](crate::Closer) requested, if one did. The task that
+    /// reads (the reader, or once it is gone whoever polls) is the one a request wakes.
     #[inline]
-    fn poll_close_watch(&mut self, cx: Option<&Context<'_>>) {
-        if let Some(watch) = &mut self.ws.close_watch
-            && watch.poll(&mut self.ws.core, cx)
-        {
-            self.ws.close_watch = None;
-        }
+    fn poll_close_request(&mut self, cx: &Context<'_>, reads: bool) {
+        let reads = reads || self.reader_gone;
+        self.ws.core.poll_close_request(reads.then_some(cx));
     }
 }
 
@@ -199,7 +197,6 @@ impl<S> Shared<S> {
     /// moved a deadline it sleeps on (after the lock is released).
     fn with_core_waking<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
         let mut inner = self.lock();
-        inner.poll_close_watch(None);
         let result = f(&mut inner.ws.core);
         let wake = self.to_wake(&mut inner, false);
         drop(inner);
@@ -291,8 +288,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         {
             inner.reader = Some(cx.waker().clone());
         }
-        // A `Closer` made before the split: the reader's task is the one to wake for it.
-        inner.poll_close_watch(is_reader.then_some(&*cx));
+        // A `Closer` made before the split.
+        inner.poll_close_request(cx, is_reader);
         let mut io = SharedIo {
             io: &mut inner.ws.io,
             waiters: &self.waiters,
@@ -320,6 +317,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         // one read waker, so a second driver may not be woken by the reads).
         if !inner.closed_waiters.iter().any(|w| w.will_wake(cx.waker())) {
             inner.closed_waiters.push(cx.waker().clone());
+        }
+        if inner.reader_gone {
+            // Nobody else reads: a `Closer`'s request is this task's to start (and to wake).
+            inner.ws.core.poll_close_request(Some(cx));
         }
         let mut io = SharedIo {
             io: &mut inner.ws.io,
@@ -809,6 +810,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocke
 /// What a [`ControlHandle`] needs of the shared connection, without its transport type.
 trait Control: Send + Sync {
     fn queue(&self, f: &mut dyn FnMut(&mut Core) -> Result<(), Error>) -> Result<(), Error>;
+    fn closer(&self) -> crate::Closer;
     fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>>;
     fn poll_closed(&self, cx: &mut Context<'_>, wait: &mut CloseWait) -> Poll<()>;
     fn state(&self) -> State;
@@ -820,6 +822,10 @@ where
 {
     fn queue(&self, f: &mut dyn FnMut(&mut Core) -> Result<(), Error>) -> Result<(), Error> {
         self.with_core_waking(f)
+    }
+
+    fn closer(&self) -> crate::Closer {
+        self.lock().ws.core.closer()
     }
 
     fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -939,6 +945,14 @@ impl ControlHandle {
             core.set_config(core.config.close_timeout(timeout));
             Ok(())
         });
+    }
+
+    /// A [`Closer`](crate::Closer) for this connection: a close request that needs no
+    /// `await` (for a `Drop`, a signal handler, a thread outside the runtime). The reader
+    /// acts on it; once the reader is gone, the writer's next operation or
+    /// [`closed`](Self::closed) does.
+    pub fn closer(&self) -> crate::Closer {
+        self.shared.closer()
     }
 
     /// The protocol state.

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{
     Error, WebSocketConfig,
-    closer::{CloseWatch, Closer},
+    closer::Closer,
     core::{Core, Io, Timer},
     endpoint::{self, Endpoint},
     handlers::{CloseHandler, Handlers, PingHandler, PongHandler},
@@ -57,8 +57,6 @@ pub struct WebSocket<S> {
     pub(crate) timer: Timer,
     /// Boxed, made when one is set: most connections have none.
     pub(crate) handlers: Option<Box<Handlers>>,
-    /// Made by the first [`closer`](Self::closer); dropped once it started the close.
-    pub(crate) close_watch: Option<Box<CloseWatch>>,
 }
 
 impl<S> fmt::Debug for WebSocket<S> {
@@ -80,16 +78,11 @@ where
         cx: &mut Context<'_>,
         f: impl FnOnce(&mut Core, &mut dyn Io, &mut Timer, &mut Context<'_>) -> R,
     ) -> R {
-        if self.close_watch.is_some() {
-            self.poll_close_watch(Some(cx));
-        }
+        self.core.poll_close_request(Some(cx));
         f(&mut self.core, &mut self.io, &mut self.timer, cx)
     }
 
     fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
-        if self.close_watch.is_some() {
-            self.poll_close_watch(None);
-        }
         f(&mut self.core)
     }
 
@@ -100,19 +93,6 @@ where
 
     fn handlers(&mut self) -> Option<&mut Handlers> {
         self.handlers.as_deref_mut()
-    }
-}
-
-impl<S> WebSocket<S> {
-    /// Starts the close a [`Closer`] requested, if one did. Out of line: most connections
-    /// have no closer, and their polls should not carry this code.
-    #[inline(never)]
-    fn poll_close_watch(&mut self, cx: Option<&Context<'_>>) {
-        if let Some(watch) = &mut self.close_watch
-            && watch.poll(&mut self.core, cx)
-        {
-            self.close_watch = None;
-        }
     }
 }
 
@@ -139,14 +119,14 @@ where
             core: Core::new(role, config, leftover, protocol, deflate),
             timer: Timer::default(),
             handlers: None,
-            close_watch: None,
         }
     }
 
     /// A [`Closer`]: asks this connection to close from any task, without
     /// [`split`](Self::split)ting it (a split connection shares a lock between its halves;
     /// a whole one with closers pays one atomic load per poll). The close starts at the
-    /// connection's next poll, which the request wakes.
+    /// connection's next poll, which the request wakes, or with a close its owner starts,
+    /// which then sends the request's frame.
     ///
     /// # Examples
     ///
@@ -157,12 +137,12 @@ where
     ///     let _ = tokio::signal::ctrl_c().await;
     ///     closer.close(socketry::CloseCode::GOING_AWAY, "server restart")
     /// });
+    /// // Ends after the peer's answer to the close: `recv` completes the handshake.
     /// while let Some(message) = ws.recv().await {
     ///     let Ok(message) = message else { break };
     ///     if message.is_text() || message.is_binary() {
-    ///         if ws.send(message).await.is_err() {
-    ///             break; // the close started: sends fail from then on
-    ///         }
+    ///         // Fails once the close started; the next `recv` reads the peer's answer.
+    ///         let _ = ws.send(message).await;
     ///     }
     /// }
     /// # drop(shutdown);
@@ -170,7 +150,7 @@ where
     /// # let _ = run;
     /// ```
     pub fn closer(&mut self) -> Closer {
-        self.close_watch.get_or_insert_default().closer()
+        self.core.closer()
     }
 
     /// Whether permessage-deflate was negotiated, and its parameters.

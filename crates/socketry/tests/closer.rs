@@ -70,21 +70,73 @@ async fn a_request_made_before_the_first_poll_is_acted_on_by_it() {
         let closer = ws.closer();
         closer.close(CloseCode::GOING_AWAY, "early").unwrap();
         assert!(closer.is_requested());
-        // Even a send that only queues sees the request: the close comes first.
-        let send_failed = matches!(ws.feed("after").await, Err(Error::AlreadyClosed));
+        // A feed only queues (no poll): the message goes out ahead of the close frame.
+        ws.feed("before").await.unwrap();
         let mut last = None;
         while let Some(message) = ws.recv().await {
             last = Some(message.unwrap());
         }
+        let send_failed = matches!(ws.send("after").await, Err(Error::AlreadyClosed));
         (last, send_failed)
     })
     .await;
     let mut client = RawClient::connect(addr).await;
+    let first = bounded(client.read_frame()).await.unwrap();
+    assert_eq!(
+        (first.opcode, &first.payload[..]),
+        (OpCode::Text, &b"before"[..])
+    );
     let (code, reason) = answer_close(&mut client).await;
     assert_eq!((code, reason.as_slice()), (1001, &b"early"[..]));
     let (last, send_failed): Seen = bounded(rx.recv()).await.unwrap();
     assert!(matches!(last, Some(Message::Close(_))), "{last:?}");
     assert!(send_failed);
+}
+
+#[tokio::test]
+async fn a_request_not_yet_acted_on_wins_over_the_owners_later_close() {
+    // The request comes first, then the owner closes before any poll saw it (a controller
+    // that returned on a shutdown signal, say): the request's frame goes out.
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let closer = ws.closer();
+        closer
+            .close(CloseCode::GOING_AWAY, "requested first")
+            .unwrap();
+        ws.close(CloseCode::NORMAL, "the owner's").await.unwrap();
+        (None, false)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    let (code, reason) = answer_close(&mut client).await;
+    assert_eq!((code, reason.as_slice()), (1001, &b"requested first"[..]));
+    let _: Seen = bounded(rx.recv()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_send_that_picks_up_a_request_writes_the_close_behind_its_message() {
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let closer = ws.closer();
+        closer.close(CloseCode::GOING_AWAY, "").unwrap();
+        // The send polls: its message, then the close frame, are written before it returns.
+        ws.send("last").await.unwrap();
+        let failed = matches!(ws.send("too late").await, Err(Error::AlreadyClosed));
+        // Dropped without reading the answer: what went out must already be on the wire.
+        drop(ws);
+        (None, failed)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    let (_, failed): Seen = bounded(rx.recv()).await.unwrap();
+    assert!(failed);
+    let first = bounded(client.read_frame()).await.unwrap();
+    assert_eq!(&first.payload[..], b"last");
+    let close = bounded(client.read_frame()).await.unwrap();
+    assert_eq!(
+        (close.opcode, &close.payload[..2]),
+        (OpCode::Close, &1001u16.to_be_bytes()[..])
+    );
 }
 
 #[tokio::test]
@@ -167,22 +219,48 @@ async fn a_split_writer_alone_acts_on_a_request() {
         let (reader, mut writer) = ws.split();
         writer.send("one").await.unwrap();
         closer.close(CloseCode::GOING_AWAY, "").unwrap();
-        let failed = matches!(writer.send("two").await, Err(Error::AlreadyClosed));
-        // The close frame is queued; with the reader gone, a handle completes the handshake.
+        // The send's flush polls: "two" goes out, then the close frame.
+        writer.send("two").await.unwrap();
+        let failed = matches!(writer.send("three").await, Err(Error::AlreadyClosed));
+        // With the reader gone, a handle completes the handshake.
         let handle = writer.handle();
         drop(reader);
-        writer.flush().await.unwrap();
         handle.closed().await;
         (None, failed)
     })
     .await;
     let mut client = RawClient::connect(addr).await;
-    let first = bounded(client.read_frame()).await.unwrap();
-    assert_eq!(&first.payload[..], b"one");
+    for expected in [&b"one"[..], b"two"] {
+        let frame = bounded(client.read_frame()).await.unwrap();
+        assert_eq!(&frame.payload[..], expected);
+    }
     let (code, _) = answer_close(&mut client).await;
     assert_eq!(code, 1001);
     let (_, failed): Seen = bounded(rx.recv()).await.unwrap();
-    assert!(failed, "the writer's next send saw the request");
+    assert!(failed, "a send after the close started fails");
+}
+
+#[tokio::test]
+async fn with_the_reader_gone_closed_acts_on_a_request_alone() {
+    // Nobody reads and nobody writes: only `closed()` polls the connection.
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let closer = ws.closer();
+        let (reader, writer) = ws.split();
+        let handle = writer.handle();
+        drop(reader);
+        let waiting = tokio::spawn(async move { handle.closed().await });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        closer.close(CloseCode::GOING_AWAY, "nobody reads").unwrap();
+        bounded(waiting).await.unwrap();
+        drop(writer);
+        (None, true)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    let (code, reason) = answer_close(&mut client).await;
+    assert_eq!((code, reason.as_slice()), (1001, &b"nobody reads"[..]));
+    let _: Seen = bounded(rx.recv()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,8 +288,10 @@ async fn requests_from_another_thread_are_never_lost_while_messages_flow() {
         .await;
         let (mut client, _) = socketry::connect(&format!("ws://{addr}/")).await.unwrap();
         let mut close = None;
-        // The client keeps sending until the server's close arrives (bounded in count).
-        for i in 0..2_000u32 {
+        // The client sends a few messages and then goes silent, so that most requests find
+        // the connection parked in `recv`: only the request's wakeup can end it then.
+        let messages = (round % 8) as u32 * 5;
+        for i in 0..messages {
             if client.send(format!("m{i}")).await.is_err() {
                 break;
             }
@@ -225,7 +305,7 @@ async fn requests_from_another_thread_are_never_lost_while_messages_flow() {
             }
         }
         if close.is_none() {
-            // Sent everything before the request landed: wait for the close alone.
+            // Silent now: wait for the close alone.
             while let Some(Ok(message)) = bounded(client.recv()).await {
                 if let Message::Close(frame) = message {
                     close = frame;
