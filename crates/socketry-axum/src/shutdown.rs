@@ -134,12 +134,17 @@ impl Shutdown {
     /// Starts the shutdown: every live connection gets 1001 "Going Away"; then waits until
     /// all connection tasks ended or `deadline` passed. Returns how many were still live.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
-        self.inner.signal.send_replace(true);
-        let closers: Vec<Closer> = self.inner.lock().closers.values().cloned().collect();
-        for closer in closers {
-            // Each connection's own task writes its close (the request wakes it): a peer that
-            // does not read holds up only its own, and the deadline bounds the wait.
-            let _ = closer.close(CloseCode::GOING_AWAY, GOING_AWAY);
+        {
+            let live = self.inner.lock();
+            for closer in live.closers.values() {
+                // Each connection's own task writes its close (the request wakes it): a peer
+                // that does not read holds up only its own, and the deadline bounds the wait.
+                let _ = closer.close(CloseCode::GOING_AWAY, GOING_AWAY);
+            }
+            // Only now, and under the same lock: a controller that returns on the signal
+            // (on another worker) finds its request in place, so its automatic close sends
+            // the 1001; a connection attaching meanwhile was closed above or sees the signal.
+            self.inner.signal.send_replace(true);
         }
         let all_ended = async {
             loop {

@@ -225,6 +225,10 @@ impl Core {
         if self.done {
             return Ok(());
         }
+        if frame.as_ref().is_some_and(|f| !f.code.is_valid()) {
+            // Refused whatever else is pending, as the caller's docs promise.
+            return Err(Error::InvalidMessage("close code may not be sent"));
+        }
         // A request not acted on yet came first: its frame is the one to send.
         let requested = self.close_watch.as_mut().and_then(|w| w.take_request(None));
         if requested.is_some() {
@@ -561,7 +565,9 @@ impl Core {
     /// queue is below the write buffer size (what [`poll_room`](Self::poll_room) waits for).
     #[inline]
     pub(crate) fn has_room(&self) -> bool {
-        !self.done && self.conn.outgoing().len() < self.config.get_write_buffer_size()
+        !self.done
+            && self.conn.state() == State::Open
+            && self.conn.outgoing().len() < self.config.get_write_buffer_size()
     }
 
     /// Waits until the queue is below the write buffer bound.
@@ -570,6 +576,13 @@ impl Core {
         io: &mut dyn Io,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), Error>> {
+        if self.conn.state() != State::Open {
+            // No message may follow the close frame: write what is queued (the close frame,
+            // which the poll that found a `Closer`'s request may just have queued), then
+            // refuse, so that a caller that gives up on the error leaves nothing unwritten.
+            ready!(self.poll_write_queued(io, cx))?;
+            return Poll::Ready(Err(Error::AlreadyClosed));
+        }
         if self.conn.outgoing().len() >= self.config.get_write_buffer_size() {
             ready!(self.poll_write_queued(io, cx))?;
         }

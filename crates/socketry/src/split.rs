@@ -155,6 +155,9 @@ struct Shared<S> {
     waiters: Arc<WriteWaiters>,
     /// The tasks that read once the reader is gone (`closed()` callers).
     read_waiters: Arc<WriteWaiters>,
+    /// Once the reader is gone, every task that polls (the writer, `closed()` callers): a
+    /// `Closer`'s request wakes them all, as any of them may be the one to act on it.
+    close_request_waiters: Arc<WriteWaiters>,
     /// The read and write timeouts, fixed at the split: read without taking the lock.
     timeouts: (Option<Duration>, Option<Duration>),
 }
@@ -176,12 +179,26 @@ struct Inner<S> {
 }
 
 impl<S> Inner<S> {
-    /// Starts the close a [`Closer`](crate::Closer) requested, if one did. The task that
-    /// reads (the reader, or once it is gone whoever polls) is the one a request wakes.
+    /// Starts the close a [`Closer`](crate::Closer) requested, if one did. A request wakes
+    /// the reader; once the reader is gone, every task that polls the connection.
     #[inline]
-    fn poll_close_request(&mut self, cx: &Context<'_>, reads: bool) {
-        let reads = reads || self.reader_gone;
-        self.ws.core.poll_close_request(reads.then_some(cx));
+    fn poll_close_request(&mut self, cx: &Context<'_>, is_reader: bool, all: &Arc<WriteWaiters>) {
+        if is_reader {
+            self.ws.core.poll_close_request(Some(cx));
+        } else if self.reader_gone {
+            self.poll_close_request_without_reader(cx, all);
+        } else {
+            self.ws.core.poll_close_request(None);
+        }
+    }
+
+    #[cold]
+    fn poll_close_request_without_reader(&mut self, cx: &Context<'_>, all: &Arc<WriteWaiters>) {
+        all.register(cx.waker());
+        let all = Waker::from(all.clone());
+        self.ws
+            .core
+            .poll_close_request(Some(&Context::from_waker(&all)));
     }
 }
 
@@ -289,7 +306,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
             inner.reader = Some(cx.waker().clone());
         }
         // A `Closer` made before the split.
-        inner.poll_close_request(cx, is_reader);
+        inner.poll_close_request(cx, is_reader, &self.close_request_waiters);
         let mut io = SharedIo {
             io: &mut inner.ws.io,
             waiters: &self.waiters,
@@ -319,8 +336,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
             inner.closed_waiters.push(cx.waker().clone());
         }
         if inner.reader_gone {
-            // Nobody else reads: a `Closer`'s request is this task's to start (and to wake).
-            inner.ws.core.poll_close_request(Some(cx));
+            // Nobody else reads: a `Closer`'s request may be this task's to start.
+            inner.poll_close_request_without_reader(cx, &self.close_request_waiters);
         }
         let mut io = SharedIo {
             io: &mut inner.ws.io,
@@ -404,6 +421,7 @@ where
         }),
         waiters: Arc::default(),
         read_waiters: Arc::default(),
+        close_request_waiters: Arc::default(),
         timeouts,
     });
     (
@@ -468,6 +486,12 @@ impl<S> Drop for WebSocketReader<S> {
         // Its handlers are gone with it: pings and the peer's close are answered by default.
         inner.ws.core.conn.set_auto_pong(true);
         inner.ws.core.conn.set_auto_close_reply(true);
+        // A `Closer`'s request now wakes whoever polls next, not this reader's task.
+        let all = Waker::from(self.shared.close_request_waiters.clone());
+        inner
+            .ws
+            .core
+            .poll_close_request(Some(&Context::from_waker(&all)));
         // Whoever waits for the end must now drive it.
         let waiters = std::mem::take(&mut inner.closed_waiters);
         drop(inner);

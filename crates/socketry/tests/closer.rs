@@ -318,3 +318,86 @@ async fn requests_from_another_thread_are_never_lost_while_messages_flow() {
         let _: Seen = bounded(rx.recv()).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn the_owners_invalid_code_is_refused_even_with_a_request_pending() {
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let closer = ws.closer();
+        closer.close(CloseCode::GOING_AWAY, "pending").unwrap();
+        let refused = matches!(
+            ws.close(CloseCode::from(1005), "").await,
+            Err(Error::InvalidMessage(_))
+        );
+        // The request is still there for the next poll.
+        while ws.recv().await.is_some() {}
+        (None, refused)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    let (code, reason) = answer_close(&mut client).await;
+    assert_eq!((code, reason.as_slice()), (1001, &b"pending"[..]));
+    let (_, refused): Seen = bounded(rx.recv()).await.unwrap();
+    assert!(refused, "1005 may not be sent, whatever is pending");
+}
+
+#[tokio::test]
+async fn a_sink_send_that_picks_up_a_request_fails_with_the_close_frame_written() {
+    // `poll_ready` polls: it starts the close, writes the frame, and refuses the message, so
+    // a caller that gives up on the error (and drops the socket) leaves nothing unwritten.
+    use futures_util::SinkExt;
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let closer = ws.closer();
+        closer.close(CloseCode::GOING_AWAY, "sink").unwrap();
+        let failed = matches!(
+            SinkExt::send(&mut ws, Message::text("refused")).await,
+            Err(Error::AlreadyClosed)
+        );
+        drop(ws);
+        (None, failed)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    let (_, failed): Seen = bounded(rx.recv()).await.unwrap();
+    assert!(failed);
+    let close = bounded(client.read_frame()).await.unwrap();
+    assert_eq!(close.opcode, OpCode::Close, "no data frame after the close");
+    assert_eq!(
+        &close.payload[..],
+        &[&1001u16.to_be_bytes()[..], b"sink"].concat()[..]
+    );
+}
+
+#[tokio::test]
+async fn with_the_reader_gone_a_request_wakes_every_task_that_waits_in_closed() {
+    // Two tasks wait in `closed()`; the one that polled last gives up (a timeout) and its task
+    // ends. The request must still wake the other one, which then acts on it.
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let closer = ws.closer();
+        let (reader, writer) = ws.split();
+        let handle = writer.handle();
+        drop(reader);
+        let staying = tokio::spawn({
+            let handle = handle.clone();
+            async move { handle.closed().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let leaving = tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_millis(20), handle.closed())
+                .await
+                .is_err()
+        });
+        assert!(leaving.await.unwrap(), "the second waiter timed out");
+        closer.close(CloseCode::GOING_AWAY, "wake all").unwrap();
+        bounded(staying).await.unwrap();
+        drop(writer);
+        (None, true)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    let (code, reason) = answer_close(&mut client).await;
+    assert_eq!((code, reason.as_slice()), (1001, &b"wake all"[..]));
+    let _: Seen = bounded(rx.recv()).await.unwrap();
+}
