@@ -185,7 +185,19 @@ impl Conn {
     /// (a shutdown, say) goes on with the next call.
     #[inline]
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        if self.config.get_read_timeout().is_none() {
+            // Without a read timeout the socket's `recv` is its `Stream`'s poll: polled from
+            // here, the controller's future is one future less deep on every message.
+            return std::future::poll_fn(|cx| self.poll_recv(cx)).await;
+        }
         on_side!(self.reader()?, s => s.recv().await)
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        match self.reader() {
+            Some(side) => on_side!(side, s => futures_core::Stream::poll_next(Pin::new(s), cx)),
+            None => Poll::Ready(None),
+        }
     }
 
     /// Sends a message and waits until the transport took it, as [`WebSocket::send`].
@@ -207,6 +219,13 @@ impl Conn {
     /// As [`send`](Self::send).
     #[inline]
     pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        if self.config.get_write_timeout().is_none() {
+            // Without a write timeout the socket's `feed` is its `Sink`'s `poll_ready` and
+            // `start_send`: the same, one future less deep.
+            use futures_sink::Sink;
+            std::future::poll_fn(|cx| Pin::new(&mut *self).poll_ready(cx)).await?;
+            return Pin::new(self).start_send(message.into());
+        }
         on_side!(self.writer()?, s => s.feed(message).await)
     }
 
@@ -542,10 +561,7 @@ impl futures_core::Stream for Conn {
     type Item = Result<Message, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.get_mut().reader() {
-            Some(side) => on_side!(side, s => Pin::new(s).poll_next(cx)),
-            None => Poll::Ready(None),
-        }
+        self.get_mut().poll_recv(cx)
     }
 }
 

@@ -605,3 +605,52 @@ async fn a_controller_that_returns_on_the_shutdown_signal_closes_with_1001() {
     assert_eq!(shutdown.shutdown(Duration::from_secs(5)).await, 0);
     assert_eq!(bounded(reading).await.unwrap(), Ok(1001));
 }
+
+/// With read and write timeouts set: a silent peer times the read out (and the connection
+/// stays usable), then one echo through `feed` + `flush`.
+struct WithTimeouts;
+
+impl Controller for WithTimeouts {
+    type Error = socketry::Error;
+
+    async fn serve(&self, conn: &mut Conn, _: &Request) -> Result<(), Self::Error> {
+        match conn.recv().await {
+            Some(Err(socketry::Error::Timeout(socketry::Timeout::Read))) => {}
+            other => {
+                return Err(socketry::Error::Io(std::io::Error::other(format!(
+                    "{other:?}"
+                ))));
+            }
+        }
+        conn.feed("timed out").await?;
+        conn.flush().await?;
+        if let Some(message) = conn.recv().await {
+            conn.feed(message?).await?;
+            conn.flush().await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn reads_time_out_and_feeds_go_out_with_timeouts_set() {
+    let config = socketry::WebSocketConfig::default()
+        .read_timeout(Some(Duration::from_millis(50)))
+        .write_timeout(Some(Duration::from_secs(5)));
+    let router = Upgrader::new(WithTimeouts)
+        .settings(Settings::default().config(config))
+        .route(Router::new(), "/t");
+    let addr = serve(router).await;
+    let mut ws = client(addr, "/t").await;
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("timed out"),
+        "the read timed out and the connection stayed usable"
+    );
+    ws.send("again").await.unwrap();
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("again")
+    );
+    assert_eq!(close_code_then_clean_end(&mut ws).await, Ok(1000));
+}
