@@ -221,7 +221,9 @@ impl Conn {
     pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         if self.config.get_write_timeout().is_none() {
             // Without a write timeout the socket's `feed` is its `Sink`'s `poll_ready` and
-            // `start_send`: the same, one future less deep.
+            // `start_send`, one future less deep. (One difference: `poll_ready` polls, so a
+            // pending `Closer` request, such as a shutdown's, is acted on here and the message
+            // refused, where the socket's `feed` with room would queue it first.)
             use futures_sink::Sink;
             std::future::poll_fn(|cx| Pin::new(&mut *self).poll_ready(cx)).await?;
             return Pin::new(self).start_send(message.into());

@@ -237,6 +237,11 @@ impl Core {
         self.queue(Message::Close(requested.or(frame)))
     }
 
+    /// Whether a [`Closer`](crate::Closer) waits to be acted on.
+    pub(crate) fn has_close_watch(&self) -> bool {
+        self.close_watch.is_some()
+    }
+
     /// A [`Closer`](crate::Closer) for this connection.
     pub(crate) fn closer(&mut self) -> crate::Closer {
         self.close_watch.get_or_insert_default().closer()
@@ -577,10 +582,12 @@ impl Core {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), Error>> {
         if self.conn.state() != State::Open {
-            // No message may follow the close frame: write what is queued (the close frame,
-            // which the poll that found a `Closer`'s request may just have queued), then
-            // refuse, so that a caller that gives up on the error leaves nothing unwritten.
-            ready!(self.poll_write_queued(io, cx))?;
+            // No message may follow the close frame. One try to write what is queued (the
+            // close frame, which the poll that found a `Closer`'s request may just have
+            // queued), so that a caller that gives up on the refusal usually leaves nothing
+            // unwritten; not a wait: a peer that does not read must not hold the caller, and
+            // a failed transport must not answer every later call with its error.
+            let _ = self.poll_write_queued(io, cx);
             return Poll::Ready(Err(Error::AlreadyClosed));
         }
         if self.conn.outgoing().len() >= self.config.get_write_buffer_size() {

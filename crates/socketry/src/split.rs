@@ -194,6 +194,10 @@ impl<S> Inner<S> {
 
     #[cold]
     fn poll_close_request_without_reader(&mut self, cx: &Context<'_>, all: &Arc<WriteWaiters>) {
+        if !self.ws.core.has_close_watch() {
+            // No closer: nothing to wake for, and the list would only grow.
+            return;
+        }
         all.register(cx.waker());
         let all = Waker::from(all.clone());
         self.ws
@@ -849,7 +853,22 @@ where
     }
 
     fn closer(&self) -> crate::Closer {
-        self.lock().ws.core.closer()
+        let mut inner = self.lock();
+        let closer = inner.ws.core.closer();
+        // The task that reads may be parked already: register it now, or the first request
+        // would wake nobody until its next poll.
+        let waker = if inner.reader_gone {
+            Some(Waker::from(self.close_request_waiters.clone()))
+        } else {
+            inner.reader.clone()
+        };
+        if let Some(waker) = waker {
+            inner
+                .ws
+                .core
+                .poll_close_request(Some(&Context::from_waker(&waker)));
+        }
+        closer
     }
 
     fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {

@@ -401,3 +401,30 @@ async fn with_the_reader_gone_a_request_wakes_every_task_that_waits_in_closed() 
     assert_eq!((code, reason.as_slice()), (1001, &b"wake all"[..]));
     let _: Seen = bounded(rx.recv()).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_closer_made_from_a_handle_while_the_reader_is_parked_wakes_it() {
+    // The reader polled (and parked) before any closer existed: making one registers it.
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let ws = socketry::accept(stream).await.unwrap();
+        let (mut reader, writer) = ws.split();
+        let handle = writer.handle();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let closer = handle.closer();
+            closer.close(CloseCode::GOING_AWAY, "late closer").unwrap();
+        });
+        let mut last = None;
+        while let Some(message) = reader.recv().await {
+            last = Some(message.unwrap());
+        }
+        drop(writer);
+        (last, false)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    let (code, reason) = answer_close(&mut client).await;
+    assert_eq!((code, reason.as_slice()), (1001, &b"late closer"[..]));
+    let (last, _): Seen = bounded(rx.recv()).await.unwrap();
+    assert!(matches!(last, Some(Message::Close(_))), "{last:?}");
+}
