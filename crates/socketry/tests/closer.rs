@@ -428,3 +428,50 @@ async fn a_closer_made_from_a_handle_while_the_reader_is_parked_wakes_it() {
     let (last, _): Seen = bounded(rx.recv()).await.unwrap();
     assert!(matches!(last, Some(Message::Close(_))), "{last:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_from_another_thread_reach_split_halves_whatever_the_timing() {
+    // Reader and writer in their own tasks on two workers; in odd rounds the reader is
+    // dropped partway (the writer then acts on the request). The request lands anywhere.
+    for round in 0..30u64 {
+        let (addr, mut rx) = serve_reporting(move |stream| async move {
+            let mut ws = socketry::accept(stream).await.unwrap();
+            let closer = ws.closer();
+            let (mut reader, mut writer) = ws.split();
+            let request = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_micros(round * 200));
+                closer.close(CloseCode::GOING_AWAY, "race").unwrap();
+            });
+            let writing = tokio::spawn(async move {
+                for i in 0..200u32 {
+                    if writer.send(format!("w{i}")).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_micros(100)).await;
+                }
+                writer
+            });
+            if round % 2 == 1 {
+                tokio::time::sleep(Duration::from_micros(round * 100)).await;
+                drop(reader);
+            } else {
+                while reader.recv().await.is_some() {}
+            }
+            let writer = writing.await.unwrap();
+            writer.handle().closed().await;
+            request.join().unwrap();
+            (None, true)
+        })
+        .await;
+        let (mut client, _) = socketry::connect(&format!("ws://{addr}/")).await.unwrap();
+        let mut close = None;
+        while let Some(message) = bounded(client.recv()).await {
+            if let Message::Close(frame) = message.unwrap() {
+                close = frame;
+            }
+        }
+        let close = close.unwrap_or_else(|| panic!("round {round}: no close frame"));
+        assert_eq!(close.code, CloseCode::GOING_AWAY, "round {round}");
+        let _: Seen = bounded(rx.recv()).await.unwrap();
+    }
+}
