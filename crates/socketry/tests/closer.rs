@@ -29,6 +29,20 @@ async fn answer_close(client: &mut RawClient) -> (u16, Vec<u8>) {
     }
 }
 
+/// Connects a raw client, answers the server's close (which must carry `code` and `reason`),
+/// and returns what the server reported.
+async fn closed_with(
+    addr: std::net::SocketAddr,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>,
+    code: u16,
+    reason: &[u8],
+) -> Seen {
+    let mut client = RawClient::connect(addr).await;
+    let (got_code, got_reason) = answer_close(&mut client).await;
+    assert_eq!((got_code, got_reason.as_slice()), (code, reason));
+    bounded(rx.recv()).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_closer_wakes_a_whole_connection_parked_in_recv_and_closes_it() {
     let (addr, mut rx) = serve_reporting(|stream| async move {
@@ -107,10 +121,7 @@ async fn a_request_not_yet_acted_on_wins_over_the_owners_later_close() {
         (None, false)
     })
     .await;
-    let mut client = RawClient::connect(addr).await;
-    let (code, reason) = answer_close(&mut client).await;
-    assert_eq!((code, reason.as_slice()), (1001, &b"requested first"[..]));
-    let _: Seen = bounded(rx.recv()).await.unwrap();
+    let _ = closed_with(addr, &mut rx, 1001, b"requested first").await;
 }
 
 #[tokio::test]
@@ -201,10 +212,7 @@ async fn a_closer_made_before_a_split_closes_the_halves() {
         (last, writing.await.unwrap())
     })
     .await;
-    let mut client = RawClient::connect(addr).await;
-    let (code, reason) = answer_close(&mut client).await;
-    assert_eq!((code, reason.as_slice()), (1001, &b"split"[..]));
-    let (last, send_failed): Seen = bounded(rx.recv()).await.unwrap();
+    let (last, send_failed) = closed_with(addr, &mut rx, 1001, b"split").await;
     assert!(matches!(last, Some(Message::Close(_))), "{last:?}");
     assert!(send_failed, "the writer sees the close the reader started");
 }
@@ -257,10 +265,7 @@ async fn with_the_reader_gone_closed_acts_on_a_request_alone() {
         (None, true)
     })
     .await;
-    let mut client = RawClient::connect(addr).await;
-    let (code, reason) = answer_close(&mut client).await;
-    assert_eq!((code, reason.as_slice()), (1001, &b"nobody reads"[..]));
-    let _: Seen = bounded(rx.recv()).await.unwrap();
+    let _ = closed_with(addr, &mut rx, 1001, b"nobody reads").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,10 +339,7 @@ async fn the_owners_invalid_code_is_refused_even_with_a_request_pending() {
         (None, refused)
     })
     .await;
-    let mut client = RawClient::connect(addr).await;
-    let (code, reason) = answer_close(&mut client).await;
-    assert_eq!((code, reason.as_slice()), (1001, &b"pending"[..]));
-    let (_, refused): Seen = bounded(rx.recv()).await.unwrap();
+    let (_, refused) = closed_with(addr, &mut rx, 1001, b"pending").await;
     assert!(refused, "1005 may not be sent, whatever is pending");
 }
 
@@ -396,10 +398,7 @@ async fn with_the_reader_gone_a_request_wakes_every_task_that_waits_in_closed() 
         (None, true)
     })
     .await;
-    let mut client = RawClient::connect(addr).await;
-    let (code, reason) = answer_close(&mut client).await;
-    assert_eq!((code, reason.as_slice()), (1001, &b"wake all"[..]));
-    let _: Seen = bounded(rx.recv()).await.unwrap();
+    let _ = closed_with(addr, &mut rx, 1001, b"wake all").await;
 }
 
 #[tokio::test]
@@ -422,10 +421,7 @@ async fn a_closer_made_from_a_handle_while_the_reader_is_parked_wakes_it() {
         (last, false)
     })
     .await;
-    let mut client = RawClient::connect(addr).await;
-    let (code, reason) = answer_close(&mut client).await;
-    assert_eq!((code, reason.as_slice()), (1001, &b"late closer"[..]));
-    let (last, _): Seen = bounded(rx.recv()).await.unwrap();
+    let (last, _) = closed_with(addr, &mut rx, 1001, b"late closer").await;
     assert!(matches!(last, Some(Message::Close(_))), "{last:?}");
 }
 
