@@ -202,6 +202,15 @@ impl Core {
 
     /// Queues a message, taking a pooled write buffer if the queue has none.
     pub(crate) fn queue(&mut self, message: Message) -> Result<(), Error> {
+        match message {
+            // A close sent as a message is a close the owner starts: a pending request's
+            // frame goes out instead, as with `start_close`.
+            Message::Close(frame) if self.close_watch.is_some() => self.start_close(frame),
+            message => self.queue_now(message),
+        }
+    }
+
+    fn queue_now(&mut self, message: Message) -> Result<(), Error> {
         pool::lend(self.conn.outgoing_mut());
         self.conn.send(message)?;
         Ok(())
@@ -234,7 +243,7 @@ impl Core {
         if requested.is_some() {
             self.close_watch = None;
         }
-        self.queue(Message::Close(requested.or(frame)))
+        self.queue_now(Message::Close(requested.or(frame)))
     }
 
     /// Whether a [`Closer`](crate::Closer) waits to be acted on.

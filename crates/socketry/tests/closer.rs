@@ -471,3 +471,18 @@ async fn requests_from_another_thread_reach_split_halves_whatever_the_timing() {
         let _: Seen = bounded(rx.recv()).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_close_sent_as_a_message_after_an_unseen_request_sends_the_requests_frame() {
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let closer = ws.closer();
+        closer.close(CloseCode::GOING_AWAY, "requested").unwrap();
+        let frame = socketry::CloseFrame::new(CloseCode::NORMAL, "as a message");
+        ws.send(Message::Close(Some(frame))).await.unwrap();
+        while ws.recv().await.is_some() {}
+        (None, true)
+    })
+    .await;
+    let _ = closed_with(addr, &mut rx, 1001, b"requested").await;
+}
