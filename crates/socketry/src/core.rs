@@ -13,7 +13,7 @@ use std::{
 };
 
 use socketry_proto::extensions::deflate::{Deflate, DeflateParams};
-use socketry_proto::{Connection, Incoming, Message, Role, State};
+use socketry_proto::{CloseFrame, Connection, Incoming, Message, Role, State};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::Sleep,
@@ -239,10 +239,7 @@ impl Core {
             return Err(Error::InvalidMessage("close code may not be sent"));
         }
         // A request not acted on yet came first: its frame is the one to send.
-        let requested = self.close_watch.as_mut().and_then(|w| w.take_request(None));
-        if requested.is_some() {
-            self.close_watch = None;
-        }
+        let requested = self.take_close_request(None);
         self.queue_now(Message::Close(requested.or(frame)))
     }
 
@@ -266,12 +263,19 @@ impl Core {
         }
     }
 
+    /// The frame of a request not acted on yet (the watch is done with then), registering
+    /// `cx`'s task first.
+    fn take_close_request(&mut self, cx: Option<&Context<'_>>) -> Option<CloseFrame> {
+        let frame = self.close_watch.as_mut()?.take_request(cx)?;
+        self.close_watch = None;
+        Some(frame)
+    }
+
     #[inline(never)]
     fn act_on_close_request(&mut self, cx: Option<&Context<'_>>) {
-        let Some(frame) = self.close_watch.as_mut().and_then(|w| w.take_request(cx)) else {
+        let Some(frame) = self.take_close_request(cx) else {
             return;
         };
-        self.close_watch = None;
         // The owner may have started (or finished) a close of its own: that one stands. The
         // code was checked by `Closer::close`, so this cannot fail.
         if self.state() == State::Open {

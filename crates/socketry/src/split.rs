@@ -199,10 +199,14 @@ impl<S> Inner<S> {
             return;
         }
         all.register(cx.waker());
-        let all = Waker::from(all.clone());
+        self.poll_close_request_waking(&Waker::from(all.clone()));
+    }
+
+    /// Starts a requested close, `waker` being the one a later request wakes.
+    fn poll_close_request_waking(&mut self, waker: &Waker) {
         self.ws
             .core
-            .poll_close_request(Some(&Context::from_waker(&all)));
+            .poll_close_request(Some(&Context::from_waker(waker)));
     }
 }
 
@@ -491,11 +495,7 @@ impl<S> Drop for WebSocketReader<S> {
         inner.ws.core.conn.set_auto_pong(true);
         inner.ws.core.conn.set_auto_close_reply(true);
         // A `Closer`'s request now wakes whoever polls next, not this reader's task.
-        let all = Waker::from(self.shared.close_request_waiters.clone());
-        inner
-            .ws
-            .core
-            .poll_close_request(Some(&Context::from_waker(&all)));
+        inner.poll_close_request_waking(&Waker::from(self.shared.close_request_waiters.clone()));
         // Whoever waits for the end must now drive it.
         let waiters = std::mem::take(&mut inner.closed_waiters);
         drop(inner);
@@ -863,10 +863,7 @@ where
             inner.reader.clone()
         };
         if let Some(waker) = waker {
-            inner
-                .ws
-                .core
-                .poll_close_request(Some(&Context::from_waker(&waker)));
+            inner.poll_close_request_waking(&waker);
         }
         closer
     }

@@ -86,11 +86,6 @@ where
         f(&mut self.core)
     }
 
-    fn timeouts(&mut self) -> (Option<std::time::Duration>, Option<std::time::Duration>) {
-        let config = &self.core.config;
-        (config.get_read_timeout(), config.get_write_timeout())
-    }
-
     fn handlers(&mut self) -> Option<&mut Handlers> {
         self.handlers.as_deref_mut()
     }

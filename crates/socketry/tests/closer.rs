@@ -43,6 +43,19 @@ async fn closed_with(
     bounded(rx.recv()).await.unwrap()
 }
 
+/// Reads until the server's close frame (which a socketry client answers) and returns it.
+async fn read_to_close<S>(client: &mut socketry::WebSocket<S>) -> Option<socketry::CloseFrame>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(message) = bounded(client.recv()).await {
+        if let Message::Close(frame) = message.unwrap() {
+            return frame;
+        }
+    }
+    None
+}
+
 #[tokio::test]
 async fn a_closer_wakes_a_whole_connection_parked_in_recv_and_closes_it() {
     let (addr, mut rx) = serve_reporting(|stream| async move {
@@ -311,12 +324,7 @@ async fn requests_from_another_thread_are_never_lost_while_messages_flow() {
         }
         if close.is_none() {
             // Silent now: wait for the close alone.
-            while let Some(Ok(message)) = bounded(client.recv()).await {
-                if let Message::Close(frame) = message {
-                    close = frame;
-                    break;
-                }
-            }
+            close = read_to_close(&mut client).await;
         }
         let close = close.unwrap_or_else(|| panic!("round {round}: no close from the server"));
         assert_eq!(close.code, CloseCode::GOING_AWAY, "round {round}");
@@ -460,13 +468,9 @@ async fn requests_from_another_thread_reach_split_halves_whatever_the_timing() {
         })
         .await;
         let (mut client, _) = socketry::connect(&format!("ws://{addr}/")).await.unwrap();
-        let mut close = None;
-        while let Some(message) = bounded(client.recv()).await {
-            if let Message::Close(frame) = message.unwrap() {
-                close = frame;
-            }
-        }
-        let close = close.unwrap_or_else(|| panic!("round {round}: no close frame"));
+        let close = read_to_close(&mut client)
+            .await
+            .unwrap_or_else(|| panic!("round {round}: no close frame"));
         assert_eq!(close.code, CloseCode::GOING_AWAY, "round {round}");
         let _: Seen = bounded(rx.recv()).await.unwrap();
     }
