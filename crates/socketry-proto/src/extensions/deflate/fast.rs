@@ -147,8 +147,9 @@ fn encode_static(
     window: usize,
 ) -> Vec<u8> {
     let len = work.len() - start;
-    // A literal costs at most 9 bits.
-    let mut bits = BitWriter::with_capacity(len + len / 8 + 16);
+    // A literal costs at most 9 bits, a match of 4 bytes or more at most 31.
+    let mut sink = Sink::with_capacity(len + len / 8 + 16);
+    let mut bits = BitWriter::new(&mut sink);
     bits.put(0b010, 3); // BFINAL 0, BTYPE 01 (static codes)
     let end = work.len();
     let mut i = start;
@@ -164,27 +165,20 @@ fn encode_static(
             // 1 to `reach` is inside both the window and the buffer (0 wraps past it).
             let distance = usize::from(position.wrapping_sub(seen));
             let reach = i.min(window);
-            if distance.wrapping_sub(1) < reach && read_u32(work, i - distance) == here {
-                let most = (end - i).min(MAX_MATCH);
-                let length = MIN_MATCH
-                    + common_prefix(
-                        work,
-                        i - distance + MIN_MATCH,
-                        i + MIN_MATCH,
-                        most - MIN_MATCH,
-                    );
-                bits.put_match(length, distance);
-                // Remember where the match ends, so the next repetition of what follows it
-                // is found too.
-                let tail = i + length - 1;
-                if tail <= last {
-                    table[hash(read_u32(work, tail))] = origin.wrapping_add(tail as u16);
-                }
-                i += length;
-            } else {
+            if distance.wrapping_sub(1) >= reach || read_u32(work, i - distance) != here {
                 bits.put_literal(work[i]);
                 i += 1;
+                continue;
             }
+            let length = match_length(work, i - distance, i);
+            bits.put_match(length, distance);
+            // Remember where the match ends, so the next repetition of what follows it is
+            // found too.
+            let tail = i + length - 1;
+            if tail <= last {
+                table[hash(read_u32(work, tail))] = origin.wrapping_add(tail as u16);
+            }
+            i += length;
         }
     }
     for &byte in &work[i..] {
@@ -195,90 +189,152 @@ fn encode_static(
     // Sync flush: an empty stored block, whose header and padding end the message; its
     // `00 00 ff ff` is left out.
     bits.put(0, 3);
-    bits.finish()
+    bits.finish();
+    sink.out
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
 }
 
-fn read_u64(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"))
-}
-
 fn hash(four: u32) -> usize {
     (four.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
 }
 
-/// How many bytes from `a` equal those from `b` (`a < b`), at most `most`.
-fn common_prefix(bytes: &[u8], a: usize, b: usize, most: usize) -> usize {
-    let mut n = 0;
+/// The length of the match of the bytes at `at` with those at `from` (`from < at`), whose
+/// first `MIN_MATCH` are known equal: at most `MAX_MATCH`, and not past the end.
+#[inline]
+fn match_length(bytes: &[u8], from: usize, at: usize) -> usize {
+    let most = (bytes.len() - at).min(MAX_MATCH);
+    // Two slices of `most` bytes, so that the loop's reads need no bounds checks.
+    let (earlier, here) = (&bytes[from..from + most], &bytes[at..at + most]);
+    let mut n = MIN_MATCH;
     while n + 8 <= most {
-        let diff = read_u64(bytes, a + n) ^ read_u64(bytes, b + n);
-        if diff != 0 {
-            return n + (diff.trailing_zeros() / 8) as usize;
+        let a = u64::from_le_bytes(earlier[n..n + 8].try_into().expect("eight bytes"));
+        let b = u64::from_le_bytes(here[n..n + 8].try_into().expect("eight bytes"));
+        if a != b {
+            return n + ((a ^ b).trailing_zeros() / 8) as usize;
         }
         n += 8;
     }
-    while n < most && bytes[a + n] == bytes[b + n] {
+    while n < most && earlier[n] == here[n] {
         n += 1;
     }
     n
 }
 
-/// Bits packed least significant first, as deflate reads them.
-struct BitWriter {
+/// Bytes staged before they join the output: whole 32-bit words go here, and from here to
+/// the output in runs, so that coding a symbol calls nothing.
+const STAGE: usize = 256;
+
+/// Where a [`BitWriter`] puts its bytes.
+struct Sink {
     out: Vec<u8>,
-    pending: u64,
-    count: u32,
+    stage: [u8; STAGE],
+    /// Bytes of `stage` in use: a multiple of 4 below `STAGE`.
+    staged: usize,
 }
 
-impl BitWriter {
+impl Sink {
     fn with_capacity(bytes: usize) -> Self {
         Self {
             out: Vec::with_capacity(bytes),
+            stage: [0; STAGE],
+            staged: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn word(&mut self, word: u32) {
+        // The mask keeps the index where it is (a multiple of 4 below `STAGE`) and lets the
+        // compiler see that four bytes fit.
+        let at = self.staged & (STAGE - 4);
+        self.stage[at..at + 4].copy_from_slice(&word.to_le_bytes());
+        self.staged = at + 4;
+        if self.staged == STAGE {
+            self.out.extend_from_slice(&self.stage);
+            self.staged = 0;
+        }
+    }
+}
+
+/// Bits packed least significant first, as deflate reads them. (Apart from its sink, so that
+/// the pending bits stay in registers while a block is coded.)
+struct BitWriter<'a> {
+    sink: &'a mut Sink,
+    pending: u64,
+    /// Bits pending: below 32 between calls.
+    count: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    fn new(sink: &'a mut Sink) -> Self {
+        Self {
+            sink,
             pending: 0,
             count: 0,
         }
     }
 
     /// Adds `count` (≤ 32) bits; fewer than 32 stay pending.
-    #[inline]
+    #[inline(always)]
     fn put(&mut self, value: u64, count: u32) {
         self.pending |= value << self.count;
         self.count += count;
         if self.count >= 32 {
-            self.out
-                .extend_from_slice(&(self.pending as u32).to_le_bytes());
+            self.sink.word(self.pending as u32);
             self.pending >>= 32;
             self.count -= 32;
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn put_literal(&mut self, byte: u8) {
         let (code, count) = LITERALS[usize::from(byte)];
         self.put(u64::from(code), u32::from(count));
     }
 
-    #[inline]
+    /// A length (4–258) and distance (1–32,768) as one put of at most 31 bits.
+    #[inline(always)]
     fn put_match(&mut self, length: usize, distance: usize) {
-        let (code, count) = LENGTHS[length - 3];
-        self.put(u64::from(code), u32::from(count));
-        let (code, count) = DISTANCES[distance_code(distance)];
-        let extra = (distance - usize::from(DISTANCE_BASE[distance_code(distance)])) as u64;
-        self.put(u64::from(code) | extra << 5, 5 + u32::from(count));
+        debug_assert!((MIN_MATCH..=MAX_MATCH).contains(&length));
+        debug_assert!((1..=1 << 15).contains(&distance));
+        let (length_code, length_bits) = LENGTHS[usize::from((length - 3) as u8)];
+        let (distance_code, distance_count) = distance_bits(distance);
+        self.put(
+            u64::from(length_code) | distance_code << length_bits,
+            u32::from(length_bits) + distance_count,
+        );
     }
 
-    /// The bytes, the last one padded with zero bits.
-    fn finish(mut self) -> Vec<u8> {
+    /// Pads the last byte with zero bits.
+    fn finish(mut self) {
+        let sink = &mut *self.sink;
+        sink.out.extend_from_slice(&sink.stage[..sink.staged]);
+        sink.staged = 0;
         while self.count > 0 {
-            self.out.push(self.pending as u8);
+            sink.out.push(self.pending as u8);
             self.pending >>= 8;
             self.count = self.count.saturating_sub(8);
         }
-        self.out
     }
+}
+
+/// A distance's code followed by its extra bits, and how many bits they take.
+#[inline(always)]
+fn distance_bits(distance: usize) -> (u64, u32) {
+    let d = distance - 1;
+    // (As `u8`, the indexes need no bounds checks; distances stay within 2^15.)
+    let entry = if d < 256 {
+        DISTANCE_CODES[usize::from(d as u8)]
+    } else {
+        DISTANCE_CODES[256 + usize::from((d >> 7) as u8)]
+    };
+    let extra = (d - (entry >> 16) as usize) as u64;
+    (
+        u64::from(entry & 0x1f) | extra << 5,
+        5 + ((entry >> 8) & 0xf),
+    )
 }
 
 /// RFC 1951 §3.2.5: the first distance of each distance code.
@@ -292,31 +348,22 @@ const LENGTH_BASE: [u16; 29] = [
     163, 195, 227, 258,
 ];
 
-/// The distance code of `distance` (1–32,768).
-#[inline]
-fn distance_code(distance: usize) -> usize {
-    let d = distance - 1;
-    if d < 256 {
-        usize::from(DISTANCE_CODE[d])
-    } else {
-        usize::from(DISTANCE_CODE[256 + (d >> 7)])
-    }
-}
-
-/// zlib's two-part table: codes of distances 1–256 by `d - 1`, then of larger ones by
-/// `(d - 1) >> 7`.
-const DISTANCE_CODE: [u8; 512] = {
-    let mut table = [0u8; 512];
+/// zlib's two-part table, by `d = distance - 1`: for `d` below 256 at `d`, above at
+/// `256 + (d >> 7)`. Each entry holds the distance code's static 5-bit code reversed (bits
+/// 0–4), its number of extra bits (8–11) and its first `d` (16–31).
+const DISTANCE_CODES: [u32; 512] = {
+    let mut table = [0u32; 512];
     let mut code = 0;
     while code < 30 {
         let base = DISTANCE_BASE[code] as usize - 1;
         let extra = extra_distance_bits(code);
+        let entry = reverse(code as u32, 5) | extra << 8 | (base as u32) << 16;
         let mut d = base;
         while d < base + (1 << extra) {
             if d < 256 {
-                table[d] = code as u8;
+                table[d] = entry;
             } else {
-                table[256 + (d >> 7)] = code as u8;
+                table[256 + (d >> 7)] = entry;
             }
             d += 1;
         }
@@ -387,20 +434,6 @@ const LENGTHS: [(u32, u8); 256] = {
             length += 1;
         }
         index += 1;
-    }
-    table
-};
-
-/// For each distance code: the static 5-bit code, reversed, and the number of extra bits.
-const DISTANCES: [(u16, u8); 30] = {
-    let mut table = [(0u16, 0u8); 30];
-    let mut code = 0;
-    while code < 30 {
-        table[code] = (
-            reverse(code as u32, 5) as u16,
-            extra_distance_bits(code) as u8,
-        );
-        code += 1;
     }
     table
 };
@@ -607,11 +640,16 @@ mod tests {
         // Length 258 is code 285 with no extra bits; 227 is 284 with 5 extra bits of 0.
         assert_eq!(LENGTHS[258 - 3].1, LITERALS[285].1);
         assert_eq!(LENGTHS[227 - 3].1, LITERALS[284].1 + 5);
-        assert_eq!(distance_code(1), 0);
-        assert_eq!(distance_code(4), 3);
-        assert_eq!(distance_code(5), 4);
-        assert_eq!(distance_code(257), 16);
-        assert_eq!(distance_code(24577), 29);
-        assert_eq!(distance_code(32768), 29);
+        // Distance codes (§3.2.5), reversed, then their extra bits: 1 is code 0; 5 is code 4
+        // with one extra bit; 257 code 16 with 7; 24,577 and 32,768 code 29 with 13.
+        let code = |c: u32| u64::from(reverse(c, 5));
+        assert_eq!(distance_bits(1), (code(0), 5));
+        assert_eq!(distance_bits(4), (code(3), 5));
+        assert_eq!(distance_bits(5), (code(4), 6));
+        assert_eq!(distance_bits(6), (code(4) | 1 << 5, 6));
+        assert_eq!(distance_bits(257), (code(16), 12));
+        assert_eq!(distance_bits(300), (code(16) | 43 << 5, 12));
+        assert_eq!(distance_bits(24577), (code(29), 18));
+        assert_eq!(distance_bits(32768), (code(29) | 8191 << 5, 18));
     }
 }

@@ -944,7 +944,7 @@ impl Codes<'_> {
                 // overwrites or the end truncates. (No loop: a loop here is vectorised
                 // behind run-time overlap checks that cost more than the copy.)
                 // (One slice from the source to the end of the copy: one bounds check.)
-                let span = &mut out[o - dist..o + 16];
+                let span = &mut out[o - dist..][..dist + 16];
                 let first: [u8; 8] = span[..8].try_into().expect("eight bytes");
                 span[dist..dist + 8].copy_from_slice(&first);
                 let second: [u8; 8] = span[8..16].try_into().expect("eight bytes");
