@@ -220,8 +220,31 @@ pub(crate) async fn flush<E: Endpoint>(endpoint: &mut E) -> Result<(), Error> {
 }
 
 pub(crate) async fn send<E: Endpoint>(endpoint: &mut E, message: Message) -> Result<(), Error> {
-    queue(endpoint, message)?;
-    flush(endpoint).await
+    let queued = queue(endpoint, message);
+    flush_queued(endpoint, queued).await
+}
+
+/// Flushes what a send queued. A send refused because the close has started makes one try
+/// to write what is queued instead: a poll that acted on a [`Closer`](crate::Closer)'s request
+/// may have queued the close frame without writing it (a receive that had a message buffered,
+/// say), and a caller that gives up on the error must leave it written. One try, not a wait,
+/// as in `Core::poll_room`.
+pub(crate) async fn flush_queued<E: Endpoint>(
+    endpoint: &mut E,
+    queued: Result<(), Error>,
+) -> Result<(), Error> {
+    match queued {
+        Ok(()) => flush(endpoint).await,
+        Err(Error::AlreadyClosed) => {
+            poll_fn(|cx| {
+                let _ = poll_flush(endpoint, cx);
+                Poll::Ready(())
+            })
+            .await;
+            Err(Error::AlreadyClosed)
+        }
+        Err(err) => Err(err),
+    }
 }
 
 pub(crate) async fn feed<E: Endpoint>(endpoint: &mut E, message: Message) -> Result<(), Error> {

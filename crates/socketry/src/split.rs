@@ -707,8 +707,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
         payload: Bytes,
         fin: bool,
     ) -> Result<(), Error> {
-        self.with_core(|core| core.queue_with(|conn| conn.send_frame(opcode, payload, fin)))?;
-        self.flush().await
+        let queued =
+            self.with_core(|core| core.queue_with(|conn| conn.send_frame(opcode, payload, fin)));
+        endpoint::flush_queued(self, queued).await
     }
 
     /// Sends a [`PreparedMessage`]; see [`WebSocket::send_prepared`].
@@ -717,8 +718,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
     ///
     /// As [`WebSocket::send`].
     pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
-        self.with_core(|core| core.queue_with(|conn| conn.send_prepared(message)))?;
-        self.flush().await
+        let queued = self.with_core(|core| core.queue_with(|conn| conn.send_prepared(message)));
+        endpoint::flush_queued(self, queued).await
     }
 
     /// Sends several [`PreparedMessage`]s as one write: they are queued under one lock and
@@ -747,8 +748,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
     where
         I: IntoIterator<Item = &'a PreparedMessage>,
     {
-        self.with_core(|core| core.queue_with(|conn| conn.send_prepared_all(messages)))?;
-        self.flush().await
+        let queued =
+            self.with_core(|core| core.queue_with(|conn| conn.send_prepared_all(messages)));
+        endpoint::flush_queued(self, queued).await
     }
 
     /// Starts the closing handshake: sends a close frame and waits until it is written. The

@@ -331,9 +331,10 @@ where
         payload: Bytes,
         fin: bool,
     ) -> Result<(), Error> {
-        self.core
-            .queue_with(|conn| conn.send_frame(opcode, payload, fin))?;
-        self.flush().await
+        let queued = self
+            .core
+            .queue_with(|conn| conn.send_frame(opcode, payload, fin));
+        endpoint::flush_queued(self, queued).await
     }
 
     /// Sends a [`PreparedMessage`]: a server writes its frame bytes, framed once for all
@@ -343,8 +344,8 @@ where
     ///
     /// As [`send`](Self::send).
     pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
-        self.core.queue_with(|conn| conn.send_prepared(message))?;
-        self.flush().await
+        let queued = self.core.queue_with(|conn| conn.send_prepared(message));
+        endpoint::flush_queued(self, queued).await
     }
 
     /// Closes the connection: sends a close frame with `code` and `reason` (truncated on a char

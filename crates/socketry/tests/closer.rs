@@ -490,3 +490,58 @@ async fn a_close_sent_as_a_message_after_an_unseen_request_sends_the_requests_fr
     .await;
     let _ = closed_with(addr, &mut rx, 1001, b"requested").await;
 }
+
+#[tokio::test]
+async fn a_send_refused_after_a_receive_that_acted_on_a_request_leaves_the_close_written() {
+    // The receive that acts on the request has a message buffered: it returns it and writes
+    // nothing. The send after it is refused; before, it wrote nothing either, and a caller
+    // that then dropped the socket left the peer without a close frame.
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let first = ws.recv().await.unwrap().unwrap();
+        ws.closer().close(CloseCode::GOING_AWAY, "bye").unwrap();
+        let second = ws.recv().await.unwrap().unwrap();
+        let refused = matches!(ws.send(first).await, Err(Error::AlreadyClosed));
+        drop(ws);
+        (Some(second), refused)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    client
+        .send_frames(&[
+            (OpCode::Text, b"one"),
+            (OpCode::Text, b"two"),
+            (OpCode::Text, b"three"),
+        ])
+        .await;
+    let (second, refused) = bounded(rx.recv()).await.unwrap();
+    assert_eq!(second, Some(Message::text("two")));
+    assert!(refused, "no message may follow the close frame");
+    assert_eq!(client.read_close_code().await, 1001);
+}
+
+#[tokio::test]
+async fn a_split_writers_refused_send_leaves_the_close_written_after_the_reader_acted() {
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let closer = ws.closer();
+        let (mut reader, mut writer) = ws.split();
+        let first = reader.recv().await.unwrap().unwrap();
+        closer.close(CloseCode::GOING_AWAY, "bye").unwrap();
+        // Acts on the request and returns the buffered message: nothing written yet.
+        let second = reader.recv().await.unwrap().unwrap();
+        drop(reader);
+        let refused = matches!(writer.send(first).await, Err(Error::AlreadyClosed));
+        drop(writer);
+        (Some(second), refused)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    client
+        .send_frames(&[(OpCode::Text, b"one"), (OpCode::Text, b"two")])
+        .await;
+    let (second, refused) = bounded(rx.recv()).await.unwrap();
+    assert_eq!(second, Some(Message::text("two")));
+    assert!(refused);
+    assert_eq!(client.read_close_code().await, 1001);
+}

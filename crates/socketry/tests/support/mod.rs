@@ -136,6 +136,15 @@ impl RawClient {
         self.stream.write_all(&wire).await.unwrap();
     }
 
+    /// Sends unfragmented masked frames in one write, so that they arrive together.
+    pub async fn send_frames(&mut self, frames: &[(OpCode, &[u8])]) {
+        let mut wire = BytesMut::new();
+        for (opcode, payload) in frames {
+            encode_frame(&mut wire, true, 0, *opcode, Some(rand_key()), payload);
+        }
+        self.stream.write_all(&wire).await.unwrap();
+    }
+
     /// Reads the next frame, or `None` once the server closed the connection.
     pub async fn read_frame(&mut self) -> Option<Frame> {
         loop {
