@@ -148,6 +148,18 @@ impl CloseWatch {
         lock(&self.request.frame).take()
     }
 
+    /// Registers `waker` as the task a request wakes, without acting on one: a request
+    /// already made wakes it at once, so that its task acts on it in a poll that also writes
+    /// (one made here, outside a poll, would queue the close frame and write nothing).
+    pub(crate) fn register_waking(&mut self, waker: &Waker) {
+        if !self.registered.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.register(waker);
+        }
+        if self.request.requested.load(Ordering::Acquire) {
+            waker.wake_by_ref();
+        }
+    }
+
     #[cold]
     fn register(&mut self, waker: &Waker) {
         *lock(&self.request.waker) = Some(waker.clone());

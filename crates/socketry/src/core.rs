@@ -9,7 +9,7 @@ use std::{
     future::Future,
     io::{self, IoSlice},
     pin::Pin,
-    task::{Context, Poll, ready},
+    task::{Context, Poll, Waker, ready},
 };
 
 use socketry_proto::extensions::deflate::{Deflate, DeflateParams};
@@ -150,6 +150,9 @@ pub(crate) struct Core {
     pub(crate) lost_writes: bool,
     /// Made by the first [`Closer`](crate::Closer); dropped once its request was acted on.
     close_watch: Option<Box<CloseWatch>>,
+    /// After that: the request that was acted on, for later `closer()` calls (whose closers
+    /// then report it, and whose requests change nothing: the first one won).
+    spent_closer: Option<crate::Closer>,
 }
 
 impl Core {
@@ -180,6 +183,7 @@ impl Core {
             yield_between_slices: false,
             lost_writes: false,
             close_watch: None,
+            spent_closer: None,
         }
     }
 
@@ -250,7 +254,18 @@ impl Core {
 
     /// A [`Closer`](crate::Closer) for this connection.
     pub(crate) fn closer(&mut self) -> crate::Closer {
+        if let Some(spent) = &self.spent_closer {
+            return spent.clone();
+        }
         self.close_watch.get_or_insert_default().closer()
+    }
+
+    /// Registers `waker` as the task a [`Closer`](crate::Closer)'s request wakes, without
+    /// acting on one (see [`CloseWatch::register_waking`]).
+    pub(crate) fn register_close_waker(&mut self, waker: &Waker) {
+        if let Some(watch) = &mut self.close_watch {
+            watch.register_waking(waker);
+        }
     }
 
     /// Starts the close a [`Closer`](crate::Closer) requested, if one did; registers `cx`'s
@@ -267,7 +282,7 @@ impl Core {
     /// `cx`'s task first.
     fn take_close_request(&mut self, cx: Option<&Context<'_>>) -> Option<CloseFrame> {
         let frame = self.close_watch.as_mut()?.take_request(cx)?;
-        self.close_watch = None;
+        self.spent_closer = self.close_watch.take().map(|watch| watch.closer());
         Some(frame)
     }
 

@@ -37,11 +37,26 @@ use crate::{
 #[derive(Debug, Default)]
 struct WriteWaiters(Mutex<Vec<Waker>>);
 
+/// Past this many distinct waiting tasks, the list is woken and emptied before the next is
+/// added: tasks that still wait register again at their next poll (a spurious wake is
+/// allowed), and tasks long gone are not kept alive by their wakers.
+const MAX_WAITERS: usize = 64;
+
 impl WriteWaiters {
     fn register(&self, waker: &Waker) {
         let mut waiters = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if !waiters.iter().any(|w| w.will_wake(waker)) {
-            waiters.push(waker.clone());
+        if waiters.iter().any(|w| w.will_wake(waker)) {
+            return;
+        }
+        let full = if waiters.len() >= MAX_WAITERS {
+            std::mem::take(&mut *waiters)
+        } else {
+            Vec::new()
+        };
+        waiters.push(waker.clone());
+        drop(waiters);
+        for waiter in full {
+            waiter.wake();
         }
     }
 }
@@ -494,8 +509,12 @@ impl<S> Drop for WebSocketReader<S> {
         // Its handlers are gone with it: pings and the peer's close are answered by default.
         inner.ws.core.conn.set_auto_pong(true);
         inner.ws.core.conn.set_auto_close_reply(true);
-        // A `Closer`'s request now wakes whoever polls next, not this reader's task.
-        inner.poll_close_request_waking(&Waker::from(self.shared.close_request_waiters.clone()));
+        // A `Closer`'s request now wakes whoever polls next, not this reader's task. (Not
+        // acted on here: that would queue the close frame and write nothing.)
+        inner
+            .ws
+            .core
+            .register_close_waker(&Waker::from(self.shared.close_request_waiters.clone()));
         // Whoever waits for the end must now drive it.
         let waiters = std::mem::take(&mut inner.closed_waiters);
         drop(inner);
@@ -858,14 +877,24 @@ where
         let mut inner = self.lock();
         let closer = inner.ws.core.closer();
         // The task that reads may be parked already: register it now, or the first request
-        // would wake nobody until its next poll.
-        let waker = if inner.reader_gone {
-            Some(Waker::from(self.close_request_waiters.clone()))
+        // would wake nobody until its next poll. Without a reader, the tasks parked in
+        // `closed()` registered no interest in requests (there was no closer): woken, they
+        // poll again and do.
+        let (waker, parked) = if inner.reader_gone {
+            let parked = std::mem::take(&mut inner.closed_waiters);
+            (
+                Some(Waker::from(self.close_request_waiters.clone())),
+                parked,
+            )
         } else {
-            inner.reader.clone()
+            (inner.reader.clone(), Vec::new())
         };
         if let Some(waker) = waker {
-            inner.poll_close_request_waking(&waker);
+            inner.ws.core.register_close_waker(&waker);
+        }
+        drop(inner);
+        for waiter in parked {
+            waiter.wake();
         }
         closer
     }

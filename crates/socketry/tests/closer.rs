@@ -545,3 +545,79 @@ async fn a_split_writers_refused_send_leaves_the_close_written_after_the_reader_
     assert!(refused);
     assert_eq!(client.read_close_code().await, 1001);
 }
+
+#[tokio::test]
+async fn a_closer_made_after_the_reader_left_wakes_the_tasks_parked_in_closed() {
+    // The task parked in `closed()` before any closer existed, so it registered no interest
+    // in requests; making the closer must bring it back, or the request wakes nobody.
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let ws = socketry::accept(stream).await.unwrap();
+        let (reader, writer) = ws.split();
+        let handle = writer.handle();
+        drop(reader);
+        let waiting = tokio::spawn({
+            let handle = handle.clone();
+            async move { handle.closed().await }
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        handle
+            .closer()
+            .close(CloseCode::GOING_AWAY, "after the reader")
+            .unwrap();
+        bounded(waiting).await.unwrap();
+        drop(writer);
+        (None, true)
+    })
+    .await;
+    let _ = closed_with(addr, &mut rx, 1001, b"after the reader").await;
+}
+
+#[tokio::test]
+async fn a_closer_made_after_a_request_was_acted_on_reports_it() {
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        ws.closer().close(CloseCode::GOING_AWAY, "first").unwrap();
+        let mut last = None;
+        while let Some(message) = ws.recv().await {
+            last = Some(message.unwrap());
+        }
+        let later = ws.closer();
+        assert!(later.is_requested(), "the connection is closing: {later:?}");
+        // And changes nothing.
+        later.close(CloseCode::NORMAL, "second").unwrap();
+        (last, true)
+    })
+    .await;
+    let _ = closed_with(addr, &mut rx, 1001, b"first").await;
+}
+
+#[tokio::test]
+async fn the_tasks_a_request_would_wake_are_bounded_and_not_kept_alive() {
+    use std::sync::Arc;
+    use std::task::{Context, Wake, Waker};
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = socketry::accept(stream).await.unwrap();
+        let _closer = ws.closer();
+        let (reader, mut writer) = ws.split();
+        drop(reader);
+        // A thousand short-lived tasks poll the writer once each (an `Arc<Mutex<writer>>`
+        // shared by per-event tasks, say), each registering for the close request.
+        let wakers: Vec<Arc<Noop>> = (0..1000).map(|_| Arc::new(Noop)).collect();
+        for noop in &wakers {
+            let waker = Waker::from(noop.clone());
+            let mut flush = std::pin::pin!(writer.flush());
+            let _ = flush.as_mut().poll(&mut Context::from_waker(&waker));
+        }
+        let kept = wakers.iter().filter(|w| Arc::strong_count(w) > 1).count();
+        drop(writer);
+        (None::<Message>, kept <= 64)
+    })
+    .await;
+    let _client = RawClient::connect(addr).await;
+    let (_, bounded_list) = bounded(rx.recv()).await.unwrap();
+    assert!(bounded_list, "at most 64 wakers are kept");
+}
