@@ -21,8 +21,9 @@ use tokio::sync::{Notify, watch};
 /// [`Error::AlreadyClosed`](socketry::Error::AlreadyClosed), which ends `serve` normally. A
 /// controller that awaits something else (a channel, a database) should also wait on
 /// [`signalled`](Self::signalled) and return: the automatic close then sends the 1001. One
-/// that does neither sends nothing until it next uses the connection. Background tasks (a
-/// ticker, a pump) wait on `signalled` too. Plug it into axum's graceful shutdown:
+/// that does neither is cancelled (its future dropped) half the shutdown's deadline after the
+/// signal, and the automatic close sends the 1001 then. Background tasks (a ticker, a pump)
+/// wait on `signalled` too. Plug it into axum's graceful shutdown:
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -66,6 +67,9 @@ struct Live {
     count: usize,
     next_id: u64,
     closers: HashMap<u64, Closer>,
+    /// How long after the signal a controller that has not returned is cancelled: half the
+    /// shutdown's deadline.
+    grace: Duration,
 }
 
 /// The close every connection gets on shutdown.
@@ -135,7 +139,8 @@ impl Shutdown {
     /// all connection tasks ended or `deadline` passed. Returns how many were still live.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         {
-            let live = self.inner.lock();
+            let mut live = self.inner.lock();
+            live.grace = deadline / 2;
             for closer in live.closers.values() {
                 // Each connection's own task writes its close (the request wakes it): a peer
                 // that does not read holds up only its own, and the deadline bounds the wait.
@@ -211,6 +216,18 @@ impl Guard {
         if late {
             let _ = closer.close(CloseCode::GOING_AWAY, GOING_AWAY);
         }
+    }
+}
+
+impl Guard {
+    /// Resolves half the shutdown's deadline after its signal: the connection's task then
+    /// cancels a controller that has not returned, and closes with the 1001 itself.
+    pub(crate) async fn grace_over(&self) {
+        let mut signal = self.inner.signal.subscribe();
+        let _ = signal.wait_for(|down| *down).await;
+        let grace = self.inner.lock().grace;
+        // Boxed: the sleep's state takes room only once shutdown has begun.
+        Box::pin(tokio::time::sleep(grace)).await;
     }
 }
 

@@ -393,6 +393,18 @@ impl<C: Controller> Upgrader<C> {
     }
 }
 
+/// `work`'s output, or `None` if `cancel` resolved first (`work` is dropped then).
+async fn unless<F: Future>(work: F, cancel: impl Future<Output = ()>) -> Option<F::Output> {
+    let (mut work, mut cancel) = (std::pin::pin!(work), std::pin::pin!(cancel));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        cancel.as_mut().poll(cx).map(|()| None)
+    })
+    .await
+}
+
 /// Runs one connection: the controller, then the automatic close.
 async fn run<C: Controller>(
     controller: Arc<C>,
@@ -421,7 +433,19 @@ async fn run<C: Controller>(
         inner: Box::pin(controller.serve(&mut conn, &request)),
         on: settings.debug,
     };
-    let outcome = AssertUnwindSafe(serve).catch_unwind().await;
+    let serving = AssertUnwindSafe(serve).catch_unwind();
+    let outcome = match &tracked {
+        // A controller that neither uses its connection nor returns on the shutdown signal
+        // would hold the 1001 back past the deadline: it is cancelled after a grace.
+        Some(guard) => unless(serving, guard.grace_over()).await,
+        None => Some(serving.await),
+    };
+    let Some(outcome) = outcome else {
+        tracing::debug!(path = %request.uri().path(), "websocket controller cancelled by shutdown");
+        let _ = Box::pin(conn.close_normal()).await;
+        drop(tracked);
+        return;
+    };
     let failure = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(err)) => match ended_connection(&err) {

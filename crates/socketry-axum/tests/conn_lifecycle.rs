@@ -606,6 +606,38 @@ async fn a_controller_that_returns_on_the_shutdown_signal_closes_with_1001() {
     assert_eq!(bounded(reading).await.unwrap(), Ok(1001));
 }
 
+/// Waits forever on something that is not its connection, and never looks at the shutdown.
+struct ParkedElsewhere;
+
+impl Controller for ParkedElsewhere {
+    type Error = socketry::Error;
+
+    async fn serve(&self, _conn: &mut Conn, _: &Request) -> Result<(), Self::Error> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_controller_parked_elsewhere_is_cancelled_after_the_grace_and_closes_with_1001() {
+    let shutdown = Shutdown::new();
+    let router = Upgrader::new(ParkedElsewhere)
+        .settings(Settings::default().shutdown(shutdown.clone()))
+        .route(Router::new(), "/parked");
+    let addr = serve(router).await;
+    let mut ws = client(addr, "/parked").await;
+    let reading = tokio::spawn(async move { close_code_then_clean_end(&mut ws).await });
+    bounded(async {
+        while shutdown.live() < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // Half of the deadline is the grace: the controller is dropped after 1 s, and the
+    // automatic close has the other second for the handshake.
+    assert_eq!(shutdown.shutdown(Duration::from_secs(2)).await, 0);
+    assert_eq!(bounded(reading).await.unwrap(), Ok(1001));
+}
+
 /// With read and write timeouts set: a silent peer times the read out (and the connection
 /// stays usable), then one echo through `feed` + `flush`.
 struct WithTimeouts;
