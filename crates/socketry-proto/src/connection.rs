@@ -426,6 +426,14 @@ impl Connection {
         }
     }
 
+    /// When the closing handshake gives up, if it started: its timeout runs from `now` if no
+    /// [`poll_timeout`](Self::poll_timeout) turned it into an instant yet. For a task other
+    /// than the one sleeping on `poll_timeout` (a writer held up by a peer that does not
+    /// read): [`timeout_changed`](Self::timeout_changed) stays as it was, for that one.
+    pub fn close_deadline_from(&mut self, now: impl FnMut() -> Instant) -> Option<Instant> {
+        self.timers.close_at(now, self.config.close_timeout)
+    }
+
     /// Sets the read deadline (gorilla's `SetReadDeadline`): once `at` passes,
     /// [`handle_timeout`](Self::handle_timeout) reports it. `None` clears it.
     pub fn set_read_deadline(&mut self, at: Option<Instant>) {

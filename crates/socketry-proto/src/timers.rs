@@ -82,6 +82,16 @@ impl Timers {
         }
     }
 
+    /// The close timeout's instant, starting it from `now` if it is due. `changed` stays as
+    /// it is: the task that sleeps on [`next`](Self::next) must still see the move.
+    pub(crate) fn close_at(
+        &mut self,
+        mut now: impl FnMut() -> Instant,
+        close_timeout: Duration,
+    ) -> Option<Instant> {
+        self.close.resolve(&mut now, close_timeout)
+    }
+
     /// The next deadline of the reading side, starting due ones from `now`.
     #[inline]
     pub(crate) fn next(

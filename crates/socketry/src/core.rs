@@ -594,6 +594,15 @@ impl Core {
         self.finish();
     }
 
+    /// When a write gives up on the closing handshake: its timeout bounds a writer too, once
+    /// the close started (a peer that stopped reading would hold it for ever otherwise).
+    pub(crate) fn close_deadline(&mut self) -> Option<std::time::Instant> {
+        if self.conn.state() == State::Open {
+            return None;
+        }
+        self.conn.close_deadline_from(now)
+    }
+
     /// Whether a message may be queued without waiting: the connection is not over and the
     /// queue is below the write buffer size (what [`poll_room`](Self::poll_room) waits for).
     #[inline]

@@ -158,7 +158,7 @@ pub(crate) fn poll_flush<E: Endpoint>(
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), Error>> {
     endpoint.poll_with(cx, |core, io, timer, cx| {
-        poll_write_deadline(core, timer, cx, |core, cx| {
+        poll_write_deadline(core, io, timer, cx, |core, io, cx| {
             core.poll_write_queued(io, cx).map_err(Error::from)
         })
     })
@@ -169,29 +169,41 @@ pub(crate) fn poll_room<E: Endpoint>(
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), Error>> {
     endpoint.poll_with(cx, |core, io, timer, cx| {
-        poll_write_deadline(core, timer, cx, |core, cx| core.poll_room(io, cx))
+        poll_write_deadline(core, io, timer, cx, |core, io, cx| core.poll_room(io, cx))
     })
 }
 
-/// Polls a write, bounded by the write deadline if one is set.
+/// Polls a write, bounded by the write deadline if one is set, and once the close started by
+/// the close timeout: past it the transport is closed, as a receive would.
 fn poll_write_deadline(
     core: &mut Core,
+    io: &mut dyn Io,
     timer: &mut Timer,
     cx: &mut Context<'_>,
-    write: impl FnOnce(&mut Core, &mut Context<'_>) -> Poll<Result<(), Error>>,
+    write: impl FnOnce(&mut Core, &mut dyn Io, &mut Context<'_>) -> Poll<Result<(), Error>>,
 ) -> Poll<Result<(), Error>> {
     if let Some(result) = core.closed_write_result() {
         return Poll::Ready(result);
     }
-    if let Poll::Ready(result) = write(core, cx) {
+    if let Poll::Ready(result) = write(core, io, cx) {
         return Poll::Ready(result);
     }
-    match core.conn.write_deadline() {
-        Some(at) if timer.poll_until(Some(at), cx).is_ready() => {
-            Poll::Ready(Err(Error::Timeout(Timeout::Write)))
-        }
-        _ => Poll::Pending,
+    let write_at = core.conn.write_deadline();
+    let close_at = core.close_deadline();
+    let Some(at) = write_at.into_iter().chain(close_at).min() else {
+        return Poll::Pending;
+    };
+    if timer.poll_until(Some(at), cx).is_pending() {
+        return Poll::Pending;
     }
+    if close_at == Some(at) {
+        core.abandon(io, cx);
+        return Poll::Ready(
+            core.closed_write_result()
+                .unwrap_or(Err(Error::AlreadyClosed)),
+        );
+    }
+    Poll::Ready(Err(Error::Timeout(Timeout::Write)))
 }
 
 /// Queues without writing.

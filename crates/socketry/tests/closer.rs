@@ -621,3 +621,39 @@ async fn the_tasks_a_request_would_wake_are_bounded_and_not_kept_alive() {
     let (_, bounded_list) = bounded(rx.recv()).await.unwrap();
     assert!(bounded_list, "at most 64 wakers are kept");
 }
+
+#[tokio::test]
+async fn a_writer_held_up_by_a_peer_that_stopped_reading_gives_up_at_the_close_timeout() {
+    // No write timeout: before, a send parked on a full socket stayed parked after the
+    // request was acted on, for as long as the peer kept not reading.
+    let config = socketry::WebSocketConfig::default().close_timeout(Duration::from_millis(200));
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let mut ws = socketry::Acceptor::new()
+            .config(config)
+            .accept(stream)
+            .await
+            .unwrap();
+        let closer = ws.closer();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            closer.close(CloseCode::GOING_AWAY, "stop").unwrap();
+        });
+        let big = Message::binary(vec![7u8; 1 << 20]);
+        let mut sent = 0usize;
+        let ended = loop {
+            match ws.send(big.clone()).await {
+                Ok(()) => sent += 1,
+                Err(err) => break err,
+            }
+        };
+        (
+            None::<Message>,
+            sent > 0 && matches!(ended, Error::AlreadyClosed),
+        )
+    })
+    .await;
+    // Upgraded, then never reads again.
+    let _client = RawClient::connect(addr).await;
+    let (_, gave_up) = bounded(rx.recv()).await.unwrap();
+    assert!(gave_up, "the sends went out, then ended with AlreadyClosed");
+}
