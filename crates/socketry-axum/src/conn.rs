@@ -221,9 +221,7 @@ impl Conn {
     pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         if self.config.get_write_timeout().is_none() {
             // Without a write timeout the socket's `feed` is its `Sink`'s `poll_ready` and
-            // `start_send`, one future less deep. (One difference: `poll_ready` polls, so a
-            // pending `Closer` request, such as a shutdown's, is acted on here and the message
-            // refused, where the socket's `feed` with room would queue it first.)
+            // `start_send` (the same fast path while there is room), one future less deep.
             use futures_sink::Sink;
             std::future::poll_fn(|cx| Pin::new(&mut *self).poll_ready(cx)).await?;
             return Pin::new(self).start_send(message.into());
@@ -400,8 +398,8 @@ impl Conn {
     /// acts on it at its next read or send, which the request wakes; a close after `serve`
     /// returns sends the request's frame. Graceful shutdown ([`Shutdown`](crate::Shutdown))
     /// works this way.
-    pub fn closer(&mut self) -> Closer {
-        match get_mut(&mut self.halves) {
+    pub fn closer(&self) -> Closer {
+        match &mut *self.lock() {
             Halves::Whole(ws) => ws.closer(),
             Halves::Split { handle, .. } => handle.closer(),
             Halves::Moving => unreachable!("only inside Halves::split"),

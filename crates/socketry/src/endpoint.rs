@@ -268,6 +268,19 @@ pub(crate) async fn feed<E: Endpoint>(endpoint: &mut E, message: Message) -> Res
     queue(endpoint, message)
 }
 
+/// The `Sink`'s `poll_ready`: as [`feed`], no poll while the write buffer has room, so that a
+/// message fed through the `Sink` and one fed through `feed` meet the same fate (a `Closer`'s
+/// request not yet seen: the message goes out, then the close).
+pub(crate) fn poll_ready<E: Endpoint>(
+    endpoint: &mut E,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), Error>> {
+    if endpoint.with_core(|core| core.has_room()) {
+        return Poll::Ready(Ok(()));
+    }
+    poll_room(endpoint, cx)
+}
+
 /// Receives until the transport is closed, dropping what arrives (the closing handshake).
 pub(crate) async fn drain<E: Endpoint>(endpoint: &mut E) {
     while poll_fn(|cx| poll_recv(endpoint, cx, Mode::Whole))

@@ -396,7 +396,7 @@ where
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        endpoint::poll_room(self.get_mut(), cx)
+        endpoint::poll_ready(self.get_mut(), cx)
     }
 
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {

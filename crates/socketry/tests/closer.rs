@@ -352,14 +352,15 @@ async fn the_owners_invalid_code_is_refused_even_with_a_request_pending() {
 }
 
 #[tokio::test]
-async fn a_sink_send_that_picks_up_a_request_fails_with_the_close_frame_written() {
-    // `poll_ready` polls: it starts the close, writes the frame, and refuses the message, so
-    // a caller that gives up on the error (and drops the socket) leaves nothing unwritten.
+async fn a_sink_send_that_picks_up_a_request_writes_the_close_behind_its_message() {
+    // As `send`: the message was queued before the request was seen, so it goes out, then
+    // the close; the next one is refused.
     use futures_util::SinkExt;
     let (addr, mut rx) = serve_reporting(|stream| async move {
         let mut ws = socketry::accept(stream).await.unwrap();
         let closer = ws.closer();
         closer.close(CloseCode::GOING_AWAY, "sink").unwrap();
+        SinkExt::send(&mut ws, Message::text("last")).await.unwrap();
         let failed = matches!(
             SinkExt::send(&mut ws, Message::text("refused")).await,
             Err(Error::AlreadyClosed)
@@ -371,8 +372,10 @@ async fn a_sink_send_that_picks_up_a_request_fails_with_the_close_frame_written(
     let mut client = RawClient::connect(addr).await;
     let (_, failed): Seen = bounded(rx.recv()).await.unwrap();
     assert!(failed);
+    let first = bounded(client.read_frame()).await.unwrap();
+    assert_eq!(&first.payload[..], b"last");
     let close = bounded(client.read_frame()).await.unwrap();
-    assert_eq!(close.opcode, OpCode::Close, "no data frame after the close");
+    assert_eq!(close.opcode, OpCode::Close, "nothing after the close");
     assert_eq!(
         &close.payload[..],
         &[&1001u16.to_be_bytes()[..], b"sink"].concat()[..]
