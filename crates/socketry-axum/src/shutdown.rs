@@ -4,7 +4,12 @@
 use std::{
     collections::HashMap,
     future::Future,
-    sync::{Arc, Mutex},
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
@@ -22,7 +27,8 @@ use tokio::sync::{Notify, watch};
 /// controller that awaits something else (a channel, a database) should also wait on
 /// [`signalled`](Self::signalled) and return: the automatic close then sends the 1001. One
 /// that does neither is cancelled (its future dropped) half the shutdown's deadline after the
-/// signal, and the automatic close sends the 1001 then. Background tasks (a ticker, a pump)
+/// signal, and the automatic close sends the 1001 then (a controller that used its connection
+/// since the signal is not: its close is under way). Background tasks (a ticker, a pump)
 /// wait on `signalled` too. Plug it into axum's graceful shutdown:
 ///
 /// ```no_run
@@ -57,6 +63,9 @@ pub struct Shutdown {
 #[derive(Debug)]
 struct Inner {
     signal: watch::Sender<bool>,
+    /// The signal as a flag, for the connections' tasks to check on every poll without a
+    /// lock (`signal`'s receivers lock on each poll).
+    down: AtomicBool,
     live: Mutex<Live>,
     ended: Notify,
 }
@@ -67,8 +76,10 @@ struct Live {
     count: usize,
     next_id: u64,
     closers: HashMap<u64, Closer>,
-    /// How long after the signal a controller that has not returned is cancelled: half the
-    /// shutdown's deadline.
+    /// The connections' tasks, woken by the signal (see [`GraceOver`]).
+    tasks: HashMap<u64, Waker>,
+    /// How long after the signal a controller that has not used its connection is
+    /// cancelled: half the shutdown's deadline.
     grace: Duration,
 }
 
@@ -87,6 +98,7 @@ impl Shutdown {
         Self {
             inner: Arc::new(Inner {
                 signal: watch::Sender::new(false),
+                down: AtomicBool::new(false),
                 live: Mutex::default(),
                 ended: Notify::new(),
             }),
@@ -138,9 +150,10 @@ impl Shutdown {
     /// Starts the shutdown: every live connection gets 1001 "Going Away"; then waits until
     /// all connection tasks ended or `deadline` passed. Returns how many were still live.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
-        {
+        let tasks: Vec<Waker> = {
             let mut live = self.inner.lock();
             live.grace = deadline / 2;
+            self.inner.down.store(true, Ordering::SeqCst);
             for closer in live.closers.values() {
                 // Each connection's own task writes its close (the request wakes it): a peer
                 // that does not read holds up only its own, and the deadline bounds the wait.
@@ -150,6 +163,10 @@ impl Shutdown {
             // (on another worker) finds its request in place, so its automatic close sends
             // the 1001; a connection attaching meanwhile was closed above or sees the signal.
             self.inner.signal.send_replace(true);
+            live.tasks.drain().map(|(_, waker)| waker).collect()
+        };
+        for task in tasks {
+            task.wake();
         }
         let all_ended = async {
             loop {
@@ -220,14 +237,63 @@ impl Guard {
 }
 
 impl Guard {
-    /// Resolves half the shutdown's deadline after its signal: the connection's task then
-    /// cancels a controller that has not returned, and closes with the 1001 itself.
-    pub(crate) async fn grace_over(&self) {
-        let mut signal = self.inner.signal.subscribe();
-        let _ = signal.wait_for(|down| *down).await;
-        let grace = self.inner.lock().grace;
-        // Boxed: the sleep's state takes room only once shutdown has begun.
-        Box::pin(tokio::time::sleep(grace)).await;
+    /// Resolves half the shutdown's deadline after its signal if the connection was not used
+    /// meanwhile: its task then cancels the controller, and closes with the 1001 itself.
+    pub(crate) fn grace_over(&self) -> GraceOver<'_> {
+        GraceOver {
+            guard: self,
+            registered: None,
+            sleep: None,
+        }
+    }
+}
+
+/// See [`Guard::grace_over`]. Polled with the controller on every wake of the connection's
+/// task, so a poll before the signal is one atomic load (and a lock only when the task's
+/// waker changed).
+pub(crate) struct GraceOver<'a> {
+    guard: &'a Guard,
+    registered: Option<Waker>,
+    /// Boxed: the sleep's state takes room only once shutdown has begun.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Future for GraceOver<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let inner = &this.guard.inner;
+        if this.sleep.is_none() {
+            // Registered before the check: a shutdown after it finds the waker.
+            if !this
+                .registered
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                inner.lock().tasks.insert(this.guard.id, cx.waker().clone());
+                this.registered = Some(cx.waker().clone());
+            }
+            if !inner.down.load(Ordering::SeqCst) {
+                return Poll::Pending;
+            }
+            let grace = inner.lock().grace;
+            this.sleep = Some(Box::pin(tokio::time::sleep(grace)));
+        }
+        if let Some(sleep) = &mut this.sleep {
+            std::task::ready!(sleep.as_mut().poll(cx));
+        }
+        // A controller that used its connection since the request has the close under way
+        // (a slow peer's answer, say): not cut short; the deadline bounds it.
+        let taken_up = inner
+            .lock()
+            .closers
+            .get(&this.guard.id)
+            .is_some_and(Closer::is_taken_up);
+        if taken_up {
+            return Poll::Pending;
+        }
+        Poll::Ready(())
     }
 }
 
@@ -236,6 +302,7 @@ impl Drop for Guard {
         let mut live = self.inner.lock();
         live.count -= 1;
         live.closers.remove(&self.id);
+        live.tasks.remove(&self.id);
         drop(live);
         self.inner.ended.notify_waiters();
     }

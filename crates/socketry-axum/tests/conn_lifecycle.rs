@@ -638,6 +638,50 @@ async fn a_controller_parked_elsewhere_is_cancelled_after_the_grace_and_closes_w
     assert_eq!(bounded(reading).await.unwrap(), Ok(1001));
 }
 
+/// Closes on the shutdown signal itself and notes when its close finished.
+struct ClosesOnSignal(Shutdown, Arc<AtomicUsize>);
+
+impl Controller for ClosesOnSignal {
+    type Error = socketry::Error;
+
+    async fn serve(&self, conn: &mut Conn, _: &Request) -> Result<(), Self::Error> {
+        self.0.signalled().await;
+        conn.close(CloseCode::GOING_AWAY, "bye").await?;
+        self.1.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_controller_closing_past_the_grace_is_not_cancelled() {
+    // The peer answers the close after 1.5 s, past the 1 s grace of a 2 s shutdown: the
+    // controller is using its connection, so it finishes its close.
+    let shutdown = Shutdown::new();
+    let finished = Arc::new(AtomicUsize::new(0));
+    let router = Upgrader::new(ClosesOnSignal(shutdown.clone(), finished.clone()))
+        .settings(Settings::default().shutdown(shutdown.clone()))
+        .route(Router::new(), "/closes");
+    let addr = serve(router).await;
+    let mut ws = client(addr, "/closes").await;
+    bounded(async {
+        while shutdown.live() < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let reading = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        close_code_then_clean_end(&mut ws).await
+    });
+    assert_eq!(shutdown.shutdown(Duration::from_secs(2)).await, 0);
+    assert_eq!(bounded(reading).await.unwrap(), Ok(1001));
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "the controller's close finished"
+    );
+}
+
 /// With read and write timeouts set: a silent peer times the read out (and the connection
 /// stays usable), then one echo through `feed` + `flush`.
 struct WithTimeouts;

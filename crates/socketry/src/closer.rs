@@ -102,6 +102,13 @@ impl Closer {
         Ok(())
     }
 
+    /// Whether the connection took a request up: a poll of it found the request (and started
+    /// the close, unless a close of the owner's own had started already). From then on the
+    /// close is under way in whatever task uses the connection.
+    pub fn is_taken_up(&self) -> bool {
+        self.is_requested() && lock(&self.request.frame).is_none()
+    }
+
     /// Whether a close was requested through any clone of this closer.
     pub fn is_requested(&self) -> bool {
         self.request.requested.load(Ordering::Acquire)
@@ -148,16 +155,15 @@ impl CloseWatch {
         lock(&self.request.frame).take()
     }
 
-    /// Registers `waker` as the task a request wakes, without acting on one: a request
-    /// already made wakes it at once, so that its task acts on it in a poll that also writes
-    /// (one made here, outside a poll, would queue the close frame and write nothing).
-    pub(crate) fn register_waking(&mut self, waker: &Waker) {
+    /// Registers `waker` as the task a request wakes, without acting on one; whether a
+    /// request was made already, which the caller then wakes `waker` for (after its locks),
+    /// so that its task acts on it in a poll that also writes (acted on outside a poll, the
+    /// close frame would be queued and not written).
+    pub(crate) fn register_only(&mut self, waker: &Waker) -> bool {
         if !self.registered.as_ref().is_some_and(|w| w.will_wake(waker)) {
             self.register(waker);
         }
-        if self.request.requested.load(Ordering::Acquire) {
-            waker.wake_by_ref();
-        }
+        self.request.requested.load(Ordering::Acquire)
     }
 
     #[cold]

@@ -261,11 +261,11 @@ impl Core {
     }
 
     /// Registers `waker` as the task a [`Closer`](crate::Closer)'s request wakes, without
-    /// acting on one (see [`CloseWatch::register_waking`]).
-    pub(crate) fn register_close_waker(&mut self, waker: &Waker) {
-        if let Some(watch) = &mut self.close_watch {
-            watch.register_waking(waker);
-        }
+    /// acting on one; whether one is pending (see [`CloseWatch::register_only`]).
+    pub(crate) fn register_close_waker(&mut self, waker: &Waker) -> bool {
+        self.close_watch
+            .as_mut()
+            .is_some_and(|watch| watch.register_only(waker))
     }
 
     /// Starts the close a [`Closer`](crate::Closer) requested, if one did; registers `cx`'s

@@ -158,7 +158,7 @@ pub(crate) fn poll_flush<E: Endpoint>(
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), Error>> {
     endpoint.poll_with(cx, |core, io, timer, cx| {
-        poll_write_deadline(core, io, timer, cx, |core, io, cx| {
+        poll_write_bounded(core, io, timer, cx, true, |core, io, cx| {
             core.poll_write_queued(io, cx).map_err(Error::from)
         })
     })
@@ -169,17 +169,21 @@ pub(crate) fn poll_room<E: Endpoint>(
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), Error>> {
     endpoint.poll_with(cx, |core, io, timer, cx| {
-        poll_write_deadline(core, io, timer, cx, |core, io, cx| core.poll_room(io, cx))
+        poll_write_bounded(core, io, timer, cx, true, |core, io, cx| {
+            core.poll_room(io, cx)
+        })
     })
 }
 
-/// Polls a write, bounded by the write deadline if one is set, and once the close started by
-/// the close timeout: past it the transport is closed, as a receive would.
-fn poll_write_deadline(
+/// Polls a write, bounded by the write deadline if one is set (and `write_deadline` says it
+/// applies), and once the close started by the close timeout: past it the transport is
+/// closed, as a receive would.
+pub(crate) fn poll_write_bounded(
     core: &mut Core,
     io: &mut dyn Io,
     timer: &mut Timer,
     cx: &mut Context<'_>,
+    write_deadline: bool,
     write: impl FnOnce(&mut Core, &mut dyn Io, &mut Context<'_>) -> Poll<Result<(), Error>>,
 ) -> Poll<Result<(), Error>> {
     if let Some(result) = core.closed_write_result() {
@@ -188,7 +192,7 @@ fn poll_write_deadline(
     if let Poll::Ready(result) = write(core, io, cx) {
         return Poll::Ready(result);
     }
-    let write_at = core.conn.write_deadline();
+    let write_at = core.conn.write_deadline().filter(|_| write_deadline);
     let close_at = core.close_deadline();
     let Some(at) = write_at.into_iter().chain(close_at).min() else {
         return Poll::Pending;

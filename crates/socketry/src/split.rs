@@ -37,26 +37,18 @@ use crate::{
 #[derive(Debug, Default)]
 struct WriteWaiters(Mutex<Vec<Waker>>);
 
-/// Past this many distinct waiting tasks, the list is woken and emptied before the next is
-/// added: tasks that still wait register again at their next poll (a spurious wake is
-/// allowed), and tasks long gone are not kept alive by their wakers.
-const MAX_WAITERS: usize = 64;
-
 impl WriteWaiters {
     fn register(&self, waker: &Waker) {
         let mut waiters = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if waiters.iter().any(|w| w.will_wake(waker)) {
-            return;
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
         }
-        let full = if waiters.len() >= MAX_WAITERS {
-            std::mem::take(&mut *waiters)
-        } else {
-            Vec::new()
-        };
-        waiters.push(waker.clone());
-        drop(waiters);
-        for waiter in full {
-            waiter.wake();
+    }
+
+    fn wake_all(&self) {
+        let waiters = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        for waker in waiters {
+            waker.wake();
         }
     }
 }
@@ -67,11 +59,52 @@ impl Wake for WriteWaiters {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let waiters = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
-        for waker in waiters {
-            waker.wake();
+        self.wake_all();
+    }
+}
+
+/// Whom a `Closer`'s request wakes once the reader is gone: the writer (one task, so one
+/// slot, replaced as it moves between tasks) and the tasks in `closed()`; any of them may act
+/// on it. Handles act on a request they find but wait for none, so they are not here: the
+/// list stays as long as the tasks that wait in `closed()`.
+#[derive(Debug, Default)]
+struct CloseFanOut {
+    writer: Mutex<Option<Waker>>,
+    closed: WriteWaiters,
+}
+
+impl CloseFanOut {
+    fn register_writer(&self, waker: &Waker) {
+        let mut slot = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
         }
     }
+}
+
+impl Wake for CloseFanOut {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = writer {
+            writer.wake();
+        }
+        self.closed.wake_all();
+    }
+}
+
+/// Which task polls the shared connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Poller {
+    Reader,
+    Writer,
+    /// A [`ControlHandle`]'s flush.
+    Handle,
+    /// A `closed()` caller.
+    Closed,
 }
 
 /// The transport as one task sees it: reads wake that task (or, when several tasks may read,
@@ -170,9 +203,8 @@ struct Shared<S> {
     waiters: Arc<WriteWaiters>,
     /// The tasks that read once the reader is gone (`closed()` callers).
     read_waiters: Arc<WriteWaiters>,
-    /// Once the reader is gone, every task that polls (the writer, `closed()` callers): a
-    /// `Closer`'s request wakes them all, as any of them may be the one to act on it.
-    close_request_waiters: Arc<WriteWaiters>,
+    /// Once the reader is gone, whom a `Closer`'s request wakes.
+    close_fanout: Arc<CloseFanOut>,
     /// The read and write timeouts, fixed at the split: read without taking the lock.
     timeouts: (Option<Duration>, Option<Duration>),
 }
@@ -195,33 +227,39 @@ struct Inner<S> {
 
 impl<S> Inner<S> {
     /// Starts the close a [`Closer`](crate::Closer) requested, if one did. A request wakes
-    /// the reader; once the reader is gone, every task that polls the connection.
+    /// the reader; once the reader is gone, the writer and the `closed()` callers.
     #[inline]
-    fn poll_close_request(&mut self, cx: &Context<'_>, is_reader: bool, all: &Arc<WriteWaiters>) {
-        if is_reader {
-            self.ws.core.poll_close_request(Some(cx));
-        } else if self.reader_gone {
-            self.poll_close_request_without_reader(cx, all);
-        } else {
-            self.ws.core.poll_close_request(None);
+    fn poll_close_request(&mut self, cx: &Context<'_>, poller: Poller, fanout: &Arc<CloseFanOut>) {
+        match poller {
+            Poller::Reader => self.ws.core.poll_close_request(Some(cx)),
+            Poller::Writer | Poller::Closed if self.reader_gone => {
+                self.poll_close_request_without_reader(cx, poller, fanout);
+            }
+            _ => self.ws.core.poll_close_request(None),
         }
     }
 
     #[cold]
-    fn poll_close_request_without_reader(&mut self, cx: &Context<'_>, all: &Arc<WriteWaiters>) {
+    fn poll_close_request_without_reader(
+        &mut self,
+        cx: &Context<'_>,
+        poller: Poller,
+        fanout: &Arc<CloseFanOut>,
+    ) {
         if !self.ws.core.has_close_watch() {
-            // No closer: nothing to wake for, and the list would only grow.
+            // No closer: nothing to wake for.
             return;
         }
-        all.register(cx.waker());
-        self.poll_close_request_waking(&Waker::from(all.clone()));
-    }
-
-    /// Starts a requested close, `waker` being the one a later request wakes.
-    fn poll_close_request_waking(&mut self, waker: &Waker) {
+        // Registered before the check, so that a request after it wakes this task.
+        if poller == Poller::Writer {
+            fanout.register_writer(cx.waker());
+        } else {
+            fanout.closed.register(cx.waker());
+        }
+        let waker = Waker::from(fanout.clone());
         self.ws
             .core
-            .poll_close_request(Some(&Context::from_waker(waker)));
+            .poll_close_request(Some(&Context::from_waker(&waker)));
     }
 }
 
@@ -315,9 +353,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         &self,
         cx: &mut Context<'_>,
         timer: &mut Timer,
-        is_reader: bool,
+        poller: Poller,
         f: impl FnOnce(&mut Core, &mut dyn Io, &mut Timer, &mut Context<'_>) -> R,
     ) -> R {
+        let is_reader = poller == Poller::Reader;
         let mut guard = self.lock();
         let inner = &mut *guard;
         if is_reader
@@ -329,7 +368,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
             inner.reader = Some(cx.waker().clone());
         }
         // A `Closer` made before the split.
-        inner.poll_close_request(cx, is_reader, &self.close_request_waiters);
+        inner.poll_close_request(cx, poller, &self.close_fanout);
         let mut io = SharedIo {
             io: &mut inner.ws.io,
             waiters: &self.waiters,
@@ -360,7 +399,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         }
         if inner.reader_gone {
             // Nobody else reads: a `Closer`'s request may be this task's to start.
-            inner.poll_close_request_without_reader(cx, &self.close_request_waiters);
+            inner.poll_close_request_without_reader(cx, Poller::Closed, &self.close_fanout);
         }
         let mut io = SharedIo {
             io: &mut inner.ws.io,
@@ -444,7 +483,7 @@ where
         }),
         waiters: Arc::default(),
         read_waiters: Arc::default(),
-        close_request_waiters: Arc::default(),
+        close_fanout: Arc::default(),
         timeouts,
     });
     (
@@ -509,17 +548,24 @@ impl<S> Drop for WebSocketReader<S> {
         // Its handlers are gone with it: pings and the peer's close are answered by default.
         inner.ws.core.conn.set_auto_pong(true);
         inner.ws.core.conn.set_auto_close_reply(true);
-        // A `Closer`'s request now wakes whoever polls next, not this reader's task. (Not
-        // acted on here: that would queue the close frame and write nothing.)
+        // A `Closer`'s request now wakes the writer and the `closed()` callers, not this
+        // reader's task. (Not acted on here: that would queue the close frame and write
+        // nothing.)
+        let closing = inner.ws.core.has_close_watch();
         inner
             .ws
             .core
-            .register_close_waker(&Waker::from(self.shared.close_request_waiters.clone()));
+            .register_close_waker(&Waker::from(self.shared.close_fanout.clone()));
         // Whoever waits for the end must now drive it.
         let waiters = std::mem::take(&mut inner.closed_waiters);
         drop(inner);
         for waiter in waiters {
             waiter.wake();
+        }
+        if closing {
+            // A writer parked in a write registered for no request (the reader had them):
+            // polled again, it does.
+            self.shared.waiters.wake_all();
         }
     }
 }
@@ -542,7 +588,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Endpoint for WebSocketReader<S> {
         cx: &mut Context<'_>,
         f: impl FnOnce(&mut Core, &mut dyn Io, &mut Timer, &mut Context<'_>) -> R,
     ) -> R {
-        self.shared.poll_with(cx, &mut self.timer, true, f)
+        self.shared
+            .poll_with(cx, &mut self.timer, Poller::Reader, f)
     }
 
     fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
@@ -564,7 +611,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Endpoint for WebSocketWriter<S> {
         cx: &mut Context<'_>,
         f: impl FnOnce(&mut Core, &mut dyn Io, &mut Timer, &mut Context<'_>) -> R,
     ) -> R {
-        self.shared.poll_with(cx, &mut self.timer, false, f)
+        self.shared
+            .poll_with(cx, &mut self.timer, Poller::Writer, f)
     }
 
     fn with_core<R>(&mut self, f: impl FnOnce(&mut Core) -> R) -> R {
@@ -860,7 +908,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocke
 trait Control: Send + Sync {
     fn queue(&self, f: &mut dyn FnMut(&mut Core) -> Result<(), Error>) -> Result<(), Error>;
     fn closer(&self) -> crate::Closer;
-    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>>;
+    fn poll_flush(&self, cx: &mut Context<'_>, timer: &mut Timer) -> Poll<Result<(), Error>>;
     fn poll_closed(&self, cx: &mut Context<'_>, wait: &mut CloseWait) -> Poll<()>;
     fn state(&self) -> State;
 }
@@ -880,33 +928,39 @@ where
         // would wake nobody until its next poll. Without a reader, the tasks parked in
         // `closed()` registered no interest in requests (there was no closer): woken, they
         // poll again and do.
-        let (waker, parked) = if inner.reader_gone {
+        let reader_gone = inner.reader_gone;
+        let (waker, parked) = if reader_gone {
             let parked = std::mem::take(&mut inner.closed_waiters);
-            (
-                Some(Waker::from(self.close_request_waiters.clone())),
-                parked,
-            )
+            (Some(Waker::from(self.close_fanout.clone())), parked)
         } else {
             (inner.reader.clone(), Vec::new())
         };
-        if let Some(waker) = waker {
-            inner.ws.core.register_close_waker(&waker);
-        }
+        let requested = waker
+            .as_ref()
+            .is_some_and(|waker| inner.ws.core.register_close_waker(waker));
         drop(inner);
-        for waiter in parked {
-            waiter.wake();
+        // Woken after the lock. A request made already is acted on by the task it wakes.
+        if requested && let Some(waker) = &waker {
+            waker.wake_by_ref();
+        }
+        if reader_gone {
+            // The writer and the `closed()` callers registered for no request (there was no
+            // closer): polled again, they do.
+            for waiter in parked {
+                waiter.wake();
+            }
+            self.waiters.wake_all();
         }
         closer
     }
 
-    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        // Handles wait on no deadline of their own: the timer stays unarmed.
-        let mut timer = Timer::default();
-        self.poll_with(cx, &mut timer, false, |core, io, _, cx| {
-            if let Some(result) = core.closed_write_result() {
-                return Poll::Ready(result);
-            }
-            core.poll_write_queued(io, cx).map_err(Error::from)
+    fn poll_flush(&self, cx: &mut Context<'_>, timer: &mut Timer) -> Poll<Result<(), Error>> {
+        // Handles wait on no write deadline of their own, only on the close timeout once the
+        // close started (as every write).
+        self.poll_with(cx, timer, Poller::Handle, |core, io, timer, cx| {
+            endpoint::poll_write_bounded(core, io, timer, cx, false, |core, io, cx| {
+                core.poll_write_queued(io, cx).map_err(Error::from)
+            })
         })
     }
 
@@ -980,7 +1034,8 @@ impl ControlHandle {
         let mut frame = Some(CloseFrame::new(code, reason));
         self.shared
             .queue(&mut |core| core.start_close(frame.take()))?;
-        poll_fn(|cx| self.shared.poll_flush(cx)).await
+        let mut timer = Timer::default();
+        poll_fn(|cx| self.shared.poll_flush(cx, &mut timer)).await
     }
 
     /// Queues the close frame without waiting: the reader writes it and completes the
@@ -1033,10 +1088,23 @@ impl ControlHandle {
 
     async fn send_control(&self, message: Message) -> Result<(), Error> {
         let mut message = Some(message);
-        self.shared.queue(&mut |core| match message.take() {
+        let queued = self.shared.queue(&mut |core| match message.take() {
             Some(message) => core.queue(message),
             None => Ok(()),
-        })?;
-        poll_fn(|cx| self.shared.poll_flush(cx)).await
+        });
+        let mut timer = Timer::default();
+        match queued {
+            Ok(()) => poll_fn(|cx| self.shared.poll_flush(cx, &mut timer)).await,
+            Err(Error::AlreadyClosed) => {
+                // As a refused send (`endpoint::flush_queued`): one try to write the close.
+                poll_fn(|cx| {
+                    let _ = self.shared.poll_flush(cx, &mut timer);
+                    Poll::Ready(())
+                })
+                .await;
+                Err(Error::AlreadyClosed)
+            }
+            Err(err) => Err(err),
+        }
     }
 }

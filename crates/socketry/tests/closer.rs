@@ -595,7 +595,7 @@ async fn a_closer_made_after_a_request_was_acted_on_reports_it() {
 }
 
 #[tokio::test]
-async fn the_tasks_a_request_would_wake_are_bounded_and_not_kept_alive() {
+async fn the_tasks_a_request_would_wake_are_not_kept_alive() {
     use std::sync::Arc;
     use std::task::{Context, Wake, Waker};
     struct Noop;
@@ -606,23 +606,69 @@ async fn the_tasks_a_request_would_wake_are_bounded_and_not_kept_alive() {
         let mut ws = socketry::accept(stream).await.unwrap();
         let _closer = ws.closer();
         let (reader, mut writer) = ws.split();
+        let handle = writer.handle();
         drop(reader);
         // A thousand short-lived tasks poll the writer once each (an `Arc<Mutex<writer>>`
-        // shared by per-event tasks, say), each registering for the close request.
-        let wakers: Vec<Arc<Noop>> = (0..1000).map(|_| Arc::new(Noop)).collect();
-        for noop in &wakers {
+        // shared by per-event tasks, say), and as many ping through a handle: only the
+        // writer's latest task is kept, for the request to wake.
+        let wakers: Vec<Arc<Noop>> = (0..2000).map(|_| Arc::new(Noop)).collect();
+        for (i, noop) in wakers.iter().enumerate() {
+            if i % 32 == 0 {
+                // A fresh budget: past tokio's, the socket answers `Pending` (and keeps the
+                // waker until it is writable, as it must).
+                tokio::task::yield_now().await;
+            }
             let waker = Waker::from(noop.clone());
-            let mut flush = std::pin::pin!(writer.flush());
-            let _ = flush.as_mut().poll(&mut Context::from_waker(&waker));
+            let mut cx = Context::from_waker(&waker);
+            if i % 2 == 0 {
+                let _ = std::pin::pin!(writer.flush()).as_mut().poll(&mut cx);
+            } else {
+                let _ = std::pin::pin!(handle.ping("")).as_mut().poll(&mut cx);
+            }
         }
         let kept = wakers.iter().filter(|w| Arc::strong_count(w) > 1).count();
         drop(writer);
-        (None::<Message>, kept <= 64)
+        (None::<Message>, kept <= 1)
     })
     .await;
     let _client = RawClient::connect(addr).await;
-    let (_, bounded_list) = bounded(rx.recv()).await.unwrap();
-    assert!(bounded_list, "at most 64 wakers are kept");
+    let (_, kept_one) = bounded(rx.recv()).await.unwrap();
+    assert!(kept_one, "at most the writer's last waker is kept");
+}
+
+#[tokio::test]
+async fn a_writer_parked_before_the_reader_left_is_woken_by_a_later_request() {
+    // The writer parked on a peer that does not read while the reader had the requests;
+    // the reader leaves, then the request comes: it must reach the writer, whose send then
+    // ends at the close timeout.
+    let config = socketry::WebSocketConfig::default().close_timeout(Duration::from_millis(200));
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let mut ws = socketry::Acceptor::new()
+            .config(config)
+            .accept(stream)
+            .await
+            .unwrap();
+        let closer = ws.closer();
+        let (reader, mut writer) = ws.split();
+        let writing = tokio::spawn(async move {
+            let big = Message::binary(vec![7u8; 1 << 20]);
+            loop {
+                if let Err(err) = writer.send(big.clone()).await {
+                    return err;
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(reader);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        closer.close(CloseCode::GOING_AWAY, "stop").unwrap();
+        let ended = bounded(writing).await.unwrap();
+        (None::<Message>, matches!(ended, Error::AlreadyClosed))
+    })
+    .await;
+    let _client = RawClient::connect(addr).await;
+    let (_, ended) = bounded(rx.recv()).await.unwrap();
+    assert!(ended, "the parked send ended with AlreadyClosed");
 }
 
 #[tokio::test]
@@ -659,4 +705,34 @@ async fn a_writer_held_up_by_a_peer_that_stopped_reading_gives_up_at_the_close_t
     let _client = RawClient::connect(addr).await;
     let (_, gave_up) = bounded(rx.recv()).await.unwrap();
     assert!(gave_up, "the sends went out, then ended with AlreadyClosed");
+}
+
+#[tokio::test]
+async fn a_handles_close_on_a_peer_that_stopped_reading_ends_at_the_close_timeout() {
+    let config = socketry::WebSocketConfig::default().close_timeout(Duration::from_millis(200));
+    let (addr, mut rx) = serve_reporting(move |stream| async move {
+        let ws = socketry::Acceptor::new()
+            .config(config)
+            .accept(stream)
+            .await
+            .unwrap();
+        let (reader, mut writer) = ws.split();
+        let handle = writer.handle();
+        drop(reader);
+        // Fills the socket: the peer reads nothing.
+        let _writing = tokio::spawn(async move {
+            let big = Message::binary(vec![7u8; 1 << 20]);
+            while writer.send(big.clone()).await.is_ok() {}
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Before, this flush waited for as long as the peer did not read.
+        let _ = bounded(handle.close(CloseCode::GOING_AWAY, "")).await;
+        (None::<Message>, true)
+    })
+    .await;
+    let _client = RawClient::connect(addr).await;
+    assert!(
+        bounded(rx.recv()).await.is_some(),
+        "the handle's close ended"
+    );
 }
