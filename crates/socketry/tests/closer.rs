@@ -43,6 +43,23 @@ async fn closed_with(
     bounded(rx.recv()).await.unwrap()
 }
 
+/// Accepts with a close timeout of 200 ms, for the tests of peers that stop reading.
+async fn accept_closing_fast(
+    stream: tokio::net::TcpStream,
+) -> socketry::WebSocket<tokio::net::TcpStream> {
+    let config = socketry::WebSocketConfig::default().close_timeout(Duration::from_millis(200));
+    socketry::Acceptor::new()
+        .config(config)
+        .accept(stream)
+        .await
+        .unwrap()
+}
+
+/// A message that fills a socket whose peer does not read within a few sends.
+fn big_message() -> Message {
+    Message::binary(vec![7u8; 1 << 20])
+}
+
 /// Reads until the server's close frame (which a socketry client answers) and returns it.
 async fn read_to_close<S>(client: &mut socketry::WebSocket<S>) -> Option<socketry::CloseFrame>
 where
@@ -641,17 +658,12 @@ async fn a_writer_parked_before_the_reader_left_is_woken_by_a_later_request() {
     // The writer parked on a peer that does not read while the reader had the requests;
     // the reader leaves, then the request comes: it must reach the writer, whose send then
     // ends at the close timeout.
-    let config = socketry::WebSocketConfig::default().close_timeout(Duration::from_millis(200));
-    let (addr, mut rx) = serve_reporting(move |stream| async move {
-        let mut ws = socketry::Acceptor::new()
-            .config(config)
-            .accept(stream)
-            .await
-            .unwrap();
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = accept_closing_fast(stream).await;
         let closer = ws.closer();
         let (reader, mut writer) = ws.split();
         let writing = tokio::spawn(async move {
-            let big = Message::binary(vec![7u8; 1 << 20]);
+            let big = big_message();
             loop {
                 if let Err(err) = writer.send(big.clone()).await {
                     return err;
@@ -675,19 +687,14 @@ async fn a_writer_parked_before_the_reader_left_is_woken_by_a_later_request() {
 async fn a_writer_held_up_by_a_peer_that_stopped_reading_gives_up_at_the_close_timeout() {
     // No write timeout: before, a send parked on a full socket stayed parked after the
     // request was acted on, for as long as the peer kept not reading.
-    let config = socketry::WebSocketConfig::default().close_timeout(Duration::from_millis(200));
-    let (addr, mut rx) = serve_reporting(move |stream| async move {
-        let mut ws = socketry::Acceptor::new()
-            .config(config)
-            .accept(stream)
-            .await
-            .unwrap();
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let mut ws = accept_closing_fast(stream).await;
         let closer = ws.closer();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
             closer.close(CloseCode::GOING_AWAY, "stop").unwrap();
         });
-        let big = Message::binary(vec![7u8; 1 << 20]);
+        let big = big_message();
         let mut sent = 0usize;
         let ended = loop {
             match ws.send(big.clone()).await {
@@ -709,19 +716,14 @@ async fn a_writer_held_up_by_a_peer_that_stopped_reading_gives_up_at_the_close_t
 
 #[tokio::test]
 async fn a_handles_close_on_a_peer_that_stopped_reading_ends_at_the_close_timeout() {
-    let config = socketry::WebSocketConfig::default().close_timeout(Duration::from_millis(200));
-    let (addr, mut rx) = serve_reporting(move |stream| async move {
-        let ws = socketry::Acceptor::new()
-            .config(config)
-            .accept(stream)
-            .await
-            .unwrap();
+    let (addr, mut rx) = serve_reporting(|stream| async move {
+        let ws = accept_closing_fast(stream).await;
         let (reader, mut writer) = ws.split();
         let handle = writer.handle();
         drop(reader);
         // Fills the socket: the peer reads nothing.
         let _writing = tokio::spawn(async move {
-            let big = Message::binary(vec![7u8; 1 << 20]);
+            let big = big_message();
             while writer.send(big.clone()).await.is_ok() {}
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
