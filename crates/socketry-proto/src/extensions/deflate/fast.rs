@@ -81,9 +81,31 @@ impl FastDeflate {
             self.history.extend_from_slice(payload);
             return encode(&self.history, start, self.origin, &mut self.table, window);
         }
-        // A large message: compress it after a copy of the history, then keep its end.
         let kept = self.history.len().min(window);
         let skipped = self.history.len() - kept;
+        if payload.len() > split_at_least(window) {
+            // A large message, coded after the history without a copy of all of it; its
+            // last `window` bytes are the history then.
+            let origin = self.origin.wrapping_add(skipped as u16);
+            let mut out = encode_static_split(
+                &self.history[skipped..],
+                payload,
+                origin,
+                &mut self.table,
+                window,
+            );
+            if out.len() > stored_len(payload.len()) {
+                out = encode_stored(payload);
+            }
+            let tail = payload.len() - window;
+            self.history.clear();
+            self.history.reserve_exact(capacity);
+            self.history.extend_from_slice(&payload[tail..]);
+            self.origin = origin.wrapping_add((kept + tail) as u16);
+            return out;
+        }
+        // A message of up to a few windows: compress it after a copy of the history, then
+        // keep its end.
         let mut joined = Vec::with_capacity(kept + payload.len());
         joined.extend_from_slice(&self.history[skipped..]);
         joined.extend_from_slice(payload);
@@ -146,42 +168,112 @@ fn encode_static(
     table: &mut [u16; HASH_SIZE],
     window: usize,
 ) -> Vec<u8> {
-    let len = work.len() - start;
-    // A literal costs at most 9 bits, a match of 4 bytes or more at most 31.
-    let mut sink = Sink::with_capacity(len + len / 8 + 16);
+    let mut sink = block_sink(work.len() - start);
     let mut bits = BitWriter::new(&mut sink);
     bits.put(0b010, 3); // BFINAL 0, BTYPE 01 (static codes)
+    let end = code_symbols(&mut bits, work, start, work.len(), origin, table, window);
+    end_block(bits, &work[end..]);
+    sink.out
+}
+
+/// As [`encode_static`] for `payload` after the `kept` bytes of `prefix` (`prefix[0]` at
+/// stream position `origin`), without copying `payload` behind them: its first part is coded
+/// in a copy that joins the two, the rest where it lies. The bits are those of coding the
+/// whole join. `payload` must be longer than [`split_at_least`] of `window`.
+fn encode_static_split(
+    prefix: &[u8],
+    payload: &[u8],
+    origin: u16,
+    table: &mut [u16; HASH_SIZE],
+    window: usize,
+) -> Vec<u8> {
+    let kept = prefix.len();
+    // Positions before `kept + window` are coded in the join. Past them, a match reaches
+    // back at most `window` bytes, all in `payload`; the join also holds what a match that
+    // starts before them (at most `MAX_MATCH`) and its tail's hash (`MIN_MATCH`) read.
+    let head_len = split_at_least(window);
+    debug_assert!(payload.len() > head_len);
+    let mut head = Vec::with_capacity(kept + head_len);
+    head.extend_from_slice(prefix);
+    head.extend_from_slice(&payload[..head_len]);
+    let mut sink = block_sink(payload.len());
+    let mut bits = BitWriter::new(&mut sink);
+    bits.put(0b010, 3); // BFINAL 0, BTYPE 01 (static codes)
+    let at = code_symbols(&mut bits, &head, kept, kept + window, origin, table, window);
+    let payload_origin = origin.wrapping_add(kept as u16);
+    let end = code_symbols(
+        &mut bits,
+        payload,
+        at - kept,
+        payload.len(),
+        payload_origin,
+        table,
+        window,
+    );
+    end_block(bits, &payload[end..]);
+    sink.out
+}
+
+/// How much of a message [`encode_static_split`] copies beside the history.
+fn split_at_least(window: usize) -> usize {
+    window + MAX_MATCH + MIN_MATCH
+}
+
+/// The output of a block for `len` bytes: a literal costs at most 9 bits, a match of 4
+/// bytes or more at most 31.
+fn block_sink(len: usize) -> Sink {
+    Sink::with_capacity(len + len / 8 + 16)
+}
+
+/// Codes `work` from `i` on, literals and matches, until a symbol starts at or past `stop`
+/// or fewer than `MIN_MATCH` bytes are left; matches may reach back into `work[..i]`, whose
+/// first byte is at stream position `origin`. Returns where it stopped.
+fn code_symbols(
+    bits: &mut BitWriter<'_>,
+    work: &[u8],
+    mut i: usize,
+    stop: usize,
+    origin: u16,
+    table: &mut [u16; HASH_SIZE],
+    window: usize,
+) -> usize {
     let end = work.len();
-    let mut i = start;
-    if end >= MIN_MATCH {
-        let last = end - MIN_MATCH;
-        while i <= last {
-            let here = read_u32(work, i);
-            let slot = hash(here);
-            let position = origin.wrapping_add(i as u16);
-            let seen = table[slot];
-            table[slot] = position;
-            // Modular: a stale entry gives some distance below 2^16, checked like any other;
-            // 1 to `reach` is inside both the window and the buffer (0 wraps past it).
-            let distance = usize::from(position.wrapping_sub(seen));
-            let reach = i.min(window);
-            if distance.wrapping_sub(1) >= reach || read_u32(work, i - distance) != here {
-                bits.put_literal(work[i]);
-                i += 1;
-                continue;
-            }
-            let length = match_length(work, i - distance, i);
-            bits.put_match(length, distance);
-            // Remember where the match ends, so the next repetition of what follows it is
-            // found too.
-            let tail = i + length - 1;
-            if tail <= last {
-                table[hash(read_u32(work, tail))] = origin.wrapping_add(tail as u16);
-            }
-            i += length;
-        }
+    if end < MIN_MATCH {
+        return i;
     }
-    for &byte in &work[i..] {
+    let last = (end - MIN_MATCH).min(stop.wrapping_sub(1));
+    while i <= last && i < stop {
+        let here = read_u32(work, i);
+        let slot = hash(here);
+        let position = origin.wrapping_add(i as u16);
+        let seen = table[slot];
+        table[slot] = position;
+        // Modular: a stale entry gives some distance below 2^16, checked like any other;
+        // 1 to `reach` is inside both the window and the buffer (0 wraps past it).
+        let distance = usize::from(position.wrapping_sub(seen));
+        let reach = i.min(window);
+        if distance.wrapping_sub(1) >= reach || read_u32(work, i - distance) != here {
+            bits.put_literal(work[i]);
+            i += 1;
+            continue;
+        }
+        let length = match_length(work, i - distance, i);
+        bits.put_match(length, distance);
+        // Remember where the match ends, so the next repetition of what follows it is
+        // found too.
+        let tail = i + length - 1;
+        if tail + MIN_MATCH <= end {
+            table[hash(read_u32(work, tail))] = origin.wrapping_add(tail as u16);
+        }
+        i += length;
+    }
+    i
+}
+
+/// The block's last literals (fewer than `MIN_MATCH` bytes), its end, and the sync flush's
+/// first byte.
+fn end_block(mut bits: BitWriter<'_>, rest: &[u8]) {
+    for &byte in rest {
         bits.put_literal(byte);
     }
     let (code, count) = LITERALS[256]; // end of block
@@ -190,7 +282,6 @@ fn encode_static(
     // `00 00 ff ff` is left out.
     bits.put(0, 3);
     bits.finish();
-    sink.out
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
@@ -503,6 +594,9 @@ mod tests {
             let mut within = unit[..window - 300].to_vec();
             within.extend_from_slice(&unit[..200]);
             across.push(within);
+            // Longer than a window and a match: coded in two parts (see
+            // `encode_static_split`), the repeats reaching across the join.
+            across.push([unit.clone(), unit.clone(), unit.clone()].concat());
             for keep in [true, false] {
                 let mut c = FastDeflate::new(bits, keep);
                 let compressed: Vec<Vec<u8>> = across.iter().map(|m| c.compress(m)).collect();
