@@ -43,6 +43,16 @@ async fn closed_with(
     bounded(rx.recv()).await.unwrap()
 }
 
+/// Connects a raw client that sends and reads nothing after the handshake, and returns the
+/// server's verdict.
+async fn verdict_with_a_silent_client(
+    addr: std::net::SocketAddr,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>,
+) -> bool {
+    let _client = RawClient::connect(addr).await;
+    bounded(rx.recv()).await.unwrap().1
+}
+
 /// Accepts with a close timeout of 200 ms, for the tests of peers that stop reading.
 async fn accept_closing_fast(
     stream: tokio::net::TcpStream,
@@ -648,8 +658,7 @@ async fn the_tasks_a_request_would_wake_are_not_kept_alive() {
         (None::<Message>, kept <= 1)
     })
     .await;
-    let _client = RawClient::connect(addr).await;
-    let (_, kept_one) = bounded(rx.recv()).await.unwrap();
+    let kept_one = verdict_with_a_silent_client(addr, &mut rx).await;
     assert!(kept_one, "at most the writer's last waker is kept");
 }
 
@@ -678,8 +687,7 @@ async fn a_writer_parked_before_the_reader_left_is_woken_by_a_later_request() {
         (None::<Message>, matches!(ended, Error::AlreadyClosed))
     })
     .await;
-    let _client = RawClient::connect(addr).await;
-    let (_, ended) = bounded(rx.recv()).await.unwrap();
+    let ended = verdict_with_a_silent_client(addr, &mut rx).await;
     assert!(ended, "the parked send ended with AlreadyClosed");
 }
 
@@ -709,8 +717,7 @@ async fn a_writer_held_up_by_a_peer_that_stopped_reading_gives_up_at_the_close_t
     })
     .await;
     // Upgraded, then never reads again.
-    let _client = RawClient::connect(addr).await;
-    let (_, gave_up) = bounded(rx.recv()).await.unwrap();
+    let gave_up = verdict_with_a_silent_client(addr, &mut rx).await;
     assert!(gave_up, "the sends went out, then ended with AlreadyClosed");
 }
 
