@@ -27,9 +27,10 @@ use tokio::sync::{Notify, watch};
 /// controller that awaits something else (a channel, a database) should also wait on
 /// [`signalled`](Self::signalled) and return: the automatic close then sends the 1001. One
 /// that does neither is cancelled (its future dropped) half the shutdown's deadline after the
-/// signal, and the automatic close sends the 1001 then (a controller that used its connection
-/// since the signal is not: its close is under way). Background tasks (a ticker, a pump)
-/// wait on `signalled` too. Plug it into axum's graceful shutdown:
+/// signal, and the automatic close sends the 1001 then (one that used its connection since
+/// the signal, whose close is under way, is cancelled at three quarters of the deadline).
+/// Background tasks (a ticker, a pump) wait on `signalled` too. Plug it into axum's graceful
+/// shutdown:
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -238,12 +239,14 @@ impl Guard {
 
 impl Guard {
     /// Resolves half the shutdown's deadline after its signal if the connection was not used
-    /// meanwhile: its task then cancels the controller, and closes with the 1001 itself.
+    /// meanwhile, three quarters of it after if it was: its task then cancels the controller,
+    /// and closes with the 1001 itself.
     pub(crate) fn grace_over(&self) -> GraceOver<'_> {
         GraceOver {
             guard: self,
             registered: None,
             sleep: None,
+            extended: false,
         }
     }
 }
@@ -256,6 +259,8 @@ pub(crate) struct GraceOver<'a> {
     registered: Option<Waker>,
     /// Boxed: the sleep's state takes room only once shutdown has begun.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The grace was extended once, for a controller that had used its connection.
+    extended: bool,
 }
 
 impl Future for GraceOver<'_> {
@@ -280,19 +285,32 @@ impl Future for GraceOver<'_> {
             let grace = inner.lock().grace;
             this.sleep = Some(Box::pin(tokio::time::sleep(grace)));
         }
-        if let Some(sleep) = &mut this.sleep {
-            std::task::ready!(sleep.as_mut().poll(cx));
+        let Some(sleep) = &mut this.sleep else {
+            return Poll::Pending;
+        };
+        std::task::ready!(sleep.as_mut().poll(cx));
+        if this.extended {
+            return Poll::Ready(());
         }
         // A controller that used its connection since the request has the close under way
-        // (a slow peer's answer, say): not cut short; the deadline bounds it.
-        let taken_up = inner
-            .lock()
-            .closers
-            .get(&this.guard.id)
-            .is_some_and(Closer::is_taken_up);
-        if taken_up {
-            return Poll::Pending;
+        // (a slow peer's answer, say): it gets half of what is left of the deadline more,
+        // then is cancelled too (it may have gone on to wait on something else), so that
+        // the automatic close still fits in the deadline.
+        let (taken_up, grace) = {
+            let live = inner.lock();
+            let taken_up = live
+                .closers
+                .get(&this.guard.id)
+                .is_some_and(Closer::is_taken_up);
+            (taken_up, live.grace)
+        };
+        if !taken_up {
+            return Poll::Ready(());
         }
+        this.extended = true;
+        let more = tokio::time::Instant::now() + grace / 2;
+        sleep.as_mut().reset(more);
+        std::task::ready!(sleep.as_mut().poll(cx));
         Poll::Ready(())
     }
 }

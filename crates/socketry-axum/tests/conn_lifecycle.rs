@@ -654,8 +654,9 @@ impl Controller for ClosesOnSignal {
 
 #[tokio::test]
 async fn a_controller_closing_past_the_grace_is_not_cancelled() {
-    // The peer answers the close after 1.5 s, past the 1 s grace of a 2 s shutdown: the
-    // controller is using its connection, so it finishes its close.
+    // The peer answers the close after 1.2 s, past the 1 s grace of a 2 s shutdown: the
+    // controller is using its connection, so it finishes its close (before the 1.5 s at
+    // which it would be cancelled all the same).
     let shutdown = Shutdown::new();
     let finished = Arc::new(AtomicUsize::new(0));
     let router = Upgrader::new(ClosesOnSignal(shutdown.clone(), finished.clone()))
@@ -670,7 +671,7 @@ async fn a_controller_closing_past_the_grace_is_not_cancelled() {
     })
     .await;
     let reading = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
         close_code_then_clean_end(&mut ws).await
     });
     assert_eq!(shutdown.shutdown(Duration::from_secs(2)).await, 0);
@@ -680,6 +681,39 @@ async fn a_controller_closing_past_the_grace_is_not_cancelled() {
         1,
         "the controller's close finished"
     );
+}
+
+/// Reads until its connection ends, then waits on something that never comes.
+struct ReadsThenParks;
+
+impl Controller for ReadsThenParks {
+    type Error = socketry::Error;
+
+    async fn serve(&self, conn: &mut Conn, _: &Request) -> Result<(), Self::Error> {
+        while conn.recv().await.is_some() {}
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_controller_that_used_its_connection_and_then_parked_is_still_cancelled() {
+    // It took the shutdown's request up (its `recv` saw it) and then stopped using the
+    // connection: cancelled within the deadline all the same.
+    let shutdown = Shutdown::new();
+    let router = Upgrader::new(ReadsThenParks)
+        .settings(Settings::default().shutdown(shutdown.clone()))
+        .route(Router::new(), "/reads");
+    let addr = serve(router).await;
+    let mut ws = client(addr, "/reads").await;
+    let reading = tokio::spawn(async move { close_code_then_clean_end(&mut ws).await });
+    bounded(async {
+        while shutdown.live() < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(shutdown.shutdown(Duration::from_secs(2)).await, 0);
+    assert_eq!(bounded(reading).await.unwrap(), Ok(1001));
 }
 
 /// With read and write timeouts set: a silent peer times the read out (and the connection

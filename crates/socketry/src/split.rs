@@ -82,6 +82,13 @@ impl CloseFanOut {
     }
 }
 
+impl CloseFanOut {
+    fn clear(&self) {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        std::mem::take(&mut *self.closed.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
 impl Wake for CloseFanOut {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
@@ -260,6 +267,10 @@ impl<S> Inner<S> {
         self.ws
             .core
             .poll_close_request(Some(&Context::from_waker(&waker)));
+        if !self.ws.core.has_close_watch() {
+            // Acted on: nobody is to be woken for it any more.
+            fanout.clear();
+        }
     }
 }
 
@@ -923,6 +934,7 @@ where
 
     fn closer(&self) -> crate::Closer {
         let mut inner = self.lock();
+        let first = !inner.ws.core.has_close_watch();
         let closer = inner.ws.core.closer();
         // The task that reads may be parked already: register it now, or the first request
         // would wake nobody until its next poll. Without a reader, the tasks parked in
@@ -930,7 +942,12 @@ where
         // poll again and do.
         let reader_gone = inner.reader_gone;
         let (waker, parked) = if reader_gone {
-            let parked = std::mem::take(&mut inner.closed_waiters);
+            // (Taken only to be woken below.)
+            let parked = if first {
+                std::mem::take(&mut inner.closed_waiters)
+            } else {
+                Vec::new()
+            };
             (Some(Waker::from(self.close_fanout.clone())), parked)
         } else {
             (inner.reader.clone(), Vec::new())
@@ -943,7 +960,7 @@ where
         if requested && let Some(waker) = &waker {
             waker.wake_by_ref();
         }
-        if reader_gone {
+        if reader_gone && first {
             // The writer and the `closed()` callers registered for no request (there was no
             // closer): polled again, they do.
             for waiter in parked {
