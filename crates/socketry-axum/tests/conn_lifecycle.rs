@@ -47,6 +47,22 @@ async fn close_code_then_clean_end(ws: &mut Client) -> Result<u16, String> {
     code.ok_or_else(|| "no close frame".to_owned())
 }
 
+/// A client whose connection, served by `controller` under `shutdown`, is live (counted by
+/// the shutdown).
+async fn live_client<C: Controller>(shutdown: &Shutdown, controller: C, path: &str) -> Client {
+    let router = Upgrader::new(controller)
+        .settings(Settings::default().shutdown(shutdown.clone()))
+        .route(Router::new(), path);
+    let ws = client(serve(router).await, path).await;
+    bounded(async {
+        while shutdown.live() < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    ws
+}
+
 /// Counts `on_error` calls.
 #[derive(Default)]
 struct Failures(AtomicUsize);
@@ -590,18 +606,8 @@ impl Controller for ReturnsOnSignal {
 async fn a_controller_that_returns_on_the_shutdown_signal_closes_with_1001() {
     // The automatic close after `serve` would send 1000; the shutdown's request came first.
     let shutdown = Shutdown::new();
-    let router = Upgrader::new(ReturnsOnSignal(shutdown.clone()))
-        .settings(Settings::default().shutdown(shutdown.clone()))
-        .route(Router::new(), "/quiet");
-    let addr = serve(router).await;
-    let mut ws = client(addr, "/quiet").await;
+    let mut ws = live_client(&shutdown, ReturnsOnSignal(shutdown.clone()), "/quiet").await;
     let reading = tokio::spawn(async move { close_code_then_clean_end(&mut ws).await });
-    bounded(async {
-        while shutdown.live() < 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
     assert_eq!(shutdown.shutdown(Duration::from_secs(5)).await, 0);
     assert_eq!(bounded(reading).await.unwrap(), Ok(1001));
 }
@@ -620,18 +626,8 @@ impl Controller for ParkedElsewhere {
 #[tokio::test]
 async fn a_controller_parked_elsewhere_is_cancelled_after_the_grace_and_closes_with_1001() {
     let shutdown = Shutdown::new();
-    let router = Upgrader::new(ParkedElsewhere)
-        .settings(Settings::default().shutdown(shutdown.clone()))
-        .route(Router::new(), "/parked");
-    let addr = serve(router).await;
-    let mut ws = client(addr, "/parked").await;
+    let mut ws = live_client(&shutdown, ParkedElsewhere, "/parked").await;
     let reading = tokio::spawn(async move { close_code_then_clean_end(&mut ws).await });
-    bounded(async {
-        while shutdown.live() < 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
     // Half of the deadline is the grace: the controller is dropped after 1 s, and the
     // automatic close has the other second for the handshake.
     assert_eq!(shutdown.shutdown(Duration::from_secs(2)).await, 0);
@@ -659,16 +655,11 @@ async fn a_controller_closing_past_the_grace_is_not_cancelled() {
     // which it would be cancelled all the same).
     let shutdown = Shutdown::new();
     let finished = Arc::new(AtomicUsize::new(0));
-    let router = Upgrader::new(ClosesOnSignal(shutdown.clone(), finished.clone()))
-        .settings(Settings::default().shutdown(shutdown.clone()))
-        .route(Router::new(), "/closes");
-    let addr = serve(router).await;
-    let mut ws = client(addr, "/closes").await;
-    bounded(async {
-        while shutdown.live() < 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    let mut ws = live_client(
+        &shutdown,
+        ClosesOnSignal(shutdown.clone(), finished.clone()),
+        "/closes",
+    )
     .await;
     let reading = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -700,18 +691,8 @@ async fn a_controller_that_used_its_connection_and_then_parked_is_still_cancelle
     // It took the shutdown's request up (its `recv` saw it) and then stopped using the
     // connection: cancelled within the deadline all the same.
     let shutdown = Shutdown::new();
-    let router = Upgrader::new(ReadsThenParks)
-        .settings(Settings::default().shutdown(shutdown.clone()))
-        .route(Router::new(), "/reads");
-    let addr = serve(router).await;
-    let mut ws = client(addr, "/reads").await;
+    let mut ws = live_client(&shutdown, ReadsThenParks, "/reads").await;
     let reading = tokio::spawn(async move { close_code_then_clean_end(&mut ws).await });
-    bounded(async {
-        while shutdown.live() < 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
     assert_eq!(shutdown.shutdown(Duration::from_secs(2)).await, 0);
     assert_eq!(bounded(reading).await.unwrap(), Ok(1001));
 }
