@@ -227,13 +227,14 @@ if part compression; then
 echo "== bench: compression CPU, 16 KiB JSON-like text (callgrind)"
 cg_small=100; cg_large=500
 [ "$SMOKE" = 1 ] && { cg_small=5; cg_large=10; }
-# deflate: the default settings (socketry's level-1 compressor, 12-bit window); deflate-w15:
-# the same with zlib's usual 15-bit window, which reaches the previous copy of the message.
-for mode in plain deflate deflate-w15; do
+# deflate: the default settings (socketry's level-1 compressor, 15-bit window; the client's
+# window limited to 12 bits); deflate-w12: the same with a 12-bit window of ours, the default
+# before 2026-12-07, which cannot reach the previous copy of the message.
+for mode in plain deflate deflate-w12; do
   case "$mode" in
     plain) sflag=""; lflag="--text" ;;
     deflate) sflag="--compression"; lflag="--compression" ;;
-    deflate-w15) sflag="--compression --compression-window 15"; lflag="--compression" ;;
+    deflate-w12) sflag="--compression --compression-window 12"; lflag="--compression" ;;
   esac
   a=$(callgrind_total socketry 16384 "$cg_small" "$sflag" "$lflag")
   b=$(callgrind_total socketry 16384 "$cg_large" "$sflag" "$lflag")
@@ -244,7 +245,7 @@ done
 
 echo "== bench: memory per compressing connection, windows full (idle_memory example)"
 comp_conns=1000; [ "$SMOKE" = 1 ] && comp_conns=50
-for mode in default window15 level6 no-context; do
+for mode in default window12 client15 level6 no-context; do
   line=$(timeout 600 "$BIN/examples/idle_memory" --connections "$comp_conns" --compression "$mode")
   kib=$(echo "$line" | sed -n 's/.*(\([0-9.]*\) KiB) per connection.*/\1/p')
   [ -n "$kib" ] || { echo "bench: idle_memory --compression $mode failed: $line" >&2; exit 1; }

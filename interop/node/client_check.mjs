@@ -38,6 +38,19 @@ ws.on("open", async () => {
   if (deflate !== negotiated.startsWith("permessage-deflate")) {
     fail(`extensions "${negotiated}" with compression ${mode}`);
   }
+  // ws offers client_max_window_bits: socketry's server limits the client's window to 12 bits.
+  // (ws keeps the accepted parameters on its extension object; `extensions` is only names.)
+  const bits = deflate && ws._extensions["permessage-deflate"]?.params?.client_max_window_bits;
+  if (deflate && bits !== 12) {
+    fail(`the client's window is ${bits}, expected 12 bits`);
+  }
+  // A repeat 6,000 bytes back, out of a 12-bit window's reach: a client that ignored the
+  // limit would send a distance the server refuses.
+  const block = (await import("node:crypto")).randomBytes(6000);
+  const far = Buffer.concat([block, block, block]);
+  ws.send(far);
+  const r = await next();
+  if (!r.isBinary || !r.data.equals(far)) fail("far repeat");
   for (const n of SIZES) {
     const text = textOf(n);
     ws.send(text);

@@ -7,6 +7,7 @@ that compression was (or was not) negotiated, and the close code echoed back. Ex
 the first mismatch.
 """
 import asyncio
+import os
 import sys
 
 from websockets.asyncio.client import connect
@@ -24,6 +25,16 @@ async def main(url, compression):
         names = [e.name for e in ws.protocol.extensions]
         expected = ["permessage-deflate"] if comp else []
         assert names == expected, f"extensions {names}, expected {expected}"
+        if comp:
+            # socketry's server limits the client's window to 12 bits where the offer allows it
+            # (websockets offers client_max_window_bits).
+            bits = ws.protocol.extensions[0].local_max_window_bits
+            assert bits == 12, f"client window {bits} bits, expected 12"
+        # A repeat 6,000 bytes back: out of a 12-bit window's reach, so a client that ignored
+        # the limit would send a distance the server refuses.
+        far = os.urandom(6000) * 3
+        await ws.send(far)
+        assert await ws.recv() == far, "far repeat"
         for n in SIZES:
             text = text_of(n)
             await ws.send(text)

@@ -5,10 +5,11 @@
 //! cargo run --release --example idle_memory -- --connections 1000 --compression default
 //! ```
 //!
-//! `--compression MODE` (`default`, `window15`, `level6`, `window9`, `no-context`) turns
+//! `--compression MODE` (`default`, `window12`, `client15`, `level6`, `window9`, `no-context`) turns
 //! permessage-deflate on in the server and in the clients, and each client exchanges
-//! `--messages K` (40) different messages of about 1.1 KB before going quiet: enough to fill
-//! both windows, as a connection that has run for a while has them (a connection that never
+//! `--messages K` (100) different messages of about 1.1 KB before going quiet: enough to fill
+//! both windows and the compressor's history (1.5 windows), as a connection that has run for a
+//! while has them (a connection that never
 //! sent or received a compressed message holds no compression state at all).
 //!
 //! Starts a socketry server in a child process (each connection handled by a task waiting in
@@ -31,7 +32,8 @@ fn compression() -> Option<DeflateConfig> {
     match arg("--compression").as_deref() {
         None => None,
         Some("default") => Some(DeflateConfig::default()),
-        Some("window15") => Some(DeflateConfig::default().compression_window_bits(15)),
+        Some("window12") => Some(DeflateConfig::default().compression_window_bits(12)),
+        Some("client15") => Some(DeflateConfig::default().client_max_window_bits(15)),
         Some("level6") => Some(DeflateConfig::default().level(6)),
         Some("window9") => Some(
             DeflateConfig::default()
@@ -96,7 +98,7 @@ async fn open_compressed(addr: &str) -> Idle {
         .connect(&format!("ws://{addr}/"))
         .await
         .unwrap();
-    let messages: usize = arg("--messages").map_or(40, |v| v.parse().unwrap());
+    let messages: usize = arg("--messages").map_or(100, |v| v.parse().unwrap());
     for k in 0..messages {
         let text: String = (0..20)
             .map(|i| {

@@ -88,11 +88,17 @@ fn main() -> Result<(), BoxError> {
 async fn run(options: Options) -> Result<(), BoxError> {
     let payload = payload(options.size, options.text);
     let mut streams = Vec::with_capacity(options.connections);
+    // The window the servers allowed our compressor (`client_max_window_bits`): the batch is
+    // compressed once, within the narrowest.
+    let mut window_bits = 15;
     for index in 0..options.connections {
         let stream = connect(options.addr, index, options.connections).await?;
-        streams.push(handshake(stream, options.addr, &options.path, options.compression).await?);
+        let (stream, leftover, bits) =
+            handshake(stream, options.addr, &options.path, options.compression).await?;
+        window_bits = window_bits.min(bits);
+        streams.push((stream, leftover));
     }
-    let batch = batch(&payload, &options);
+    let batch = batch(&payload, &options, window_bits);
     let started = Instant::now();
     let deadline = started + options.duration;
     let tasks: Vec<_> = streams
@@ -150,9 +156,11 @@ async fn run(options: Options) -> Result<(), BoxError> {
 }
 
 /// K masked frames, built once.
-fn batch(payload: &[u8], options: &Options) -> Vec<u8> {
+fn batch(payload: &[u8], options: &Options, window_bits: u8) -> Vec<u8> {
     let (body, rsv1) = if options.compression {
-        let mut compress = Compress::new(Compression::new(1), false);
+        // zlib cannot compress with 8 bits; 9 is what a peer that allows 9 can decode too.
+        let mut compress =
+            Compress::new_with_window_bits(Compression::new(1), false, window_bits.max(9));
         let mut out = Vec::with_capacity(payload.len() + 64);
         compress
             .compress_vec(payload, &mut out, FlushCompress::Sync)
@@ -217,7 +225,7 @@ async fn handshake(
     addr: SocketAddr,
     path: &str,
     compression: bool,
-) -> Result<(TcpStream, Vec<u8>), BoxError> {
+) -> Result<(TcpStream, Vec<u8>, u8), BoxError> {
     let extensions = if compression {
         "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; client_max_window_bits\r\n"
     } else {
@@ -244,7 +252,14 @@ async fn handshake(
     if compression && !head.contains("permessage-deflate") {
         return Err("the server did not accept permessage-deflate".into());
     }
-    Ok((stream, buf.split_off(end)))
+    let window_bits = head
+        .split("client_max_window_bits=")
+        .nth(1)
+        .and_then(|rest| rest.trim_start_matches('"').get(..2))
+        .map(|v| v.trim_end_matches(|c: char| !c.is_ascii_digit()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    Ok((stream, buf.split_off(end), window_bits))
 }
 
 /// Parses frame headers in `buf[at..]`; returns (fin, opcode, header length, payload length).
@@ -402,7 +417,8 @@ async fn idle_connections(
     let mut streams = Vec::with_capacity(count);
     for _ in 0..count {
         let stream = connect(addr, streams.len(), count).await?;
-        streams.push(handshake(stream, addr, &path, false).await?.0);
+        let (stream, leftover, _) = handshake(stream, addr, &path, false).await?;
+        streams.push((stream, leftover));
     }
     println!("ready {count}");
     tokio::time::sleep(hold).await;

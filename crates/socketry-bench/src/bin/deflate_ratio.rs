@@ -105,11 +105,11 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map_or(100, |v| v.parse().expect("--rounds N"));
     let settings = [
-        ("socketry-level1-w12", Some(DeflateConfig::default())),
         (
-            "socketry-level1-w15",
-            Some(DeflateConfig::default().compression_window_bits(15)),
+            "socketry-level1-w12",
+            Some(DeflateConfig::default().compression_window_bits(12)),
         ),
+        ("socketry-level1-w15", Some(DeflateConfig::default())),
         ("zlib-rs-level1-w15", None),
         (
             "zlib-rs-level6-w15",

@@ -45,7 +45,9 @@ pub struct DeflateConfig {
     server_no_context_takeover: bool,
     client_no_context_takeover: bool,
     server_max_window_bits: u8,
-    client_max_window_bits: u8,
+    /// `None`: not set, which a server reads as `DEFAULT_CLIENT_WINDOW_BITS` and a client
+    /// as "any" (it offers the parameter without a value).
+    client_max_window_bits: Option<u8>,
     compression_window_bits: u8,
     level: u32,
     threshold: usize,
@@ -57,7 +59,7 @@ impl Default for DeflateConfig {
             server_no_context_takeover: false,
             client_no_context_takeover: false,
             server_max_window_bits: 15,
-            client_max_window_bits: 15,
+            client_max_window_bits: None,
             compression_window_bits: DEFAULT_COMPRESSION_WINDOW_BITS,
             level: 1,
             threshold: 64,
@@ -66,7 +68,10 @@ impl Default for DeflateConfig {
 }
 
 /// See [`DeflateConfig::compression_window_bits`].
-const DEFAULT_COMPRESSION_WINDOW_BITS: u8 = 12;
+const DEFAULT_COMPRESSION_WINDOW_BITS: u8 = 15;
+/// A server's limit on the client's window unless configured: see
+/// [`DeflateConfig::client_max_window_bits`].
+const DEFAULT_CLIENT_WINDOW_BITS: u8 = 12;
 
 impl DeflateConfig {
     /// Ask that the server compress each message on its own (no shared window), which frees
@@ -92,10 +97,22 @@ impl DeflateConfig {
         self
     }
 
-    /// The largest window the client may use, 9–15 bits (clamped). The default value is 15.
+    /// The largest window the client may use, 9–15 bits (clamped).
+    ///
+    /// As a server, the default value is 12 (4 KiB): a server asks for it when the client's
+    /// offer allows (`client_max_window_bits` in the offer, as browsers, Node `ws` and Python
+    /// `websockets` send it); without that the client keeps 15. With context takeover the
+    /// server keeps the client's window between messages, so this is the memory a connection
+    /// pays for what it receives: 4 KiB at 12 bits, 32 KiB at 15. What it trades is the
+    /// client's ratio: on small, different JSON messages about 7 % more bytes than 15 bits; on
+    /// a large message repeated whole, much more (its previous copy is out of a 4 KiB
+    /// window's reach).
+    ///
+    /// As a client, this is the limit offered for our own window; by default none is (the
+    /// parameter is offered without a value, so that the server may choose any).
     #[must_use]
     pub fn client_max_window_bits(mut self, bits: u8) -> Self {
-        self.client_max_window_bits = bits.clamp(9, 15);
+        self.client_max_window_bits = Some(bits.clamp(9, 15));
         self
     }
 
@@ -103,12 +120,12 @@ impl DeflateConfig {
     /// handshake allowed. It is not negotiated: a smaller window than agreed is always valid,
     /// since it only makes matches shorter-reaching, and the peer decodes it with the window it
     /// has. With context takeover a connection keeps up to 1.5 × `2^bits` bytes of history,
-    /// for as long as it lives. The default value is 12 (4 KiB), which keeps a compressing
-    /// connection with context takeover under 64 KiB in all. What it trades
-    /// (`docs/benchmarks.md`, "Compression, round two"): on small, different JSON messages about
-    /// 7 % more bytes than 15 bits; on a large message repeated whole, much more (0.33 against
-    /// 0.065 for 16 KiB sent again and again), since the repeat is out of reach. 15 is zlib's
-    /// usual 32 KiB.
+    /// for as long as it lives. The default value is 15 (32 KiB, zlib's usual window): with the
+    /// client's window at its default of 12 bits, a server connection with context takeover
+    /// stays under 64 KiB in all (`docs/benchmarks.md`, "Compression, round five"). 12 bits
+    /// keeps 42 KiB less history for about 7 % more bytes on small, different JSON messages,
+    /// and much more on a large message repeated whole (0.33 against 0.065 for 16 KiB sent
+    /// again and again), whose previous copy is out of its reach.
     #[must_use]
     pub fn compression_window_bits(mut self, bits: u8) -> Self {
         self.compression_window_bits = bits.clamp(9, 15);
@@ -118,8 +135,9 @@ impl DeflateConfig {
     /// The compression level, 0 (store) to 9 (best); clamped. The default value is 1 (fast,
     /// as gorilla).
     ///
-    /// Level 1 uses socketry's own compressor (greedy matching, static Huffman codes, 14 KiB of
-    /// state per connection with context takeover at the default window); the other
+    /// Level 1 uses socketry's own compressor (greedy matching, static Huffman codes, 56 KiB of
+    /// state per connection with context takeover at the default window: 1.5 windows of
+    /// history and an 8 KiB table; 14 KiB at 12 bits); the other
     /// levels use zlib-rs, which compresses better at 2 and above and keeps about 300 KiB per
     /// connection with context takeover.
     #[must_use]
@@ -163,11 +181,8 @@ impl DeflateConfig {
                 self.server_max_window_bits
             ));
         }
-        if self.client_max_window_bits < 15 {
-            offer.push_str(&format!(
-                "; client_max_window_bits={}",
-                self.client_max_window_bits
-            ));
+        if let Some(bits) = self.client_max_window_bits.filter(|&bits| bits < 15) {
+            offer.push_str(&format!("; client_max_window_bits={bits}"));
         } else {
             offer.push_str("; client_max_window_bits");
         }
@@ -246,7 +261,12 @@ impl Params {
 /// )
 /// .unwrap();
 /// assert_eq!(params.server_max_window_bits, 10);
-/// assert_eq!(response, "permessage-deflate; server_max_window_bits=10");
+/// // The client allowed a limit on its window: 12 bits by default.
+/// assert_eq!(params.client_max_window_bits, 12);
+/// assert_eq!(
+///     response,
+///     "permessage-deflate; server_max_window_bits=10; client_max_window_bits=12"
+/// );
 /// ```
 pub fn negotiate_server<'a>(
     values: impl IntoIterator<Item = &'a str>,
@@ -268,7 +288,11 @@ fn accept_offer(offer: &Params, config: &DeflateConfig) -> Option<(DeflateParams
         });
     // We may limit the client's window only if it offered client_max_window_bits.
     let client_bits = match offer.client_max_window_bits {
-        Some(offered) => offered.unwrap_or(15).min(config.client_max_window_bits),
+        Some(offered) => offered.unwrap_or(15).min(
+            config
+                .client_max_window_bits
+                .unwrap_or(DEFAULT_CLIENT_WINDOW_BITS),
+        ),
         None => 15,
     };
     let client_no_context_takeover =
@@ -325,10 +349,11 @@ pub fn negotiate_client<'a>(
     if config.server_max_window_bits < 15 && server_bits > config.server_max_window_bits {
         return unexpected("permessage-deflate with a larger server window than offered");
     }
+    let our_limit = config.client_max_window_bits.unwrap_or(15);
     let client_bits = match p.client_max_window_bits {
-        Some(Some(bits)) if bits <= config.client_max_window_bits => bits,
+        Some(Some(bits)) if bits <= our_limit => bits,
         Some(_) => return unexpected("permessage-deflate with an invalid client window"),
-        None => 15.min(config.client_max_window_bits),
+        None => our_limit,
     };
     Ok(Some(DeflateParams {
         server_no_context_takeover: p.server_no_context_takeover,

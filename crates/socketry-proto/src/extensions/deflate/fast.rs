@@ -28,10 +28,10 @@ pub(crate) struct FastDeflate {
     window: usize,
     keep_history: bool,
     /// Context takeover: the bytes compressed so far, of which the last `window` are what the
-    /// peer's decompressor holds as its window. Small messages are appended here and
-    /// compressed in place; once it would pass `window + window / 2` bytes the front is
-    /// dropped (a copy of `window` bytes per `window / 2` appended). Always empty without
-    /// context takeover.
+    /// peer's decompressor holds as its window. Messages of up to half a window are appended
+    /// here and compressed in place; once one would take it past `window + window / 2` bytes,
+    /// the front is dropped so that the message ends a window of bytes (a copy of at most
+    /// `window` bytes per `window / 2` appended). Always empty without context takeover.
     history: Vec<u8>,
     /// Stream position (mod 2^16) of `history[0]`, or of the next message's first byte.
     origin: u16,
@@ -60,80 +60,133 @@ impl FastDeflate {
     pub(crate) fn compress(&mut self, payload: &[u8]) -> Vec<u8> {
         let window = self.window;
         if !self.keep_history {
-            let out = encode(payload, 0, self.origin, &mut self.table, window);
+            let out = encode(
+                Stream::new(&[], payload),
+                self.origin,
+                &mut self.table,
+                window,
+            );
             // The next message starts a new stream: its positions begin past this one's, so
             // the distance check (no farther back than the buffer's start) keeps every match
             // inside it.
             self.origin = self.origin.wrapping_add(payload.len() as u16);
             return out;
         }
-        let capacity = window + window / 2;
-        if payload.len() <= window / 2 {
-            if self.history.len() + payload.len() > capacity {
-                let dropped = self.history.len() - window.min(self.history.len());
-                self.history.drain(..dropped);
-                self.origin = self.origin.wrapping_add(dropped as u16);
-            }
-            if self.history.capacity() < capacity {
-                self.history.reserve_exact(capacity - self.history.len());
-            }
-            let start = self.history.len();
-            self.history.extend_from_slice(payload);
-            return encode(&self.history, start, self.origin, &mut self.table, window);
-        }
-        let kept = self.history.len().min(window);
-        let skipped = self.history.len() - kept;
-        if payload.len() > split_at_least(window) {
-            // A large message, coded after the history without a copy of all of it; its
-            // last `window` bytes are the history then.
-            let origin = self.origin.wrapping_add(skipped as u16);
-            let mut out = encode_static_split(
-                &self.history[skipped..],
-                payload,
-                origin,
-                &mut self.table,
-                window,
-            );
-            if out.len() > stored_len(payload.len()) {
-                out = encode_stored(payload);
-            }
-            let tail = payload.len() - window;
-            self.history.clear();
-            self.history.reserve_exact(capacity);
-            self.history.extend_from_slice(&payload[tail..]);
-            self.origin = origin.wrapping_add((kept + tail) as u16);
-            return out;
-        }
-        // A message of up to a few windows: compress it after a copy of the history, then
-        // keep its end.
-        let mut joined = Vec::with_capacity(kept + payload.len());
-        joined.extend_from_slice(&self.history[skipped..]);
-        joined.extend_from_slice(payload);
-        let origin = self.origin.wrapping_add(skipped as u16);
-        let out = encode(&joined, kept, origin, &mut self.table, window);
-        let tail = joined.len().saturating_sub(window);
-        self.history.clear();
-        self.history.reserve_exact(capacity);
-        self.history.extend_from_slice(&joined[tail..]);
-        self.origin = origin.wrapping_add(tail as u16);
+        // The message is coded where it lies, after the history (matches reach into both), so
+        // that neither is copied to join them; then the history takes the message's end.
+        let out = encode(
+            Stream::new(&self.history, payload),
+            self.origin,
+            &mut self.table,
+            window,
+        );
+        self.remember(payload);
         out
+    }
+
+    /// Appends `payload` to the history, dropping its front once it would pass `window +
+    /// window / 2` bytes so that the message ends a window of bytes: the peer's whole window
+    /// stays in reach of the next message, and the next drop is as far off as it can be (a
+    /// copy of at most `window` bytes per `window / 2` appended).
+    fn remember(&mut self, payload: &[u8]) {
+        let window = self.window;
+        let capacity = window + window / 2;
+        if self.history.capacity() < capacity {
+            self.history.reserve_exact(capacity - self.history.len());
+        }
+        let total = self.history.len() + payload.len();
+        if payload.len() >= window {
+            self.history.clear();
+            self.history
+                .extend_from_slice(&payload[payload.len() - window..]);
+            self.origin = self.origin.wrapping_add((total - window) as u16);
+            return;
+        }
+        if total > capacity {
+            let dropped = total - window; // below the history's length: the payload is shorter than a window
+            self.history.drain(..dropped);
+            self.origin = self.origin.wrapping_add(dropped as u16);
+        }
+        self.history.extend_from_slice(payload);
     }
 }
 
-/// `work[start..]` compressed as one message (matches may reach back into `work[..start]`,
-/// whose first byte is at stream position `origin`): a static-Huffman block, or stored blocks
-/// where those are shorter.
-fn encode(
-    work: &[u8],
-    start: usize,
-    origin: u16,
-    table: &mut [u16; HASH_SIZE],
-    window: usize,
-) -> Vec<u8> {
-    let out = encode_static(work, start, origin, table, window);
-    let payload = &work[start..];
-    if out.len() > stored_len(payload.len()) {
-        encode_stored(payload)
+/// What a message is coded over: the bytes before it (the history, whose first byte is at
+/// stream position `origin`) and the message, as one run of positions `0..len` without a
+/// copy that joins them. Symbols are coded for the message's positions only; a match may
+/// start in the history and run on into the message.
+#[derive(Clone, Copy)]
+struct Stream<'a> {
+    history: &'a [u8],
+    message: &'a [u8],
+}
+
+impl<'a> Stream<'a> {
+    fn new(history: &'a [u8], message: &'a [u8]) -> Self {
+        Self { history, message }
+    }
+
+    /// Where the message starts.
+    fn start(&self) -> usize {
+        self.history.len()
+    }
+
+    /// The four bytes at `at`, which may lie in the history, in the message or across both;
+    /// `at + 4 <= len`.
+    #[inline(always)]
+    fn read_u32(&self, at: usize) -> u32 {
+        let start = self.start();
+        if at >= start {
+            read_u32(self.message, at - start)
+        } else if at + 4 <= start {
+            read_u32(self.history, at)
+        } else {
+            let mut four = [0u8; 4];
+            for (k, byte) in four.iter_mut().enumerate() {
+                *byte = match (at + k).checked_sub(start) {
+                    Some(m) => self.message[m],
+                    None => self.history[at + k],
+                };
+            }
+            u32::from_le_bytes(four)
+        }
+    }
+
+    /// The length of the match of the bytes at `at` (in the message) with those at `from`
+    /// (`from < at`, anywhere), whose first `MIN_MATCH` are known equal: at most `MAX_MATCH`,
+    /// and not past the end.
+    #[inline(always)]
+    fn match_length(&self, from: usize, at: usize) -> usize {
+        let start = self.start();
+        let here = &self.message[at - start..];
+        let most = here.len().min(MAX_MATCH);
+        let Some(from) = from.checked_sub(start) else {
+            // From the history, perhaps on into the message.
+            let earlier = &self.history[from..];
+            let part = earlier.len().min(most);
+            let n = same_prefix(&earlier[..part], &here[..part], MIN_MATCH.min(part));
+            if n < part || part == most {
+                return n;
+            }
+            let rest = most - part;
+            return part + same_prefix(&self.message[..rest], &here[part..most], 0);
+        };
+        same_prefix(&self.message[from..from + most], &here[..most], MIN_MATCH)
+    }
+}
+
+/// The message of `stream` compressed: a static-Huffman block, or stored blocks where those
+/// are shorter.
+fn encode(stream: Stream<'_>, origin: u16, table: &mut [u16; HASH_SIZE], window: usize) -> Vec<u8> {
+    let message = stream.message;
+    let mut sink = block_sink(message.len());
+    let mut bits = BitWriter::new(&mut sink);
+    bits.put(0b010, 3); // BFINAL 0, BTYPE 01 (static codes)
+    let end = code_symbols(&mut bits, stream, origin, table, window);
+    end_block(bits, &message[end - stream.start()..]);
+    let out = sink.out;
+    if out.len() > stored_len(message.len()) {
+        encode_stored(message)
     } else {
         out
     }
@@ -159,115 +212,75 @@ fn encode_stored(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// One static-Huffman block for `work[start..]`, matches reaching back into `work[..start]`
-/// (whose first byte is at stream position `origin`), then the sync flush's first byte.
-fn encode_static(
-    work: &[u8],
-    start: usize,
-    origin: u16,
-    table: &mut [u16; HASH_SIZE],
-    window: usize,
-) -> Vec<u8> {
-    let mut sink = block_sink(work.len() - start);
-    let mut bits = BitWriter::new(&mut sink);
-    bits.put(0b010, 3); // BFINAL 0, BTYPE 01 (static codes)
-    let end = code_symbols(&mut bits, work, start, work.len(), origin, table, window);
-    end_block(bits, &work[end..]);
-    sink.out
-}
-
-/// As [`encode_static`] for `payload` after the `kept` bytes of `prefix` (`prefix[0]` at
-/// stream position `origin`), without copying `payload` behind them: its first part is coded
-/// in a copy that joins the two, the rest where it lies. The bits are those of coding the
-/// whole join. `payload` must be longer than [`split_at_least`] of `window`.
-fn encode_static_split(
-    prefix: &[u8],
-    payload: &[u8],
-    origin: u16,
-    table: &mut [u16; HASH_SIZE],
-    window: usize,
-) -> Vec<u8> {
-    let kept = prefix.len();
-    // Positions before `kept + window` are coded in the join. Past them, a match reaches
-    // back at most `window` bytes, all in `payload`; the join also holds what a match that
-    // starts before them (at most `MAX_MATCH`) and its tail's hash (`MIN_MATCH`) read.
-    let head_len = split_at_least(window);
-    debug_assert!(payload.len() > head_len);
-    let mut head = Vec::with_capacity(kept + head_len);
-    head.extend_from_slice(prefix);
-    head.extend_from_slice(&payload[..head_len]);
-    let mut sink = block_sink(payload.len());
-    let mut bits = BitWriter::new(&mut sink);
-    bits.put(0b010, 3); // BFINAL 0, BTYPE 01 (static codes)
-    let at = code_symbols(&mut bits, &head, kept, kept + window, origin, table, window);
-    let payload_origin = origin.wrapping_add(kept as u16);
-    let end = code_symbols(
-        &mut bits,
-        payload,
-        at - kept,
-        payload.len(),
-        payload_origin,
-        table,
-        window,
-    );
-    end_block(bits, &payload[end..]);
-    sink.out
-}
-
-/// How much of a message [`encode_static_split`] copies beside the history.
-fn split_at_least(window: usize) -> usize {
-    window + MAX_MATCH + MIN_MATCH
-}
-
 /// The output of a block for `len` bytes: a literal costs at most 9 bits, a match of 4
 /// bytes or more at most 31.
 fn block_sink(len: usize) -> Sink {
     Sink::with_capacity(len + len / 8 + 16)
 }
 
-/// Codes `work` from `i` on, literals and matches, until a symbol starts at or past `stop`
-/// or fewer than `MIN_MATCH` bytes are left; matches may reach back into `work[..i]`, whose
-/// first byte is at stream position `origin`. Returns where it stopped.
+/// Codes the message of `stream`, literals and matches, until fewer than `MIN_MATCH` bytes
+/// are left; matches may reach back into the history. Returns where it stopped (a position
+/// of the stream).
 fn code_symbols(
     bits: &mut BitWriter<'_>,
-    work: &[u8],
-    mut i: usize,
-    stop: usize,
+    stream: Stream<'_>,
     origin: u16,
     table: &mut [u16; HASH_SIZE],
     window: usize,
 ) -> usize {
-    let end = work.len();
-    if end < MIN_MATCH {
-        return i;
-    }
-    let last = (end - MIN_MATCH).min(stop.wrapping_sub(1));
-    while i <= last && i < stop {
-        let here = read_u32(work, i);
+    let start = stream.start();
+    let message = stream.message;
+    // Positions of the message's bytes (`j`) are counted from its first byte, so that the
+    // common case, a match inside the message, reads one slice.
+    let first = origin.wrapping_add(start as u16);
+    let mut j = 0;
+    while j + MIN_MATCH <= message.len() {
+        let here = read_u32(message, j);
         let slot = hash(here);
-        let position = origin.wrapping_add(i as u16);
+        let position = first.wrapping_add(j as u16);
         let seen = table[slot];
         table[slot] = position;
         // Modular: a stale entry gives some distance below 2^16, checked like any other;
-        // 1 to `reach` is inside both the window and the buffer (0 wraps past it).
+        // 1 to `reach` is inside both the window and the bytes before (0 wraps past it).
         let distance = usize::from(position.wrapping_sub(seen));
-        let reach = i.min(window);
-        if distance.wrapping_sub(1) >= reach || read_u32(work, i - distance) != here {
-            bits.put_literal(work[i]);
-            i += 1;
+        let reach = (start + j).min(window);
+        let length = if distance.wrapping_sub(1) >= reach {
+            0
+        } else if distance <= j {
+            let from = j - distance;
+            if read_u32(message, from) == here {
+                let most = (message.len() - j).min(MAX_MATCH);
+                same_prefix(
+                    &message[from..from + most],
+                    &message[j..j + most],
+                    MIN_MATCH,
+                )
+            } else {
+                0
+            }
+        } else {
+            let from = start + j - distance;
+            if stream.read_u32(from) == here {
+                stream.match_length(from, start + j)
+            } else {
+                0
+            }
+        };
+        if length == 0 {
+            bits.put_literal(message[j]);
+            j += 1;
             continue;
         }
-        let length = match_length(work, i - distance, i);
         bits.put_match(length, distance);
         // Remember where the match ends, so the next repetition of what follows it is
         // found too.
-        let tail = i + length - 1;
-        if tail + MIN_MATCH <= end {
-            table[hash(read_u32(work, tail))] = origin.wrapping_add(tail as u16);
+        let tail = j + length - 1;
+        if tail + MIN_MATCH <= message.len() {
+            table[hash(read_u32(message, tail))] = first.wrapping_add(tail as u16);
         }
-        i += length;
+        j += length;
     }
-    i
+    start + j
 }
 
 /// The block's last literals (fewer than `MIN_MATCH` bytes), its end, and the sync flush's
@@ -292,14 +305,13 @@ fn hash(four: u32) -> usize {
     (four.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize
 }
 
-/// The length of the match of the bytes at `at` with those at `from` (`from < at`), whose
-/// first `MIN_MATCH` are known equal: at most `MAX_MATCH`, and not past the end.
-#[inline]
-fn match_length(bytes: &[u8], from: usize, at: usize) -> usize {
-    let most = (bytes.len() - at).min(MAX_MATCH);
-    // Two slices of `most` bytes, so that the loop's reads need no bounds checks.
-    let (earlier, here) = (&bytes[from..from + most], &bytes[at..at + most]);
-    let mut n = MIN_MATCH;
+/// How many bytes `earlier` and `here` (of the same length) have in common from the start,
+/// the first `known` of them known equal.
+#[inline(always)]
+fn same_prefix(earlier: &[u8], here: &[u8], known: usize) -> usize {
+    let most = earlier.len().min(here.len());
+    let (earlier, here) = (&earlier[..most], &here[..most]);
+    let mut n = known;
     while n + 8 <= most {
         let a = u64::from_le_bytes(earlier[n..n + 8].try_into().expect("eight bytes"));
         let b = u64::from_le_bytes(here[n..n + 8].try_into().expect("eight bytes"));
@@ -594,8 +606,7 @@ mod tests {
             let mut within = unit[..window - 300].to_vec();
             within.extend_from_slice(&unit[..200]);
             across.push(within);
-            // Longer than a window and a match: coded in two parts (see
-            // `encode_static_split`), the repeats reaching across the join.
+            // Longer than a window and a match, the repeats reaching into the history.
             across.push([unit.clone(), unit.clone(), unit.clone()].concat());
             for keep in [true, false] {
                 let mut c = FastDeflate::new(bits, keep);
@@ -678,6 +689,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_match_may_start_in_the_history_and_run_on_into_the_message() {
+        // Each message continues the one before's period, so its first match starts a few
+        // bytes before it (in the history), and reads across where the two meet.
+        let period = b"abcdefg";
+        let mut c = FastDeflate::new(15, true);
+        let mut messages: Vec<Vec<u8>> = Vec::new();
+        let mut offset = 0;
+        for len in [5usize, 9, 3, 40, 300, 2, 1000] {
+            messages.push(
+                period
+                    .iter()
+                    .cycle()
+                    .skip(offset % 7)
+                    .take(len)
+                    .copied()
+                    .collect(),
+            );
+            offset += len;
+        }
+        let compressed: Vec<Vec<u8>> = messages.iter().map(|m| c.compress(m)).collect();
+        assert_eq!(inflate_strict(&compressed, 15).as_ref(), Ok(&messages));
+        // 40 bytes of the period after it: one match, not 40 literals.
+        assert!(compressed[3].len() < 8, "{:?}", compressed[3]);
+        assert!(compressed[6].len() < 16, "{}", compressed[6].len());
     }
 
     #[test]

@@ -29,7 +29,17 @@ fn server_accepts_each_parameter_with_and_without_values() {
     assert_eq!(p.server_max_window_bits, 9);
     assert_eq!(r, "permessage-deflate; server_max_window_bits=9");
 
+    // A client limits nothing by default: the server may pick any window for it.
+    assert_eq!(
+        DeflateConfig::default().offer(),
+        "permessage-deflate; client_max_window_bits"
+    );
+    // Offered without a value, the client's window is ours to limit: 12 bits by default.
     let (p, r) = server("permessage-deflate; client_max_window_bits").unwrap();
+    assert_eq!(p.client_max_window_bits, 12);
+    assert_eq!(r, "permessage-deflate; client_max_window_bits=12");
+    let wide = DeflateConfig::default().client_max_window_bits(15);
+    let (p, r) = negotiate_server(["permessage-deflate; client_max_window_bits"], &wide).unwrap();
     assert_eq!(p.client_max_window_bits, 15);
     assert_eq!(r, "permessage-deflate");
 
@@ -335,7 +345,8 @@ fn the_compression_window_is_the_negotiated_one_narrowed_by_the_configuration() 
         Deflate::new(Role::Server, params(false, negotiated), &config).send_window_bits()
     };
     let default = DeflateConfig::default();
-    assert_eq!(window(15, default), 12, "the default narrows 15 to 12");
+    assert_eq!(window(15, default), 15, "the default is zlib's window");
+    assert_eq!(window(15, default.compression_window_bits(12)), 12);
     assert_eq!(window(10, default), 10, "never more than negotiated");
     assert_eq!(window(8, default), 8, "8 stays 8: sent uncompressed");
     assert_eq!(window(15, default.compression_window_bits(15)), 15);
@@ -347,7 +358,7 @@ fn the_compression_window_is_the_negotiated_one_narrowed_by_the_configuration() 
         server_max_window_bits: 10,
         client_max_window_bits: 13,
     };
-    let wide = default.compression_window_bits(15);
+    let wide = default;
     assert_eq!(
         Deflate::new(Role::Server, sides, &wide).send_window_bits(),
         10
@@ -357,7 +368,7 @@ fn the_compression_window_is_the_negotiated_one_narrowed_by_the_configuration() 
         13
     );
     assert_eq!(
-        Deflate::new(Role::Client, sides, &default).send_window_bits(),
+        Deflate::new(Role::Client, sides, &default.compression_window_bits(12)).send_window_bits(),
         12
     );
 }
