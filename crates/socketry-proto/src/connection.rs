@@ -614,6 +614,9 @@ impl Connection {
                 // nothing new to check: the answer is "need more", without the decoder.
                 return Ok(None);
             }
+            if let Some(fragment) = self.take_small_message() {
+                return Ok(Some(Incoming::Fragment(fragment)));
+            }
             match self.decoder.decode(&mut self.read_buf) {
                 Ok(Some(frame)) => match self.on_frame(frame, mode) {
                     Ok(Some(incoming)) => return Ok(Some(incoming)),
@@ -629,6 +632,60 @@ impl Connection {
                 Err(err) => self.fail_with(err),
             }
         }
+    }
+
+    /// The common receive without the decoder: a whole text or binary message in one frame of
+    /// at most 125 bytes, without RSV bits, masked as this role must receive it, with no frame
+    /// or message in progress. It accepts only what the decoder's path accepts, and hands it
+    /// out the same way (a fragment that is first and last); anything else, invalid text
+    /// included, is left to that path, which then fails as it always did.
+    #[inline]
+    fn take_small_message(&mut self) -> Option<Fragment> {
+        if self.message.is_some() || !self.decoder.is_idle() {
+            return None;
+        }
+        let [b0, b1, ..] = self.read_buf[..] else {
+            return None;
+        };
+        let kind = match b0 {
+            0x81 => OpCode::Text,
+            0x82 => OpCode::Binary,
+            _ => return None,
+        };
+        let masked = b1 & 0x80 != 0;
+        let len = usize::from(b1 & 0x7f);
+        if masked != (self.role == Role::Server) || len > 125 {
+            return None;
+        }
+        let header_len = if masked { 6 } else { 2 };
+        let limits = [self.config.max_frame_size, self.config.max_message_size];
+        if self.read_buf.len() < header_len + len || limits.iter().flatten().any(|&max| len > max) {
+            return None;
+        }
+        let key = masked.then(|| {
+            let k = &self.read_buf[2..6];
+            [k[0], k[1], k[2], k[3]]
+        });
+        let payload = &mut self.read_buf[header_len..header_len + len];
+        if let Some(key) = key {
+            crate::mask::apply_mask(payload, key);
+        }
+        if kind == OpCode::Text && simdutf8::basic::from_utf8(payload).is_err() {
+            // Masked again, as it came: the decoder's path reports the error.
+            if let Some(key) = key {
+                crate::mask::apply_mask(payload, key);
+            }
+            return None;
+        }
+        // One split for the whole frame; dropping its header from the `Bytes` is a bump.
+        let mut payload = self.read_buf.split_to(header_len + len).freeze();
+        bytes::Buf::advance(&mut payload, header_len);
+        Some(Fragment {
+            kind,
+            first: true,
+            fin: true,
+            payload,
+        })
     }
 
     /// How many more bytes the frame in progress needs, to size the next read; 0 if unknown.
@@ -881,6 +938,15 @@ impl Connection {
         Ok(out)
     }
 
+    /// Whether [`next_message`](Self::next_message) (or [`next_fragment`](Self::next_fragment))
+    /// could hand anything out: bytes are buffered, a frame is being inflated, or the
+    /// connection failed and its error is still to be returned. `false` means the answer
+    /// would be `Ok(None)` without looking further, so an I/O layer may skip the call.
+    #[inline]
+    pub fn has_input(&self) -> bool {
+        !self.read_buf.is_empty() || self.inflating.is_some() || self.state == State::Closed
+    }
+
     /// Whether a received compressed frame is still being inflated: call
     /// [`next_message`](Self::next_message) again (inflation goes a slice at a time, so that
     /// one call's work stays bounded however much a frame inflates to; the I/O layer may
@@ -1082,6 +1148,7 @@ impl Connection {
         Ok(())
     }
 
+    #[inline]
     fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
         match self.check_out_compressor(payload.len())? {
             Some(mut compressor) => {
@@ -1190,19 +1257,23 @@ impl Connection {
         self.queue_frame(OpCode::Close, Bytes::from(payload));
     }
 
+    #[inline]
     fn queue_frame(&mut self, opcode: OpCode, payload: Bytes) {
         self.queue_frame_fin(opcode, payload, true);
     }
 
+    #[inline]
     fn queue_frame_fin(&mut self, opcode: OpCode, payload: Bytes, fin: bool) {
         self.queue_frame_rsv(opcode, payload, fin, 0);
     }
 
+    #[inline]
     fn queue_frame_rsv(&mut self, opcode: OpCode, payload: Bytes, fin: bool, rsv: u8) {
         let header = self.header(fin, rsv, opcode, payload.len());
         self.out.push_frame(&header, payload);
     }
 
+    #[inline]
     fn header(&mut self, fin: bool, rsv: u8, opcode: OpCode, len: usize) -> FrameHeader {
         FrameHeader {
             fin,

@@ -157,24 +157,40 @@ impl FrameHeader {
     }
 
     /// Appends this header to `dst`.
+    #[inline]
     pub fn encode(&self, dst: &mut impl BufMut) {
-        let b0 = (u8::from(self.fin) << 7) | ((self.rsv & 0b111) << 4) | self.opcode.as_u8();
+        let (bytes, len) = self.bytes();
+        dst.put_slice(&bytes[..len]);
+    }
+
+    /// This header's bytes (the first `len` of the array): built in place, so that queueing
+    /// a frame appends them with one copy.
+    #[inline]
+    pub(crate) fn bytes(&self) -> ([u8; 14], usize) {
+        let mut out = [0u8; 14];
+        out[0] = (u8::from(self.fin) << 7) | ((self.rsv & 0b111) << 4) | self.opcode.as_u8();
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
-        dst.put_u8(b0);
-        match self.payload_len {
-            n @ 0..=125 => dst.put_u8(mask_bit | n as u8),
+        let mut len = match self.payload_len {
+            n @ 0..=125 => {
+                out[1] = mask_bit | n as u8;
+                2
+            }
             n @ 126..=0xffff => {
-                dst.put_u8(mask_bit | 126);
-                dst.put_u16(n as u16);
+                out[1] = mask_bit | 126;
+                out[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+                4
             }
             n => {
-                dst.put_u8(mask_bit | 127);
-                dst.put_u64(n);
+                out[1] = mask_bit | 127;
+                out[2..10].copy_from_slice(&n.to_be_bytes());
+                10
             }
-        }
+        };
         if let Some(key) = self.mask {
-            dst.put_slice(&key);
+            out[len..len + 4].copy_from_slice(&key);
+            len += 4;
         }
+        (out, len)
     }
 }
 
@@ -300,6 +316,12 @@ impl Decoder {
         // `get`: a caller that dropped the buffered bytes (after a failure) gets `None`, not a
         // panic.
         Some((header, src.get(..*unmasked)?))
+    }
+
+    /// Whether no frame is in progress (the next byte starts a header).
+    #[inline]
+    pub fn is_idle(&self) -> bool {
+        self.current.is_none()
     }
 
     /// Forgets the frame in progress (its bytes were dropped).

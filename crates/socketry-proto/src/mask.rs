@@ -88,8 +88,17 @@ fn mask(buf: &mut [u8], key: [u8; 4]) {
         bytes.copy_from_slice(chunk);
         chunk.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
     }
-    // The tail starts at a multiple of 8, so the key phase is unchanged.
-    apply_mask_scalar(words.into_remainder(), key, 0);
+    // The tail starts at a multiple of 8, so the key phase is unchanged: four at once, then
+    // at most three (what a short message ends with).
+    let rest = words.into_remainder();
+    let rest = match rest.split_first_chunk_mut::<4>() {
+        Some((four, tail)) => {
+            *four = (u32::from_ne_bytes(*four) ^ u32::from_ne_bytes(key)).to_ne_bytes();
+            tail
+        }
+        None => rest,
+    };
+    apply_mask_scalar(rest, key, 0);
 }
 
 /// The reference implementation: one byte at a time.

@@ -34,6 +34,7 @@ pub struct Outgoing {
 
 impl Outgoing {
     /// Queues one frame. The payload is masked here when the header has a key.
+    #[inline]
     pub(crate) fn push_frame(&mut self, header: &FrameHeader, payload: Bytes) {
         let total = header.encoded_len() + payload.len();
         self.len += total;

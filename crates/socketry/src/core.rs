@@ -394,7 +394,9 @@ impl Core {
                 }
                 Deadlines::Failed(timeout) => return Poll::Ready(Err(Error::Timeout(timeout))),
             }
+            // (Nothing buffered, the usual state before a read: no need to ask.)
             let next = match mode {
+                _ if !self.conn.has_input() => Ok(None),
                 Mode::Whole => self.conn.next_message().map(|m| m.map(Incoming::Control)),
                 Mode::Fragments => self.conn.next_fragment(),
             };
@@ -635,14 +637,20 @@ impl Core {
 
     /// Writes every queued byte and flushes the transport. A transport that failed ends the
     /// connection ([`State::Closed`]): later sends fail with [`Error::AlreadyClosed`].
+    #[inline]
     pub(crate) fn poll_write_queued(
         &mut self,
         io: &mut dyn Io,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
+        // Nothing to write, as before most reads: no call.
         if self.done || (self.conn.outgoing().is_empty() && !self.unflushed) {
             return Poll::Ready(Ok(()));
         }
+        self.poll_write_some(io, cx)
+    }
+
+    fn poll_write_some(&mut self, io: &mut dyn Io, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let result = ready!(self.poll_write_all(io, cx));
         if result.is_err() {
             self.conn.receive_eof();

@@ -1182,3 +1182,73 @@ fn a_compressor_that_never_comes_back_or_comes_back_late_never_corrupts_the_stre
     let received = receive_all(&mut client, &drain_outgoing(&mut server)).unwrap();
     assert_eq!(received, vec![Message::text(text.as_str()); 4]);
 }
+
+// The small-message fast lane (`take_small_message`) must accept exactly what the decoder's
+// path accepts and fail exactly as it fails.
+
+#[test]
+fn small_invalid_text_whose_wire_bytes_are_ascii_still_fails_with_1007() {
+    // Unmasked, the payload is invalid UTF-8; masked, as it travels, it is "AB". The fast
+    // lane unmasks, finds it invalid and must mask it again before leaving it to the
+    // decoder: otherwise the decoder would unmask the unmasked bytes back to "AB".
+    let payload = [0xc3, 0x28];
+    let key = [0xc3 ^ b'A', 0x28 ^ b'B', 0, 0];
+    let mut wire = vec![0x81, 0x82];
+    wire.extend_from_slice(&key);
+    wire.extend_from_slice(b"AB");
+    let mut conn = server();
+    assert_eq!(payload[0] ^ key[0], b'A');
+    let result = receive_all(&mut conn, &wire);
+    assert!(
+        matches!(result, Err(ProtocolError::InvalidUtf8)),
+        "{result:?}"
+    );
+    assert_connection_failing(&mut conn, CloseCode::INVALID_PAYLOAD);
+}
+
+#[test]
+fn small_messages_over_the_limits_fail_as_large_ones_do() {
+    for (config, code) in [
+        (
+            Config::default().max_message_size(Some(10)),
+            CloseCode::MESSAGE_TOO_BIG,
+        ),
+        (
+            Config::default().max_frame_size(Some(10)),
+            CloseCode::MESSAGE_TOO_BIG,
+        ),
+    ] {
+        let mut conn = Connection::new(Role::Server, config);
+        let frame = frame_to(&conn, true, OpCode::Text, b"eleven byte");
+        assert!(receive_all(&mut conn, &frame).is_err());
+        assert_connection_failing(&mut conn, code);
+        // Exactly at the limit: accepted.
+        let mut conn = Connection::new(Role::Server, config);
+        let frame = frame_to(&conn, true, OpCode::Binary, b"ten bytes!");
+        assert_eq!(
+            receive_all(&mut conn, &frame).unwrap(),
+            [Message::Binary(Bytes::from_static(b"ten bytes!"))]
+        );
+    }
+}
+
+#[test]
+fn small_frames_the_fast_lane_does_not_take_go_through_the_decoder() {
+    // A small frame that continues a fragmented message, a small final frame after a first
+    // one, and small frames at every size up to 125 between two pings, in both roles.
+    for mut conn in both_roles() {
+        let mut bytes = frame_to(&conn, false, OpCode::Text, b"he");
+        bytes.extend(frame_to(&conn, true, OpCode::Continuation, b"llo"));
+        let mut expected = vec![Message::text("hello")];
+        for len in 0..=125usize {
+            let payload = vec![b'a' + (len % 26) as u8; len];
+            bytes.extend(frame_to(&conn, true, OpCode::Ping, b"p"));
+            bytes.extend(frame_to(&conn, true, OpCode::Text, &payload));
+            bytes.extend(frame_to(&conn, true, OpCode::Binary, &payload));
+            expected.push(Message::Ping(Bytes::from_static(b"p")));
+            expected.push(Message::text(String::from_utf8(payload.clone()).unwrap()));
+            expected.push(Message::Binary(payload.into()));
+        }
+        assert_eq!(receive_all(&mut conn, &bytes).unwrap(), expected);
+    }
+}
