@@ -17,7 +17,10 @@ use std::{
     future::poll_fn,
     io,
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll, Wake, Waker},
     time::Duration,
 };
@@ -33,20 +36,65 @@ use crate::{
     handlers::{CloseHandler, Handlers, PingHandler, PongHandler},
 };
 
-/// The tasks waiting for the transport to become writable.
-#[derive(Debug, Default)]
-struct WriteWaiters(Mutex<Vec<Waker>>);
+/// Who waits on the shared connection. The reader and the writer have a slot each (each is
+/// one task at a time); every other waiting operation (a handle's flush, a `closed()` call)
+/// has a key of its own and takes its wakers out when it ends or is dropped, so that the
+/// lists hold one waker per operation in progress, however many came and went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiter {
+    Reader,
+    Writer,
+    Op(u64),
+}
 
-impl WriteWaiters {
-    fn register(&self, waker: &Waker) {
-        let mut waiters = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if !waiters.iter().any(|w| w.will_wake(waker)) {
-            waiters.push(waker.clone());
+/// Wakers by [`Waiter`]: one each, the newest.
+#[derive(Debug, Default)]
+struct WakerList(Vec<(Waiter, Waker)>);
+
+impl WakerList {
+    fn insert(&mut self, who: Waiter, waker: &Waker) {
+        match self.0.iter_mut().find(|(w, _)| *w == who) {
+            Some((_, slot)) => {
+                if !slot.will_wake(waker) {
+                    *slot = waker.clone();
+                }
+            }
+            None => self.0.push((who, waker.clone())),
         }
     }
 
+    /// Takes `who`'s waker out (dropped by the caller, after any lock).
+    fn remove(&mut self, who: Waiter) -> Option<Waker> {
+        let at = self.0.iter().position(|(w, _)| *w == who)?;
+        Some(self.0.swap_remove(at).1)
+    }
+
+    fn take(&mut self) -> impl Iterator<Item = Waker> + use<> {
+        std::mem::take(&mut self.0)
+            .into_iter()
+            .map(|(_, waker)| waker)
+    }
+}
+
+/// The tasks waiting for the transport to become writable.
+#[derive(Debug, Default)]
+struct WriteWaiters(Mutex<WakerList>);
+
+impl WriteWaiters {
+    fn list(&self) -> MutexGuard<'_, WakerList> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn register(&self, who: Waiter, waker: &Waker) {
+        self.list().insert(who, waker);
+    }
+
+    fn remove(&self, who: Waiter) -> Option<Waker> {
+        self.list().remove(who)
+    }
+
     fn wake_all(&self) {
-        let waiters = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let waiters = self.list().take();
         for waker in waiters {
             waker.wake();
         }
@@ -85,7 +133,7 @@ impl CloseFanOut {
 impl CloseFanOut {
     fn clear(&self) {
         self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        std::mem::take(&mut *self.closed.0.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(self.closed.list().take());
     }
 }
 
@@ -108,16 +156,28 @@ impl Wake for CloseFanOut {
 enum Poller {
     Reader,
     Writer,
-    /// A [`ControlHandle`]'s flush.
-    Handle,
-    /// A `closed()` caller.
-    Closed,
+    /// A [`ControlHandle`]'s flush, by its key.
+    Handle(u64),
+    /// A `closed()` caller, by its key.
+    Closed(u64),
+}
+
+impl Poller {
+    fn waiter(self) -> Waiter {
+        match self {
+            Self::Reader => Waiter::Reader,
+            Self::Writer => Waiter::Writer,
+            Self::Handle(key) | Self::Closed(key) => Waiter::Op(key),
+        }
+    }
 }
 
 /// The transport as one task sees it: reads wake that task (or, when several tasks may read,
 /// all of them); writes wake every writer.
 struct SharedIo<'a, S> {
     io: &'a mut S,
+    /// Whose poll this is (the key its wakers are kept under).
+    who: Waiter,
     waiters: &'a Arc<WriteWaiters>,
     /// Set when tasks other than the reader read (the reader was dropped and `closed()`
     /// callers drive the close): the transport keeps one read waker, so it must wake all.
@@ -133,14 +193,15 @@ impl<S> SharedIo<'_, S> {
     where
         S: Unpin,
     {
-        poll_waking_all(self.io, self.waiters, cx, f)
+        poll_waking_all(self.io, self.waiters, self.who, cx, f)
     }
 }
 
-/// Polls `io` with a waker that wakes every task in `waiters`, registering `cx`'s.
+/// Polls `io` with a waker that wakes every task in `waiters`, registering `cx`'s as `who`'s.
 fn poll_waking_all<S: Unpin, T>(
     io: &mut S,
     waiters: &Arc<WriteWaiters>,
+    who: Waiter,
     cx: &Context<'_>,
     mut f: impl FnMut(Pin<&mut S>, &mut Context<'_>) -> Poll<T>,
 ) -> Poll<T> {
@@ -152,7 +213,7 @@ fn poll_waking_all<S: Unpin, T>(
     }
     // Readiness may have come between the transport's answer and this registration, and
     // woken an empty list: registered now, ask again (register, then check).
-    waiters.register(cx.waker());
+    waiters.register(who, cx.waker());
     f(Pin::new(&mut *io), &mut proxy)
 }
 
@@ -164,7 +225,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for SharedIo<'_, S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match this.read_waiters {
-            Some(waiters) => poll_waking_all(this.io, waiters, cx, |io, cx| io.poll_read(cx, buf)),
+            Some(waiters) => poll_waking_all(this.io, waiters, this.who, cx, |io, cx| {
+                io.poll_read(cx, buf)
+            }),
             None => Pin::new(&mut *this.io).poll_read(cx, buf),
         }
     }
@@ -214,6 +277,8 @@ struct Shared<S> {
     close_fanout: Arc<CloseFanOut>,
     /// The read and write timeouts, fixed at the split: read without taking the lock.
     timeouts: (Option<Duration>, Option<Duration>),
+    /// The key of the next waiting operation ([`Waiter::Op`]).
+    next_op: AtomicU64,
 }
 
 /// What the lock guards.
@@ -224,7 +289,7 @@ struct Inner<S> {
     /// The reader was dropped: the writer's `close` completes the handshake itself.
     reader_gone: bool,
     /// Tasks waiting for the transport to be closed ([`ControlHandle::closed`]).
-    closed_waiters: Vec<Waker>,
+    closed_waiters: WakerList,
     /// A waiter registered while the connection was open: wake it when the close starts, so
     /// that it starts its clock.
     wake_on_close_start: bool,
@@ -239,7 +304,7 @@ impl<S> Inner<S> {
     fn poll_close_request(&mut self, cx: &Context<'_>, poller: Poller, fanout: &Arc<CloseFanOut>) {
         match poller {
             Poller::Reader => self.ws.core.poll_close_request(Some(cx)),
-            Poller::Writer | Poller::Closed if self.reader_gone => {
+            Poller::Writer | Poller::Closed(_) if self.reader_gone => {
                 self.poll_close_request_without_reader(cx, poller, fanout);
             }
             _ => self.ws.core.poll_close_request(None),
@@ -261,7 +326,7 @@ impl<S> Inner<S> {
         if poller == Poller::Writer {
             fanout.register_writer(cx.waker());
         } else {
-            fanout.closed.register(cx.waker());
+            fanout.closed.register(poller.waiter(), cx.waker());
         }
         let waker = Waker::from(fanout.clone());
         self.ws
@@ -310,7 +375,7 @@ impl<S> Shared<S> {
             inner.reader_gone && !is_reader && inner.ws.core.conn.timeout_changed();
         let closed = if done || close_started || deadline_moved {
             inner.wake_on_close_start = false;
-            std::mem::take(&mut inner.closed_waiters)
+            inner.closed_waiters.take().collect()
         } else {
             Vec::new()
         };
@@ -382,6 +447,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         inner.poll_close_request(cx, poller, &self.close_fanout);
         let mut io = SharedIo {
             io: &mut inner.ws.io,
+            who: poller.waiter(),
             waiters: &self.waiters,
             read_waiters: None,
         };
@@ -396,7 +462,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
     /// completes the closing handshake itself (bounded by the close timeout). With a reader
     /// that does not finish within the close timeout once the close started (it is not being
     /// polled), the transport is shut down here.
-    fn poll_transport_closed(&self, cx: &mut Context<'_>, wait: &mut CloseWait) -> Poll<()> {
+    fn poll_transport_closed(
+        &self,
+        cx: &mut Context<'_>,
+        wait: &mut CloseWait,
+        key: u64,
+    ) -> Poll<()> {
+        let poller = Poller::Closed(key);
         let CloseWait { timer, give_up_at } = wait;
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -405,15 +477,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         }
         // Always registered: another task may finish the close (and the transport keeps only
         // one read waker, so a second driver may not be woken by the reads).
-        if !inner.closed_waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            inner.closed_waiters.push(cx.waker().clone());
-        }
+        inner.closed_waiters.insert(poller.waiter(), cx.waker());
         if inner.reader_gone {
             // Nobody else reads: a `Closer`'s request may be this task's to start.
-            inner.poll_close_request_without_reader(cx, Poller::Closed, &self.close_fanout);
+            inner.poll_close_request_without_reader(cx, poller, &self.close_fanout);
         }
         let mut io = SharedIo {
             io: &mut inner.ws.io,
+            who: poller.waiter(),
             waiters: &self.waiters,
             read_waiters: inner.reader_gone.then_some(&self.read_waiters),
         };
@@ -488,7 +559,7 @@ where
             ws,
             reader: None,
             reader_gone: false,
-            closed_waiters: Vec::new(),
+            closed_waiters: WakerList::default(),
             wake_on_close_start: false,
             end_announced: false,
         }),
@@ -496,6 +567,7 @@ where
         read_waiters: Arc::default(),
         close_fanout: Arc::default(),
         timeouts,
+        next_op: AtomicU64::new(0),
     });
     (
         WebSocketReader {
@@ -568,7 +640,7 @@ impl<S> Drop for WebSocketReader<S> {
             .core
             .register_close_waker(&Waker::from(self.shared.close_fanout.clone()));
         // Whoever waits for the end must now drive it.
-        let waiters = std::mem::take(&mut inner.closed_waiters);
+        let waiters = inner.closed_waiters.take();
         drop(inner);
         for waiter in waiters {
             waiter.wake();
@@ -843,8 +915,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
         self.flush().await?;
         if self.shared.lock().reader_gone {
             // Nobody else reads: wait for the peer's close here, up to the close timeout.
+            let op = Op::new(&*self.shared);
             let mut wait = CloseWait::default();
-            poll_fn(|cx| self.shared.poll_transport_closed(cx, &mut wait)).await;
+            poll_fn(|cx| self.shared.poll_transport_closed(cx, &mut wait, op.key)).await;
         }
         Ok(())
     }
@@ -916,12 +989,66 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocke
 }
 
 /// What a [`ControlHandle`] needs of the shared connection, without its transport type.
-trait Control: Send + Sync {
+trait Control: Ops + Send + Sync {
     fn queue(&self, f: &mut dyn FnMut(&mut Core) -> Result<(), Error>) -> Result<(), Error>;
     fn closer(&self) -> crate::Closer;
-    fn poll_flush(&self, cx: &mut Context<'_>, timer: &mut Timer) -> Poll<Result<(), Error>>;
-    fn poll_closed(&self, cx: &mut Context<'_>, wait: &mut CloseWait) -> Poll<()>;
+    fn poll_flush(
+        &self,
+        cx: &mut Context<'_>,
+        timer: &mut Timer,
+        key: u64,
+    ) -> Poll<Result<(), Error>>;
+    fn poll_closed(&self, cx: &mut Context<'_>, wait: &mut CloseWait, key: u64) -> Poll<()>;
     fn state(&self) -> State;
+}
+
+/// Keys for waiting operations ([`Waiter::Op`]).
+trait Ops {
+    /// A key for a waiting operation, whose wakers [`forget`](Self::forget) takes out.
+    fn new_op(&self) -> u64;
+    fn forget(&self, key: u64);
+}
+
+/// A waiting operation other than the reader's and the writer's polls (a handle's flush, a
+/// wait for the end): its key, and its wakers taken out of every list when it ends or is
+/// dropped, so that a dropped one leaves nothing behind.
+struct Op<'a, T: Ops + ?Sized> {
+    ops: &'a T,
+    key: u64,
+}
+
+impl<'a, T: Ops + ?Sized> Op<'a, T> {
+    fn new(ops: &'a T) -> Self {
+        Self {
+            key: ops.new_op(),
+            ops,
+        }
+    }
+}
+
+impl<T: Ops + ?Sized> Drop for Op<'_, T> {
+    fn drop(&mut self) {
+        self.ops.forget(self.key);
+    }
+}
+
+impl<S> Ops for Shared<S> {
+    fn new_op(&self) -> u64 {
+        self.next_op.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn forget(&self, key: u64) {
+        let who = Waiter::Op(key);
+        // Each list under its own lock, one after the other; the wakers are dropped after.
+        let closed = self.lock().closed_waiters.remove(who);
+        let gone = [
+            closed,
+            self.waiters.remove(who),
+            self.read_waiters.remove(who),
+            self.close_fanout.closed.remove(who),
+        ];
+        drop(gone);
+    }
 }
 
 impl<S> Control for Shared<S>
@@ -943,8 +1070,8 @@ where
         let reader_gone = inner.reader_gone;
         let (waker, parked) = if reader_gone {
             // (Taken only to be woken below.)
-            let parked = if first {
-                std::mem::take(&mut inner.closed_waiters)
+            let parked: Vec<Waker> = if first {
+                inner.closed_waiters.take().collect()
             } else {
                 Vec::new()
             };
@@ -971,18 +1098,23 @@ where
         closer
     }
 
-    fn poll_flush(&self, cx: &mut Context<'_>, timer: &mut Timer) -> Poll<Result<(), Error>> {
+    fn poll_flush(
+        &self,
+        cx: &mut Context<'_>,
+        timer: &mut Timer,
+        key: u64,
+    ) -> Poll<Result<(), Error>> {
         // Handles wait on no write deadline of their own, only on the close timeout once the
         // close started (as every write).
-        self.poll_with(cx, timer, Poller::Handle, |core, io, timer, cx| {
+        self.poll_with(cx, timer, Poller::Handle(key), |core, io, timer, cx| {
             endpoint::poll_write_bounded(core, io, timer, cx, false, |core, io, cx| {
                 core.poll_write_queued(io, cx).map_err(Error::from)
             })
         })
     }
 
-    fn poll_closed(&self, cx: &mut Context<'_>, wait: &mut CloseWait) -> Poll<()> {
-        self.poll_transport_closed(cx, wait)
+    fn poll_closed(&self, cx: &mut Context<'_>, wait: &mut CloseWait, key: u64) -> Poll<()> {
+        self.poll_transport_closed(cx, wait, key)
     }
 
     fn state(&self) -> State {
@@ -1052,7 +1184,8 @@ impl ControlHandle {
         self.shared
             .queue(&mut |core| core.start_close(frame.take()))?;
         let mut timer = Timer::default();
-        poll_fn(|cx| self.shared.poll_flush(cx, &mut timer)).await
+        let op = Op::new(&*self.shared);
+        poll_fn(|cx| self.shared.poll_flush(cx, &mut timer, op.key)).await
     }
 
     /// Queues the close frame without waiting: the reader writes it and completes the
@@ -1077,8 +1210,9 @@ impl ControlHandle {
     ///
     /// Cancel-safe.
     pub async fn closed(&self) {
+        let op = Op::new(&*self.shared);
         let mut wait = CloseWait::default();
-        poll_fn(|cx| self.shared.poll_closed(cx, &mut wait)).await;
+        poll_fn(|cx| self.shared.poll_closed(cx, &mut wait, op.key)).await;
     }
 
     /// Changes the close timeout of the connection, for a closing handshake that has not
@@ -1110,18 +1244,92 @@ impl ControlHandle {
             None => Ok(()),
         });
         let mut timer = Timer::default();
+        let op = Op::new(&*self.shared);
         match queued {
-            Ok(()) => poll_fn(|cx| self.shared.poll_flush(cx, &mut timer)).await,
+            Ok(()) => poll_fn(|cx| self.shared.poll_flush(cx, &mut timer, op.key)).await,
             Err(Error::AlreadyClosed) => {
                 // As a refused send (`endpoint::flush_queued`): one try to write the close.
                 poll_fn(|cx| {
-                    let _ = self.shared.poll_flush(cx, &mut timer);
+                    let _ = self.shared.poll_flush(cx, &mut timer, op.key);
                     Poll::Ready(())
                 })
                 .await;
                 Err(Error::AlreadyClosed)
             }
             Err(err) => Err(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socketry_proto::Role;
+
+    /// How many wakers the write and close lists hold.
+    fn parked<S>(shared: &Shared<S>) -> (usize, usize, usize) {
+        (
+            shared.waiters.list().0.len(),
+            shared.lock().closed_waiters.0.len(),
+            shared.close_fanout.closed.list().0.len(),
+        )
+    }
+
+    #[tokio::test]
+    async fn dropped_flushes_and_waits_for_the_end_leave_no_waker_behind() {
+        // A peer that never reads: 64 bytes of room, so a ping's flush parks for good.
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let ws = WebSocket::from_raw(ours, Role::Server, Default::default());
+        let (_reader, writer) = ws.split();
+        let handle = writer.handle();
+        let big = Bytes::from(vec![b'x'; 125]);
+        for round in 0..50 {
+            // Each in a task of its own (a waker of its own), given up on at once.
+            let handle = handle.clone();
+            let payload = big.clone();
+            tokio::spawn(async move {
+                let ping = handle.ping(payload);
+                let closed = handle.closed();
+                let _ = tokio::time::timeout(Duration::from_millis(1), ping).await;
+                let _ = tokio::time::timeout(Duration::from_millis(1), closed).await;
+            })
+            .await
+            .unwrap();
+            let (writers, closed, _) = parked(&writer.shared);
+            assert!(
+                writers <= 1 && closed == 0,
+                "round {round}: {writers} write wakers, {closed} close wakers"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_flush_is_still_woken_when_the_transport_drains() {
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let ws = WebSocket::from_raw(ours, Role::Server, Default::default());
+        let (_reader, writer) = ws.split();
+        let handle = writer.handle();
+        let big = Bytes::from(vec![b'x'; 125]);
+        let parked = tokio::spawn({
+            let handle = handle.clone();
+            let big = big.clone();
+            async move { handle.ping(big).await }
+        });
+        // Another flush that gives up leaves the first one registered.
+        let _ = tokio::time::timeout(Duration::from_millis(5), handle.ping(big)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!parked.is_finished(), "nothing could be written yet");
+        // The peer reads: the parked flush completes.
+        let mut sink = vec![0u8; 4096];
+        let drain = async {
+            loop {
+                let _ = tokio::io::AsyncReadExt::read(&mut theirs, &mut sink).await;
+            }
+        };
+        tokio::select! {
+            result = parked => assert!(result.unwrap().is_ok()),
+            () = drain => unreachable!(),
+            () = tokio::time::sleep(Duration::from_secs(5)) => panic!("the parked flush was never woken"),
         }
     }
 }
