@@ -52,14 +52,18 @@ enum Waiter {
 struct WakerList(Vec<(Waiter, Waker)>);
 
 impl WakerList {
-    fn insert(&mut self, who: Waiter, waker: &Waker) {
+    /// Keeps `waker` as `who`'s; the one it replaces is returned, for the caller to drop once
+    /// its locks are released (dropping a waker may drop a task, and with it an [`Op`] whose
+    /// drop takes these locks).
+    #[must_use]
+    fn insert(&mut self, who: Waiter, waker: &Waker) -> Option<Waker> {
         match self.0.iter_mut().find(|(w, _)| *w == who) {
-            Some((_, slot)) => {
-                if !slot.will_wake(waker) {
-                    *slot = waker.clone();
-                }
+            Some((_, slot)) if slot.will_wake(waker) => None,
+            Some((_, slot)) => Some(std::mem::replace(slot, waker.clone())),
+            None => {
+                self.0.push((who, waker.clone()));
+                None
             }
-            None => self.0.push((who, waker.clone())),
         }
     }
 
@@ -86,7 +90,8 @@ impl WriteWaiters {
     }
 
     fn register(&self, who: Waiter, waker: &Waker) {
-        self.list().insert(who, waker);
+        let replaced = self.list().insert(who, waker);
+        drop(replaced);
     }
 
     fn remove(&self, who: Waiter) -> Option<Waker> {
@@ -124,16 +129,28 @@ struct CloseFanOut {
 impl CloseFanOut {
     fn register_writer(&self, waker: &Waker) {
         let mut slot = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
-        }
+        let replaced = if slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            None
+        } else {
+            slot.replace(waker.clone())
+        };
+        drop(slot);
+        drop(replaced);
+    }
+
+    /// Forgets the writer (dropped), outside the lock.
+    fn remove_writer(&self) {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(writer);
     }
 }
 
 impl CloseFanOut {
     fn clear(&self) {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(self.closed.list().take());
+        self.remove_writer();
+        // Taken under the lock, dropped after it.
+        let closed = self.closed.list().take();
+        drop(closed);
     }
 }
 
@@ -273,6 +290,9 @@ struct Shared<S> {
     waiters: Arc<WriteWaiters>,
     /// The tasks that read once the reader is gone (`closed()` callers).
     read_waiters: Arc<WriteWaiters>,
+    /// Tasks waiting for the transport to be closed ([`ControlHandle::closed`]). (Not under
+    /// the connection's lock, so that an ending wait takes its waker out without it.)
+    closed_waiters: WriteWaiters,
     /// Once the reader is gone, whom a `Closer`'s request wakes.
     close_fanout: Arc<CloseFanOut>,
     /// The read and write timeouts, fixed at the split: read without taking the lock.
@@ -288,8 +308,6 @@ struct Inner<S> {
     reader: Option<Waker>,
     /// The reader was dropped: the writer's `close` completes the handshake itself.
     reader_gone: bool,
-    /// Tasks waiting for the transport to be closed ([`ControlHandle::closed`]).
-    closed_waiters: WakerList,
     /// A waiter registered while the connection was open: wake it when the close starts, so
     /// that it starts its clock.
     wake_on_close_start: bool,
@@ -375,7 +393,7 @@ impl<S> Shared<S> {
             inner.reader_gone && !is_reader && inner.ws.core.conn.timeout_changed();
         let closed = if done || close_started || deadline_moved {
             inner.wake_on_close_start = false;
-            inner.closed_waiters.take().collect()
+            self.closed_waiters.list().take().collect()
         } else {
             Vec::new()
         };
@@ -477,7 +495,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Shared<S> {
         }
         // Always registered: another task may finish the close (and the transport keeps only
         // one read waker, so a second driver may not be woken by the reads).
-        inner.closed_waiters.insert(poller.waiter(), cx.waker());
+        self.closed_waiters.register(poller.waiter(), cx.waker());
         if inner.reader_gone {
             // Nobody else reads: a `Closer`'s request may be this task's to start.
             inner.poll_close_request_without_reader(cx, poller, &self.close_fanout);
@@ -559,12 +577,12 @@ where
             ws,
             reader: None,
             reader_gone: false,
-            closed_waiters: WakerList::default(),
             wake_on_close_start: false,
             end_announced: false,
         }),
         waiters: Arc::default(),
         read_waiters: Arc::default(),
+        closed_waiters: WriteWaiters::default(),
         close_fanout: Arc::default(),
         timeouts,
         next_op: AtomicU64::new(0),
@@ -623,6 +641,15 @@ pub struct WebSocketWriter<S> {
     timer: Timer,
 }
 
+impl<S> Drop for WebSocketWriter<S> {
+    fn drop(&mut self) {
+        // Its task waits on nothing any more: no waker of it stays behind.
+        let writer = self.shared.waiters.remove(Waiter::Writer);
+        self.shared.close_fanout.remove_writer();
+        drop(writer);
+    }
+}
+
 impl<S> Drop for WebSocketReader<S> {
     fn drop(&mut self) {
         let mut inner = self.shared.lock();
@@ -640,8 +667,11 @@ impl<S> Drop for WebSocketReader<S> {
             .core
             .register_close_waker(&Waker::from(self.shared.close_fanout.clone()));
         // Whoever waits for the end must now drive it.
-        let waiters = inner.closed_waiters.take();
+        let waiters = self.shared.closed_waiters.list().take();
+        // The reader's task waits on nothing any more.
+        let reader_waker = self.shared.waiters.remove(Waiter::Reader);
         drop(inner);
+        drop(reader_waker);
         for waiter in waiters {
             waiter.wake();
         }
@@ -1039,10 +1069,10 @@ impl<S> Ops for Shared<S> {
 
     fn forget(&self, key: u64) {
         let who = Waiter::Op(key);
-        // Each list under its own lock, one after the other; the wakers are dropped after.
-        let closed = self.lock().closed_waiters.remove(who);
+        // Each list under its own lock (not the connection's), one after the other; the
+        // wakers are dropped after.
         let gone = [
-            closed,
+            self.closed_waiters.remove(who),
             self.waiters.remove(who),
             self.read_waiters.remove(who),
             self.close_fanout.closed.remove(who),
@@ -1071,7 +1101,7 @@ where
         let (waker, parked) = if reader_gone {
             // (Taken only to be woken below.)
             let parked: Vec<Waker> = if first {
-                inner.closed_waiters.take().collect()
+                self.closed_waiters.list().take().collect()
             } else {
                 Vec::new()
             };
@@ -1270,7 +1300,7 @@ mod tests {
     fn parked<S>(shared: &Shared<S>) -> (usize, usize, usize) {
         (
             shared.waiters.list().0.len(),
-            shared.lock().closed_waiters.0.len(),
+            shared.closed_waiters.list().0.len(),
             shared.close_fanout.closed.list().0.len(),
         )
     }
@@ -1297,10 +1327,27 @@ mod tests {
             .unwrap();
             let (writers, closed, _) = parked(&writer.shared);
             assert!(
-                writers <= 1 && closed == 0,
+                writers == 0 && closed == 0,
                 "round {round}: {writers} write wakers, {closed} close wakers"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_writer_leaves_no_waker_behind() {
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let ws = WebSocket::from_raw(ours, Role::Server, Default::default());
+        let (reader, mut writer) = ws.split();
+        let send = writer.send(Message::Binary(vec![0u8; 1000].into()));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(5), send)
+                .await
+                .is_err(),
+            "the peer reads nothing: the send parks"
+        );
+        assert_eq!(parked(&reader.shared).0, 1, "the writer's task waits");
+        drop(writer);
+        assert_eq!(parked(&reader.shared), (0, 0, 0));
     }
 
     #[tokio::test]

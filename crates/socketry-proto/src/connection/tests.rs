@@ -1252,3 +1252,109 @@ fn small_frames_the_fast_lane_does_not_take_go_through_the_decoder() {
         assert_eq!(receive_all(&mut conn, &bytes).unwrap(), expected);
     }
 }
+
+thread_local! {
+    /// Set by the differential test: every frame goes through the decoder.
+    pub(super) static NO_FAST_LANE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Everything a connection does with `bytes` fed in `chunks`: the messages and fragments it
+/// hands out, the error that ends it, and the frames it queues (unmasked: a client's keys are
+/// random).
+fn outcome(
+    role: Role,
+    config: Config,
+    bytes: &[u8],
+    chunks: &[usize],
+    fragments: bool,
+) -> (Vec<Result<Incoming, ProtocolError>>, Vec<Frame>) {
+    let mut conn = Connection::new(role, config);
+    let mut events = Vec::new();
+    let mut at: usize = 0;
+    for &n in chunks.iter().chain(std::iter::once(&usize::MAX)) {
+        let end = at.saturating_add(n).min(bytes.len());
+        conn.receive_data(&bytes[at..end]);
+        at = end;
+        for _ in 0..10_000 {
+            let next = if fragments {
+                conn.next_fragment()
+            } else {
+                conn.next_message().map(|m| m.map(Incoming::Control))
+            };
+            match next {
+                Ok(Some(incoming)) => events.push(Ok(incoming)),
+                Ok(None) => break,
+                Err(err) => events.push(Err(err)),
+            }
+        }
+    }
+    (events, sent_frames(&mut conn))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+    #[test]
+    fn the_fast_lane_changes_nothing_a_peer_or_the_application_can_see(
+        frames in proptest::collection::vec(
+            (0u8..24, 0u8..10, 0u8..10, 0u8..10,
+             proptest::prop_oneof![
+                 3 => proptest::collection::vec(proptest::prelude::any::<u8>(), 0..=40),
+                 1 => proptest::collection::vec(proptest::prelude::any::<u8>(), 0..=130),
+             ],
+             proptest::bool::ANY),
+            1..12,
+        ),
+        chunks in proptest::collection::vec(1usize..40, 0..8),
+        server in proptest::bool::ANY,
+        fragments in proptest::bool::ANY,
+        limit in proptest::option::of(0usize..48),
+    ) {
+        let role = if server { Role::Server } else { Role::Client };
+        let mut bytes = Vec::new();
+        for (opcode, rsv, fin, masked, payload, ascii) in frames {
+            // Mostly what the fast lane takes (whole text and binary frames, masked as the
+            // role wants), the rest anything: continuations, control frames, reserved
+            // opcodes and bits, the wrong masking.
+            let opcode = match opcode {
+                0..=9 => 1,
+                10..=15 => 2,
+                16 | 17 => 0,
+                18 => 8,
+                19 => 9,
+                20 => 10,
+                21 => 3,
+                22 => 11,
+                _ => 15,
+            };
+            let rsv = match rsv { 0..=7 => 0, 8 => 4, _ => 2 };
+            let fin = fin < 8;
+            let masked = (masked < 9) == server;
+            // Text mostly valid (ASCII), else anything.
+            let payload: Vec<u8> = if ascii { payload.iter().map(|b| b & 0x7f).collect() } else { payload };
+            let b0 = (u8::from(fin) << 7) | (rsv << 4) | opcode;
+            let len = payload.len();
+            bytes.push(b0);
+            let mask_bit = if masked { 0x80 } else { 0 };
+            if len < 126 {
+                bytes.push(mask_bit | len as u8);
+            } else {
+                bytes.push(mask_bit | 126);
+                bytes.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            if masked {
+                bytes.extend_from_slice(&KEY);
+                bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY[i % 4]));
+            } else {
+                bytes.extend_from_slice(&payload);
+            }
+        }
+        let config = Config::default().max_message_size(limit).max_frame_size(limit.map(|l| l + 3));
+        NO_FAST_LANE.set(false);
+        let fast = outcome(role, config, &bytes, &chunks, fragments);
+        NO_FAST_LANE.set(true);
+        let decoder = outcome(role, config, &bytes, &chunks, fragments);
+        NO_FAST_LANE.set(false);
+        proptest::prop_assert_eq!(format!("{:?}", fast.0), format!("{:?}", decoder.0));
+        proptest::prop_assert_eq!(fast.1, decoder.1);
+    }
+}

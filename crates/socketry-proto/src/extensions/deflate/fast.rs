@@ -28,10 +28,10 @@ pub(crate) struct FastDeflate {
     window: usize,
     keep_history: bool,
     /// Context takeover: the bytes compressed so far, of which the last `window` are what the
-    /// peer's decompressor holds as its window. Messages of up to half a window are appended
-    /// here and compressed in place; once one would take it past `window + window / 2` bytes,
-    /// the front is dropped so that the message ends a window of bytes (a copy of at most
-    /// `window` bytes per `window / 2` appended). Always empty without context takeover.
+    /// peer's decompressor holds as its window. A message is coded where it lies, after
+    /// these, then appended ([`FastDeflate::remember`]); once that would take it past one and
+    /// a half windows, the front is dropped so that the message ends a window of bytes.
+    /// Always empty without context takeover.
     history: Vec<u8>,
     /// Stream position (mod 2^16) of `history[0]`, or of the next message's first byte.
     origin: u16,
