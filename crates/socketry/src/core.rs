@@ -348,6 +348,20 @@ impl Core {
         cx: &mut Context<'_>,
         mode: Mode,
     ) -> Poll<Option<Result<Received, Error>>> {
+        // A small message already buffered (the second and later of a pipelined batch), with
+        // nothing else to attend to (no deadline armed or moved, no close under way): what
+        // the loop below would hand out, without the loop.
+        if self.conn.has_input()
+            && mode == Mode::Whole
+            && self.ending.is_none()
+            && self.closing.is_none()
+            && !self.done
+            && timer.is_idle()
+            && !self.conn.timeout_changed()
+            && let Some(message) = self.conn.next_small_message()
+        {
+            return Poll::Ready(Some(Ok(Received::Incoming(Incoming::Control(message)))));
+        }
         while !self.done {
             if self.ending.is_none() && self.closing.is_none() {
                 match ready!(self.poll_next(io, timer, cx, mode)) {

@@ -1358,3 +1358,32 @@ proptest::proptest! {
         proptest::prop_assert_eq!(fast.1, decoder.1);
     }
 }
+
+#[test]
+fn next_small_message_hands_out_what_next_message_would_and_nothing_else() {
+    let mut conn = server();
+    let mut bytes = frame_to(&conn, true, OpCode::Text, b"one");
+    bytes.extend(frame_to(&conn, true, OpCode::Ping, b"p"));
+    bytes.extend(frame_to(&conn, true, OpCode::Binary, b"two"));
+    conn.receive_data(&bytes);
+    assert_eq!(conn.next_small_message(), Some(Message::text("one")));
+    // A ping is not for the fast path: it stays for `next_message`, which answers it.
+    assert_eq!(conn.next_small_message(), None);
+    assert_eq!(
+        conn.next_message().unwrap(),
+        Some(Message::Ping("p".into()))
+    );
+    assert_eq!(
+        conn.next_small_message(),
+        Some(Message::Binary("two".into()))
+    );
+    // Once failed, nothing more, even with a valid message buffered.
+    let mut failed = server();
+    let mut bytes = frame_to(&failed, true, OpCode::Continuation, b"x");
+    bytes.extend(frame_to(&failed, true, OpCode::Text, b"after"));
+    failed.receive_data(&bytes);
+    assert!(failed.next_message().is_err());
+    failed.receive_data(&frame_to(&failed, true, OpCode::Text, b"late"));
+    assert_eq!(failed.next_small_message(), None);
+    assert_eq!(failed.next_message().unwrap(), None);
+}
