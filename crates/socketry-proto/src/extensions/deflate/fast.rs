@@ -131,47 +131,39 @@ impl<'a> Stream<'a> {
         self.history.len()
     }
 
-    /// The four bytes at `at`, which may lie in the history, in the message or across both;
-    /// `at + 4 <= len`.
+    /// The four bytes at `at`, in the history (`at` before the message starts), perhaps
+    /// running on into the message; `at + 4 <= len`.
     #[inline(always)]
-    fn read_u32(&self, at: usize) -> u32 {
+    fn read_u32_before(&self, at: usize) -> u32 {
         let start = self.start();
-        if at >= start {
-            read_u32(self.message, at - start)
-        } else if at + 4 <= start {
-            read_u32(self.history, at)
-        } else {
-            let mut four = [0u8; 4];
-            for (k, byte) in four.iter_mut().enumerate() {
-                *byte = match (at + k).checked_sub(start) {
-                    Some(m) => self.message[m],
-                    None => self.history[at + k],
-                };
-            }
-            u32::from_le_bytes(four)
+        if at + 4 <= start {
+            return read_u32(self.history, at);
         }
+        let mut four = [0u8; 4];
+        for (k, byte) in four.iter_mut().enumerate() {
+            *byte = match (at + k).checked_sub(start) {
+                Some(m) => self.message[m],
+                None => self.history[at + k],
+            };
+        }
+        u32::from_le_bytes(four)
     }
 
-    /// The length of the match of the bytes at `at` (in the message) with those at `from`
-    /// (`from < at`, anywhere), whose first `MIN_MATCH` are known equal: at most `MAX_MATCH`,
-    /// and not past the end.
+    /// The length of the match of the bytes at message position `j` with those at `from` in
+    /// the history (perhaps running on into the message), whose first `MIN_MATCH` are known
+    /// equal: at most `MAX_MATCH`, and not past the end.
     #[inline(always)]
-    fn match_length(&self, from: usize, at: usize) -> usize {
-        let start = self.start();
-        let here = &self.message[at - start..];
+    fn match_from_history(&self, from: usize, j: usize) -> usize {
+        let here = &self.message[j..];
         let most = here.len().min(MAX_MATCH);
-        let Some(from) = from.checked_sub(start) else {
-            // From the history, perhaps on into the message.
-            let earlier = &self.history[from..];
-            let part = earlier.len().min(most);
-            let n = same_prefix(&earlier[..part], &here[..part], MIN_MATCH.min(part));
-            if n < part || part == most {
-                return n;
-            }
-            let rest = most - part;
-            return part + same_prefix(&self.message[..rest], &here[part..most], 0);
-        };
-        same_prefix(&self.message[from..from + most], &here[..most], MIN_MATCH)
+        let earlier = &self.history[from..];
+        let part = earlier.len().min(most);
+        let n = same_prefix(&earlier[..part], &here[..part], MIN_MATCH.min(part));
+        if n < part || part == most {
+            return n;
+        }
+        let rest = most - part;
+        part + same_prefix(&self.message[..rest], &here[part..most], 0)
     }
 }
 
@@ -260,8 +252,8 @@ fn code_symbols(
             }
         } else {
             let from = start + j - distance;
-            if stream.read_u32(from) == here {
-                stream.match_length(from, start + j)
+            if stream.read_u32_before(from) == here {
+                stream.match_from_history(from, j)
             } else {
                 0
             }
