@@ -672,12 +672,12 @@ impl Connection {
         });
         let payload = &mut self.read_buf[header_len..header_len + len];
         if let Some(key) = key {
-            crate::mask::apply_mask(payload, key);
+            crate::mask::apply_mask_short(payload, key);
         }
         if kind == OpCode::Text && simdutf8::basic::from_utf8(payload).is_err() {
             // Masked again, as it came: the decoder's path reports the error.
             if let Some(key) = key {
-                crate::mask::apply_mask(payload, key);
+                crate::mask::apply_mask_short(payload, key);
             }
             return None;
         }
@@ -1170,6 +1170,11 @@ impl Connection {
             Some(mut compressor) => {
                 let compressed = compressor.compress(&payload);
                 self.send_compressed(compressor, opcode, compressed)
+            }
+            // A server's small reply: its two header bytes need no `FrameHeader`.
+            None if payload.len() <= MAX_CONTROL_PAYLOAD && self.mask_rng.is_none() => {
+                self.out.push_small_unmasked(opcode, &payload);
+                Ok(())
             }
             None => {
                 self.queue_frame(opcode, payload);

@@ -46,6 +46,14 @@ pub fn apply_mask_at(buf: &mut [u8], key: [u8; 4], offset: usize) {
     mask(buf, key);
 }
 
+/// [`apply_mask`] for a payload shorter than the AVX2 path's threshold (a small frame's):
+/// inlined, with no feature check.
+#[inline(always)]
+pub(crate) fn apply_mask_short(buf: &mut [u8], key: [u8; 4]) {
+    debug_assert!(buf.len() < 128);
+    mask(buf, key);
+}
+
 /// From this many bytes on, the AVX2 path pays for its feature check.
 #[cfg(target_arch = "x86_64")]
 const AVX2_FROM: usize = 128;
@@ -98,7 +106,10 @@ fn mask(buf: &mut [u8], key: [u8; 4]) {
         }
         None => rest,
     };
-    apply_mask_scalar(rest, key, 0);
+    // (Zipped with the key rather than indexed: no bounds checks, no call.)
+    for (byte, k) in rest.iter_mut().zip(key) {
+        *byte ^= k;
+    }
 }
 
 /// The reference implementation: one byte at a time.

@@ -7,7 +7,7 @@ use std::{collections::VecDeque, io::IoSlice};
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::frame::FrameHeader;
+use crate::frame::{FrameHeader, OpCode};
 
 /// Payloads at least this large are queued by reference instead of copied.
 const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
@@ -45,12 +45,34 @@ impl Outgoing {
             return;
         }
         self.tail.reserve(total);
-        header.encode(&mut self.tail);
+        let (bytes, header_len) = header.bytes();
+        match header_len {
+            // A small unmasked frame's header (a server's replies): a two-byte store, not a
+            // call to copy two bytes.
+            2 => self.tail.extend_from_slice(&bytes[..2]),
+            // A small masked frame's (a client's).
+            6 => self.tail.extend_from_slice(&bytes[..6]),
+            n => self.tail.extend_from_slice(&bytes[..n]),
+        }
         let start = self.tail.len();
         self.tail.extend_from_slice(&payload);
         if let Some(key) = header.mask {
             crate::mask::apply_mask(&mut self.tail[start..], key);
         }
+    }
+
+    /// Queues a whole unmasked frame of at most 125 bytes: what [`push_frame`](Self::push_frame)
+    /// queues for it, with the header's two bytes written directly.
+    #[inline]
+    pub(crate) fn push_small_unmasked(&mut self, opcode: OpCode, payload: &[u8]) {
+        debug_assert!(payload.len() <= crate::frame::MAX_CONTROL_PAYLOAD);
+        let total = 2 + payload.len();
+        self.len += total;
+        self.tail.reserve(total);
+        // FIN, no RSV bits, the opcode; no mask bit, the 7-bit length.
+        self.tail
+            .extend_from_slice(&[0x80 | opcode.as_u8(), payload.len() as u8]);
+        self.tail.extend_from_slice(payload);
     }
 
     pub(crate) fn with_coalescing_above(bytes: usize) -> Self {
@@ -245,6 +267,29 @@ mod tests {
                 pointer,
                 "the same allocation, from its start"
             );
+        }
+    }
+
+    #[test]
+    fn a_small_unmasked_frame_is_queued_as_the_general_path_queues_it() {
+        for opcode in [OpCode::Text, OpCode::Binary] {
+            for len in 0..=125 {
+                let payload: Vec<u8> = (0..len as u8).collect();
+                let mut general = Outgoing::default();
+                let header = FrameHeader {
+                    opcode,
+                    ..header(len)
+                };
+                general.push_frame(&header, Bytes::from(payload.clone()));
+                let mut small = Outgoing::default();
+                small.push_small_unmasked(opcode, &payload);
+                assert_eq!(small.len(), general.len(), "{opcode:?} {len}");
+                assert_eq!(
+                    drain(&mut small, 7),
+                    drain(&mut general, 7),
+                    "{opcode:?} {len}"
+                );
+            }
         }
     }
 

@@ -338,6 +338,24 @@ impl Core {
         Deadlines::Waiting
     }
 
+    /// A small whole message already buffered, when nothing else needs attention (no deadline
+    /// armed or moved, no close under way): what [`poll_recv`](Self::poll_recv)'s loop would
+    /// hand out first, without the loop.
+    #[inline(always)]
+    pub(crate) fn buffered_small_message(&mut self, timer: &Timer) -> Option<Message> {
+        if self.conn.has_input()
+            && self.ending.is_none()
+            && self.closing.is_none()
+            && !self.done
+            && timer.is_idle()
+            && !self.conn.timeout_changed()
+        {
+            self.conn.next_small_message()
+        } else {
+            None
+        }
+    }
+
     /// Receives the next message or fragment; once the connection ended, closes the transport
     /// and hands out the peer's close or the error, then `None`. A read timeout is handed out
     /// as an error and leaves the connection as it was.
@@ -351,14 +369,8 @@ impl Core {
         // A small message already buffered (the second and later of a pipelined batch), with
         // nothing else to attend to (no deadline armed or moved, no close under way): what
         // the loop below would hand out, without the loop.
-        if self.conn.has_input()
-            && mode == Mode::Whole
-            && self.ending.is_none()
-            && self.closing.is_none()
-            && !self.done
-            && timer.is_idle()
-            && !self.conn.timeout_changed()
-            && let Some(message) = self.conn.next_small_message()
+        if mode == Mode::Whole
+            && let Some(message) = self.buffered_small_message(timer)
         {
             return Poll::Ready(Some(Ok(Received::Incoming(Incoming::Control(message)))));
         }

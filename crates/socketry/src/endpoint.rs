@@ -30,6 +30,13 @@ pub(crate) trait Endpoint {
     /// The handlers, on the side that receives.
     fn handlers(&mut self) -> Option<&mut Handlers>;
 
+    /// A small message already buffered that a receive may hand out without polling
+    /// (see [`Core::buffered_small_message`]); `None` sends the receive the usual way.
+    #[inline]
+    fn buffered_small_message(&mut self) -> Option<Message> {
+        None
+    }
+
     /// Queues a message without writing it.
     fn queue_message(&mut self, message: Message) -> Result<(), Error> {
         self.with_core(|core| core.queue(message))
@@ -142,6 +149,10 @@ impl<E: Endpoint> Drop for OperationDeadline<'_, E> {
 }
 
 pub(crate) async fn recv<E: Endpoint>(endpoint: &mut E) -> Option<Result<Message, Error>> {
+    // The second and later messages of a batch one read brought: no poll, no deadline to set.
+    if let Some(message) = endpoint.buffered_small_message() {
+        return Some(Ok(message));
+    }
     let Some(timeout) = endpoint.timeouts().0 else {
         return poll_fn(|cx| poll_recv_message(endpoint, cx)).await;
     };

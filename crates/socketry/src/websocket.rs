@@ -89,6 +89,15 @@ where
     fn handlers(&mut self) -> Option<&mut Handlers> {
         self.handlers.as_deref_mut()
     }
+
+    /// Skipped while a `Closer` exists: its request is looked at by the poll.
+    #[inline]
+    fn buffered_small_message(&mut self) -> Option<Message> {
+        if self.core.has_close_watch() {
+            return None;
+        }
+        self.core.buffered_small_message(&self.timer)
+    }
 }
 
 impl<S> WebSocket<S>

@@ -370,6 +370,73 @@ async fn replies_fed_to_pipelined_messages_leave_in_one_write() {
 }
 
 #[tokio::test]
+async fn a_pipelined_batch_comes_out_in_order_with_deadlines_armed() {
+    // Small frames around a larger one and a ping, in one write, with a read timeout and a
+    // keepalive armed: the small ones may take the fast lane, the others the decoder; the
+    // application must see them all, in order, and the replies must leave together.
+    let (server_io, mut client_io) = tokio::io::duplex(1 << 20);
+    let counted = Counting::new(server_io);
+    let writes = counted.writes.clone();
+    let config = WebSocketConfig::default()
+        .read_timeout(Some(Duration::from_secs(30)))
+        .keepalive(Some((Duration::from_secs(30), Duration::from_secs(30))));
+    let mut server = socketry::WebSocket::from_raw(counted, socketry::Role::Server, config);
+    let key = [9u8, 8, 7, 6];
+    let frame = |opcode: u8, payload: &[u8]| {
+        let mut frame = vec![0x80 | opcode];
+        match payload.len() {
+            n @ 0..=125 => frame.push(0x80 | n as u8),
+            n => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&key);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        frame
+    };
+    let mut expected = Vec::new();
+    let mut burst = Vec::new();
+    for i in 0..40usize {
+        let message = match i {
+            13 => Message::binary(vec![7u8; 300]),
+            27 => Message::Ping(bytes::Bytes::from_static(b"p")),
+            _ if i % 2 == 0 => Message::text("x".repeat(i * 3)),
+            _ => Message::binary(vec![i as u8; i]),
+        };
+        let opcode = match &message {
+            Message::Text(_) => 1,
+            Message::Binary(_) => 2,
+            _ => 9,
+        };
+        burst.extend(frame(opcode, message.as_payload()));
+        expected.push(message);
+    }
+    client_io.write_all(&burst).await.unwrap();
+    let mut echoed = 0;
+    for want in &expected {
+        let got = bounded(server.recv()).await.unwrap().unwrap();
+        assert_eq!(&got, want);
+        if got.is_text() || got.is_binary() {
+            echoed += 2 + usize::from(got.len() > 125) * 2 + got.len();
+            server.feed(got).await.unwrap();
+        }
+    }
+    assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), server.recv())
+            .await
+            .is_err()
+    );
+    assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let mut replies = vec![0u8; echoed + 3];
+    tokio::io::AsyncReadExt::read_exact(&mut client_io, &mut replies)
+        .await
+        .unwrap();
+    assert_eq!(&replies[..2], &[0x81, 0x00], "the first echo: empty text");
+}
+
+#[tokio::test]
 async fn a_stream_of_large_messages_is_read_one_read_per_message_once_warm() {
     // Each 16 KiB message is wholly in the transport before the server reads: once the read
     // size has grown to fit one, every message must take one read. (The read size used to
