@@ -677,7 +677,7 @@ impl Connection {
         if kind == OpCode::Text && simdutf8::basic::from_utf8(payload).is_err() {
             // Masked again, as it came: the decoder's path reports the error.
             if let Some(key) = key {
-                crate::mask::apply_mask_short(payload, key);
+                crate::mask::apply_mask(payload, key);
             }
             return None;
         }

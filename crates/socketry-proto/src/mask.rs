@@ -46,8 +46,8 @@ pub fn apply_mask_at(buf: &mut [u8], key: [u8; 4], offset: usize) {
     mask(buf, key);
 }
 
-/// [`apply_mask`] for a payload shorter than the AVX2 path's threshold (a small frame's):
-/// inlined, with no feature check.
+/// [`apply_mask`] for a payload shorter than the AVX2 path's threshold (a small frame's),
+/// inlined where it is called.
 #[inline(always)]
 pub(crate) fn apply_mask_short(buf: &mut [u8], key: [u8; 4]) {
     debug_assert!(buf.len() < 128);

@@ -155,6 +155,12 @@ impl CloseWatch {
         lock(&self.request.frame).take()
     }
 
+    /// Whether a close was requested (taken up or not).
+    #[inline]
+    pub(crate) fn is_requested(&self) -> bool {
+        self.request.requested.load(Ordering::Acquire)
+    }
+
     /// Registers `waker` as the task a request wakes, without acting on one; whether a
     /// request was made already, which the caller then wakes `waker` for (after its locks),
     /// so that its task acts on it in a poll that also writes (acted on outside a poll, the

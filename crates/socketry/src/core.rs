@@ -70,6 +70,17 @@ impl Timer {
         self.armed == Armed::Off
     }
 
+    /// Whether polling it now would find nothing to do: the deadlines were looked up before
+    /// and none is armed, or the armed one has not fired yet (a keepalive's next ping, say).
+    #[inline]
+    fn is_quiet(&self) -> bool {
+        match self.armed {
+            Armed::Off => true,
+            Armed::At(_) => self.sleep.as_ref().is_some_and(|sleep| !sleep.is_elapsed()),
+            Armed::Fresh => false,
+        }
+    }
+
     /// Ready once `deadline` passed; otherwise wakes the task then. No deadline: pending,
     /// with no wakeup of its own.
     pub(crate) fn poll_until(
@@ -252,6 +263,15 @@ impl Core {
         self.close_watch.is_some()
     }
 
+    /// Whether a [`Closer`](crate::Closer)'s request waits to be acted on (a closer without
+    /// a request needs nothing from a poll).
+    #[inline]
+    pub(crate) fn has_close_request(&self) -> bool {
+        self.close_watch
+            .as_ref()
+            .is_some_and(|watch| watch.is_requested())
+    }
+
     /// A [`Closer`](crate::Closer) for this connection.
     pub(crate) fn closer(&mut self) -> crate::Closer {
         if let Some(spent) = &self.spent_closer {
@@ -339,7 +359,7 @@ impl Core {
     }
 
     /// A small whole message already buffered, when nothing else needs attention (no deadline
-    /// armed or moved, no close under way): what [`poll_recv`](Self::poll_recv)'s loop would
+    /// passed or moved, no close under way): what [`poll_recv`](Self::poll_recv)'s loop would
     /// hand out first, without the loop.
     #[inline(always)]
     pub(crate) fn buffered_small_message(&mut self, timer: &Timer) -> Option<Message> {
@@ -347,7 +367,7 @@ impl Core {
             && self.ending.is_none()
             && self.closing.is_none()
             && !self.done
-            && timer.is_idle()
+            && timer.is_quiet()
             && !self.conn.timeout_changed()
         {
             self.conn.next_small_message()

@@ -90,10 +90,12 @@ where
         self.handlers.as_deref_mut()
     }
 
-    /// Skipped while a `Closer` exists: its request is looked at by the poll.
+    /// Skipped while a `Closer`'s request waits: the poll acts on it first. (A request made
+    /// just after this check is as one made just after the poll's: its wake brings the task
+    /// back.)
     #[inline]
     fn buffered_small_message(&mut self) -> Option<Message> {
-        if self.core.has_close_watch() {
+        if self.core.has_close_request() {
             return None;
         }
         self.core.buffered_small_message(&self.timer)
@@ -394,7 +396,12 @@ where
     type Item = Result<Message, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        endpoint::poll_recv_message(self.get_mut(), cx)
+        let ws = self.get_mut();
+        // As `recv`: a batch's later small messages without the poll.
+        if let Some(message) = ws.buffered_small_message() {
+            return Poll::Ready(Some(Ok(message)));
+        }
+        endpoint::poll_recv_message(ws, cx)
     }
 }
 

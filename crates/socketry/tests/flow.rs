@@ -369,34 +369,47 @@ async fn replies_fed_to_pipelined_messages_leave_in_one_write() {
     );
 }
 
-#[tokio::test]
-async fn a_pipelined_batch_comes_out_in_order_with_deadlines_armed() {
-    // Small frames around a larger one and a ping, in one write, with a read timeout and a
-    // keepalive armed: the small ones may take the fast lane, the others the decoder; the
-    // application must see them all, in order, and the replies must leave together.
+/// Frames as a client sends them: masked.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [9u8, 8, 7, 6];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n @ 0..=125 => frame.push(0x80 | n as u8),
+        n => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&key);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    frame
+}
+
+/// Frames as a server sends them: unmasked.
+fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n @ 0..=125 => frame.push(n as u8),
+        n => {
+            frame.push(126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Small frames around a larger one and a ping, in one write: the small ones may take the fast
+/// lane (which `config` may rule out), the others the decoder. The application must see them
+/// all, in order, and every reply (the echoes, the pong in its place) must leave in one write.
+async fn pipelined_batch_comes_out_in_order(config: WebSocketConfig) {
     let (server_io, mut client_io) = tokio::io::duplex(1 << 20);
     let counted = Counting::new(server_io);
     let writes = counted.writes.clone();
-    let config = WebSocketConfig::default()
-        .read_timeout(Some(Duration::from_secs(30)))
-        .keepalive(Some((Duration::from_secs(30), Duration::from_secs(30))));
     let mut server = socketry::WebSocket::from_raw(counted, socketry::Role::Server, config);
-    let key = [9u8, 8, 7, 6];
-    let frame = |opcode: u8, payload: &[u8]| {
-        let mut frame = vec![0x80 | opcode];
-        match payload.len() {
-            n @ 0..=125 => frame.push(0x80 | n as u8),
-            n => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&key);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        frame
-    };
     let mut expected = Vec::new();
     let mut burst = Vec::new();
+    let mut replies = Vec::new();
     for i in 0..40usize {
         let message = match i {
             13 => Message::binary(vec![7u8; 300]),
@@ -409,16 +422,16 @@ async fn a_pipelined_batch_comes_out_in_order_with_deadlines_armed() {
             Message::Binary(_) => 2,
             _ => 9,
         };
-        burst.extend(frame(opcode, message.as_payload()));
+        burst.extend(client_frame(opcode, message.as_payload()));
+        let reply_opcode = if opcode == 9 { 10 } else { opcode };
+        replies.extend(server_frame(reply_opcode, message.as_payload()));
         expected.push(message);
     }
     client_io.write_all(&burst).await.unwrap();
-    let mut echoed = 0;
     for want in &expected {
         let got = bounded(server.recv()).await.unwrap().unwrap();
         assert_eq!(&got, want);
         if got.is_text() || got.is_binary() {
-            echoed += 2 + usize::from(got.len() > 125) * 2 + got.len();
             server.feed(got).await.unwrap();
         }
     }
@@ -429,11 +442,66 @@ async fn a_pipelined_batch_comes_out_in_order_with_deadlines_armed() {
             .is_err()
     );
     assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 1);
-    let mut replies = vec![0u8; echoed + 3];
-    tokio::io::AsyncReadExt::read_exact(&mut client_io, &mut replies)
-        .await
-        .unwrap();
-    assert_eq!(&replies[..2], &[0x81, 0x00], "the first echo: empty text");
+    let mut written = vec![0u8; replies.len()];
+    bounded(tokio::io::AsyncReadExt::read_exact(
+        &mut client_io,
+        &mut written,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(written, replies);
+}
+
+#[tokio::test]
+async fn a_pipelined_batch_comes_out_in_order() {
+    pipelined_batch_comes_out_in_order(WebSocketConfig::default()).await;
+}
+
+#[tokio::test]
+async fn a_pipelined_batch_comes_out_in_order_with_deadlines_armed() {
+    pipelined_batch_comes_out_in_order(
+        WebSocketConfig::default()
+            .read_timeout(Some(Duration::from_secs(30)))
+            .keepalive(Some((Duration::from_secs(30), Duration::from_secs(30)))),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_passed_keepalive_deadline_comes_before_messages_still_buffered() {
+    // Small messages a read brought at once are handed out without the deadlines' poll only
+    // while no deadline passed: a due ping is sent first, and once its pong is overdue the
+    // keepalive fails the read even with messages left in the buffer. (Only lower bounds on
+    // time matter here: every sleep is longer than the deadline it waits out.)
+    let (server_io, mut client_io) = tokio::io::duplex(1 << 20);
+    let keepalive = Duration::from_millis(100);
+    let config = WebSocketConfig::default().keepalive(Some((keepalive, keepalive)));
+    let mut server = socketry::WebSocket::from_raw(server_io, socketry::Role::Server, config);
+    let mut burst = Vec::new();
+    for text in ["one", "two", "three", "four"] {
+        burst.extend(client_frame(1, text.as_bytes()));
+    }
+    client_io.write_all(&burst).await.unwrap();
+    let first = bounded(server.recv()).await.unwrap().unwrap();
+    assert_eq!(first, Message::text("one"));
+    tokio::time::sleep(keepalive * 3).await;
+    // The ping was due: it is queued (its pong due from now), then the next message comes.
+    let second = bounded(server.recv()).await.unwrap().unwrap();
+    assert_eq!(second, Message::text("two"));
+    tokio::time::sleep(keepalive * 3).await;
+    assert!(matches!(
+        bounded(server.recv()).await,
+        Some(Err(Error::Timeout(Timeout::Keepalive)))
+    ));
+    // The ping went out before the close the failure queued.
+    let mut head = [0u8; 2];
+    bounded(tokio::io::AsyncReadExt::read_exact(
+        &mut client_io,
+        &mut head,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(head[0], 0x89, "a ping first");
 }
 
 #[tokio::test]

@@ -1387,3 +1387,27 @@ fn next_small_message_hands_out_what_next_message_would_and_nothing_else() {
     assert_eq!(failed.next_small_message(), None);
     assert_eq!(failed.next_message().unwrap(), None);
 }
+
+#[test]
+fn a_server_sends_data_messages_of_every_small_size_as_encode_frame_would() {
+    use crate::extensions::deflate::{Deflate, DeflateConfig, negotiate_server};
+    // Without permessage-deflate, and with it negotiated but the messages under its
+    // threshold: the small-frame path (up to 125 bytes) and the general one (above) around
+    // their boundary, both data opcodes.
+    let config = DeflateConfig::default().threshold(1000);
+    let (params, _) = negotiate_server(["permessage-deflate"], &config).unwrap();
+    let mut deflating = server();
+    deflating.set_deflate(Some(Deflate::new(Role::Server, params, &config)));
+    for mut conn in [server(), deflating] {
+        for len in [0, 1, 2, 124, 125, 126, 127, 300] {
+            let text = "é".repeat(len / 2) + &"x".repeat(len % 2);
+            let binary: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            conn.send(Message::text(text.clone())).unwrap();
+            conn.send(Message::binary(binary.clone())).unwrap();
+            let mut want = BytesMut::new();
+            encode_frame(&mut want, true, 0, OpCode::Text, None, text.as_bytes());
+            encode_frame(&mut want, true, 0, OpCode::Binary, None, &binary);
+            assert_eq!(drain_outgoing(&mut conn), want.to_vec(), "{len} bytes");
+        }
+    }
+}
