@@ -386,9 +386,7 @@ impl Core {
         cx: &mut Context<'_>,
         mode: Mode,
     ) -> Poll<Option<Result<Received, Error>>> {
-        // A small message already buffered (the second and later of a pipelined batch), with
-        // nothing else to attend to (no deadline armed or moved, no close under way): what
-        // the loop below would hand out, without the loop.
+        // The second and later of a pipelined batch, without the loop.
         if mode == Mode::Whole
             && let Some(message) = self.buffered_small_message(timer)
         {
