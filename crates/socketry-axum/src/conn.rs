@@ -185,11 +185,6 @@ impl Conn {
     /// (a shutdown, say) goes on with the next call.
     #[inline]
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        if self.config.get_read_timeout().is_none() {
-            // Without a read timeout the socket's `recv` is its `Stream`'s poll: polled from
-            // here, the controller's future is one future less deep on every message.
-            return std::future::poll_fn(|cx| self.poll_recv(cx)).await;
-        }
         on_side!(self.reader()?, s => s.recv().await)
     }
 
@@ -219,13 +214,6 @@ impl Conn {
     /// As [`send`](Self::send).
     #[inline]
     pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        if self.config.get_write_timeout().is_none() {
-            // Without a write timeout the socket's `feed` is its `Sink`'s `poll_ready` and
-            // `start_send` (the same fast path while there is room), one future less deep.
-            use futures_sink::Sink;
-            std::future::poll_fn(|cx| Pin::new(&mut *self).poll_ready(cx)).await?;
-            return Pin::new(self).start_send(message.into());
-        }
         on_side!(self.writer()?, s => s.feed(message).await)
     }
 
