@@ -12,7 +12,7 @@
 # message in the server process under callgrind (difference of two runs, so start-up and
 # handshakes cancel). Syscalls per message in the pipelined shape under strace -c (same
 # difference). Idle memory: server RSS growth over 10,000 idle connections.
-# Tunables: REPS (5), DURATION (2 s), IDLE (10000).
+# Tunables: REPS (5), DURATION (2 s), IDLE (10000), MANY_COUNTS ("10000 50000").
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -95,11 +95,14 @@ KIND=throughput
 # most users run it; the peers that the targets name, and the TCP echo.
 MT_SERVERS=(socketry socketry-axum fastwebsockets tungstenite tcp)
 # Many connections (one 20 B message in flight each), multi-thread and unpinned too. 50,000
-# needs a file limit of at least 50,000 + 1,000 per process; where the hard limit is lower (and
-# cannot be raised: no CAP_SYS_RESOURCE), the run says so and skips that count.
-MANY=(10000 50000)
+# in one process needs a file limit of at least 50,000 + 1,000; where the hard limit is lower
+# (and cannot be raised: no CAP_SYS_RESOURCE), they are spread over several server processes
+# (run_sharded), and the report says how many.
+MANY=(${MANY_COUNTS:-10000 50000})
 MANY_SERVERS=(socketry socketry-axum fastwebsockets tungstenite)
-if [ "$SMOKE" = 1 ]; then MANY=(300); MANY_SERVERS=(socketry); fi
+# PER_PROCESS: connections per server process at most (default: the file limit less 1,000);
+# the smoke run sets it low so that the spreading over processes runs too.
+if [ "$SMOKE" = 1 ]; then MANY=(300); MANY_SERVERS=(socketry); PER_PROCESS=200; fi
 
 # CPU time (user + system, clock ticks) the server process has used so far.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2> /dev/null || echo 0; }
@@ -168,17 +171,79 @@ for rep in $(seq "$REPS"); do
 done
 fi
 
+# run_sharded COUNT SERVER SHARDS: COUNT connections over SHARDS server processes (each on
+# its own port, the multi-thread runtime on every core) and as many load processes, which
+# open their connections, then measure the same window (--barrier); one row, with the
+# messages summed and the percentiles of every round trip of every load process.
+run_sharded() {
+  local count="$1" server="$2" shards="$3" i n pids=() ports=() loads=() before=0 after=0
+  local barrier="$OUT/barrier"
+  for i in $(seq 0 $((shards - 1))); do
+    start_server "$server" --threads "$(nproc)"
+    pids+=("$server_pid"); ports+=("$PORT"); server_pid=""
+  done
+  for i in "${pids[@]}"; do before=$((before + $(cpu_ticks "$i"))); done
+  rm -rf "$barrier"; mkdir -p "$barrier"
+  for i in $(seq 0 $((shards - 1))); do
+    n=$(( count / shards + (i < count % shards ? 1 : 0) ))
+    timeout 300 "$BIN/bench_load" "ws://127.0.0.1:${ports[$i]}/" --connections "$n" --size 20 \
+      --inflight 1 --duration "$DURATION" --barrier "$barrier" --rtts "$OUT/rtts.$i" \
+      > "$OUT/load.$i.json" &
+    loads+=("$!")
+  done
+  # Every load process has opened its connections (or one died: its wait below fails).
+  for _ in $(seq 3000); do
+    [ "$(find "$barrier" -name 'ready.*' | wc -l)" -ge "$shards" ] && break
+    kill -0 "${loads[@]}" 2> /dev/null || break
+    sleep 0.1
+  done
+  touch "$barrier/go"
+  local failed=0
+  for i in "${loads[@]}"; do wait "$i" || failed=1; done
+  for i in "${pids[@]}"; do after=$((after + $(cpu_ticks "$i"))); done
+  for i in "${pids[@]}"; do kill "$i" 2> /dev/null || true; wait "$i" 2> /dev/null || true; done
+  if [ "$failed" = 1 ]; then
+    echo "bench: $server / ${count}x20B failed" >&2
+    return 1
+  fi
+  local line
+  line=$(python3 - "$OUT" "$shards" << 'PY'
+import array, json, sys
+out, shards = sys.argv[1], int(sys.argv[2])
+parts = [json.load(open(f"{out}/load.{i}.json")) for i in range(shards)]
+rtts = array.array("I")
+for i in range(shards):
+    with open(f"{out}/rtts.{i}", "rb") as f:
+        rtts.frombytes(f.read())
+rtts = sorted(rtts)
+pick = lambda p: rtts[min(int(len(rtts) * p), len(rtts) - 1)] if rtts else 0
+row = dict(parts[0])
+for key in ("connections", "messages", "msgs_per_s", "mb_per_s", "errors"):
+    row[key] = sum(p[key] for p in parts)
+row.update(p50_us=pick(0.5), p99_us=pick(0.99), processes=shards)
+print(json.dumps(row, separators=(",", ":")))
+PY
+)
+  rm -rf "$OUT"/rtts.* "$OUT"/load.*.json "$barrier"
+  echo "{\"kind\":\"connections\",\"shape\":\"${count}x20B\",\"server\":\"$server\",\"server_cpu_ticks\":$((after - before)),\"ticks_per_s\":$(getconf CLK_TCK),\"result\":$line}" >> "$RESULTS"
+  printf '  %-16s %-12s %s\n' "$server" "${count}x20B" "$(echo "$line" | sed 's/.*"msgs_per_s":\([0-9.]*\).*"p50_us":\([0-9]*\),"p99_us":\([0-9]*\).*/\1 msg\/s  p50 \2 us  p99 \3 us/') ($shards processes)"
+}
+
 if part many; then
 echo "== bench: many connections (20 B, one in flight each; multi-thread, unpinned)"
 KIND=connections
 for count in "${MANY[@]}"; do
-  if [ "$(ulimit -n)" -lt $((count + 1000)) ]; then
-    echo "  $count connections: skipped, the file limit is $(ulimit -n) (hard $(ulimit -Hn)) and cannot be raised here"
-    echo "{\"kind\":\"connections_skipped\",\"connections\":$count,\"limit\":$(ulimit -n)}" >> "$RESULTS"
-    continue
-  fi
+  # Past the file limit, the connections are spread over server processes of up to
+  # (limit - 1,000) each, and the run says so.
+  per_process=${PER_PROCESS:-$(( $(ulimit -n) - 1000 ))}
+  shards=$(( (count + per_process - 1) / per_process ))
+  [ "$shards" -gt 1 ] && echo "  $count connections: at most $per_process per process (file limit $(ulimit -n), hard $(ulimit -Hn)): $shards server processes and $shards load processes"
   for rep in $(seq "$REPS"); do
     for server in "${MANY_SERVERS[@]}"; do
+      if [ "$shards" -gt 1 ]; then
+        run_sharded "$count" "$server" "$shards"
+        continue
+      fi
       start_server "$server" --threads "$(nproc)"
       run_load "${count}x20B" "$server" --connections "$count" --size 20 --inflight 1 --duration "$DURATION"
       stop_server

@@ -74,6 +74,8 @@ def throughput_medians(rows, kind="throughput"):
             "cpu": statistics.median(x.get("cpu_us", 0.0) for x in results),
             "n": len(results),
             "errors": sum(x["errors"] for x in results),
+            # More than one: the connections were spread over this many server processes.
+            "processes": max(x.get("processes", 1) for x in results),
         }
     return med
 
@@ -282,7 +284,15 @@ def report(rows):
                 m = many.get((shape, s))
                 cells.append(f"{fmt(m['msgs'])} msg/s, p50 {m['p50']:.0f} / p99 {m['p99']:.0f} µs"
                              if m else "–")
-            w(f"| {int(shape.split('x')[0]):,} | " + " | ".join(cells) + " |")
+            procs = max(many[k]["processes"] for k in many if k[0] == shape)
+            where = f" ({procs} server processes)" if procs > 1 else ""
+            w(f"| {int(shape.split('x')[0]):,}{where} | " + " | ".join(cells) + " |")
+        if any(m["processes"] > 1 for m in many.values()):
+            w("")
+            w("A count in several server processes: the file limit is below the count + 1,000, "
+              "so each process (and a load process per server process) holds up to the limit "
+              "less 1,000 connections, every process on every core, measuring the same window; "
+              "messages are summed and the percentiles are of every round trip.")
         for r in skipped:
             w(f"| {r['connections']:,} | not run: the file limit here is {r['limit']:,} per "
               "process and cannot be raised |" + " |" * max(len(servers) - 1, 0))

@@ -4,6 +4,7 @@
 //! ```text
 //! bench_load ws://HOST:PORT/ --connections N --size BYTES [--inflight K]
 //!            [--duration SECS | --messages PER_CONNECTION] [--text] [--compression]
+//!            [--barrier DIR] [--rtts FILE]
 //! bench_load ws://HOST:PORT/ --idle N --hold SECS
 //! ```
 //!
@@ -12,6 +13,12 @@
 //! parsed for their headers only, payloads skipped in the read buffer. With `--compression`
 //! it offers permessage-deflate with `client_no_context_takeover`, so one message compressed
 //! before the run is valid every time; replies are counted, not inflated.
+//!
+//! `--barrier DIR` starts the measured run only once every connection is open and the file
+//! `DIR/go` exists (announcing readiness with `DIR/ready.PID`), so that several load processes
+//! measure the same window; `--rtts` writes every round trip (µs, little-endian `u32`) to a
+//! file for merging their percentiles. `scripts/bench.sh`
+//! uses both to spread more connections than one process may open over several.
 
 use std::{
     net::SocketAddr,
@@ -41,6 +48,8 @@ struct Options {
     messages: Option<u64>,
     text: bool,
     compression: bool,
+    barrier: Option<std::path::PathBuf>,
+    rtts: Option<String>,
 }
 
 struct Outcome {
@@ -81,6 +90,8 @@ fn main() -> Result<(), BoxError> {
         messages: value("--messages").map(str::parse).transpose()?,
         text: flag("--text").is_some() || flag("--compression").is_some(),
         compression: flag("--compression").is_some(),
+        barrier: value("--barrier").map(Into::into),
+        rtts: value("--rtts").map(str::to_owned),
     };
     runtime.block_on(run(options))
 }
@@ -99,6 +110,9 @@ async fn run(options: Options) -> Result<(), BoxError> {
         streams.push((stream, leftover));
     }
     let batch = batch(&payload, &options, window_bits);
+    if let Some(dir) = &options.barrier {
+        barrier(dir).await?;
+    }
     let started = Instant::now();
     let deadline = started + options.duration;
     let tasks: Vec<_> = streams
@@ -124,6 +138,10 @@ async fn run(options: Options) -> Result<(), BoxError> {
     } else {
         options.duration.as_secs_f64()
     };
+    if let Some(path) = &options.rtts {
+        let bytes: Vec<u8> = rtts.iter().flat_map(|rtt| rtt.to_le_bytes()).collect();
+        std::fs::write(path, bytes)?;
+    }
     rtts.sort_unstable();
     let percentile = |p: f64| {
         rtts.get(((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1)))
@@ -153,6 +171,20 @@ async fn run(options: Options) -> Result<(), BoxError> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Says this process is ready (`DIR/ready.PID`) and waits for `DIR/go`, for at most ten
+/// minutes.
+async fn barrier(dir: &std::path::Path) -> Result<(), BoxError> {
+    std::fs::write(dir.join(format!("ready.{}", std::process::id())), b"")?;
+    let go = dir.join("go");
+    for _ in 0..600_000 {
+        if go.exists() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Err("the barrier's go file never appeared".into())
 }
 
 /// K masked frames, built once.
