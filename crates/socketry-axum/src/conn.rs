@@ -7,6 +7,7 @@ use std::{
     time::Duration,
 };
 
+use futures_util::future::Either;
 use socketry::{
     CloseCode, CloseHandler, Closer, ControlHandle, Error, JoinedMessages, Message, MessageReader,
     MessageWriter, OpCode, PingHandler, PongHandler, PreparedMessage, State, WebSocket,
@@ -183,9 +184,15 @@ impl Conn {
     ///
     /// Cancel-safe, as [`WebSocket::recv`]: in a `select!` loop, a close that started
     /// (a shutdown, say) goes on with the next call.
+    // Not `async`: the side's own future is returned, so that no state machine of this
+    // method's sits between a controller's loop and the socket on every message.
     #[inline]
-    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        on_side!(self.reader()?, s => s.recv().await)
+    pub fn recv(&mut self) -> impl Future<Output = Option<Result<Message, Error>>> {
+        match self.reader() {
+            Some(Side::Whole(ws)) => Either::Left(ws.recv()),
+            Some(Side::Half(reader)) => Either::Right(Either::Left(reader.recv())),
+            None => Either::Right(Either::Right(std::future::ready(None))),
+        }
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
@@ -212,9 +219,14 @@ impl Conn {
     /// # Errors
     ///
     /// As [`send`](Self::send).
+    // Not `async`, as `recv`.
     #[inline]
-    pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        on_side!(self.writer()?, s => s.feed(message).await)
+    pub fn feed(&mut self, message: impl Into<Message>) -> impl Future<Output = Result<(), Error>> {
+        match self.writer() {
+            Ok(Side::Whole(ws)) => Either::Left(ws.feed(message)),
+            Ok(Side::Half(writer)) => Either::Right(Either::Left(writer.feed(message))),
+            Err(err) => Either::Right(Either::Right(std::future::ready(Err(err)))),
+        }
     }
 
     /// Writes everything queued, as [`WebSocket::flush`].

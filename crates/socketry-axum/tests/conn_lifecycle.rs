@@ -561,11 +561,49 @@ impl Controller for PingsThroughAHandle {
         while let Some(message) = conn.recv().await {
             let message = message?;
             if message.is_text() {
-                conn.send(message).await?;
+                // `feed` and `flush` through the halves the handle left in place.
+                conn.feed(message).await?;
+                conn.flush().await?;
             }
         }
         Ok(())
     }
+}
+
+/// Takes the halves, then calls the `Conn`'s own methods, which have no side left to use, and
+/// reports through the writer what they answered.
+struct CallsTheConnAfterSplit;
+
+impl Controller for CallsTheConnAfterSplit {
+    type Error = socketry::Error;
+
+    async fn serve(&self, conn: &mut Conn, _: &Request) -> Result<(), Self::Error> {
+        let (mut reader, mut writer) = conn.split().expect("first split");
+        let recv = match conn.recv().await {
+            None => "none".to_owned(),
+            Some(other) => format!("{other:?}"),
+        };
+        let feed = match conn.feed("lost").await {
+            Err(socketry::Error::AlreadyClosed) => "already closed".to_owned(),
+            other => format!("{other:?}"),
+        };
+        writer.send(format!("recv: {recv}, feed: {feed}")).await?;
+        while reader.recv().await.is_some() {}
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn after_split_the_conn_receives_nothing_and_refuses_to_feed() {
+    let addr = serve(Upgrader::new(CallsTheConnAfterSplit).route(Router::new(), "/s")).await;
+    let mut ws = client(addr, "/s").await;
+    assert_eq!(
+        bounded(ws.recv()).await.unwrap().unwrap(),
+        Message::text("recv: none, feed: already closed")
+    );
+    bounded(ws.close(socketry::CloseCode::NORMAL, ""))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
