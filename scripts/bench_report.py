@@ -442,6 +442,16 @@ def targets(med, instr, sys_rows, idle, rows):
     if ours and node:
         x = ours["msgs"] / node["msgs"]
         lines.append(f"{'met' if x >= 1.5 else 'MISSED'}: compressed echo ≥ 1.5x Node ws ({x:.2f}x)")
+    many = throughput_medians(rows, "connections")
+    counts = {int(shape.split("x")[0]): m for (shape, server), m in many.items()
+              if server == "socketry"}
+    if counts:
+        run = ", ".join(f"{n:,}: p99 {m['p99'] / 1000:.0f} ms"
+                        + (f" ({m['processes']} server processes)" if m["processes"] > 1 else "")
+                        for n, m in sorted(counts.items()))
+        ok = {10_000, 50_000} <= set(counts)
+        lines.append(f"{'met' if ok else 'MISSED'}: 10,000 and 50,000 concurrent connections run, "
+                     f"p99 written down ({run})")
     return lines
 
 
