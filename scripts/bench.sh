@@ -12,7 +12,9 @@
 # message in the server process under callgrind (difference of two runs, so start-up and
 # handshakes cancel). Syscalls per message in the pipelined shape under strace -c (same
 # difference). Idle memory: server RSS growth over 10,000 idle connections.
-# Tunables: REPS (5), DURATION (2 s), IDLE (10000), MANY_COUNTS ("10000 50000").
+# Tunables: REPS (5), DURATION (2 s), DURATION_MANY (10 s, the many-connection runs: with
+# 50,000 connections one round trip is most of a second), IDLE (10000), MANY_COUNTS
+# ("10000 50000"), PER_PROCESS (below).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -21,8 +23,9 @@ SMOKE=0
 [ "${1:-}" = "--smoke" ] && SMOKE=1
 REPS="${REPS:-5}"
 DURATION="${DURATION:-2}"
+DURATION_MANY="${DURATION_MANY:-10}"
 IDLE="${IDLE:-10000}"
-if [ "$SMOKE" = 1 ]; then REPS=1; DURATION=0.3; IDLE=200; fi
+if [ "$SMOKE" = 1 ]; then REPS=1; DURATION=0.3; DURATION_MANY=0.5; IDLE=200; fi
 # PARTS: the sections to run, of micro throughput mt many instructions compression syscalls
 # idle (default: all). A partial run prints its report and writes nothing under docs/.
 PARTS="${PARTS:-all}"
@@ -58,7 +61,16 @@ echo "== bench: npm ci (ws, for the compression row)"
 # As high as this machine lets a process go: the many-connection runs need it.
 ulimit -Hn 120000 2> /dev/null || true
 ulimit -n 120000 2> /dev/null || ulimit -n "$(ulimit -Hn)"
-trap stop_server EXIT
+# The processes of a spread-out run (run_sharded), stopped on every way out.
+SHARD_PIDS=()
+stop_shards() {
+  local pid
+  for pid in "${SHARD_PIDS[@]}"; do kill "$pid" 2> /dev/null || true; done
+  for pid in "${SHARD_PIDS[@]}"; do wait "$pid" 2> /dev/null || true; done
+  SHARD_PIDS=()
+}
+trap 'stop_server; stop_shards' EXIT
+trap 'exit 130' INT TERM
 # start_server NAME [extra args]: NAME is a bench_server implementation or node-ws.
 start_server() {
   local name="$1"; shift
@@ -180,42 +192,46 @@ run_sharded() {
   local barrier="$OUT/barrier"
   for i in $(seq 0 $((shards - 1))); do
     start_server "$server" --threads "$(nproc)"
-    pids+=("$server_pid"); ports+=("$PORT"); server_pid=""
+    pids+=("$server_pid"); ports+=("$PORT"); SHARD_PIDS+=("$server_pid"); server_pid=""
   done
   for i in "${pids[@]}"; do before=$((before + $(cpu_ticks "$i"))); done
   rm -rf "$barrier"; mkdir -p "$barrier"
   for i in $(seq 0 $((shards - 1))); do
     n=$(( count / shards + (i < count % shards ? 1 : 0) ))
-    timeout 300 "$BIN/bench_load" "ws://127.0.0.1:${ports[$i]}/" --connections "$n" --size 20 \
-      --inflight 1 --duration "$DURATION" --barrier "$barrier" --rtts "$OUT/rtts.$i" \
+    # Bounded past the barrier's 300 s below, the window and the close.
+    timeout 600 "$BIN/bench_load" "ws://127.0.0.1:${ports[$i]}/" --connections "$n" --size 20 \
+      --inflight 1 --duration "$DURATION_MANY" --barrier "$barrier" --rtts "$OUT/rtts.$i" \
       > "$OUT/load.$i.json" &
-    loads+=("$!")
+    loads+=("$!"); SHARD_PIDS+=("$!")
   done
-  # Every load process has opened its connections (or one died: its wait below fails).
+  # Every load process has opened its connections, or one died (its wait below fails).
+  local dead=0 pid
   for _ in $(seq 3000); do
     [ "$(find "$barrier" -name 'ready.*' | wc -l)" -ge "$shards" ] && break
-    kill -0 "${loads[@]}" 2> /dev/null || break
+    for pid in "${loads[@]}"; do kill -0 "$pid" 2> /dev/null || dead=1; done
+    [ "$dead" = 1 ] && break
     sleep 0.1
   done
   touch "$barrier/go"
   local failed=0
   for i in "${loads[@]}"; do wait "$i" || failed=1; done
   for i in "${pids[@]}"; do after=$((after + $(cpu_ticks "$i"))); done
-  for i in "${pids[@]}"; do kill "$i" 2> /dev/null || true; wait "$i" 2> /dev/null || true; done
+  stop_shards
   if [ "$failed" = 1 ]; then
     echo "bench: $server / ${count}x20B failed" >&2
     return 1
   fi
   local line
   line=$(python3 - "$OUT" "$shards" << 'PY'
-import array, json, sys
+import json, struct, sys
 out, shards = sys.argv[1], int(sys.argv[2])
 parts = [json.load(open(f"{out}/load.{i}.json")) for i in range(shards)]
-rtts = array.array("I")
+rtts = []
 for i in range(shards):
     with open(f"{out}/rtts.{i}", "rb") as f:
-        rtts.frombytes(f.read())
-rtts = sorted(rtts)
+        data = f.read()
+    rtts.extend(struct.unpack(f"<{len(data) // 4}I", data))
+rtts.sort()
 pick = lambda p: rtts[min(int(len(rtts) * p), len(rtts) - 1)] if rtts else 0
 row = dict(parts[0])
 for key in ("connections", "messages", "msgs_per_s", "mb_per_s", "errors"):
@@ -230,12 +246,16 @@ PY
 }
 
 if part many; then
-echo "== bench: many connections (20 B, one in flight each; multi-thread, unpinned)"
+echo "== bench: many connections (20 B, one in flight each, ${DURATION_MANY} s; multi-thread, unpinned)"
 KIND=connections
 for count in "${MANY[@]}"; do
   # Past the file limit, the connections are spread over server processes of up to
   # (limit - 1,000) each, and the run says so.
   per_process=${PER_PROCESS:-$(( $(ulimit -n) - 1000 ))}
+  if [ "$per_process" -lt 1 ]; then
+    echo "  $count connections: skipped, the file limit is $(ulimit -n)"
+    continue
+  fi
   shards=$(( (count + per_process - 1) / per_process ))
   [ "$shards" -gt 1 ] && echo "  $count connections: at most $per_process per process (file limit $(ulimit -n), hard $(ulimit -Hn)): $shards server processes and $shards load processes"
   for rep in $(seq "$REPS"); do
@@ -245,7 +265,7 @@ for count in "${MANY[@]}"; do
         continue
       fi
       start_server "$server" --threads "$(nproc)"
-      run_load "${count}x20B" "$server" --connections "$count" --size 20 --inflight 1 --duration "$DURATION"
+      run_load "${count}x20B" "$server" --connections "$count" --size 20 --inflight 1 --duration "$DURATION_MANY"
       stop_server
     done
   done
@@ -362,6 +382,10 @@ fi
 
 if [ "$SMOKE" = 1 ]; then
   python3 scripts/bench_report.py "$RESULTS" --check
+  if part many && ! grep -q '"processes":2' "$RESULTS"; then
+    echo "bench: the smoke run did not spread its connections over processes" >&2
+    exit 1
+  fi
   echo "== bench: smoke run ok"
 elif [ "$PARTS" != all ]; then
   python3 scripts/bench_report.py "$RESULTS" | tee "$OUT/report.md"

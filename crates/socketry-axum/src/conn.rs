@@ -219,6 +219,10 @@ impl Conn {
     /// # Errors
     ///
     /// As [`send`](Self::send).
+    ///
+    /// # Cancel safety
+    ///
+    /// If cancelled while waiting for room, the message was not queued.
     // Not `async`, as `recv`.
     #[inline]
     pub fn feed(&mut self, message: impl Into<Message>) -> impl Future<Output = Result<(), Error>> {

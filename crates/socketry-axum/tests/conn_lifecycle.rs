@@ -561,9 +561,10 @@ impl Controller for PingsThroughAHandle {
         while let Some(message) = conn.recv().await {
             let message = message?;
             if message.is_text() {
-                // `feed` and `flush` through the halves the handle left in place.
+                // `feed` and `flush`, then `send`, through the halves the handle left in place.
                 conn.feed(message).await?;
                 conn.flush().await?;
+                conn.send("sent too").await?;
             }
         }
         Ok(())
@@ -614,12 +615,13 @@ async fn a_handle_splits_the_conn_in_place_and_its_methods_keep_working() {
         bounded(ws.recv()).await.unwrap().unwrap(),
         Message::text("whole")
     );
-    let (mut pinged, mut echoed) = (false, false);
+    let (mut pinged, mut echoed, mut sent) = (false, false, false);
     ws.send("after the split").await.unwrap();
-    while !(pinged && echoed) {
+    while !(pinged && echoed && sent) {
         match bounded(ws.recv()).await.unwrap().unwrap() {
             Message::Ping(payload) => pinged = &payload[..] == b"from a task",
-            Message::Text(text) => echoed = &*text == "after the split",
+            Message::Text(text) if !echoed => echoed = &*text == "after the split",
+            Message::Text(text) => sent = &*text == "sent too",
             other => panic!("{other:?}"),
         }
     }
