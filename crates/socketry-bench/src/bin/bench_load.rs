@@ -17,8 +17,8 @@
 //! `--barrier DIR` starts the measured run only once every connection is open and the file
 //! `DIR/go` exists (announcing readiness with `DIR/ready.PID`), so that several load processes
 //! measure the same window; `--rtts` writes every round trip (µs, little-endian `u32`) to a
-//! file for merging their percentiles. `scripts/bench.sh`
-//! uses both to spread more connections than one process may open over several.
+//! file for merging their percentiles. `scripts/bench.sh` uses both to spread more
+//! connections than one process may open over several.
 
 use std::{
     net::SocketAddr,
