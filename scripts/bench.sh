@@ -94,8 +94,10 @@ SHAPES=(
   "512x5Bx16 512 5 16"
   "1x1MiB 1 1048576 1"
 )
-# socketry-axum: through axum::serve; socketry-axum-serve: through socketry_axum::serve.
-SERVERS=(socketry socketry-axum socketry-axum-serve fastwebsockets tungstenite axum tcp)
+# socketry: the borrowing receive (recv_with); socketry-owned: recv + feed of a Message, as
+# the socketry-axum servers (socketry-axum: through axum::serve; socketry-axum-serve: through
+# socketry_axum::serve).
+SERVERS=(socketry socketry-owned socketry-axum socketry-axum-serve fastwebsockets tungstenite axum tcp)
 # The compression row: 16 KiB JSON-like text, 10 connections; socketry plain (same text) for
 # the CPU comparison, socketry and Node ws with permessage-deflate at level 1.
 COMPRESSION=("socketry:--text:" "socketry:--compression:--compression" "node-ws:--compression:--deflate")
@@ -274,7 +276,7 @@ fi
 PIN_SERVER=("${SAVED_PIN_SERVER[@]}"); PIN_LOAD=("${SAVED_PIN_LOAD[@]}"); KIND=throughput
 
 # Own work: instructions per message under callgrind; syscalls per message under strace.
-CG_SERVERS=(socketry fastwebsockets tungstenite axum tcp)
+CG_SERVERS=(socketry socketry-owned fastwebsockets tungstenite axum tcp)
 CG_SIZES=("20 2000 10000" "16384 200 1000" "1048576 4 20")
 if [ "$SMOKE" = 1 ]; then CG_SERVERS=(socketry); CG_SIZES=("20 10 20"); fi
 callgrind_total() { # server size messages [server-flag] [load-flag] -> instructions

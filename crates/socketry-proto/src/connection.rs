@@ -14,14 +14,14 @@ use std::{
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{SeedableRng, rngs::StdRng};
 
 use crate::{
     close::{CloseCode, CloseFrame},
     error::{Error, ProtocolError},
     extensions::deflate::{CheckedOut, Deflate},
     frame::{Decoder, DecoderConfig, Frame, FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, RSV1},
-    message::Message,
+    message::{Message, MessageRef},
     outgoing::Outgoing,
     prepared::PreparedMessage,
     role::Role,
@@ -258,6 +258,59 @@ impl fmt::Debug for Connection {
             .field("buffered", &self.read_buf.len())
             .field("queued", &self.out.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// A small whole text or binary frame at the head of the read buffer (see
+/// `Connection::small_frame`).
+#[derive(Debug, Clone, Copy)]
+struct SmallFrame {
+    kind: OpCode,
+    header_len: usize,
+    len: usize,
+    key: Option<[u8; 4]>,
+}
+
+impl SmallFrame {
+    /// Where the frame ends in the read buffer.
+    #[inline(always)]
+    fn end(&self) -> usize {
+        self.header_len + self.len
+    }
+
+    /// Unmasks the payload in place; a second call masks it again, as it came.
+    #[inline(always)]
+    fn unmask(&self, buf: &mut BytesMut) {
+        if let Some(key) = self.key {
+            crate::mask::apply_mask_short(&mut buf[self.header_len..self.end()], key);
+        }
+    }
+
+    /// Unmasks the payload in place and, for text, validates it: `false` (the payload masked
+    /// again, as it came) when it is not UTF-8, for the decoder's path to fail.
+    #[inline(always)]
+    fn open(&self, buf: &mut BytesMut) -> bool {
+        self.unmask(buf);
+        if self.kind == OpCode::Text
+            && simdutf8::basic::from_utf8(&buf[self.header_len..self.end()]).is_err()
+        {
+            self.unmask(buf);
+            return false;
+        }
+        true
+    }
+}
+
+/// Consumes a lent message's frame from the read buffer when the borrow ends, however it
+/// ends: a closure that unwinds cannot leave it to be handed out again.
+struct Consumed<'a> {
+    buf: &'a mut BytesMut,
+    len: usize,
+}
+
+impl Drop for Consumed<'_> {
+    fn drop(&mut self) {
+        bytes::Buf::advance(self.buf, self.len);
     }
 }
 
@@ -641,6 +694,25 @@ impl Connection {
     /// included, is left to that path, which then fails as it always did.
     #[inline]
     fn take_small_message(&mut self) -> Option<Fragment> {
+        let frame = self.small_frame()?;
+        if !frame.open(&mut self.read_buf) {
+            return None;
+        }
+        // One split for the whole frame; dropping its header from the `Bytes` is a bump.
+        let mut payload = self.read_buf.split_to(frame.end()).freeze();
+        bytes::Buf::advance(&mut payload, frame.header_len);
+        Some(Fragment {
+            kind: frame.kind,
+            first: true,
+            fin: true,
+            payload,
+        })
+    }
+
+    /// The small whole message at the head of the read buffer that `take_small_message`
+    /// would hand out, checked but not unmasked yet; `None` for anything else.
+    #[inline(always)]
+    fn small_frame(&self) -> Option<SmallFrame> {
         #[cfg(test)]
         if tests::NO_FAST_LANE.get() {
             return None;
@@ -670,25 +742,11 @@ impl Connection {
             let k = &self.read_buf[2..6];
             [k[0], k[1], k[2], k[3]]
         });
-        let payload = &mut self.read_buf[header_len..header_len + len];
-        if let Some(key) = key {
-            crate::mask::apply_mask_short(payload, key);
-        }
-        if kind == OpCode::Text && simdutf8::basic::from_utf8(payload).is_err() {
-            // Masked again, as it came: the decoder's path reports the error.
-            if let Some(key) = key {
-                crate::mask::apply_mask(payload, key);
-            }
-            return None;
-        }
-        // One split for the whole frame; dropping its header from the `Bytes` is a bump.
-        let mut payload = self.read_buf.split_to(header_len + len).freeze();
-        bytes::Buf::advance(&mut payload, header_len);
-        Some(Fragment {
+        Some(SmallFrame {
             kind,
-            first: true,
-            fin: true,
-            payload,
+            header_len,
+            len,
+            key,
         })
     }
 
@@ -702,6 +760,73 @@ impl Connection {
             return None;
         }
         self.take_small_message().map(Fragment::into_message)
+    }
+
+    /// Whether [`with_small_message`](Self::with_small_message) would find a message to lend
+    /// (it may still refuse one whose text is not UTF-8, which `next_message` then fails).
+    #[inline]
+    pub fn has_small_message(&self) -> bool {
+        self.state != State::Closed && self.inflating.is_none() && self.small_frame().is_some()
+    }
+
+    /// Lends `f` the message [`next_small_message`](Self::next_small_message) would hand out,
+    /// where it lies in the read buffer, with the connection's [`Replies`] to answer it while
+    /// the borrow lasts; the message is consumed once `f` returns (or unwinds). Hands `f`
+    /// back when that message is not there: receive with
+    /// [`next_message`](Self::next_message) then, which finds what is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use socketry_proto::{Config, Connection, MessageRef, Role};
+    ///
+    /// let mut server = Connection::new(Role::Server, Config::default());
+    /// // A masked text frame "hi" (key 0: the payload as it is).
+    /// server.receive_data(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i']);
+    /// let echoed = server.with_small_message(|message, replies| {
+    ///     assert_eq!(message, MessageRef::Text("hi"));
+    ///     replies.feed(message)
+    /// });
+    /// assert!(matches!(echoed, Ok(Ok(()))));
+    /// assert_eq!(server.outgoing().chunk(), [0x81, 0x02, b'h', b'i']);
+    /// ```
+    #[inline]
+    pub fn with_small_message<R, F>(&mut self, f: F) -> Result<R, F>
+    where
+        F: FnOnce(MessageRef<'_>, &mut Replies<'_>) -> R,
+    {
+        if self.state == State::Closed || self.inflating.is_some() {
+            return Err(f);
+        }
+        let Some(frame) = self.small_frame() else {
+            return Err(f);
+        };
+        let mut replies = Replies {
+            out: &mut self.out,
+            deflate: self.deflate.as_mut(),
+            mask_rng: self.mask_rng.as_deref_mut(),
+            state: self.state,
+            sending_fragmented: self.sending_fragmented,
+        };
+        let mut consumed = Consumed {
+            buf: &mut self.read_buf,
+            len: frame.end(),
+        };
+        frame.unmask(consumed.buf);
+        let payload = &consumed.buf[frame.header_len..frame.end()];
+        let message = match frame.kind {
+            OpCode::Text => match simdutf8::basic::from_utf8(payload) {
+                Ok(text) => MessageRef::Text(text),
+                Err(_) => {
+                    // Left as it came, for `next_message` to fail the connection.
+                    frame.unmask(consumed.buf);
+                    consumed.len = 0;
+                    return Err(f);
+                }
+            },
+            _ => MessageRef::Binary(payload),
+        };
+        Ok(f(message, &mut replies))
     }
 
     /// How many more bytes the frame in progress needs, to size the next read; 0 if unknown.
@@ -1022,10 +1147,10 @@ impl Connection {
     /// [`Error::InvalidMessage`] for a control payload over 125 bytes or an invalid close code.
     pub fn send(&mut self, message: Message) -> Result<(), Error> {
         match message {
-            Message::Text(text) => self.send_data(OpCode::Text, text.into_bytes()),
-            Message::Binary(data) => self.send_data(OpCode::Binary, data),
-            Message::Ping(data) => self.send_control(OpCode::Ping, data),
-            Message::Pong(data) => self.send_control(OpCode::Pong, data),
+            Message::Text(text) => self.replies().send_data(OpCode::Text, text.into_bytes()),
+            Message::Binary(data) => self.replies().send_data(OpCode::Binary, data),
+            Message::Ping(data) => self.replies().send_control(OpCode::Ping, data),
+            Message::Pong(data) => self.replies().send_control(OpCode::Pong, data),
             Message::Close(frame) => self.send_close(frame.as_ref()),
         }
     }
@@ -1042,7 +1167,7 @@ impl Connection {
         if opcode.is_control() {
             return Err(Error::InvalidMessage("send_frame takes data opcodes"));
         }
-        self.ensure_open()?;
+        self.replies().ensure_open()?;
         // RFC 6455 §5.4: one message's frames in order, no other data frame between them.
         match (opcode, self.sending_fragmented) {
             (OpCode::Continuation, false) => {
@@ -1054,7 +1179,7 @@ impl Connection {
             _ => {}
         }
         self.sending_fragmented = !fin;
-        self.queue_frame_fin(opcode, payload, fin);
+        self.replies().queue_frame(opcode, payload, fin, 0);
         Ok(())
     }
 
@@ -1160,36 +1285,20 @@ impl Connection {
             ));
         };
         deflate.check_in(compressor);
-        self.queue_frame_rsv(opcode, compressed, true, RSV1);
+        self.replies().queue_frame(opcode, compressed, true, RSV1);
         Ok(())
     }
 
+    /// The sending half, apart from the read buffer: what [`send`](Self::send) queues through.
     #[inline]
-    fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
-        match self.check_out_compressor(payload.len())? {
-            Some(mut compressor) => {
-                let compressed = compressor.compress(&payload);
-                self.send_compressed(compressor, opcode, compressed)
-            }
-            // A server's small reply: its two header bytes need no `FrameHeader`.
-            None if payload.len() <= MAX_CONTROL_PAYLOAD && self.mask_rng.is_none() => {
-                self.out.push_small_unmasked(opcode, &payload);
-                Ok(())
-            }
-            None => {
-                self.queue_frame(opcode, payload);
-                Ok(())
-            }
+    pub fn replies(&mut self) -> Replies<'_> {
+        Replies {
+            out: &mut self.out,
+            deflate: self.deflate.as_mut(),
+            mask_rng: self.mask_rng.as_deref_mut(),
+            state: self.state,
+            sending_fragmented: self.sending_fragmented,
         }
-    }
-
-    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), Error> {
-        if payload.len() > MAX_CONTROL_PAYLOAD {
-            return Err(Error::InvalidMessage("control payload over 125 bytes"));
-        }
-        self.ensure_open()?;
-        self.queue_frame(opcode, payload);
-        Ok(())
     }
 
     /// Starts the closing handshake by queuing a close frame (`None`: no status code).
@@ -1247,25 +1356,12 @@ impl Connection {
     }
 
     fn queue_pong(&mut self, payload: Bytes) {
-        let header = self.header(true, 0, OpCode::Pong, payload.len());
+        let header = self.replies().header(true, 0, OpCode::Pong, payload.len());
         self.out.push_pong(&header, payload);
     }
 
-    fn ensure_open(&self) -> Result<(), Error> {
-        match self.state {
-            State::Open => Ok(()),
-            _ => Err(Error::AlreadyClosed),
-        }
-    }
-
-    /// A whole data message may be queued: the connection is open and no message sent frame
-    /// by frame is unfinished.
-    fn ensure_data_allowed(&self) -> Result<(), Error> {
-        self.ensure_open()?;
-        if self.sending_fragmented {
-            return Err(UNFINISHED);
-        }
-        Ok(())
+    fn ensure_data_allowed(&mut self) -> Result<(), Error> {
+        self.replies().ensure_data_allowed()
     }
 
     fn queue_close(&mut self, frame: Option<&CloseFrame>) {
@@ -1280,34 +1376,15 @@ impl Connection {
 
     #[inline]
     fn queue_frame(&mut self, opcode: OpCode, payload: Bytes) {
-        self.queue_frame_fin(opcode, payload, true);
-    }
-
-    #[inline]
-    fn queue_frame_fin(&mut self, opcode: OpCode, payload: Bytes, fin: bool) {
-        self.queue_frame_rsv(opcode, payload, fin, 0);
-    }
-
-    #[inline]
-    fn queue_frame_rsv(&mut self, opcode: OpCode, payload: Bytes, fin: bool, rsv: u8) {
-        let header = self.header(fin, rsv, opcode, payload.len());
-        self.out.push_frame(&header, payload);
-    }
-
-    #[inline]
-    fn header(&mut self, fin: bool, rsv: u8, opcode: OpCode, len: usize) -> FrameHeader {
-        FrameHeader {
-            fin,
-            rsv,
-            opcode,
-            mask: self.mask_rng.as_mut().map(|rng| rng.random()),
-            payload_len: len as u64,
-        }
+        self.replies().queue_frame(opcode, payload, true, 0);
     }
 }
 
+mod replies;
 #[cfg(test)]
 mod tests;
+
+pub use replies::Replies;
 
 impl Fragment {
     /// A whole message from a fragment that is both first and last.

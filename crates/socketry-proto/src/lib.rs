@@ -46,12 +46,12 @@ pub use bytes::Bytes;
 pub use close::{CloseCode, CloseFrame};
 pub use connection::{
     Config, Connection, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
-    Fragment, Incoming, State,
+    Fragment, Incoming, Replies, State,
 };
 pub use error::{Error, ProtocolError};
 pub use frame::OpCode;
 pub use handshake::HandshakeError;
-pub use message::Message;
+pub use message::{Message, MessageRef};
 pub use outgoing::Outgoing;
 pub use prepared::PreparedMessage;
 pub use role::Role;

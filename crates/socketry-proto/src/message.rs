@@ -112,3 +112,102 @@ impl From<Bytes> for Message {
         Self::binary(b)
     }
 }
+
+/// A message borrowed where it lies: the read buffer, for a small message handed out without
+/// a copy, or a [`Message`]. What a borrowing receive hands out and what its replies take.
+///
+/// # Examples
+///
+/// ```
+/// use socketry_proto::{Message, MessageRef};
+///
+/// let owned = Message::text("hello");
+/// let borrowed = MessageRef::from(&owned);
+/// assert_eq!(borrowed, MessageRef::Text("hello"));
+/// assert_eq!(borrowed.as_payload(), b"hello");
+/// assert_eq!(borrowed.to_message(), owned);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageRef<'a> {
+    /// A text message; valid UTF-8.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+    /// A ping with up to 125 bytes of payload.
+    Ping(&'a [u8]),
+    /// A pong with up to 125 bytes of payload.
+    Pong(&'a [u8]),
+    /// A close frame; `None` when it carried no status code.
+    Close(Option<&'a CloseFrame>),
+}
+
+impl<'a> MessageRef<'a> {
+    /// Whether this is a text message.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Self::Text(_))
+    }
+
+    /// Whether this is a binary message.
+    pub fn is_binary(&self) -> bool {
+        matches!(self, Self::Binary(_))
+    }
+
+    /// Whether this is a ping, pong or close.
+    pub fn is_control(&self) -> bool {
+        matches!(self, Self::Ping(_) | Self::Pong(_) | Self::Close(_))
+    }
+
+    /// The payload bytes (empty for a close).
+    pub fn as_payload(&self) -> &'a [u8] {
+        match *self {
+            Self::Text(t) => t.as_bytes(),
+            Self::Binary(b) | Self::Ping(b) | Self::Pong(b) => b,
+            Self::Close(_) => &[],
+        }
+    }
+
+    /// The payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_payload().len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// An owned copy, to keep past the borrow.
+    pub fn to_message(&self) -> Message {
+        match *self {
+            Self::Text(t) => Message::text(t),
+            Self::Binary(b) => Message::Binary(Bytes::copy_from_slice(b)),
+            Self::Ping(b) => Message::Ping(Bytes::copy_from_slice(b)),
+            Self::Pong(b) => Message::Pong(Bytes::copy_from_slice(b)),
+            Self::Close(frame) => Message::Close(frame.cloned()),
+        }
+    }
+}
+
+impl<'a> From<&'a Message> for MessageRef<'a> {
+    fn from(message: &'a Message) -> Self {
+        match message {
+            Message::Text(t) => Self::Text(t.as_str()),
+            Message::Binary(b) => Self::Binary(b),
+            Message::Ping(b) => Self::Ping(b),
+            Message::Pong(b) => Self::Pong(b),
+            Message::Close(frame) => Self::Close(frame.as_ref()),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for MessageRef<'a> {
+    fn from(text: &'a str) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl<'a> From<&'a [u8]> for MessageRef<'a> {
+    fn from(data: &'a [u8]) -> Self {
+        Self::Binary(data)
+    }
+}

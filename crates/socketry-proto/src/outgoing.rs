@@ -12,6 +12,26 @@ use crate::frame::{FrameHeader, OpCode};
 /// Payloads at least this large are queued by reference instead of copied.
 const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
 
+/// A payload to queue: owned `Bytes` (a large one is queued by reference) or a borrowed
+/// slice (copied; a large one once, into `Bytes` of its own).
+pub(crate) trait Payload: std::ops::Deref<Target = [u8]> {
+    fn into_bytes(self) -> Bytes;
+}
+
+impl Payload for Bytes {
+    #[inline]
+    fn into_bytes(self) -> Bytes {
+        self
+    }
+}
+
+impl Payload for &[u8] {
+    #[inline]
+    fn into_bytes(self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
 /// A queue of bytes to write, in order: the chunks, then the tail.
 #[derive(Debug, Default)]
 pub struct Outgoing {
@@ -35,13 +55,13 @@ pub struct Outgoing {
 impl Outgoing {
     /// Queues one frame. The payload is masked here when the header has a key.
     #[inline]
-    pub(crate) fn push_frame(&mut self, header: &FrameHeader, payload: Bytes) {
+    pub(crate) fn push_frame<P: Payload>(&mut self, header: &FrameHeader, payload: P) {
         let total = header.encoded_len() + payload.len();
         self.len += total;
         if header.mask.is_none() && payload.len() >= ZERO_COPY_THRESHOLD {
             header.encode(&mut self.tail);
             self.chunks.push_back(self.tail.split().freeze());
-            self.chunks.push_back(payload);
+            self.chunks.push_back(payload.into_bytes());
             return;
         }
         self.tail.reserve(total);

@@ -13,7 +13,7 @@ use std::{
 };
 
 use socketry_proto::extensions::deflate::{Deflate, DeflateParams};
-use socketry_proto::{CloseFrame, Connection, Incoming, Message, Role, State};
+use socketry_proto::{CloseFrame, Connection, Incoming, Message, MessageRef, Replies, Role, State};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::Sleep,
@@ -38,6 +38,8 @@ pub(crate) enum Mode {
     Whole,
     /// Frame by frame.
     Fragments,
+    /// Whole messages, a small one lent where it lies ([`Received::Lendable`]).
+    Lend,
 }
 
 /// The time as the protocol core sees it: tokio's clock (paused in tests that pause it).
@@ -132,6 +134,9 @@ enum Closing {
 pub(crate) enum Received {
     Incoming(Incoming),
     CloseToAnswer(Option<socketry_proto::CloseFrame>),
+    /// ([`Mode::Lend`]) A small whole message is buffered, for
+    /// [`Connection::with_small_message`] to lend.
+    Lendable,
 }
 
 /// Everything but the transport.
@@ -363,16 +368,56 @@ impl Core {
     /// hand out first, without the loop.
     #[inline(always)]
     pub(crate) fn buffered_small_message(&mut self, timer: &Timer) -> Option<Message> {
-        if self.conn.has_input()
+        if self.may_skip_poll(timer) {
+            self.conn.next_small_message()
+        } else {
+            None
+        }
+    }
+
+    /// Whether a message already buffered may be handed out without a poll: nothing else
+    /// needs attention (no deadline passed or moved, no close under way).
+    #[inline(always)]
+    pub(crate) fn may_skip_poll(&self, timer: &Timer) -> bool {
+        self.conn.has_input()
             && self.ending.is_none()
             && self.closing.is_none()
             && !self.done
             && timer.is_quiet()
             && !self.conn.timeout_changed()
-        {
-            self.conn.next_small_message()
-        } else {
-            None
+    }
+
+    /// Lends `f` the small message at the head of the read buffer with the replies to it
+    /// ([`Connection::with_small_message`]), with a pooled write buffer for them; `f` back if
+    /// there is none.
+    #[inline]
+    pub(crate) fn lend<R, F>(&mut self, f: F) -> Result<R, F>
+    where
+        F: FnOnce(MessageRef<'_>, &mut Replies<'_>) -> R,
+    {
+        pool::lend(self.conn.outgoing_mut());
+        let lent = self.conn.with_small_message(f);
+        self.reclaim_unused_write_buffer();
+        lent
+    }
+
+    /// [`lend`](Self::lend) for a message that was not lent but handed out owned.
+    pub(crate) fn lend_owned<R>(
+        &mut self,
+        message: &Message,
+        f: impl FnOnce(MessageRef<'_>, &mut Replies<'_>) -> R,
+    ) -> R {
+        pool::lend(self.conn.outgoing_mut());
+        let result = f(MessageRef::from(message), &mut self.conn.replies());
+        self.reclaim_unused_write_buffer();
+        result
+    }
+
+    /// No reply was queued: an idle connection holds no write buffer.
+    #[inline]
+    fn reclaim_unused_write_buffer(&mut self) {
+        if self.conn.outgoing().is_empty() {
+            pool::reclaim(self.conn.outgoing_mut());
         }
     }
 
@@ -395,9 +440,7 @@ impl Core {
         while !self.done {
             if self.ending.is_none() && self.closing.is_none() {
                 match ready!(self.poll_next(io, timer, cx, mode)) {
-                    Ok(Some(incoming)) => {
-                        return Poll::Ready(Some(Ok(Received::Incoming(incoming))));
-                    }
+                    Ok(Some(received)) => return Poll::Ready(Some(Ok(received))),
                     Ok(None) => {}
                     Err(err @ Error::Timeout(Timeout::Read)) => return Poll::Ready(Some(Err(err))),
                     Err(err) => self.ending = Some(Err(err)),
@@ -427,7 +470,7 @@ impl Core {
         timer: &mut Timer,
         cx: &mut Context<'_>,
         mode: Mode,
-    ) -> Poll<Result<Option<Incoming>, Error>> {
+    ) -> Poll<Result<Option<Received>, Error>> {
         loop {
             match self.poll_deadlines(timer, cx) {
                 Deadlines::Waiting => {}
@@ -441,7 +484,12 @@ impl Core {
             // (Nothing buffered, the usual state before a read: no need to ask.)
             let next = match mode {
                 _ if !self.conn.has_input() => Ok(None),
-                Mode::Whole => self.conn.next_message().map(|m| m.map(Incoming::Control)),
+                Mode::Lend if self.conn.has_small_message() => {
+                    return Poll::Ready(Ok(Some(Received::Lendable)));
+                }
+                Mode::Whole | Mode::Lend => {
+                    self.conn.next_message().map(|m| m.map(Incoming::Control))
+                }
                 Mode::Fragments => self.conn.next_fragment(),
             };
             match next {
@@ -450,7 +498,7 @@ impl Core {
                     self.ending = Some(Ok(message));
                     return Poll::Ready(Ok(None));
                 }
-                Ok(Some(incoming)) => return Poll::Ready(Ok(Some(incoming))),
+                Ok(Some(incoming)) => return Poll::Ready(Ok(Some(Received::Incoming(incoming)))),
                 Ok(None) if self.conn.state() == State::Closed => return Poll::Ready(Ok(None)),
                 // A large compressed frame inflates a slice per call. Split, the lock is
                 // released between slices (yield), so the writer is never held up for long.
@@ -647,6 +695,16 @@ impl Core {
             return None;
         }
         self.conn.close_deadline_from(now)
+    }
+
+    /// Whether the queue is at or above the write buffer size on an open connection: what a
+    /// lending receive drains first, as [`feed`](crate::WebSocket::feed) waits for room
+    /// before it queues.
+    #[inline]
+    pub(crate) fn is_queue_full(&self) -> bool {
+        !self.done
+            && self.conn.state() == State::Open
+            && self.conn.outgoing().len() >= self.config.get_write_buffer_size()
     }
 
     /// Whether a message may be queued without waiting: the connection is not over and the

@@ -60,11 +60,30 @@ fn deadline(timeout: Duration) -> Option<std::time::Instant> {
 
 /// Receives the next message or fragment. The handlers run here, after the core was left:
 /// never under the split's lock.
+#[inline]
 pub(crate) fn poll_recv<E: Endpoint>(
     endpoint: &mut E,
     cx: &mut Context<'_>,
     mode: Mode,
 ) -> Poll<Option<Result<Incoming, Error>>> {
+    poll_received(endpoint, cx, mode).map(|next| {
+        next.map(|result| {
+            result.map(|received| match received {
+                Received::Incoming(incoming) => incoming,
+                _ => unreachable!("only a lending receive is told of a message to lend"),
+            })
+        })
+    })
+}
+
+/// [`poll_recv`], also in [`Mode::Lend`]: what it hands out is `Received::Incoming` or, in
+/// that mode, `Received::Lendable`; a close to answer is answered here.
+#[inline(always)]
+pub(crate) fn poll_received<E: Endpoint>(
+    endpoint: &mut E,
+    cx: &mut Context<'_>,
+    mode: Mode,
+) -> Poll<Option<Result<Received, Error>>> {
     loop {
         let received = ready!(endpoint.poll_with(cx, |core, io, timer, cx| {
             core.poll_recv(io, timer, cx, mode)
@@ -75,13 +94,14 @@ pub(crate) fn poll_recv<E: Endpoint>(
                 answer_close(endpoint, frame);
                 continue;
             }
+            Some(Ok(Received::Lendable)) => return Poll::Ready(Some(Ok(Received::Lendable))),
             Some(Err(err)) => return Poll::Ready(Some(Err(err))),
             None => return Poll::Ready(None),
         };
         if let Incoming::Control(message @ (Message::Ping(_) | Message::Pong(_))) = &incoming {
             run_control_handlers(endpoint, message);
         }
-        return Poll::Ready(Some(Ok(incoming)));
+        return Poll::Ready(Some(Ok(Received::Incoming(incoming))));
     }
 }
 
@@ -164,6 +184,23 @@ pub(crate) async fn recv<E: Endpoint>(endpoint: &mut E) -> Option<Result<Message
     poll_fn(|cx| poll_recv_message(guard.endpoint, cx)).await
 }
 
+/// Receives in `mode` through [`poll_received`], bounded by the read timeout if there is
+/// one.
+pub(crate) async fn received<E: Endpoint>(
+    endpoint: &mut E,
+    mode: Mode,
+) -> Option<Result<Received, Error>> {
+    let Some(timeout) = endpoint.timeouts().0 else {
+        return poll_fn(|cx| poll_received(endpoint, cx, mode)).await;
+    };
+    let guard = OperationDeadline::start(
+        endpoint,
+        timeout,
+        socketry_proto::Connection::set_read_deadline,
+    );
+    poll_fn(|cx| poll_received(guard.endpoint, cx, mode)).await
+}
+
 pub(crate) fn poll_flush<E: Endpoint>(
     endpoint: &mut E,
     cx: &mut Context<'_>,
@@ -227,7 +264,7 @@ pub(crate) fn queue<E: Endpoint>(endpoint: &mut E, message: Message) -> Result<(
 }
 
 /// Runs a write, bounded by the write timeout if there is one.
-async fn write_bounded<E: Endpoint>(
+pub(crate) async fn write_bounded<E: Endpoint>(
     endpoint: &mut E,
     mut poll: impl FnMut(&mut E, &mut Context<'_>) -> Poll<Result<(), Error>>,
 ) -> Result<(), Error> {

@@ -148,8 +148,8 @@ pub use socketry_proto::handshake::{
     requested_subprotocols as subprotocols,
 };
 pub use socketry_proto::{
-    self as proto, CloseCode, CloseFrame, HandshakeError, Message, OpCode, PreparedMessage,
-    ProtocolError, Role, State, Utf8Bytes,
+    self as proto, CloseCode, CloseFrame, HandshakeError, Message, MessageRef, OpCode,
+    PreparedMessage, ProtocolError, Replies, Role, State, Utf8Bytes,
 };
 pub use split::{ControlHandle, WebSocketReader, WebSocketWriter};
 pub use stream::{MaybeTlsStream, ServerStream};

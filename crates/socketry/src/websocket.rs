@@ -8,13 +8,16 @@ use std::{
 
 use bytes::Bytes;
 use socketry_proto::extensions::deflate::DeflateParams;
-use socketry_proto::{CloseCode, CloseFrame, Message, OpCode, PreparedMessage, Role, State};
+use socketry_proto::{
+    CloseCode, CloseFrame, Incoming, Message, MessageRef, OpCode, PreparedMessage, Replies, Role,
+    State,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{
     Error, WebSocketConfig,
     closer::Closer,
-    core::{Core, Io, Timer},
+    core::{Core, Io, Mode, Received, Timer},
     endpoint::{self, Endpoint},
     handlers::{CloseHandler, Handlers, PingHandler, PongHandler},
     split::{self, WebSocketReader, WebSocketWriter},
@@ -279,6 +282,91 @@ where
     /// say), no message is lost; the next call continues where it stopped.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
         endpoint::recv(self).await
+    }
+
+    /// Receives the next message and lends it to `f`, with the [`Replies`] to answer it:
+    /// the borrowing receive, beside [`recv`](Self::recv)'s owned one. A small message (up to
+    /// 125 bytes in one frame) is lent where it lies in the read buffer, unmasked in place:
+    /// no allocation, no reference count, and a reply is copied straight into the write
+    /// queue. Any other message is received as `recv` receives it and lent from there.
+    /// Returns what `f` returned, or `None` once the connection is over, as `recv`.
+    ///
+    /// Replies are queued, not written: as with [`feed`](Self::feed), the next receive
+    /// writes them (after every message one read brought, so a batch is answered with one
+    /// write), and [`flush`](Self::flush) does at once. When the queue is at the write buffer
+    /// size ([`WebSocketConfig::write_buffer_size`]) this first waits for room, as `feed`
+    /// does, so a peer that sends without reading cannot grow it without bound.
+    ///
+    /// `f` runs on this task, holding no lock; it should not block.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv); and while waiting for room, as [`feed`](Self::feed). What
+    /// [`Replies::feed`] refuses is `f`'s to hand back.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel-safe, as `recv`: `f` runs only once a message is there, and
+    /// then without a wait.
+    ///
+    /// # Examples
+    ///
+    /// An echo server that allocates nothing per small message:
+    ///
+    /// ```no_run
+    /// # async fn handle(stream: tokio::net::TcpStream) -> Result<(), socketry::Error> {
+    /// let mut ws = socketry::accept(stream).await?;
+    /// while let Some(echoed) = ws
+    ///     .recv_with(|message, replies| {
+    ///         if message.is_text() || message.is_binary() {
+    ///             replies.feed(message)
+    ///         } else {
+    ///             Ok(())
+    ///         }
+    ///     })
+    ///     .await
+    /// {
+    ///     echoed??; // the receive's error, then the reply's
+    /// }
+    /// # Ok(()) }
+    /// # let _ = handle;
+    /// ```
+    pub async fn recv_with<R, F>(&mut self, f: F) -> Option<Result<R, Error>>
+    where
+        F: FnOnce(MessageRef<'_>, &mut Replies<'_>) -> R,
+    {
+        if self.core.is_queue_full()
+            && let Err(err) = endpoint::write_bounded(self, endpoint::poll_room).await
+        {
+            return Some(Err(err));
+        }
+        let mut f = f;
+        // The second and later messages of a batch one read brought: no poll. (Skipped while
+        // a `Closer`'s request waits: the poll acts on it first.)
+        if !self.core.has_close_request() && self.core.may_skip_poll(&self.timer) {
+            match self.core.lend(f) {
+                Ok(result) => return Some(Ok(result)),
+                Err(back) => f = back,
+            }
+        }
+        let mut mode = Mode::Lend;
+        loop {
+            match endpoint::received(self, mode).await? {
+                Ok(Received::Lendable) => match self.core.lend(f) {
+                    Ok(result) => return Some(Ok(result)),
+                    // Text that is not UTF-8: received as `recv` would, which fails it.
+                    Err(back) => {
+                        f = back;
+                        mode = Mode::Whole;
+                    }
+                },
+                Ok(Received::Incoming(Incoming::Control(message))) => {
+                    return Some(Ok(self.core.lend_owned(&message, f)));
+                }
+                Ok(_) => unreachable!("whole messages are asked for"),
+                Err(err) => return Some(Err(err)),
+            }
+        }
     }
 
     /// Sends a message and waits until the transport took it.

@@ -3,9 +3,14 @@
 //! ```text
 //! bench_server IMPL ADDR [--threads N] [--compression] [--compression-window BITS]
 //!              [--exit-after CONNECTIONS]
-//! IMPL: socketry | socketry-axum | tungstenite | fastwebsockets | axum | tcp
+//! IMPL: socketry | socketry-owned | socketry-axum | tungstenite | fastwebsockets | axum | tcp
 //!     | socketry-listener | socketry-axum-serve
 //! ```
+//!
+//! `socketry` echoes through the borrowing receive (`WebSocket::recv_with`: a small message is
+//! lent where it lies in the read buffer, its reply copied into the write queue);
+//! `socketry-owned` through the owned one (`recv` and `feed` of a `Message`), which the
+//! socketry-axum servers use too.
 //!
 //! `socketry-listener` (socketry's `Listener`) and `socketry-axum-serve`
 //! (`socketry_axum::serve`) take WebSockets over HTTP/1.1 and over cleartext HTTP/2 on the
@@ -87,7 +92,8 @@ fn main() -> Result<(), BoxError> {
             "socketry-listener" => serve_socketry_listener(listener, options).await,
             "axum" => serve_axum(listener, options).await,
             "fastwebsockets" => accept_loop(listener, options, fastwebsockets_connection).await,
-            "socketry" => accept_loop(listener, options, socketry_connection).await,
+            "socketry" => accept_loop(listener, options, socketry_lending_connection).await,
+            "socketry-owned" => accept_loop(listener, options, socketry_connection).await,
             "tungstenite" => accept_loop(listener, options, tungstenite_connection).await,
             "tcp" => accept_loop(listener, options, tcp_connection).await,
             other => Err(format!("unknown implementation {other}; {usage}").into()),
@@ -153,7 +159,7 @@ fn socketry_config(options: Options) -> socketry::WebSocketConfig {
     }))
 }
 
-/// socketry's echo: `feed` queues the reply and the next `recv` writes everything queued
+/// socketry's owned echo: `feed` queues the reply and the next `recv` writes everything queued
 /// once it has no complete message left to hand out, so pipelined messages are answered
 /// with one write.
 async fn socketry_connection(stream: TcpStream, options: Options) -> Result<(), BoxError> {
@@ -167,6 +173,29 @@ async fn socketry_connection(stream: TcpStream, options: Options) -> Result<(), 
         if message.is_text() || message.is_binary() {
             ws.feed(message).await?;
         }
+    }
+    Ok(())
+}
+
+/// socketry's borrowing echo: `recv_with` lends a small message where it lies in the read
+/// buffer and its reply is copied straight into the write queue.
+async fn socketry_lending_connection(stream: TcpStream, options: Options) -> Result<(), BoxError> {
+    let mut ws = socketry::Acceptor::new()
+        .config(socketry_config(options))
+        .accept(stream)
+        .await?;
+    let _upgraded = Upgraded(options);
+    while let Some(echoed) = ws
+        .recv_with(|message, replies| {
+            if message.is_text() || message.is_binary() {
+                replies.feed(message)
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    {
+        echoed??;
     }
     Ok(())
 }

@@ -1267,6 +1267,7 @@ fn outcome(
     bytes: &[u8],
     chunks: &[usize],
     fragments: bool,
+    lend: bool,
 ) -> (Vec<Result<Incoming, ProtocolError>>, Vec<Frame>) {
     let mut conn = Connection::new(role, config);
     let mut events = Vec::new();
@@ -1276,6 +1277,11 @@ fn outcome(
         conn.receive_data(&bytes[at..end]);
         at = end;
         for _ in 0..10_000 {
+            // Lent where it lies when it can be (as a lending receive does), else as always.
+            if lend && let Ok(message) = conn.with_small_message(|m, _| m.to_message()) {
+                events.push(Ok(Incoming::Control(message)));
+                continue;
+            }
             let next = if fragments {
                 conn.next_fragment()
             } else {
@@ -1307,6 +1313,7 @@ proptest::proptest! {
         chunks in proptest::collection::vec(1usize..40, 0..8),
         server in proptest::bool::ANY,
         fragments in proptest::bool::ANY,
+        lend_small in proptest::bool::ANY,
         limit in proptest::option::of(0usize..48),
     ) {
         let role = if server { Role::Server } else { Role::Client };
@@ -1350,12 +1357,23 @@ proptest::proptest! {
         }
         let config = Config::default().max_message_size(limit).max_frame_size(limit.map(|l| l + 3));
         NO_FAST_LANE.set(false);
-        let fast = outcome(role, config, &bytes, &chunks, fragments);
+        let fast = outcome(role, config, &bytes, &chunks, fragments, false);
+        let lent = outcome(role, config, &bytes, &chunks, fragments && !lend_small, lend_small);
         NO_FAST_LANE.set(true);
-        let decoder = outcome(role, config, &bytes, &chunks, fragments);
+        let decoder = outcome(role, config, &bytes, &chunks, fragments, false);
+        let whole = outcome(role, config, &bytes, &chunks, fragments && !lend_small, false);
         NO_FAST_LANE.set(false);
         proptest::prop_assert_eq!(format!("{:?}", fast.0), format!("{:?}", decoder.0));
         proptest::prop_assert_eq!(fast.1, decoder.1);
+        // A lent message is the one the decoder would have handed out, whole.
+        let as_whole = |events: Vec<Result<Incoming, ProtocolError>>| -> Vec<_> {
+            events.into_iter().map(|e| e.map(|i| match i {
+                Incoming::Control(m) => m,
+                Incoming::Fragment(f) => f.into_message(),
+            })).collect()
+        };
+        proptest::prop_assert_eq!(format!("{:?}", as_whole(lent.0)), format!("{:?}", as_whole(whole.0)));
+        proptest::prop_assert_eq!(lent.1, whole.1);
     }
 }
 
@@ -1410,4 +1428,139 @@ fn a_server_sends_data_messages_of_every_small_size_as_encode_frame_would() {
             assert_eq!(drain_outgoing(&mut conn), want.to_vec(), "{len} bytes");
         }
     }
+}
+
+// The lending receive (`with_small_message`) and its replies
+
+#[test]
+fn a_small_message_is_lent_where_it_lies_then_consumed() {
+    for mut conn in both_roles() {
+        let mut bytes = frame_to(&conn, true, OpCode::Text, "héllo".as_bytes());
+        bytes.extend(frame_to(&conn, true, OpCode::Binary, &[0, 1, 2]));
+        bytes.extend(frame_to(&conn, true, OpCode::Ping, b"p"));
+        bytes.extend(frame_to(&conn, true, OpCode::Binary, &[7; 126]));
+        conn.receive_data(&bytes);
+        let lent = conn.with_small_message(|m, _| m.to_message());
+        assert_eq!(lent.ok(), Some(Message::text("héllo")));
+        let lent = conn.with_small_message(|m, _| m.to_message());
+        assert_eq!(lent.ok(), Some(Message::binary(vec![0, 1, 2])));
+        // Neither a ping nor a frame over 125 bytes is lent: `next_message` hands them out.
+        assert!(conn.with_small_message(|_, _| ()).is_err());
+        assert_eq!(
+            conn.next_message().unwrap(),
+            Some(Message::Ping("p".into()))
+        );
+        assert!(conn.with_small_message(|_, _| ()).is_err());
+        assert_eq!(
+            conn.next_message().unwrap(),
+            Some(Message::binary(vec![7; 126]))
+        );
+        assert!(!conn.has_input());
+    }
+}
+
+#[test]
+fn invalid_text_is_not_lent_and_next_message_fails_it_with_1007() {
+    for mut conn in both_roles() {
+        conn.receive_data(&frame_to(&conn, true, OpCode::Text, &[b'a', 0xff, b'b']));
+        assert!(
+            conn.has_small_message(),
+            "the header looks like a small message"
+        );
+        assert!(conn.with_small_message(|_, _| ()).is_err());
+        // Left masked as it came: the decoder's path reads the same bytes and fails them.
+        assert_eq!(
+            conn.next_message().unwrap_err().close_code(),
+            CloseCode::INVALID_PAYLOAD
+        );
+        assert_connection_failing(&mut conn, CloseCode::INVALID_PAYLOAD);
+    }
+}
+
+#[test]
+fn a_lent_message_is_consumed_even_when_the_closure_unwinds() {
+    let mut conn = server();
+    let mut bytes = frame_to(&conn, true, OpCode::Text, b"first");
+    bytes.extend(frame_to(&conn, true, OpCode::Text, b"second"));
+    conn.receive_data(&bytes);
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = conn.with_small_message(|_, _| panic!("the application's bug"));
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(conn.next_message().unwrap(), Some(Message::text("second")));
+}
+
+#[test]
+fn replies_queue_what_send_queues_byte_for_byte() {
+    // A server with and without permessage-deflate (threshold 0: every message compressed,
+    // so the two compressors must see the same messages in the same order).
+    let sizes = [0, 5, 125, 126, 300, 20_000];
+    let messages: Vec<Message> = sizes
+        .iter()
+        .flat_map(|&n| [Message::text("x".repeat(n)), Message::binary(vec![3; n])])
+        .chain([Message::Ping("p".into()), Message::Pong(Bytes::new())])
+        .collect();
+    // Each message through `send` on one connection and through `Replies` on its twin.
+    for (mut sent, mut replied) in [
+        (server(), server()),
+        (deflating(Role::Server), deflating(Role::Server)),
+    ] {
+        for message in &messages {
+            sent.send(message.clone()).unwrap();
+            replied.replies().feed(MessageRef::from(message)).unwrap();
+            assert_eq!(
+                drain_outgoing(&mut sent),
+                drain_outgoing(&mut replied),
+                "{message:?}"
+            );
+        }
+    }
+    // A client masks with fresh keys: the frames, unmasked, are the same.
+    let (mut sent, mut replied) = (client(), client());
+    for message in &messages {
+        sent.send(message.clone()).unwrap();
+        replied.replies().feed(MessageRef::from(message)).unwrap();
+        assert_eq!(
+            sent_frames(&mut sent),
+            sent_frames(&mut replied),
+            "{message:?}"
+        );
+    }
+}
+
+#[test]
+fn replies_refuse_a_close_an_oversized_control_and_anything_after_our_close() {
+    let mut conn = server();
+    assert!(matches!(
+        conn.replies().feed(MessageRef::Close(None)),
+        Err(Error::InvalidMessage(_))
+    ));
+    assert!(matches!(
+        conn.replies().feed(MessageRef::Ping(&[0; 126])),
+        Err(Error::InvalidMessage(_))
+    ));
+    conn.send_frame(OpCode::Text, Bytes::from_static(b"part"), false)
+        .unwrap();
+    assert!(matches!(
+        conn.replies().feed("whole"),
+        Err(Error::InvalidMessage(_))
+    ));
+    conn.send_frame(OpCode::Continuation, Bytes::new(), true)
+        .unwrap();
+    conn.send_close(None).unwrap();
+    assert!(matches!(
+        conn.replies().feed("late"),
+        Err(Error::AlreadyClosed)
+    ));
+    // A reply from inside the lending receive goes where `send` would put it.
+    let mut conn = server();
+    conn.receive_data(&frame_to(&conn, true, OpCode::Binary, b"echo"));
+    let echoed = conn.with_small_message(|m, replies| replies.feed(m));
+    assert!(matches!(echoed, Ok(Ok(()))));
+    let frames = sent_frames(&mut conn);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(
+        (frames[0].opcode, &frames[0].payload[..]),
+        (OpCode::Binary, &b"echo"[..])
+    );
 }

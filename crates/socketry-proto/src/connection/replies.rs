@@ -1,0 +1,129 @@
+//! [`Replies`]: the sending half of a [`Connection`](super::Connection), on its own so that a
+//! message borrowed from the read buffer can be answered while the borrow lasts. Every send
+//! of the connection goes through it: one logic for owned and borrowed payloads.
+
+use rand::{Rng, rngs::StdRng};
+
+use super::{State, UNFINISHED};
+use crate::{
+    error::Error,
+    extensions::deflate::Deflate,
+    frame::{FrameHeader, MAX_CONTROL_PAYLOAD, OpCode, RSV1},
+    message::MessageRef,
+    outgoing::{Outgoing, Payload},
+};
+
+/// Queues messages on a connection while a received message is borrowed from its read
+/// buffer ([`Connection::with_small_message`](super::Connection::with_small_message)).
+/// Messages queued here are what [`Connection::send`](super::Connection::send) would queue for
+/// them, byte for byte: compressed when permessage-deflate says so, masked by a client.
+#[derive(Debug)]
+pub struct Replies<'a> {
+    pub(super) out: &'a mut Outgoing,
+    pub(super) deflate: Option<&'a mut Deflate>,
+    pub(super) mask_rng: Option<&'a mut StdRng>,
+    pub(super) state: State,
+    pub(super) sending_fragmented: bool,
+}
+
+impl Replies<'_> {
+    /// Queues a text, binary, ping or pong message, copying its payload.
+    ///
+    /// # Errors
+    ///
+    /// As [`Connection::send`](super::Connection::send): [`Error::AlreadyClosed`] after our
+    /// close frame was sent, [`Error::InvalidMessage`] for a control payload over 125 bytes
+    /// or while a message sent frame by frame is unfinished. A close is refused with
+    /// [`Error::InvalidMessage`]: the closing handshake starts with `send_close`, after the
+    /// borrow.
+    pub fn feed<'m>(&mut self, message: impl Into<MessageRef<'m>>) -> Result<(), Error> {
+        match message.into() {
+            MessageRef::Text(text) => self.send_data(OpCode::Text, text.as_bytes()),
+            MessageRef::Binary(data) => self.send_data(OpCode::Binary, data),
+            MessageRef::Ping(data) => self.send_control(OpCode::Ping, data),
+            MessageRef::Pong(data) => self.send_control(OpCode::Pong, data),
+            MessageRef::Close(_) => Err(Error::InvalidMessage(
+                "a close is sent with send_close, not as a reply",
+            )),
+        }
+    }
+
+    /// The queue, to give it a write buffer before replies go into it.
+    pub fn outgoing_mut(&mut self) -> &mut Outgoing {
+        self.out
+    }
+
+    #[inline]
+    pub(super) fn send_data<P: Payload>(
+        &mut self,
+        opcode: OpCode,
+        payload: P,
+    ) -> Result<(), Error> {
+        self.ensure_data_allowed()?;
+        match self.deflate.as_deref_mut() {
+            Some(deflate) if deflate.should_compress(payload.len()) => {
+                let compressed = deflate.compress(&payload);
+                self.queue_frame(opcode, compressed, true, RSV1);
+            }
+            // A server's small reply: its two header bytes need no `FrameHeader`.
+            _ if payload.len() <= MAX_CONTROL_PAYLOAD && self.mask_rng.is_none() => {
+                self.out.push_small_unmasked(opcode, &payload);
+            }
+            _ => self.queue_frame(opcode, payload, true, 0),
+        }
+        Ok(())
+    }
+
+    pub(super) fn send_control<P: Payload>(
+        &mut self,
+        opcode: OpCode,
+        payload: P,
+    ) -> Result<(), Error> {
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(Error::InvalidMessage("control payload over 125 bytes"));
+        }
+        self.ensure_open()?;
+        self.queue_frame(opcode, payload, true, 0);
+        Ok(())
+    }
+
+    pub(super) fn ensure_open(&self) -> Result<(), Error> {
+        match self.state {
+            State::Open => Ok(()),
+            _ => Err(Error::AlreadyClosed),
+        }
+    }
+
+    /// A whole data message may be queued: the connection is open and no message sent frame
+    /// by frame is unfinished.
+    pub(super) fn ensure_data_allowed(&self) -> Result<(), Error> {
+        self.ensure_open()?;
+        if self.sending_fragmented {
+            return Err(UNFINISHED);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    pub(super) fn queue_frame<P: Payload>(
+        &mut self,
+        opcode: OpCode,
+        payload: P,
+        fin: bool,
+        rsv: u8,
+    ) {
+        let header = self.header(fin, rsv, opcode, payload.len());
+        self.out.push_frame(&header, payload);
+    }
+
+    #[inline]
+    pub(super) fn header(&mut self, fin: bool, rsv: u8, opcode: OpCode, len: usize) -> FrameHeader {
+        FrameHeader {
+            fin,
+            rsv,
+            opcode,
+            mask: self.mask_rng.as_deref_mut().map(|rng| rng.random()),
+            payload_len: len as u64,
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The lending receive, `WebSocket::recv_with`: against tokio-tungstenite (a peer nobody here
+//! wrote), with compression, with a peer that breaks UTF-8, with one that stops reading, with
+//! a read timeout, and through the close.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use socketry::{
+    Acceptor, CloseCode, Error, Message, MessageRef, OpCode, Timeout, WebSocket, WebSocketConfig,
+    proto::extensions::deflate::DeflateConfig,
+};
+use support::*;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::{self, protocol::frame::Frame};
+
+type TMessage = tungstenite::Message;
+
+/// Echoes data messages through `recv_with` until the connection ends; reports every
+/// message it was lent (as owned copies) and how the loop ended.
+async fn lending_echo<S>(mut ws: WebSocket<S>) -> (Vec<Message>, Option<Error>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut seen = Vec::new();
+    while let Some(lent) = ws
+        .recv_with(|message, replies| {
+            let copy = message.to_message();
+            let replied = if message.is_text() || message.is_binary() {
+                replies.feed(message)
+            } else {
+                Ok(())
+            };
+            (copy, replied)
+        })
+        .await
+    {
+        match lent {
+            Ok((message, replied)) => {
+                seen.push(message);
+                if let Err(err) = replied {
+                    return (seen, Some(err.into()));
+                }
+            }
+            Err(err) => return (seen, Some(err)),
+        }
+    }
+    (seen, None)
+}
+
+async fn lending_echo_server(
+    config: WebSocketConfig,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<(Vec<Message>, Option<Error>)>,
+) {
+    serve_reporting(move |stream| async move {
+        let ws = Acceptor::new().config(config).accept(stream).await.unwrap();
+        lending_echo(ws).await
+    })
+    .await
+}
+
+async fn tungstenite_client(
+    addr: std::net::SocketAddr,
+) -> tokio_tungstenite::WebSocketStream<TcpStream> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
+        .await
+        .unwrap();
+    ws
+}
+
+#[tokio::test]
+async fn a_tungstenite_client_gets_every_message_back_small_large_fragmented_and_pipelined() {
+    let (addr, mut reports) = lending_echo_server(WebSocketConfig::default()).await;
+    let mut client = tungstenite_client(addr).await;
+    // Every length boundary, one at a time.
+    for len in SIZES {
+        client.send(TMessage::text(text_of(len))).await.unwrap();
+        let reply = bounded(client.next()).await.unwrap().unwrap();
+        assert_eq!(reply, TMessage::text(text_of(len)), "text {len}");
+        client.send(TMessage::binary(binary_of(len))).await.unwrap();
+        let reply = bounded(client.next()).await.unwrap().unwrap();
+        assert_eq!(reply, TMessage::binary(binary_of(len)), "binary {len}");
+    }
+    // Pipelined: many small messages in one write, so most are lent from one read's batch,
+    // with a ping and a fragmented message among them.
+    for i in 0..200u32 {
+        client.feed(TMessage::text(format!("m{i}"))).await.unwrap();
+        if i == 50 {
+            client
+                .feed(TMessage::Ping(b"between".to_vec().into()))
+                .await
+                .unwrap();
+        }
+        if i == 100 {
+            client
+                .feed(TMessage::Frame(Frame::message(
+                    b"frag".to_vec(),
+                    tungstenite::protocol::frame::coding::OpCode::Data(
+                        tungstenite::protocol::frame::coding::Data::Text,
+                    ),
+                    false,
+                )))
+                .await
+                .unwrap();
+            client
+                .feed(TMessage::Frame(Frame::message(
+                    b"mented".to_vec(),
+                    tungstenite::protocol::frame::coding::OpCode::Data(
+                        tungstenite::protocol::frame::coding::Data::Continue,
+                    ),
+                    true,
+                )))
+                .await
+                .unwrap();
+        }
+    }
+    client.flush().await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 201 {
+        match bounded(client.next()).await.unwrap().unwrap() {
+            TMessage::Text(text) => got.push(text.to_string()),
+            TMessage::Pong(payload) => assert_eq!(&payload[..], b"between"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let mut want: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
+    want.insert(101, "fragmented".to_owned());
+    assert_eq!(got, want);
+    client.close(None).await.unwrap();
+    let (seen, ended) = bounded(reports.recv()).await.unwrap();
+    assert!(ended.is_none(), "a clean close: {ended:?}");
+    // The ping was lent too (answered before), and the peer's close came last.
+    assert!(seen.contains(&Message::Ping("between".into())));
+    assert_eq!(seen.last(), Some(&Message::Close(None)));
+}
+
+#[tokio::test]
+async fn replies_are_compressed_when_permessage_deflate_was_negotiated() {
+    let deflate = DeflateConfig::default().threshold(0);
+    let config = WebSocketConfig::default().compression(Some(deflate));
+    let (addr, _reports) = lending_echo_server(config).await;
+    let (mut client, _) = socketry::Connector::new()
+        .config(config)
+        .connect(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    assert!(client.compression().is_some());
+    for len in [0, 5, 125, 126, 4000, 100_000] {
+        assert_echo(&mut client, &text_of(len)).await;
+    }
+    client.close(CloseCode::NORMAL, "").await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_small_text_frame_fails_the_connection_with_1007() {
+    let (addr, mut reports) = lending_echo_server(WebSocketConfig::default()).await;
+    let mut client = RawClient::connect(addr).await;
+    client.send_frame(true, OpCode::Text, b"fine").await;
+    client
+        .send_frame(true, OpCode::Text, &[b'a', 0xc3, 0x28])
+        .await;
+    let echoed = bounded(client.read_frame()).await.unwrap();
+    assert_eq!(&echoed.payload[..], b"fine");
+    assert_eq!(client.read_close_code().await, 1007);
+    let (seen, ended) = bounded(reports.recv()).await.unwrap();
+    assert_eq!(seen, [Message::text("fine")]);
+    assert!(matches!(ended, Some(Error::Protocol(_))), "{ended:?}");
+}
+
+#[tokio::test]
+async fn replies_wait_for_room_when_the_peer_stops_reading_then_all_arrive_in_order() {
+    let config = WebSocketConfig::default().write_buffer_size(64 * 1024);
+    let (addr, mut reports) = serve_reporting(move |stream| async move {
+        let mut ws = Acceptor::new().config(config).accept(stream).await.unwrap();
+        let big = "z".repeat(4000);
+        let mut stalled_at = None;
+        for i in 0..2000u32 {
+            let reply = |message: MessageRef<'_>, replies: &mut socketry::Replies<'_>| {
+                assert_eq!(message, MessageRef::Text(&format!("{i:05}")));
+                replies.feed(&*format!("{i:05}{big}"))
+            };
+            let received = ws.recv_with(reply);
+            match tokio::time::timeout(Duration::from_millis(500), received).await {
+                Ok(result) => result.unwrap().unwrap().unwrap(),
+                Err(_) => {
+                    stalled_at.get_or_insert(i);
+                    ws.recv_with(reply).await.unwrap().unwrap().unwrap();
+                }
+            }
+        }
+        ws.flush().await.unwrap();
+        stalled_at
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    for i in 0..2000u32 {
+        client
+            .send_frame(true, OpCode::Text, format!("{i:05}").as_bytes())
+            .await;
+    }
+    // Do not read for a second: the server must stop receiving rather than queue 8 MB.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for i in 0..2000u32 {
+        let frame = bounded(client.read_frame()).await.unwrap();
+        assert_eq!(&frame.payload[..5], format!("{i:05}").as_bytes());
+        assert_eq!(frame.payload.len(), 4005);
+    }
+    let stalled_at = bounded(reports.recv()).await.unwrap();
+    let stalled_at = stalled_at.expect("the server waited for room");
+    // 64 KiB of queue plus what the kernel's buffers took: far from all 2000 (8 MB).
+    assert!(stalled_at < 1500, "stalled only at {stalled_at}");
+}
+
+#[tokio::test]
+async fn a_read_timeout_is_handed_out_and_the_connection_stays_usable() {
+    let config = WebSocketConfig::default().read_timeout(Some(Duration::from_millis(100)));
+    let (addr, mut reports) = serve_reporting(move |stream| async move {
+        let mut ws = Acceptor::new().config(config).accept(stream).await.unwrap();
+        let first = ws.recv_with(|m, _| m.to_message()).await.unwrap();
+        let timed_out = matches!(first, Err(Error::Timeout(Timeout::Read)));
+        // Each wait is bounded by the timeout again, until the message comes.
+        for _ in 0..50 {
+            match ws.recv_with(|m, _| m.to_message()).await.unwrap() {
+                Ok(message) => return (timed_out, Some(message)),
+                Err(Error::Timeout(Timeout::Read)) => {}
+                Err(err) => panic!("{err}"),
+            }
+        }
+        (timed_out, None)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    client.send_frame(true, OpCode::Binary, b"late").await;
+    let (timed_out, second) = bounded(reports.recv()).await.unwrap();
+    assert!(timed_out);
+    assert_eq!(second, Some(Message::binary(&b"late"[..])));
+}
