@@ -247,6 +247,8 @@ pub struct Connection {
     inflating: Option<Box<Inflating>>,
     deflate: Option<Deflate>,
     timers: Timers,
+    /// See [`Connection::set_write_buffer_source`].
+    write_buffer_source: Option<fn() -> BytesMut>,
 }
 
 impl fmt::Debug for Connection {
@@ -340,6 +342,7 @@ impl Connection {
             inflating: None,
             deflate: None,
             timers: Timers::new(config.keepalive.is_some()),
+            write_buffer_source: None,
         }
     }
 
@@ -769,7 +772,9 @@ impl Connection {
         self.state != State::Closed && self.inflating.is_none() && self.small_frame().is_some()
     }
 
-    /// Lends `f` the message [`next_small_message`](Self::next_small_message) would hand out,
+    /// Lends `f` the message [`next_small_message`](Self::next_small_message) would hand out
+    /// (a whole text or binary message of at most 125 bytes in one frame, its text valid
+    /// UTF-8),
     /// where it lies in the read buffer, with the connection's [`Replies`] to answer it while
     /// the borrow lasts; the message is consumed once `f` returns (or unwinds). Hands `f`
     /// back when that message is not there: receive with
@@ -807,6 +812,8 @@ impl Connection {
             mask_rng: self.mask_rng.as_deref_mut(),
             state: self.state,
             sending_fragmented: self.sending_fragmented,
+            buffer_source: self.write_buffer_source,
+            source: None,
         };
         let mut consumed = Consumed {
             buf: &mut self.read_buf,
@@ -1298,7 +1305,29 @@ impl Connection {
             mask_rng: self.mask_rng.as_deref_mut(),
             state: self.state,
             sending_fragmented: self.sending_fragmented,
+            buffer_source: self.write_buffer_source,
+            source: None,
         }
+    }
+
+    /// [`replies`](Self::replies) while `message` (owned, received) is lent: a large reply
+    /// that is a slice of it is queued by reference, as [`send`](Self::send) would queue it,
+    /// not copied.
+    pub fn replies_to<'a>(&'a mut self, message: &'a Message) -> Replies<'a> {
+        let mut replies = self.replies();
+        replies.source = match message {
+            Message::Text(text) => Some(text.as_shared()),
+            Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => Some(b),
+            Message::Close(_) => None,
+        };
+        replies
+    }
+
+    /// Where [`Replies::feed`] gets a write buffer for a queue that has none (an I/O layer's
+    /// pool: the buffer is taken at the first reply, so a message answered with nothing
+    /// costs no buffer). `None` (the default): the queue allocates its own.
+    pub fn set_write_buffer_source(&mut self, source: Option<fn() -> BytesMut>) {
+        self.write_buffer_source = source;
     }
 
     /// Starts the closing handshake by queuing a close frame (`None`: no status code).

@@ -16,6 +16,13 @@ const ZERO_COPY_THRESHOLD: usize = 16 * 1024;
 /// slice (copied; a large one once, into `Bytes` of its own).
 pub(crate) trait Payload: std::ops::Deref<Target = [u8]> {
     fn into_bytes(self) -> Bytes;
+
+    /// This payload as a reference into `source`, when it is a large slice of it (that
+    /// `push_frame` would otherwise copy into `Bytes` of its own).
+    #[inline]
+    fn shared_from(&self, _source: &Bytes) -> Option<Bytes> {
+        None
+    }
 }
 
 impl Payload for Bytes {
@@ -29,6 +36,12 @@ impl Payload for &[u8] {
     #[inline]
     fn into_bytes(self) -> Bytes {
         Bytes::copy_from_slice(self)
+    }
+
+    fn shared_from(&self, source: &Bytes) -> Option<Bytes> {
+        let (start, at) = (source.as_ptr() as usize, self.as_ptr() as usize);
+        let within = at >= start && at + self.len() <= start + source.len();
+        (self.len() >= ZERO_COPY_THRESHOLD && within).then(|| source.slice_ref(self))
     }
 }
 

@@ -185,6 +185,7 @@ impl Core {
             conn.set_deflate(Some(Deflate::new(role, params, preferences)));
         }
         conn.receive_data(leftover);
+        conn.set_write_buffer_source(Some(pool::take));
         Self {
             conn,
             config,
@@ -388,17 +389,15 @@ impl Core {
     }
 
     /// Lends `f` the small message at the head of the read buffer with the replies to it
-    /// ([`Connection::with_small_message`]), with a pooled write buffer for them; `f` back if
-    /// there is none.
+    /// ([`Connection::with_small_message`]); `f` back if there is none. The first reply takes
+    /// a pooled write buffer (the protocol's write buffer source), so a message answered with
+    /// nothing, or an `f` that unwinds before it replies, leaves none lent.
     #[inline]
     pub(crate) fn lend<R, F>(&mut self, f: F) -> Result<R, F>
     where
         F: FnOnce(MessageRef<'_>, &mut Replies<'_>) -> R,
     {
-        pool::lend(self.conn.outgoing_mut());
-        let lent = self.conn.with_small_message(f);
-        self.reclaim_unused_write_buffer();
-        lent
+        self.conn.with_small_message(f)
     }
 
     /// [`lend`](Self::lend) for a message that was not lent but handed out owned.
@@ -407,18 +406,10 @@ impl Core {
         message: &Message,
         f: impl FnOnce(MessageRef<'_>, &mut Replies<'_>) -> R,
     ) -> R {
-        pool::lend(self.conn.outgoing_mut());
-        let result = f(MessageRef::from(message), &mut self.conn.replies());
-        self.reclaim_unused_write_buffer();
-        result
-    }
-
-    /// No reply was queued: an idle connection holds no write buffer.
-    #[inline]
-    fn reclaim_unused_write_buffer(&mut self) {
-        if self.conn.outgoing().is_empty() {
-            pool::reclaim(self.conn.outgoing_mut());
-        }
+        f(
+            MessageRef::from(message),
+            &mut self.conn.replies_to(message),
+        )
     }
 
     /// Receives the next message or fragment; once the connection ended, closes the transport
@@ -480,6 +471,17 @@ impl Core {
                     return Poll::Ready(Ok(None));
                 }
                 Deadlines::Failed(timeout) => return Poll::Ready(Err(Error::Timeout(timeout))),
+            }
+            // A lending receive's replies go straight into the queue: while it is at its bound,
+            // nothing new is handed out until writing brought it below. The deadlines above
+            // and a close request (which ends the bound: no more replies) are still seen.
+            if mode == Mode::Lend && self.is_queue_full() {
+                match self.poll_write_queued(io, cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
+                    Poll::Pending if self.conn.timeout_changed() => continue,
+                    Poll::Pending => return Poll::Pending,
+                }
             }
             // (Nothing buffered, the usual state before a read: no need to ask.)
             let next = match mode {
@@ -697,9 +699,9 @@ impl Core {
         self.conn.close_deadline_from(now)
     }
 
-    /// Whether the queue is at or above the write buffer size on an open connection: what a
-    /// lending receive drains first, as [`feed`](crate::WebSocket::feed) waits for room
-    /// before it queues.
+    /// Whether the queue is at or above the write buffer size on an open connection: then a
+    /// lending receive hands nothing new out until writing brought it below, as
+    /// [`feed`](crate::WebSocket::feed) waits for room before it queues.
     #[inline]
     pub(crate) fn is_queue_full(&self) -> bool {
         !self.done

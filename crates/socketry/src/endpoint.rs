@@ -264,7 +264,7 @@ pub(crate) fn queue<E: Endpoint>(endpoint: &mut E, message: Message) -> Result<(
 }
 
 /// Runs a write, bounded by the write timeout if there is one.
-pub(crate) async fn write_bounded<E: Endpoint>(
+async fn write_bounded<E: Endpoint>(
     endpoint: &mut E,
     mut poll: impl FnMut(&mut E, &mut Context<'_>) -> Poll<Result<(), Error>>,
 ) -> Result<(), Error> {

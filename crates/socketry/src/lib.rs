@@ -42,6 +42,7 @@
 //! | WebSockets over HTTP/2 (RFC 8441) | `Connector::http2`, `Listener::http2`, `Http2Config` (feature `http2`) |
 //! | connect | [`connect`], [`Connector`] (headers, cookies, subprotocols, proxy, TLS, timeouts) |
 //! | receive / send | [`WebSocket::recv`], [`WebSocket::send`], [`feed`](WebSocket::feed) + [`flush`](WebSocket::flush) |
+//! | receive without a copy, answer in place | [`WebSocket::recv_with`] ([`MessageRef`], [`Replies`]) |
 //! | `Stream` + `Sink` | [`WebSocket`], [`WebSocketReader`], [`WebSocketWriter`] implement them |
 //! | two tasks | [`WebSocket::split`] → [`WebSocketReader`] + [`WebSocketWriter`], plus [`ControlHandle`]s |
 //! | close from another task, unsplit | [`WebSocket::closer`] → [`Closer`] |

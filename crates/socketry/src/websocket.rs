@@ -293,16 +293,18 @@ where
     ///
     /// Replies are queued, not written: as with [`feed`](Self::feed), the next receive
     /// writes them (after every message one read brought, so a batch is answered with one
-    /// write), and [`flush`](Self::flush) does at once. When the queue is at the write buffer
-    /// size ([`WebSocketConfig::write_buffer_size`]) this first waits for room, as `feed`
-    /// does, so a peer that sends without reading cannot grow it without bound.
+    /// write), and [`flush`](Self::flush) does at once. While the queue is at the write buffer
+    /// size ([`WebSocketConfig::write_buffer_size`]) nothing new is handed out until writing
+    /// brought it below, as `feed` waits for room, so a peer that sends without reading
+    /// cannot grow it without bound; the wait is a receive's (the read timeout, keepalive and
+    /// a [`Closer`]'s request end it), and a close ends it since no reply may follow.
     ///
     /// `f` runs on this task, holding no lock; it should not block.
     ///
     /// # Errors
     ///
-    /// As [`recv`](Self::recv); and while waiting for room, as [`feed`](Self::feed). What
-    /// [`Replies::feed`] refuses is `f`'s to hand back.
+    /// As [`recv`](Self::recv), whose errors include a failed write while waiting for room.
+    /// What [`Replies::feed`] refuses is `f`'s to hand back.
     ///
     /// # Cancel safety
     ///
@@ -335,15 +337,14 @@ where
     where
         F: FnOnce(MessageRef<'_>, &mut Replies<'_>) -> R,
     {
-        if self.core.is_queue_full()
-            && let Err(err) = endpoint::write_bounded(self, endpoint::poll_room).await
-        {
-            return Some(Err(err));
-        }
         let mut f = f;
         // The second and later messages of a batch one read brought: no poll. (Skipped while
-        // a `Closer`'s request waits: the poll acts on it first.)
-        if !self.core.has_close_request() && self.core.may_skip_poll(&self.timer) {
+        // a `Closer`'s request waits, the poll acts on it first; and while the write queue is
+        // full, the poll writes first.)
+        if !self.core.has_close_request()
+            && self.core.may_skip_poll(&self.timer)
+            && !self.core.is_queue_full()
+        {
             match self.core.lend(f) {
                 Ok(result) => return Some(Ok(result)),
                 Err(back) => f = back,

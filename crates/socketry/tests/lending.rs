@@ -240,3 +240,52 @@ async fn a_read_timeout_is_handed_out_and_the_connection_stays_usable() {
     assert!(timed_out);
     assert_eq!(second, Some(Message::binary(&b"late"[..])));
 }
+
+#[tokio::test]
+async fn a_closer_ends_the_wait_for_room_with_the_closing_handshake_not_an_error() {
+    let config = WebSocketConfig::default().write_buffer_size(64 * 1024);
+    let (addr, mut reports) = serve_reporting(move |stream| async move {
+        let mut ws = Acceptor::new().config(config).accept(stream).await.unwrap();
+        let closer = ws.closer();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            closer.close(CloseCode::NORMAL, "bye").unwrap();
+        });
+        let big = "z".repeat(4000);
+        let mut last = None;
+        for _ in 0..10_000 {
+            // Replies after our close are refused (AlreadyClosed): that is `f`'s to see.
+            match ws
+                .recv_with(|m, replies| (m.to_message(), replies.feed(&*big).is_ok()))
+                .await
+            {
+                Some(Ok((message, _))) => last = Some(message),
+                Some(Err(err)) => return Err(err),
+                None => return Ok(last),
+            }
+        }
+        Ok(last)
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    for i in 0..2000u32 {
+        client
+            .send_frame(true, OpCode::Text, format!("{i:05}").as_bytes())
+            .await;
+    }
+    // Not reading: the server's queue fills and its receive waits for room when the close
+    // request comes.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(client.read_close_code().await, 1000);
+    client
+        .send_frame(true, OpCode::Close, &1000u16.to_be_bytes())
+        .await;
+    let ended = bounded(reports.recv()).await.unwrap();
+    assert_eq!(
+        ended.unwrap(),
+        Some(Message::Close(Some(socketry::CloseFrame::new(
+            CloseCode::NORMAL,
+            ""
+        ))))
+    );
+}

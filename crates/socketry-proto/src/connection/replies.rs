@@ -2,6 +2,7 @@
 //! message borrowed from the read buffer can be answered while the borrow lasts. Every send
 //! of the connection goes through it: one logic for owned and borrowed payloads.
 
+use bytes::{Bytes, BytesMut};
 use rand::{Rng, rngs::StdRng};
 
 use super::{State, UNFINISHED};
@@ -17,13 +18,27 @@ use crate::{
 /// buffer ([`Connection::with_small_message`](super::Connection::with_small_message)).
 /// Messages queued here are what [`Connection::send`](super::Connection::send) would queue for
 /// them, byte for byte: compressed when permessage-deflate says so, masked by a client.
-#[derive(Debug)]
 pub struct Replies<'a> {
     pub(super) out: &'a mut Outgoing,
     pub(super) deflate: Option<&'a mut Deflate>,
     pub(super) mask_rng: Option<&'a mut StdRng>,
     pub(super) state: State,
     pub(super) sending_fragmented: bool,
+    /// Where a queue without a buffer gets one, at the first reply
+    /// ([`Connection::set_write_buffer_source`](super::Connection::set_write_buffer_source)).
+    pub(super) buffer_source: Option<fn() -> BytesMut>,
+    /// The owned message being answered: a large reply that is a slice of it is queued by
+    /// reference, as `send` would queue the message, instead of copied.
+    pub(super) source: Option<&'a Bytes>,
+}
+
+impl std::fmt::Debug for Replies<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replies")
+            .field("state", &self.state)
+            .field("queued", &self.out.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Replies<'_> {
@@ -37,6 +52,11 @@ impl Replies<'_> {
     /// [`Error::InvalidMessage`]: the closing handshake starts with `send_close`, after the
     /// borrow.
     pub fn feed<'m>(&mut self, message: impl Into<MessageRef<'m>>) -> Result<(), Error> {
+        if let Some(take) = self.buffer_source
+            && !self.out.has_buffer()
+        {
+            self.out.set_buffer(take());
+        }
         match message.into() {
             MessageRef::Text(text) => self.send_data(OpCode::Text, text.as_bytes()),
             MessageRef::Binary(data) => self.send_data(OpCode::Binary, data),
@@ -46,11 +66,6 @@ impl Replies<'_> {
                 "a close is sent with send_close, not as a reply",
             )),
         }
-    }
-
-    /// The queue, to give it a write buffer before replies go into it.
-    pub fn outgoing_mut(&mut self) -> &mut Outgoing {
-        self.out
     }
 
     #[inline]
@@ -113,7 +128,10 @@ impl Replies<'_> {
         rsv: u8,
     ) {
         let header = self.header(fin, rsv, opcode, payload.len());
-        self.out.push_frame(&header, payload);
+        match self.source.and_then(|source| payload.shared_from(source)) {
+            Some(shared) => self.out.push_frame(&header, shared),
+            None => self.out.push_frame(&header, payload),
+        }
     }
 
     #[inline]

@@ -1268,6 +1268,7 @@ fn outcome(
     chunks: &[usize],
     fragments: bool,
     lend: bool,
+    echo_whole: bool,
 ) -> (Vec<Result<Incoming, ProtocolError>>, Vec<Frame>) {
     let mut conn = Connection::new(role, config);
     let mut events = Vec::new();
@@ -1278,7 +1279,13 @@ fn outcome(
         at = end;
         for _ in 0..10_000 {
             // Lent where it lies when it can be (as a lending receive does), else as always.
-            if lend && let Ok(message) = conn.with_small_message(|m, _| m.to_message()) {
+            // A lent message is answered through the replies, as the others through `send`.
+            if lend
+                && let Ok(message) = conn.with_small_message(|m, replies| {
+                    let _ = replies.feed(m);
+                    m.to_message()
+                })
+            {
                 events.push(Ok(Incoming::Control(message)));
                 continue;
             }
@@ -1288,6 +1295,12 @@ fn outcome(
                 conn.next_message().map(|m| m.map(Incoming::Control))
             };
             match next {
+                Ok(Some(Incoming::Control(message))) if lend || echo_whole => {
+                    if message.is_text() || message.is_binary() {
+                        let _ = conn.send(message.clone());
+                    }
+                    events.push(Ok(Incoming::Control(message)));
+                }
                 Ok(Some(incoming)) => events.push(Ok(incoming)),
                 Ok(None) => break,
                 Err(err) => events.push(Err(err)),
@@ -1357,19 +1370,21 @@ proptest::proptest! {
         }
         let config = Config::default().max_message_size(limit).max_frame_size(limit.map(|l| l + 3));
         NO_FAST_LANE.set(false);
-        let fast = outcome(role, config, &bytes, &chunks, fragments, false);
-        let lent = outcome(role, config, &bytes, &chunks, fragments && !lend_small, lend_small);
+        let fast = outcome(role, config, &bytes, &chunks, fragments, false, false);
+        // Lending echoes every data message; so does its twin, through the decoder and `send`.
+        let lent = outcome(role, config, &bytes, &chunks, fragments && !lend_small, lend_small, lend_small);
         NO_FAST_LANE.set(true);
-        let decoder = outcome(role, config, &bytes, &chunks, fragments, false);
-        let whole = outcome(role, config, &bytes, &chunks, fragments && !lend_small, false);
+        let decoder = outcome(role, config, &bytes, &chunks, fragments, false, false);
+        let whole = outcome(role, config, &bytes, &chunks, fragments && !lend_small, false, lend_small);
         NO_FAST_LANE.set(false);
         proptest::prop_assert_eq!(format!("{:?}", fast.0), format!("{:?}", decoder.0));
         proptest::prop_assert_eq!(fast.1, decoder.1);
         // A lent message is the one the decoder would have handed out, whole.
+        // (Whole messages only when lending: a fragment of text need not be text alone.)
         let as_whole = |events: Vec<Result<Incoming, ProtocolError>>| -> Vec<_> {
             events.into_iter().map(|e| e.map(|i| match i {
-                Incoming::Control(m) => m,
-                Incoming::Fragment(f) => f.into_message(),
+                Incoming::Fragment(f) if lend_small => Incoming::Control(f.into_message()),
+                other => other,
             })).collect()
         };
         proptest::prop_assert_eq!(format!("{:?}", as_whole(lent.0)), format!("{:?}", as_whole(whole.0)));
@@ -1462,7 +1477,15 @@ fn a_small_message_is_lent_where_it_lies_then_consumed() {
 #[test]
 fn invalid_text_is_not_lent_and_next_message_fails_it_with_1007() {
     for mut conn in both_roles() {
-        conn.receive_data(&frame_to(&conn, true, OpCode::Text, &[b'a', 0xff, b'b']));
+        // Invalid UTF-8 whose masked form ("abc") is valid: not masked again, the decoder
+        // would read "abc".
+        let payload = [b'a' ^ KEY[0], b'b' ^ KEY[1], b'c' ^ KEY[2]];
+        let payload = if conn.role() == Role::Server {
+            payload
+        } else {
+            [0xc0, 0xd0, 0xa0]
+        };
+        conn.receive_data(&frame_to(&conn, true, OpCode::Text, &payload));
         assert!(
             conn.has_small_message(),
             "the header looks like a small message"
