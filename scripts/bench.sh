@@ -94,9 +94,9 @@ SHAPES=(
   "512x5Bx16 512 5 16"
   "1x1MiB 1 1048576 1"
 )
-# socketry: the borrowing receive (recv_with); socketry-owned: recv + feed of a Message, as
-# the socketry-axum servers (socketry-axum: through axum::serve; socketry-axum-serve: through
-# socketry_axum::serve).
+# socketry: the borrowing receive (recv_with); socketry-owned: recv + feed of a Message; the
+# socketry-axum servers lend through Conn::recv_with (socketry-axum: through axum::serve;
+# socketry-axum-serve: through socketry_axum::serve).
 SERVERS=(socketry socketry-owned socketry-axum socketry-axum-serve fastwebsockets tungstenite axum tcp)
 # The compression row: 16 KiB JSON-like text, 10 connections; socketry plain (same text) for
 # the CPU comparison, socketry and Node ws with permessage-deflate at level 1.

@@ -409,9 +409,8 @@ def targets(med, instr, sys_rows, idle, rows):
         x = ours["msgs"] / tcp["msgs"]
         lines.append(f"{'met' if x >= 0.8 else 'MISSED'}: 512x5Bx16 ≥ 0.8x the plain TCP echo "
                      f"({x:.2f}x)")
-    # socketry-axum's echoes use the owned receive: compared with the core's owned echo (the
-    # same API), when the run has it.
-    core = "socketry-owned" if any(k[1] == "socketry-owned" for k in med) else "socketry"
+    # socketry-axum's echoes lend through `Conn::recv_with`, as the core's through `recv_with`.
+    core = "socketry"
     for axum_server in ["socketry-axum", "socketry-axum-serve"]:
         gaps = [(shape, med[(shape, core)]["msgs"] / med[(shape, axum_server)]["msgs"])
                 for shape in SHAPES if (shape, core) in med and (shape, axum_server) in med]

@@ -10,8 +10,8 @@ use std::{
 use futures_util::future::Either;
 use socketry::{
     CloseCode, CloseHandler, Closer, ControlHandle, Error, JoinedMessages, Message, MessageReader,
-    MessageWriter, OpCode, PingHandler, PongHandler, PreparedMessage, State, WebSocket,
-    WebSocketConfig, WebSocketReader, WebSocketWriter, upgrade::Upgraded,
+    MessageRef, MessageWriter, OpCode, PingHandler, PongHandler, PreparedMessage, Replies, State,
+    WebSocket, WebSocketConfig, WebSocketReader, WebSocketWriter, upgrade::Upgraded,
 };
 
 /// The close reason of a normal close (Goyave's `NormalClosureMessage`).
@@ -192,6 +192,74 @@ impl Conn {
             Some(Side::Whole(ws)) => Either::Left(ws.recv()),
             Some(Side::Half(reader)) => Either::Right(Either::Left(reader.recv())),
             None => Either::Right(Either::Right(std::future::ready(None))),
+        }
+    }
+
+    /// Receives the next message and lends it to `f` with the [`Replies`] to answer it, as
+    /// [`WebSocket::recv_with`]: a small message is lent where it lies in the read buffer and
+    /// a reply is copied straight into the write queue. `None` at once after
+    /// [`split`](Self::split). While a [`handle`](Self::handle) holds the connection split in
+    /// place, the message is received through the reader half, as `recv` receives it, and the
+    /// replies are collected and fed through the writer half once `f` returned (no lock is
+    /// held while `f` runs); a reply that cannot be fed is the receive's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe while unsplit, as [`WebSocket::recv_with`]. Split in place, a cancel while
+    /// replies are being fed drops those not fed yet.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn serve(conn: &mut socketry_axum::Conn) -> Result<(), socketry::Error> {
+    /// while let Some(echoed) = conn
+    ///     .recv_with(|message, replies| {
+    ///         if message.is_text() || message.is_binary() {
+    ///             replies.feed(message)
+    ///         } else {
+    ///             Ok(())
+    ///         }
+    ///     })
+    ///     .await
+    /// {
+    ///     echoed??;
+    /// }
+    /// # Ok(()) }
+    /// # let _ = serve;
+    /// ```
+    // Not `async`, as `recv`.
+    #[inline]
+    pub fn recv_with<R, F>(&mut self, f: F) -> impl Future<Output = Option<Result<R, Error>>>
+    where
+        F: FnOnce(MessageRef<'_>, &mut Replies<'_>) -> R,
+    {
+        match get_mut(&mut self.halves) {
+            Halves::Whole(ws) => Either::Left(ws.recv_with(f)),
+            Halves::Split {
+                reader: Some(reader),
+                writer,
+                ..
+            } => Either::Right(Either::Left(async move {
+                let message = match reader.recv().await? {
+                    Ok(message) => message,
+                    Err(err) => return Some(Err(err)),
+                };
+                let mut replies = Vec::new();
+                let result = f(
+                    MessageRef::from(&message),
+                    &mut Replies::collect(&mut replies),
+                );
+                for reply in replies {
+                    let Some(writer) = writer.as_mut() else {
+                        return Some(Err(Error::AlreadyClosed));
+                    };
+                    if let Err(err) = writer.feed(reply).await {
+                        return Some(Err(err));
+                    }
+                }
+                Some(Ok(result))
+            })),
+            _ => Either::Right(Either::Right(std::future::ready(None))),
         }
     }
 

@@ -630,6 +630,57 @@ async fn a_handle_splits_the_conn_in_place_and_its_methods_keep_working() {
         .unwrap();
 }
 
+/// Echoes through `Conn::recv_with`, twice the payload for text: whole for the first three
+/// messages, then split in place by a handle (the replies go through the writer half).
+struct LendsWholeThenSplit;
+
+impl Controller for LendsWholeThenSplit {
+    type Error = socketry::Error;
+
+    async fn serve(&self, conn: &mut Conn, _: &Request) -> Result<(), Self::Error> {
+        let mut handle = None;
+        let mut count = 0;
+        while let Some(lent) = conn
+            .recv_with(|message, replies| {
+                if let socketry::MessageRef::Text(text) = message {
+                    replies.feed(message)?;
+                    replies.feed(text)?;
+                }
+                Ok::<_, socketry::Error>(message.is_text())
+            })
+            .await
+        {
+            if lent?? {
+                count += 1;
+                if count == 3 {
+                    handle = Some(conn.handle());
+                }
+            }
+        }
+        drop(handle);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn recv_with_lends_and_answers_whole_and_split_in_place() {
+    let addr = serve(Upgrader::new(LendsWholeThenSplit).route(Router::new(), "/l")).await;
+    let mut ws = client(addr, "/l").await;
+    let big = "b".repeat(70_000);
+    for text in ["one", "two", big.as_str(), "after the split", big.as_str()] {
+        ws.send(text).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                bounded(ws.recv()).await.unwrap().unwrap(),
+                Message::text(text)
+            );
+        }
+    }
+    bounded(ws.close(socketry::CloseCode::NORMAL, ""))
+        .await
+        .unwrap();
+}
+
 /// Never touches the connection: waits on the shutdown signal and returns.
 struct ReturnsOnSignal(Shutdown);
 

@@ -157,6 +157,14 @@ impl<'a> MessageRef<'a> {
         matches!(self, Self::Ping(_) | Self::Pong(_) | Self::Close(_))
     }
 
+    /// The text of a text message.
+    pub fn as_text(&self) -> Option<&'a str> {
+        match *self {
+            Self::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
     /// The payload bytes (empty for a close).
     pub fn as_payload(&self) -> &'a [u8] {
         match *self {
@@ -208,6 +216,30 @@ impl<'a> From<&'a str> for MessageRef<'a> {
 
 impl<'a> From<&'a [u8]> for MessageRef<'a> {
     fn from(data: &'a [u8]) -> Self {
+        Self::Binary(data)
+    }
+}
+
+impl<'a> From<&'a String> for MessageRef<'a> {
+    fn from(text: &'a String) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for MessageRef<'a> {
+    fn from(data: &'a [u8; N]) -> Self {
+        Self::Binary(data)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for MessageRef<'a> {
+    fn from(data: &'a Vec<u8>) -> Self {
+        Self::Binary(data)
+    }
+}
+
+impl<'a> From<&'a Bytes> for MessageRef<'a> {
+    fn from(data: &'a Bytes) -> Self {
         Self::Binary(data)
     }
 }

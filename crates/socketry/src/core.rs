@@ -13,7 +13,7 @@ use std::{
 };
 
 use socketry_proto::extensions::deflate::{Deflate, DeflateParams};
-use socketry_proto::{CloseFrame, Connection, Incoming, Message, MessageRef, Replies, Role, State};
+use socketry_proto::{CloseFrame, Connection, Incoming, Message, MessageRef, Role, State};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::Sleep,
@@ -395,20 +395,30 @@ impl Core {
     #[inline]
     pub(crate) fn lend<R, F>(&mut self, f: F) -> Result<R, F>
     where
-        F: FnOnce(MessageRef<'_>, &mut Replies<'_>) -> R,
+        F: FnOnce(MessageRef<'_>, &mut crate::Replies<'_>) -> R,
     {
-        self.conn.with_small_message(f)
+        // `f` stays here until the message is lent, so that a refusal hands it back.
+        let mut f = Some(f);
+        let lent = self.conn.with_small_message(|message, replies| {
+            let f = f.take().expect("lent once");
+            f(message, &mut crate::Replies::queue(replies.reborrow()))
+        });
+        match lent {
+            Ok(result) => Ok(result),
+            Err(_) => Err(f.take().expect("a refused lend does not call f")),
+        }
     }
 
     /// [`lend`](Self::lend) for a message that was not lent but handed out owned.
     pub(crate) fn lend_owned<R>(
         &mut self,
         message: &Message,
-        f: impl FnOnce(MessageRef<'_>, &mut Replies<'_>) -> R,
+        f: impl FnOnce(MessageRef<'_>, &mut crate::Replies<'_>) -> R,
     ) -> R {
+        let replies = self.conn.replies_to(message);
         f(
             MessageRef::from(message),
-            &mut self.conn.replies_to(message),
+            &mut crate::Replies::queue(replies),
         )
     }
 

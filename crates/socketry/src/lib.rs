@@ -112,6 +112,7 @@ mod listener;
 mod message_io;
 mod pool;
 mod proxy;
+mod replies;
 mod server;
 mod split;
 mod stream;
@@ -142,6 +143,7 @@ pub use http;
 pub use http2::{H2Stream, Http2Config, peek_http2_preface};
 pub use listener::{Incoming, Listener};
 pub use message_io::{DEFAULT_FRAGMENT_SIZE, JoinedMessages, MessageReader, MessageWriter};
+pub use replies::Replies;
 pub use server::{Acceptor, ProtocolOrder, accept};
 pub use socketry_proto::extensions::deflate::DeflateConfig;
 pub use socketry_proto::handshake::{
@@ -150,7 +152,7 @@ pub use socketry_proto::handshake::{
 };
 pub use socketry_proto::{
     self as proto, CloseCode, CloseFrame, HandshakeError, Message, MessageRef, OpCode,
-    PreparedMessage, ProtocolError, Replies, Role, State, Utf8Bytes,
+    PreparedMessage, ProtocolError, Role, State, Utf8Bytes,
 };
 pub use split::{ControlHandle, WebSocketReader, WebSocketWriter};
 pub use stream::{MaybeTlsStream, ServerStream};

@@ -9,13 +9,12 @@ use std::{
 use bytes::Bytes;
 use socketry_proto::extensions::deflate::DeflateParams;
 use socketry_proto::{
-    CloseCode, CloseFrame, Incoming, Message, MessageRef, OpCode, PreparedMessage, Replies, Role,
-    State,
+    CloseCode, CloseFrame, Incoming, Message, MessageRef, OpCode, PreparedMessage, Role, State,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::{
-    Error, WebSocketConfig,
+    Error, Replies, WebSocketConfig,
     closer::Closer,
     core::{Core, Io, Mode, Received, Timer},
     endpoint::{self, Endpoint},
@@ -328,7 +327,7 @@ where
     ///     })
     ///     .await
     /// {
-    ///     echoed??; // the receive's error, then the reply's
+    ///     echoed??; // the receive's error, then the reply's (both `socketry::Error`)
     /// }
     /// # Ok(()) }
     /// # let _ = handle;

@@ -40,7 +40,7 @@ where
             Ok((message, replied)) => {
                 seen.push(message);
                 if let Err(err) = replied {
-                    return (seen, Some(err.into()));
+                    return (seen, Some(err));
                 }
             }
             Err(err) => return (seen, Some(err)),
@@ -181,7 +181,7 @@ async fn replies_wait_for_room_when_the_peer_stops_reading_then_all_arrive_in_or
         for i in 0..2000u32 {
             let reply = |message: MessageRef<'_>, replies: &mut socketry::Replies<'_>| {
                 assert_eq!(message, MessageRef::Text(&format!("{i:05}")));
-                replies.feed(&*format!("{i:05}{big}"))
+                replies.feed(&format!("{i:05}{big}"))
             };
             let received = ws.recv_with(reply);
             match tokio::time::timeout(Duration::from_millis(500), received).await {

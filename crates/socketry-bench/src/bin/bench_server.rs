@@ -9,8 +9,8 @@
 //!
 //! `socketry` echoes through the borrowing receive (`WebSocket::recv_with`: a small message is
 //! lent where it lies in the read buffer, its reply copied into the write queue);
-//! `socketry-owned` through the owned one (`recv` and `feed` of a `Message`), which the
-//! socketry-axum servers use too.
+//! `socketry-owned` through the owned one (`recv` and `feed` of a `Message`). The socketry-axum
+//! servers echo through `Conn::recv_with`.
 //!
 //! `socketry-listener` (socketry's `Listener`) and `socketry-axum-serve`
 //! (`socketry_axum::serve`) take WebSockets over HTTP/1.1 and over cleartext HTTP/2 on the
@@ -212,11 +212,17 @@ async fn serve_socketry_axum(listener: TcpListener, options: Options) -> Result<
     let echo = socketry_axum::handler_fn(move |conn, _request| {
         Box::pin(async move {
             let _upgraded = Upgraded(options);
-            while let Some(message) = conn.recv().await {
-                let message = message?;
-                if message.is_text() || message.is_binary() {
-                    conn.feed(message).await?;
-                }
+            while let Some(echoed) = conn
+                .recv_with(|message, replies| {
+                    if message.is_text() || message.is_binary() {
+                        replies.feed(message)
+                    } else {
+                        Ok(())
+                    }
+                })
+                .await
+            {
+                echoed??;
             }
             Ok::<(), socketry::Error>(())
         })
@@ -234,11 +240,17 @@ async fn serve_socketry_axum_h2(listener: TcpListener, options: Options) -> Resu
     let echo = socketry_axum::handler_fn(move |conn, _request| {
         Box::pin(async move {
             let _upgraded = Upgraded(options);
-            while let Some(message) = conn.recv().await {
-                let message = message?;
-                if message.is_text() || message.is_binary() {
-                    conn.feed(message).await?;
-                }
+            while let Some(echoed) = conn
+                .recv_with(|message, replies| {
+                    if message.is_text() || message.is_binary() {
+                        replies.feed(message)
+                    } else {
+                        Ok(())
+                    }
+                })
+                .await
+            {
+                echoed??;
             }
             Ok::<(), socketry::Error>(())
         })

@@ -63,8 +63,22 @@ impl Replies<'_> {
             MessageRef::Ping(data) => self.send_control(OpCode::Ping, data),
             MessageRef::Pong(data) => self.send_control(OpCode::Pong, data),
             MessageRef::Close(_) => Err(Error::InvalidMessage(
-                "a close is sent with send_close, not as a reply",
+                "a close is not a reply: start the closing handshake after the borrow",
             )),
+        }
+    }
+
+    /// The same replies for a shorter borrow (to wrap them by value).
+    #[inline]
+    pub fn reborrow(&mut self) -> Replies<'_> {
+        Replies {
+            out: self.out,
+            deflate: self.deflate.as_deref_mut(),
+            mask_rng: self.mask_rng.as_deref_mut(),
+            state: self.state,
+            sending_fragmented: self.sending_fragmented,
+            buffer_source: self.buffer_source,
+            source: self.source,
         }
     }
 
