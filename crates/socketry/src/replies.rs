@@ -64,6 +64,7 @@ impl<'a> Replies<'a> {
     /// [`Error::InvalidMessage`] for a control payload over 125 bytes or while a message
     /// written frame by frame is unfinished. A close is refused with
     /// [`Error::InvalidMessage`]: the closing handshake starts with `close`, after the borrow.
+    #[inline]
     pub fn feed<'m>(&mut self, message: impl Into<MessageRef<'m>>) -> Result<(), Error> {
         let message = message.into();
         match &mut self.to {

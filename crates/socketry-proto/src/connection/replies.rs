@@ -51,6 +51,7 @@ impl Replies<'_> {
     /// or while a message sent frame by frame is unfinished. A close is refused with
     /// [`Error::InvalidMessage`]: the closing handshake starts with `send_close`, after the
     /// borrow.
+    #[inline]
     pub fn feed<'m>(&mut self, message: impl Into<MessageRef<'m>>) -> Result<(), Error> {
         if let Some(take) = self.buffer_source
             && !self.out.has_buffer()
