@@ -31,7 +31,7 @@ LABEL = {
     "tcp": "plain TCP echo",
     "node-ws": "Node ws",
 }
-COLORS = ["#d9480f", "#f08c00", "#e8590c", "#1c7ed6", "#7048e8", "#2b8a3e", "#868e96"]
+COLORS = ["#d9480f", "#a61e4d", "#f08c00", "#e8590c", "#1c7ed6", "#7048e8", "#2b8a3e", "#868e96"]
 
 
 def load(path):

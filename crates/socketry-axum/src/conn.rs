@@ -200,13 +200,17 @@ impl Conn {
     /// a reply is copied straight into the write queue. `None` at once after
     /// [`split`](Self::split). While a [`handle`](Self::handle) holds the connection split in
     /// place, the message is received through the reader half, as `recv` receives it, and the
-    /// replies are collected and fed through the writer half once `f` returned (no lock is
-    /// held while `f` runs); a reply that cannot be fed is the receive's error.
+    /// replies are collected ([`Replies::collect`]) and fed through the writer half once `f`
+    /// returned (no lock is held while `f` runs): a reply refused because the close started
+    /// is dropped, as the whole connection's would be (`f` does not see that refusal then),
+    /// and one that fails otherwise (the write timeout, the transport) is the receive's
+    /// error, `f`'s result dropped.
     ///
     /// # Cancel safety
     ///
     /// Cancel-safe while unsplit, as [`WebSocket::recv_with`]. Split in place, a cancel while
-    /// replies are being fed drops those not fed yet.
+    /// the replies are being fed (waiting for room) drops the replies not fed yet and `f`'s
+    /// result.
     ///
     /// # Examples
     ///
@@ -245,16 +249,20 @@ impl Conn {
                     Err(err) => return Some(Err(err)),
                 };
                 let mut replies = Vec::new();
-                let result = f(
-                    MessageRef::from(&message),
-                    &mut Replies::collect(&mut replies),
-                );
+                let lent = MessageRef::from(&message);
+                let result = f(lent, &mut Replies::collect(&mut replies, Some(&message)));
                 for reply in replies {
-                    let Some(writer) = writer.as_mut() else {
-                        return Some(Err(Error::AlreadyClosed));
+                    let fed = match writer.as_mut() {
+                        Some(writer) => writer.feed(reply).await,
+                        None => Err(Error::AlreadyClosed),
                     };
-                    if let Err(err) = writer.feed(reply).await {
-                        return Some(Err(err));
+                    match fed {
+                        Ok(()) => {}
+                        // The close started (or the writer went to a hub): no reply may
+                        // follow, as the whole connection's `Replies` would have said; the
+                        // next receive goes on with the close.
+                        Err(Error::AlreadyClosed) => break,
+                        Err(err) => return Some(Err(err)),
                     }
                 }
                 Some(Ok(result))

@@ -314,8 +314,8 @@ impl Drop for Consumed<'_> {
     #[inline]
     fn drop(&mut self) {
         // The last message of what a read brought (one at a time, every message): emptied
-        // from the start, so the whole allocation is room for the next read, and cheaper
-        // than moving the start.
+        // rather than advanced, which is cheaper and leaves the start where it is, so the
+        // next read has the room behind it without a move.
         if self.len == self.buf.len() {
             self.buf.clear();
         } else {

@@ -108,9 +108,10 @@ impl WebSocketConfig {
     }
 
     /// The bound on bytes queued for the peer. [`feed`](crate::WebSocket::feed) waits for room
-    /// once this much is queued, and above it pongs coalesce (the reply to the latest ping
-    /// replaces the one waiting), so a peer that does not read cannot make the queue grow, not
-    /// even with a ping flood, while receiving goes on. The default value is 128 KiB.
+    /// once this much is queued (and [`recv_with`](crate::WebSocket::recv_with) after replies
+    /// that filled it), and above it pongs coalesce (the reply to the latest ping replaces the
+    /// one waiting), so a peer that does not read cannot make the queue grow, not even with a
+    /// ping flood, while receiving goes on. The default value is 128 KiB.
     #[must_use]
     pub fn write_buffer_size(mut self, size: usize) -> Self {
         self.write_buffer_size = size.max(1);

@@ -164,6 +164,8 @@ pub(crate) struct Core {
     pub(crate) yield_between_slices: bool,
     /// The transport closed with bytes still queued: they were dropped.
     pub(crate) lost_writes: bool,
+    /// A lending receive's replies filled the queue: the next one waits for room first.
+    pub(crate) owes_room: bool,
     /// Made by the first [`Closer`](crate::Closer); dropped once its request was acted on.
     close_watch: Option<Box<CloseWatch>>,
     /// After that: the request that was acted on, for later `closer()` calls (whose closers
@@ -199,6 +201,7 @@ impl Core {
             read_size: config.get_read_buffer_size(),
             yield_between_slices: false,
             lost_writes: false,
+            owes_room: false,
             close_watch: None,
             spent_closer: None,
         }
@@ -397,6 +400,7 @@ impl Core {
     where
         F: FnOnce(MessageRef<'_>, &mut crate::Replies<'_>) -> R,
     {
+        let queued = self.conn.outgoing().len();
         // `f` stays here until the message is lent, so that a refusal hands it back.
         let mut f = Some(f);
         let lent = self.conn.with_small_message(|message, replies| {
@@ -404,8 +408,22 @@ impl Core {
             f(message, &mut crate::Replies::queue(replies.reborrow()))
         });
         match lent {
-            Ok(result) => Ok(result),
+            Ok(result) => {
+                self.note_replies(queued);
+                Ok(result)
+            }
             Err(_) => Err(f.take().expect("a refused lend does not call f")),
+        }
+    }
+
+    /// After a lent message's replies (the queue held `queued` bytes before them): replies
+    /// that filled the queue owe a wait for room, which the next lending receive makes first,
+    /// as the next [`feed`](crate::WebSocket::feed) would.
+    #[inline]
+    fn note_replies(&mut self, queued: usize) {
+        let len = self.conn.outgoing().len();
+        if len > queued && len >= self.config.get_write_buffer_size() {
+            self.owes_room = true;
         }
     }
 
@@ -415,11 +433,14 @@ impl Core {
         message: &Message,
         f: impl FnOnce(MessageRef<'_>, &mut crate::Replies<'_>) -> R,
     ) -> R {
+        let queued = self.conn.outgoing().len();
         let replies = self.conn.replies_to(message);
-        f(
+        let result = f(
             MessageRef::from(message),
             &mut crate::Replies::queue(replies),
-        )
+        );
+        self.note_replies(queued);
+        result
     }
 
     /// Receives the next message or fragment; once the connection ended, closes the transport
@@ -481,17 +502,6 @@ impl Core {
                     return Poll::Ready(Ok(None));
                 }
                 Deadlines::Failed(timeout) => return Poll::Ready(Err(Error::Timeout(timeout))),
-            }
-            // A lending receive's replies go straight into the queue: while it is at its bound,
-            // nothing new is handed out until writing brought it below. The deadlines above
-            // and a close request (which ends the bound: no more replies) are still seen.
-            if mode == Mode::Lend && self.is_queue_full() {
-                match self.poll_write_queued(io, cx) {
-                    Poll::Ready(Ok(())) => {}
-                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err.into())),
-                    Poll::Pending if self.conn.timeout_changed() => continue,
-                    Poll::Pending => return Poll::Pending,
-                }
             }
             // (Nothing buffered, the usual state before a read: no need to ask.)
             let next = match mode {
@@ -707,16 +717,6 @@ impl Core {
             return None;
         }
         self.conn.close_deadline_from(now)
-    }
-
-    /// Whether the queue is at or above the write buffer size on an open connection: then a
-    /// lending receive hands nothing new out until writing brought it below, as
-    /// [`feed`](crate::WebSocket::feed) waits for room before it queues.
-    #[inline]
-    pub(crate) fn is_queue_full(&self) -> bool {
-        !self.done
-            && self.conn.state() == State::Open
-            && self.conn.outgoing().len() >= self.config.get_write_buffer_size()
     }
 
     /// Whether a message may be queued without waiting: the connection is not over and the

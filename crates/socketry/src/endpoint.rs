@@ -279,6 +279,20 @@ async fn write_bounded<E: Endpoint>(
     poll_fn(|cx| poll(guard.endpoint, cx)).await
 }
 
+/// Before a lending receive whose last replies filled the queue: waits for room as
+/// [`feed`] does, bounded by the write timeout. A close that started meanwhile ends the
+/// wait (no reply may follow it) without an error: the receive goes on with the close.
+pub(crate) async fn wait_for_replies_room<E: Endpoint>(endpoint: &mut E) -> Result<(), Error> {
+    match write_bounded(endpoint, poll_room).await {
+        Ok(()) | Err(Error::AlreadyClosed) => {
+            endpoint.with_core(|core| core.owes_room = false);
+            Ok(())
+        }
+        // (Still owed: the next call waits again, as the next `feed` would.)
+        Err(err) => Err(err),
+    }
+}
+
 pub(crate) async fn flush<E: Endpoint>(endpoint: &mut E) -> Result<(), Error> {
     write_bounded(endpoint, poll_flush).await
 }

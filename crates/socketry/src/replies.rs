@@ -1,7 +1,8 @@
 //! [`Replies`]: what a lending receive ([`WebSocket::recv_with`](crate::WebSocket::recv_with))
 //! answers its message with.
 
-use socketry_proto::{Message, MessageRef};
+use bytes::Bytes;
+use socketry_proto::{Message, MessageRef, Utf8Bytes};
 
 use crate::Error;
 
@@ -10,8 +11,8 @@ use crate::Error;
 /// queue (what [`WebSocket::feed`](crate::WebSocket::feed) would queue for each, byte for
 /// byte: compressed when permessage-deflate says so, masked by a client).
 ///
-/// Queuing does not wait: the receive that lent the message waited for room before it
-/// handed the message out, as `feed` waits before it queues.
+/// Queuing does not wait: replies that fill the queue make the next lending receive wait for
+/// room first, as the next `feed` would.
 #[derive(Debug)]
 pub struct Replies<'a> {
     to: To<'a>,
@@ -22,9 +23,16 @@ enum To<'a> {
     /// The connection's own queue.
     Queue(socketry_proto::Replies<'a>),
     /// Copies, for a sender elsewhere (a split connection's writer, fed once the borrow
-    /// ended: its lock is never held while the application's code runs).
-    Copies(&'a mut Vec<Message>),
+    /// ended: its lock is never held while the application's code runs); a large slice of
+    /// the message answered is kept by reference.
+    Copies {
+        into: &'a mut Vec<Message>,
+        answering: Option<&'a Bytes>,
+    },
 }
+
+/// Large payloads are shared rather than copied (as the queue does from this size).
+const SHARE_FROM: usize = 16 * 1024;
 
 impl<'a> Replies<'a> {
     pub(crate) fn queue(replies: socketry_proto::Replies<'a>) -> Self {
@@ -33,8 +41,11 @@ impl<'a> Replies<'a> {
         }
     }
 
-    /// Replies kept as owned copies in `into`, for the caller to send after the borrow (with
-    /// the checks the queue would make, but the closed state, which the sending does).
+    /// Replies kept as owned messages in `into`, for the caller to send after the borrow. The
+    /// checks of the queue that do not depend on the connection's state are made here (a
+    /// close or a control payload over 125 bytes is refused); the rest when they are sent.
+    /// A large reply that is a slice of `answering` (the owned message being answered) is
+    /// kept by reference into it, not copied.
     ///
     /// # Examples
     ///
@@ -42,15 +53,20 @@ impl<'a> Replies<'a> {
     /// use socketry::{Message, MessageRef, Replies};
     ///
     /// let mut copies = Vec::new();
-    /// let mut replies = Replies::collect(&mut copies);
+    /// let mut replies = Replies::collect(&mut copies, None);
     /// replies.feed("hi").unwrap();
     /// assert!(replies.feed(MessageRef::Close(None)).is_err());
     /// assert!(replies.feed(MessageRef::Ping(&[0; 126])).is_err());
     /// assert_eq!(copies, [Message::text("hi")]);
     /// ```
-    pub fn collect(into: &'a mut Vec<Message>) -> Self {
+    pub fn collect(into: &'a mut Vec<Message>, answering: Option<&'a Message>) -> Self {
+        let answering = answering.and_then(|message| match message {
+            Message::Text(text) => Some(text.as_bytes()),
+            Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => Some(b),
+            Message::Close(_) => None,
+        });
         Self {
-            to: To::Copies(into),
+            to: To::Copies { into, answering },
         }
     }
 
@@ -69,7 +85,7 @@ impl<'a> Replies<'a> {
         let message = message.into();
         match &mut self.to {
             To::Queue(replies) => Ok(replies.feed(message)?),
-            To::Copies(into) => {
+            To::Copies { into, answering } => {
                 match message {
                     MessageRef::Close(_) => {
                         return Err(Error::InvalidMessage(
@@ -83,9 +99,47 @@ impl<'a> Replies<'a> {
                     }
                     _ => {}
                 }
-                into.push(message.to_message());
+                let shared = |payload: &[u8]| {
+                    let source = answering.filter(|_| payload.len() >= SHARE_FROM)?;
+                    let (start, at) = (source.as_ptr() as usize, payload.as_ptr() as usize);
+                    let within = at >= start && at + payload.len() <= start + source.len();
+                    within.then(|| source.slice_ref(payload))
+                };
+                into.push(match message {
+                    MessageRef::Binary(data) => Message::Binary(
+                        shared(data).unwrap_or_else(|| Bytes::copy_from_slice(data)),
+                    ),
+                    MessageRef::Text(text) => match shared(text.as_bytes()) {
+                        Some(bytes) => Message::Text(
+                            Utf8Bytes::try_from(bytes).expect("a slice of a str is UTF-8"),
+                        ),
+                        None => Message::text(text),
+                    },
+                    other => other.to_message(),
+                });
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collected_large_replies_share_the_answered_message_and_small_ones_are_copied() {
+        let message = Message::binary(vec![5; 40_000]);
+        let payload = message.as_payload();
+        let mut copies = Vec::new();
+        let mut replies = Replies::collect(&mut copies, Some(&message));
+        replies.feed(MessageRef::Binary(&payload[1000..])).unwrap();
+        replies.feed(MessageRef::Binary(&payload[..10])).unwrap();
+        let text = "é".repeat(10_000);
+        replies.feed(text.as_str()).unwrap();
+        assert_eq!(copies[0].as_payload().as_ptr(), payload[1000..].as_ptr());
+        assert_eq!(copies[0].len(), 39_000);
+        assert_ne!(copies[1].as_payload().as_ptr(), payload.as_ptr());
+        assert_eq!(copies[2], Message::text(text));
     }
 }

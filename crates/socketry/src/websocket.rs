@@ -292,18 +292,20 @@ where
     ///
     /// Replies are queued, not written: as with [`feed`](Self::feed), the next receive
     /// writes them (after every message one read brought, so a batch is answered with one
-    /// write), and [`flush`](Self::flush) does at once. While the queue is at the write buffer
-    /// size ([`WebSocketConfig::write_buffer_size`]) nothing new is handed out until writing
-    /// brought it below, as `feed` waits for room, so a peer that sends without reading
-    /// cannot grow it without bound; the wait is a receive's (the read timeout, keepalive and
-    /// a [`Closer`]'s request end it), and a close ends it since no reply may follow.
+    /// write), and [`flush`](Self::flush) does at once. Replies that filled the queue to the
+    /// write buffer size ([`WebSocketConfig::write_buffer_size`]) make the next `recv_with`
+    /// wait for room before it receives, as the next `feed` would: bounded by the write
+    /// timeout, ended by a close (after which no reply may follow). So a peer that sends
+    /// without reading cannot grow the queue without bound, and a `recv_with` whose
+    /// messages are not answered never waits.
     ///
     /// `f` runs on this task, holding no lock; it should not block.
     ///
     /// # Errors
     ///
-    /// As [`recv`](Self::recv), whose errors include a failed write while waiting for room.
-    /// What [`Replies::feed`] refuses is `f`'s to hand back.
+    /// As [`recv`](Self::recv); while waiting for room, as [`feed`](Self::feed)
+    /// ([`Error::Timeout`] for the write timeout, the queue kept). What [`Replies::feed`]
+    /// refuses is `f`'s to hand back.
     ///
     /// # Cancel safety
     ///
@@ -336,14 +338,15 @@ where
     where
         F: FnOnce(MessageRef<'_>, &mut Replies<'_>) -> R,
     {
+        if self.core.owes_room
+            && let Err(err) = endpoint::wait_for_replies_room(self).await
+        {
+            return Some(Err(err));
+        }
         let mut f = f;
         // The second and later messages of a batch one read brought: no poll. (Skipped while
-        // a `Closer`'s request waits, the poll acts on it first; and while the write queue is
-        // full, the poll writes first.)
-        if !self.core.has_close_request()
-            && self.core.may_skip_poll(&self.timer)
-            && !self.core.is_queue_full()
-        {
+        // a `Closer`'s request waits: the poll acts on it first.)
+        if !self.core.has_close_request() && self.core.may_skip_poll(&self.timer) {
             match self.core.lend(f) {
                 Ok(result) => return Some(Ok(result)),
                 Err(back) => f = back,

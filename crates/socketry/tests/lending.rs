@@ -216,6 +216,40 @@ async fn replies_wait_for_room_when_the_peer_stops_reading_then_all_arrive_in_or
 }
 
 #[tokio::test]
+async fn the_write_timeout_bounds_the_wait_for_room_as_it_bounds_feed() {
+    let config = WebSocketConfig::default()
+        .write_buffer_size(64 * 1024)
+        .write_timeout(Some(Duration::from_millis(300)));
+    let (addr, mut reports) = serve_reporting(move |stream| async move {
+        let mut ws = Acceptor::new().config(config).accept(stream).await.unwrap();
+        let big = "z".repeat(4000);
+        for i in 0..2000u32 {
+            match ws.recv_with(|_, replies| replies.feed(&*big)).await {
+                Some(Ok(replied)) => replied.unwrap(),
+                Some(Err(err)) => return Some((i, err)),
+                None => return None,
+            }
+        }
+        None
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    for i in 0..2000u32 {
+        client
+            .send_frame(true, OpCode::Text, format!("{i:05}").as_bytes())
+            .await;
+    }
+    // Never read.
+    let (at, err) = bounded(reports.recv())
+        .await
+        .unwrap()
+        .expect("the wait timed out");
+    assert!(matches!(err, Error::Timeout(Timeout::Write)), "{err:?}");
+    assert!(at < 1500, "timed out only at {at}");
+    drop(client);
+}
+
+#[tokio::test]
 async fn a_read_timeout_is_handed_out_and_the_connection_stays_usable() {
     let config = WebSocketConfig::default().read_timeout(Some(Duration::from_millis(100)));
     let (addr, mut reports) = serve_reporting(move |stream| async move {
@@ -274,9 +308,19 @@ async fn a_closer_ends_the_wait_for_room_with_the_closing_handshake_not_an_error
             .await;
     }
     // Not reading: the server's queue fills and its receive waits for room when the close
-    // request comes.
+    // request comes, which ends the wait: the replies stop there, then the close frame.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(client.read_close_code().await, 1000);
+    let mut replies = 0;
+    let code = loop {
+        let frame = bounded(client.read_frame()).await.unwrap();
+        match frame.opcode {
+            OpCode::Text => replies += 1,
+            OpCode::Close => break u16::from_be_bytes([frame.payload[0], frame.payload[1]]),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(code, 1000);
+    assert!(replies < 2000, "the close came after all {replies} replies");
     client
         .send_frame(true, OpCode::Close, &1000u16.to_be_bytes())
         .await;

@@ -42,7 +42,9 @@ impl std::fmt::Debug for Replies<'_> {
 }
 
 impl Replies<'_> {
-    /// Queues a text, binary, ping or pong message, copying its payload.
+    /// Queues a text, binary, ping or pong message, copying its payload (a large slice of the
+    /// owned message being answered, from [`Connection::replies_to`](super::Connection::replies_to),
+    /// is queued by reference).
     ///
     /// # Errors
     ///
@@ -53,11 +55,6 @@ impl Replies<'_> {
     /// borrow.
     #[inline]
     pub fn feed<'m>(&mut self, message: impl Into<MessageRef<'m>>) -> Result<(), Error> {
-        if let Some(take) = self.buffer_source
-            && !self.out.has_buffer()
-        {
-            self.out.set_buffer(take());
-        }
         match message.into() {
             MessageRef::Text(text) => self.send_data(OpCode::Text, text.as_bytes()),
             MessageRef::Binary(data) => self.send_data(OpCode::Binary, data),
@@ -90,6 +87,7 @@ impl Replies<'_> {
         payload: P,
     ) -> Result<(), Error> {
         self.ensure_data_allowed()?;
+        self.ensure_buffer();
         match self.deflate.as_deref_mut() {
             Some(deflate) if deflate.should_compress(payload.len()) => {
                 let compressed = deflate.compress(&payload);
@@ -113,8 +111,20 @@ impl Replies<'_> {
             return Err(Error::InvalidMessage("control payload over 125 bytes"));
         }
         self.ensure_open()?;
+        self.ensure_buffer();
         self.queue_frame(opcode, payload, true, 0);
         Ok(())
+    }
+
+    /// A queue without a buffer takes one from the source, once a frame is sure to go in (a
+    /// refused reply leaves none taken).
+    #[inline]
+    fn ensure_buffer(&mut self) {
+        if let Some(take) = self.buffer_source
+            && !self.out.has_buffer()
+        {
+            self.out.set_buffer(take());
+        }
     }
 
     pub(super) fn ensure_open(&self) -> Result<(), Error> {

@@ -1587,3 +1587,51 @@ fn replies_refuse_a_close_an_oversized_control_and_anything_after_our_close() {
         (OpCode::Binary, &b"echo"[..])
     );
 }
+
+#[test]
+fn a_write_buffer_is_taken_at_the_first_reply_only() {
+    fn pooled() -> BytesMut {
+        BytesMut::with_capacity(4096)
+    }
+    let mut conn = server();
+    conn.set_write_buffer_source(Some(pooled));
+    let mut bytes = frame_to(&conn, true, OpCode::Text, b"unanswered");
+    bytes.extend(frame_to(&conn, true, OpCode::Text, b"refused"));
+    bytes.extend(frame_to(&conn, true, OpCode::Text, b"answered"));
+    conn.receive_data(&bytes);
+    assert!(conn.with_small_message(|_, _| ()).is_ok());
+    assert!(!conn.outgoing().has_buffer(), "no reply: no buffer");
+    let refused = conn.with_small_message(|_, replies| replies.feed(MessageRef::Close(None)));
+    assert!(matches!(refused, Ok(Err(Error::InvalidMessage(_)))));
+    assert!(!conn.outgoing().has_buffer(), "a refused reply: no buffer");
+    let answered = conn.with_small_message(|m, replies| replies.feed(m));
+    assert!(matches!(answered, Ok(Ok(()))));
+    assert!(conn.outgoing().has_buffer());
+    assert_eq!(drain_outgoing(&mut conn)[2..], *b"answered");
+}
+
+#[test]
+fn a_large_reply_sliced_from_the_owned_message_is_queued_by_reference() {
+    let text = "t".repeat(20_000);
+    for message in [Message::binary(vec![9; 20_000]), Message::text(text)] {
+        let mut conn = server();
+        let payload = message.as_payload();
+        let tail = &payload[100..];
+        conn.replies_to(&message)
+            .feed(MessageRef::Binary(tail))
+            .unwrap();
+        let mut slices = [std::io::IoSlice::new(&[]); 4];
+        let count = conn.outgoing().chunks_vectored(&mut slices);
+        assert_eq!(count, 2, "the header, then the payload by reference");
+        assert_eq!(slices[1].as_ptr(), tail.as_ptr());
+        assert_eq!(slices[1].len(), tail.len());
+        // Not a slice of it: copied.
+        let other = vec![1u8; 20_000];
+        let mut conn = server();
+        conn.replies_to(&message).feed(&other[..]).unwrap();
+        let count = conn.outgoing().chunks_vectored(&mut slices);
+        assert_eq!(count, 2);
+        assert_ne!(slices[1].as_ptr(), other.as_ptr());
+        assert_eq!(&*slices[1], &other[..]);
+    }
+}
