@@ -202,9 +202,10 @@ impl Conn {
     /// place, the message is received through the reader half, as `recv` receives it, and the
     /// replies are collected ([`Replies::collect`]) and fed through the writer half once `f`
     /// returned (no lock is held while `f` runs): a reply refused because the close started
-    /// is dropped, as the whole connection's would be (`f` does not see that refusal then),
-    /// and one that fails otherwise (the write timeout, the transport) is the receive's
-    /// error, `f`'s result dropped.
+    /// is dropped, as the whole connection's would be (`f` does not see that refusal then);
+    /// replies with no writer left here (it went to the controller or a hub) are refused
+    /// with [`Error::AlreadyClosed`], and one that fails otherwise (the write timeout, the
+    /// transport) is the receive's error; either way `f`'s result is dropped.
     ///
     /// # Cancel safety
     ///
@@ -251,16 +252,16 @@ impl Conn {
                 let mut replies = Vec::new();
                 let lent = MessageRef::from(&message);
                 let result = f(lent, &mut Replies::collect(&mut replies, Some(&message)));
+                if !replies.is_empty() && writer.is_none() {
+                    // The writer went to the controller or a hub: nothing here can answer.
+                    return Some(Err(Error::AlreadyClosed));
+                }
                 for reply in replies {
-                    let fed = match writer.as_mut() {
-                        Some(writer) => writer.feed(reply).await,
-                        None => Err(Error::AlreadyClosed),
-                    };
-                    match fed {
+                    let Some(writer) = writer.as_mut() else { break };
+                    match writer.feed(reply).await {
                         Ok(()) => {}
-                        // The close started (or the writer went to a hub): no reply may
-                        // follow, as the whole connection's `Replies` would have said; the
-                        // next receive goes on with the close.
+                        // The close started: no reply may follow, as the whole connection's
+                        // `Replies` would have said; the next receive goes on with the close.
                         Err(Error::AlreadyClosed) => break,
                         Err(err) => return Some(Err(err)),
                     }

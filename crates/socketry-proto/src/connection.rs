@@ -1324,7 +1324,7 @@ impl Connection {
     pub fn replies_to<'a>(&'a mut self, message: &'a Message) -> Replies<'a> {
         let mut replies = self.replies();
         replies.source = match message {
-            Message::Text(text) => Some(text.as_shared()),
+            Message::Text(text) => Some(text.as_bytes()),
             Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => Some(b),
             Message::Close(_) => None,
         };

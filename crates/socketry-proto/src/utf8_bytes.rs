@@ -24,11 +24,6 @@ use bytes::Bytes;
 pub struct Utf8Bytes(Bytes);
 
 impl Utf8Bytes {
-    /// The bytes, shared.
-    pub(crate) fn as_shared(&self) -> &Bytes {
-        &self.0
-    }
-
     /// An empty string.
     pub const fn new() -> Self {
         Self(Bytes::new())

@@ -109,9 +109,10 @@ impl WebSocketConfig {
 
     /// The bound on bytes queued for the peer. [`feed`](crate::WebSocket::feed) waits for room
     /// once this much is queued (and [`recv_with`](crate::WebSocket::recv_with) after replies
-    /// that filled it), and above it pongs coalesce (the reply to the latest ping replaces the
-    /// one waiting), so a peer that does not read cannot make the queue grow, not even with a
-    /// ping flood, while receiving goes on. The default value is 128 KiB.
+    /// that filled it, before it receives again: the queue holds at most this plus one
+    /// message's replies), and above it pongs coalesce (the reply to the latest ping replaces
+    /// the one waiting), so a peer that does not read cannot make the queue grow, not even
+    /// with a ping flood, while receiving goes on. The default value is 128 KiB.
     #[must_use]
     pub fn write_buffer_size(mut self, size: usize) -> Self {
         self.write_buffer_size = size.max(1);
@@ -127,7 +128,8 @@ impl WebSocketConfig {
         self
     }
 
-    /// How long a send or flush waits for the transport to take the bytes before it returns
+    /// How long a send or flush (or a [`recv_with`](crate::WebSocket::recv_with) waiting for
+    /// room) waits for the transport to take the bytes before it returns
     /// [`Error::Timeout`](crate::Error::Timeout); unwritten bytes stay queued. The default
     /// value is `None`: no timeout.
     #[must_use]
@@ -139,7 +141,8 @@ impl WebSocketConfig {
     /// Keepalive as `(interval, timeout)`: a ping is sent every `interval`, and when no pong
     /// arrives within `timeout` of it the connection is closed with 1011 "keepalive timeout"
     /// and the read side returns [`Error::Timeout`](crate::Error::Timeout). Runs while the
-    /// connection is being read. The default value is `None`: no keepalive.
+    /// connection is being read, and while [`recv_with`](crate::WebSocket::recv_with) waits
+    /// for room. The default value is `None`: no keepalive.
     #[must_use]
     pub fn keepalive(mut self, keepalive: Option<(Duration, Duration)>) -> Self {
         self.protocol = self.protocol.keepalive(keepalive);

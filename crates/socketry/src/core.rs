@@ -749,6 +749,51 @@ impl Core {
         Poll::Ready(Ok(()))
     }
 
+    /// The wait for room that replies which filled the queue owe (see `owes_room`): as
+    /// [`poll_room`](Self::poll_room), while the connection's own deadlines run (keepalive,
+    /// the close timeout) and bounded by the write deadline when one is set. `Ok` once there
+    /// is room or a close started (no reply may follow it) or timed out (the receive then
+    /// hands out the end).
+    pub(crate) fn poll_replies_room(
+        &mut self,
+        io: &mut dyn Io,
+        timer: &mut Timer,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Error>> {
+        // A few rounds at most: each passed deadline is acted on and cleared or moved.
+        for _ in 0..4 {
+            match self.poll_room(io, cx) {
+                Poll::Ready(Err(Error::AlreadyClosed)) => return Poll::Ready(Ok(())),
+                Poll::Ready(result) => return Poll::Ready(result),
+                Poll::Pending => {}
+            }
+            let write_at = self.conn.write_deadline();
+            let at = self
+                .conn
+                .poll_timeout(now)
+                .into_iter()
+                .chain(write_at)
+                .min();
+            if timer.poll_until(at, cx).is_pending() {
+                return Poll::Pending;
+            }
+            if write_at.is_some_and(|at| at <= now()) {
+                return Poll::Ready(Err(Error::Timeout(Timeout::Write)));
+            }
+            pool::lend(self.conn.outgoing_mut());
+            let expired = self.conn.handle_timeout(now());
+            if expired.keepalive {
+                return Poll::Ready(Err(Error::Timeout(Timeout::Keepalive)));
+            }
+            if expired.close {
+                self.abandon(io, cx);
+                return Poll::Ready(Ok(()));
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
     /// Writes every queued byte and flushes the transport. A transport that failed ends the
     /// connection ([`State::Closed`]): later sends fail with [`Error::AlreadyClosed`].
     #[inline]

@@ -280,17 +280,19 @@ async fn write_bounded<E: Endpoint>(
 }
 
 /// Before a lending receive whose last replies filled the queue: waits for room as
-/// [`feed`] does, bounded by the write timeout. A close that started meanwhile ends the
-/// wait (no reply may follow it) without an error: the receive goes on with the close.
+/// [`feed`] does, bounded by the write timeout, with keepalive running
+/// ([`Core::poll_replies_room`]). A close that started meanwhile ends the wait (no reply may
+/// follow it) without an error: the receive goes on with the close.
 pub(crate) async fn wait_for_replies_room<E: Endpoint>(endpoint: &mut E) -> Result<(), Error> {
-    match write_bounded(endpoint, poll_room).await {
-        Ok(()) | Err(Error::AlreadyClosed) => {
-            endpoint.with_core(|core| core.owes_room = false);
-            Ok(())
-        }
-        // (Still owed: the next call waits again, as the next `feed` would.)
-        Err(err) => Err(err),
-    }
+    let poll = |endpoint: &mut E, cx: &mut Context<'_>| {
+        endpoint.poll_with(cx, |core, io, timer, cx| {
+            core.poll_replies_room(io, timer, cx)
+        })
+    };
+    write_bounded(endpoint, poll).await?;
+    // (On an error it stays owed: the next call waits again, as the next `feed` would.)
+    endpoint.with_core(|core| core.owes_room = false);
+    Ok(())
 }
 
 pub(crate) async fn flush<E: Endpoint>(endpoint: &mut E) -> Result<(), Error> {

@@ -31,7 +31,8 @@ enum To<'a> {
     },
 }
 
-/// Large payloads are shared rather than copied (as the queue does from this size).
+/// Large payloads are shared rather than copied: from the size from which the queue keeps a
+/// payload by reference (socketry-proto's zero-copy threshold).
 const SHARE_FROM: usize = 16 * 1024;
 
 impl<'a> Replies<'a> {
@@ -135,11 +136,17 @@ mod tests {
         let mut replies = Replies::collect(&mut copies, Some(&message));
         replies.feed(MessageRef::Binary(&payload[1000..])).unwrap();
         replies.feed(MessageRef::Binary(&payload[..10])).unwrap();
-        let text = "é".repeat(10_000);
-        replies.feed(text.as_str()).unwrap();
         assert_eq!(copies[0].as_payload().as_ptr(), payload[1000..].as_ptr());
         assert_eq!(copies[0].len(), 39_000);
         assert_ne!(copies[1].as_payload().as_ptr(), payload.as_ptr());
-        assert_eq!(copies[2], Message::text(text));
+        // Text sliced from a text message: shared too, and text still.
+        let message = Message::text("é".repeat(20_000));
+        let text = std::str::from_utf8(message.as_payload()).unwrap();
+        let mut copies = Vec::new();
+        let mut replies = Replies::collect(&mut copies, Some(&message));
+        replies.feed(&text[2000..]).unwrap();
+        assert!(copies[0].is_text());
+        assert_eq!(copies[0].as_payload().as_ptr(), text[2000..].as_ptr());
+        assert_eq!(copies[0].len(), 38_000);
     }
 }

@@ -295,9 +295,10 @@ where
     /// write), and [`flush`](Self::flush) does at once. Replies that filled the queue to the
     /// write buffer size ([`WebSocketConfig::write_buffer_size`]) make the next `recv_with`
     /// wait for room before it receives, as the next `feed` would: bounded by the write
-    /// timeout, ended by a close (after which no reply may follow). So a peer that sends
-    /// without reading cannot grow the queue without bound, and a `recv_with` whose
-    /// messages are not answered never waits.
+    /// timeout and by keepalive, ended by a close (after which no reply may follow); nothing
+    /// is read meanwhile. So a peer that sends without reading holds the queue at the write
+    /// buffer size plus what one message's replies add, and a `recv_with` whose messages are
+    /// not answered never waits.
     ///
     /// `f` runs on this task, holding no lock; it should not block.
     ///

@@ -226,7 +226,17 @@ async fn the_write_timeout_bounds_the_wait_for_room_as_it_bounds_feed() {
         for i in 0..2000u32 {
             match ws.recv_with(|_, replies| replies.feed(&*big)).await {
                 Some(Ok(replied)) => replied.unwrap(),
-                Some(Err(err)) => return Some((i, err)),
+                Some(Err(err)) => {
+                    // Still owed: the next call waits (and times out) again, lending nothing.
+                    let again = ws
+                        .recv_with(|_, _| panic!("lent while the queue is full"))
+                        .await;
+                    assert!(
+                        matches!(again, Some(Err(Error::Timeout(Timeout::Write)))),
+                        "{again:?}"
+                    );
+                    return Some((i, err));
+                }
                 None => return None,
             }
         }
@@ -246,6 +256,42 @@ async fn the_write_timeout_bounds_the_wait_for_room_as_it_bounds_feed() {
         .expect("the wait timed out");
     assert!(matches!(err, Error::Timeout(Timeout::Write)), "{err:?}");
     assert!(at < 1500, "timed out only at {at}");
+    drop(client);
+}
+
+#[tokio::test]
+async fn keepalive_runs_while_replies_wait_for_room_and_ends_a_vanished_peer() {
+    let config = WebSocketConfig::default()
+        .write_buffer_size(64 * 1024)
+        .keepalive(Some((
+            Duration::from_millis(100),
+            Duration::from_millis(200),
+        )));
+    let (addr, mut reports) = serve_reporting(move |stream| async move {
+        let mut ws = Acceptor::new().config(config).accept(stream).await.unwrap();
+        let big = "z".repeat(4000);
+        for _ in 0..2000u32 {
+            match ws.recv_with(|_, replies| replies.feed(&*big)).await {
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return Some(err),
+                None => return None,
+            }
+        }
+        None
+    })
+    .await;
+    let mut client = RawClient::connect(addr).await;
+    for i in 0..2000u32 {
+        client
+            .send_frame(true, OpCode::Text, format!("{i:05}").as_bytes())
+            .await;
+    }
+    // Never read, never answer the pings: keepalive fails the connection during the wait.
+    let err = bounded(reports.recv())
+        .await
+        .unwrap()
+        .expect("keepalive ended it");
+    assert!(matches!(err, Error::Timeout(Timeout::Keepalive)), "{err:?}");
     drop(client);
 }
 
@@ -278,27 +324,38 @@ async fn a_read_timeout_is_handed_out_and_the_connection_stays_usable() {
 #[tokio::test]
 async fn a_closer_ends_the_wait_for_room_with_the_closing_handshake_not_an_error() {
     let config = WebSocketConfig::default().write_buffer_size(64 * 1024);
-    let (addr, mut reports) = serve_reporting(move |stream| async move {
-        let mut ws = Acceptor::new().config(config).accept(stream).await.unwrap();
-        let closer = ws.closer();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            closer.close(CloseCode::NORMAL, "bye").unwrap();
-        });
-        let big = "z".repeat(4000);
-        let mut last = None;
-        for _ in 0..10_000 {
-            // Replies after our close are refused (AlreadyClosed): that is `f`'s to see.
-            match ws
-                .recv_with(|m, replies| (m.to_message(), replies.feed(&*big).is_ok()))
-                .await
-            {
-                Some(Ok((message, _))) => last = Some(message),
-                Some(Err(err)) => return Err(err),
-                None => return Ok(last),
+    // Told when the first reply is refused: the close started while the peer still reads
+    // nothing, so it is the close that ended the wait.
+    let (refused_tx, mut refused) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (addr, mut reports) = serve_reporting(move |stream| {
+        let refused_tx = refused_tx.clone();
+        async move {
+            let mut ws = Acceptor::new().config(config).accept(stream).await.unwrap();
+            let closer = ws.closer();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                closer.close(CloseCode::NORMAL, "bye").unwrap();
+            });
+            let big = "z".repeat(4000);
+            let mut last = None;
+            for _ in 0..10_000 {
+                // Replies after our close are refused (AlreadyClosed): that is `f`'s to see.
+                match ws
+                    .recv_with(|m, replies| (m.to_message(), replies.feed(&*big).is_ok()))
+                    .await
+                {
+                    Some(Ok((message, replied))) => {
+                        if !replied {
+                            let _ = refused_tx.send(());
+                        }
+                        last = Some(message);
+                    }
+                    Some(Err(err)) => return Err(err),
+                    None => return Ok(last),
+                }
             }
+            Ok(last)
         }
-        Ok(last)
     })
     .await;
     let mut client = RawClient::connect(addr).await;
@@ -309,7 +366,9 @@ async fn a_closer_ends_the_wait_for_room_with_the_closing_handshake_not_an_error
     }
     // Not reading: the server's queue fills and its receive waits for room when the close
     // request comes, which ends the wait: the replies stop there, then the close frame.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    bounded(refused.recv())
+        .await
+        .expect("the close ended the wait");
     let mut replies = 0;
     let code = loop {
         let frame = bounded(client.read_frame()).await.unwrap();

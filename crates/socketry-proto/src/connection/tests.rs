@@ -1601,9 +1601,17 @@ fn a_write_buffer_is_taken_at_the_first_reply_only() {
     conn.receive_data(&bytes);
     assert!(conn.with_small_message(|_, _| ()).is_ok());
     assert!(!conn.outgoing().has_buffer(), "no reply: no buffer");
-    let refused = conn.with_small_message(|_, replies| replies.feed(MessageRef::Close(None)));
-    assert!(matches!(refused, Ok(Err(Error::InvalidMessage(_)))));
-    assert!(!conn.outgoing().has_buffer(), "a refused reply: no buffer");
+    let refused = conn.with_small_message(|_, replies| {
+        [
+            replies.feed(MessageRef::Close(None)),
+            replies.feed(MessageRef::Ping(&[0; 126])),
+        ]
+    });
+    assert!(matches!(
+        refused,
+        Ok([Err(Error::InvalidMessage(_)), Err(Error::InvalidMessage(_))])
+    ));
+    assert!(!conn.outgoing().has_buffer(), "refused replies: no buffer");
     let answered = conn.with_small_message(|m, replies| replies.feed(m));
     assert!(matches!(answered, Ok(Ok(()))));
     assert!(conn.outgoing().has_buffer());
