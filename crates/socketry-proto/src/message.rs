@@ -56,12 +56,9 @@ impl Message {
     }
 
     /// The payload bytes (empty for a close).
+    #[inline]
     pub fn as_payload(&self) -> &[u8] {
-        match self {
-            Self::Text(t) => t.as_bytes(),
-            Self::Binary(b) | Self::Ping(b) | Self::Pong(b) => b,
-            Self::Close(_) => &[],
-        }
+        MessageRef::from(self).as_payload()
     }
 
     /// The payload length in bytes.
@@ -166,6 +163,7 @@ impl<'a> MessageRef<'a> {
     }
 
     /// The payload bytes (empty for a close).
+    #[inline]
     pub fn as_payload(&self) -> &'a [u8] {
         match *self {
             Self::Text(t) => t.as_bytes(),
@@ -197,6 +195,7 @@ impl<'a> MessageRef<'a> {
 }
 
 impl<'a> From<&'a Message> for MessageRef<'a> {
+    #[inline]
     fn from(message: &'a Message) -> Self {
         match message {
             Message::Text(t) => Self::Text(t.as_str()),

@@ -62,6 +62,17 @@ async fn lending_echo_server(
     .await
 }
 
+/// A raw client that sends 2,000 numbered small text messages and reads nothing yet.
+async fn flooding_client(addr: std::net::SocketAddr) -> RawClient {
+    let mut client = RawClient::connect(addr).await;
+    for i in 0..2000u32 {
+        client
+            .send_frame(true, OpCode::Text, format!("{i:05}").as_bytes())
+            .await;
+    }
+    client
+}
+
 async fn tungstenite_client(
     addr: std::net::SocketAddr,
 ) -> tokio_tungstenite::WebSocketStream<TcpStream> {
@@ -196,12 +207,7 @@ async fn replies_wait_for_room_when_the_peer_stops_reading_then_all_arrive_in_or
         stalled_at
     })
     .await;
-    let mut client = RawClient::connect(addr).await;
-    for i in 0..2000u32 {
-        client
-            .send_frame(true, OpCode::Text, format!("{i:05}").as_bytes())
-            .await;
-    }
+    let mut client = flooding_client(addr).await;
     // Do not read for a second: the server must stop receiving rather than queue 8 MB.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     for i in 0..2000u32 {
@@ -243,12 +249,7 @@ async fn the_write_timeout_bounds_the_wait_for_room_as_it_bounds_feed() {
         None
     })
     .await;
-    let mut client = RawClient::connect(addr).await;
-    for i in 0..2000u32 {
-        client
-            .send_frame(true, OpCode::Text, format!("{i:05}").as_bytes())
-            .await;
-    }
+    let client = flooding_client(addr).await;
     // Never read.
     let (at, err) = bounded(reports.recv())
         .await
@@ -280,12 +281,7 @@ async fn keepalive_runs_while_replies_wait_for_room_and_ends_a_vanished_peer() {
         None
     })
     .await;
-    let mut client = RawClient::connect(addr).await;
-    for i in 0..2000u32 {
-        client
-            .send_frame(true, OpCode::Text, format!("{i:05}").as_bytes())
-            .await;
-    }
+    let client = flooding_client(addr).await;
     // Never read, never answer the pings: keepalive fails the connection during the wait.
     let err = bounded(reports.recv())
         .await
@@ -358,12 +354,7 @@ async fn a_closer_ends_the_wait_for_room_with_the_closing_handshake_not_an_error
         }
     })
     .await;
-    let mut client = RawClient::connect(addr).await;
-    for i in 0..2000u32 {
-        client
-            .send_frame(true, OpCode::Text, format!("{i:05}").as_bytes())
-            .await;
-    }
+    let mut client = flooding_client(addr).await;
     // Not reading: the server's queue fills and its receive waits for room when the close
     // request comes, which ends the wait: the replies stop there, then the close frame.
     bounded(refused.recv())

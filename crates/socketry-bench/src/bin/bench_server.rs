@@ -179,6 +179,9 @@ async fn socketry_connection(stream: TcpStream, options: Options) -> Result<(), 
 
 /// socketry's borrowing echo: `recv_with` lends a small message where it lies in the read
 /// buffer and its reply is copied straight into the write queue.
+// The reply closure is written out here and in the socketry-axum servers: one shared `fn`
+// given to all three was not inlined into their loops (+65 instructions per 20 B echo, +60
+// per pipelined one).
 async fn socketry_lending_connection(stream: TcpStream, options: Options) -> Result<(), BoxError> {
     let mut ws = socketry::Acceptor::new()
         .config(socketry_config(options))
