@@ -7,7 +7,6 @@ mod support;
 use futures_util::{SinkExt, StreamExt};
 use socketry::{CloseCode, Message, OpCode};
 use support::*;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{
     self,
     protocol::{
@@ -20,17 +19,6 @@ use tokio_tungstenite::tungstenite::{
 };
 
 type TMessage = tungstenite::Message;
-
-async fn tungstenite_client(
-    addr: std::net::SocketAddr,
-) -> tokio_tungstenite::WebSocketStream<TcpStream> {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (ws, response) = tokio_tungstenite::client_async(format!("ws://{addr}/echo"), stream)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 101);
-    ws
-}
 
 #[tokio::test]
 async fn our_server_echoes_a_tungstenite_client_at_every_length_boundary() {

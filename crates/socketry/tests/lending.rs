@@ -12,7 +12,6 @@ use socketry::{
     proto::extensions::deflate::DeflateConfig,
 };
 use support::*;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, protocol::frame::Frame};
 
 type TMessage = tungstenite::Message;
@@ -71,16 +70,6 @@ async fn flooding_client(addr: std::net::SocketAddr) -> RawClient {
             .await;
     }
     client
-}
-
-async fn tungstenite_client(
-    addr: std::net::SocketAddr,
-) -> tokio_tungstenite::WebSocketStream<TcpStream> {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
-        .await
-        .unwrap();
-    ws
 }
 
 #[tokio::test]

@@ -58,6 +58,16 @@ pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocket<S>) {
     }
 }
 
+/// A tokio-tungstenite client (a peer nobody here wrote) connected to `addr`.
+pub async fn tungstenite_client(addr: SocketAddr) -> tokio_tungstenite::WebSocketStream<TcpStream> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (ws, response) = tokio_tungstenite::client_async(format!("ws://{addr}/echo"), stream)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    ws
+}
+
 /// A socketry echo server on a loopback port.
 pub async fn socketry_echo_server() -> SocketAddr {
     serve(|stream| async move {
