@@ -24,14 +24,7 @@ type TMessage = tungstenite::Message;
 async fn our_server_echoes_a_tungstenite_client_at_every_length_boundary() {
     let addr = socketry_echo_server().await;
     let mut client = tungstenite_client(addr).await;
-    for len in SIZES {
-        client.send(TMessage::text(text_of(len))).await.unwrap();
-        let reply = bounded(client.next()).await.unwrap().unwrap();
-        assert_eq!(reply, TMessage::text(text_of(len)), "text {len}");
-        client.send(TMessage::binary(binary_of(len))).await.unwrap();
-        let reply = bounded(client.next()).await.unwrap().unwrap();
-        assert_eq!(reply, TMessage::binary(binary_of(len)), "binary {len}");
-    }
+    assert_tungstenite_echo_at_every_length(&mut client).await;
     client.close(None).await.unwrap();
 }
 

@@ -77,14 +77,7 @@ async fn a_tungstenite_client_gets_every_message_back_small_large_fragmented_and
     let (addr, mut reports) = lending_echo_server(WebSocketConfig::default()).await;
     let mut client = tungstenite_client(addr).await;
     // Every length boundary, one at a time.
-    for len in SIZES {
-        client.send(TMessage::text(text_of(len))).await.unwrap();
-        let reply = bounded(client.next()).await.unwrap().unwrap();
-        assert_eq!(reply, TMessage::text(text_of(len)), "text {len}");
-        client.send(TMessage::binary(binary_of(len))).await.unwrap();
-        let reply = bounded(client.next()).await.unwrap().unwrap();
-        assert_eq!(reply, TMessage::binary(binary_of(len)), "binary {len}");
-    }
+    assert_tungstenite_echo_at_every_length(&mut client).await;
     // Pipelined: many small messages in one write, so most are lent from one read's batch,
     // with a ping and a fragmented message among them.
     for i in 0..200u32 {

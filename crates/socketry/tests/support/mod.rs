@@ -68,6 +68,23 @@ pub async fn tungstenite_client(addr: SocketAddr) -> tokio_tungstenite::WebSocke
     ws
 }
 
+/// Sends text and binary messages of every [`SIZES`] length through `client`, one at a
+/// time, and asserts that each comes back as sent.
+pub async fn assert_tungstenite_echo_at_every_length(
+    client: &mut tokio_tungstenite::WebSocketStream<TcpStream>,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as TMessage;
+    for len in SIZES {
+        client.send(TMessage::text(text_of(len))).await.unwrap();
+        let reply = bounded(client.next()).await.unwrap().unwrap();
+        assert_eq!(reply, TMessage::text(text_of(len)), "text {len}");
+        client.send(TMessage::binary(binary_of(len))).await.unwrap();
+        let reply = bounded(client.next()).await.unwrap().unwrap();
+        assert_eq!(reply, TMessage::binary(binary_of(len)), "binary {len}");
+    }
+}
+
 /// A socketry echo server on a loopback port.
 pub async fn socketry_echo_server() -> SocketAddr {
     serve(|stream| async move {
